@@ -1,0 +1,55 @@
+# famfs-rs: entry points. Every target does its own set-up (scripts/setup is idempotent).
+#   make            build user space and famfs.ko (building the kernel first when needed)
+#   make check      host tests, bounded fuzzing, then the VM tests; ends with `N passed, N failed`
+#   make demo       boot the CXL VM and show famfs working
+#   make vm         an interactive shell in the CXL VM
+#   make kernel     build (or reuse) the cached Rust-enabled 7.3 kernel
+#   make clean      remove build outputs of this checkout (not the cached kernel)
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+FUZZ_SECONDS ?= 20
+
+.PHONY: all setup kernel module userspace check check-host check-fuzz check-vm demo vm bench fuzz clean
+
+all: module userspace
+
+setup:
+	@scripts/setup
+
+kernel: setup
+	@scripts/build-kernel >/dev/null
+
+module: kernel
+	@scripts/build-module
+
+userspace: setup
+	$(CARGO) build --release --manifest-path userspace/Cargo.toml --workspace
+
+check: all check-host check-fuzz check-vm
+
+check-host: setup
+	$(CARGO) test --manifest-path kernel/fmap/Cargo.toml
+	$(CARGO) test --manifest-path userspace/Cargo.toml --workspace
+
+check-fuzz: setup
+	scripts/fuzz --seconds $(FUZZ_SECONDS)
+
+check-vm: all
+	scripts/check-vm
+
+fuzz: setup
+	scripts/fuzz --seconds 600
+
+demo: all
+	scripts/vm -- scripts/demo
+
+vm: all
+	scripts/vm
+
+clean:
+	-scripts/build-module clean
+	$(CARGO) clean --manifest-path userspace/Cargo.toml
+	$(CARGO) clean --manifest-path kernel/fmap/Cargo.toml
+	rm -rf .vm-out

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * famfs.ko glue: out-of-line copies of static inline functions and macros the Rust side needs
+ * (bindgen cannot bind them). Nothing here decides anything: every function is one kernel call
+ * or one flag test, so the logic stays in Rust.
+ */
+#include "bindings/famfs_ffi.h"
+#include <linux/uidgid.h>
+#include <linux/cdev.h>
+#include <linux/device.h>
+#include <linux/module.h>
+#include <linux/string.h>
+
+void famfs_glue_inode_lock(struct inode *inode) { inode_lock(inode); }
+void famfs_glue_inode_unlock(struct inode *inode) { inode_unlock(inode); }
+void famfs_glue_inode_lock_shared(struct inode *inode) { inode_lock_shared(inode); }
+void famfs_glue_inode_unlock_shared(struct inode *inode) { inode_unlock_shared(inode); }
+loff_t famfs_glue_i_size_read(const struct inode *inode) { return i_size_read(inode); }
+void famfs_glue_file_accessed(struct file *file) { file_accessed(file); }
+size_t famfs_glue_iov_iter_count(const struct iov_iter *i) { return iov_iter_count(i); }
+void famfs_glue_iov_iter_truncate(struct iov_iter *i, u64 count) { iov_iter_truncate(i, count); }
+void famfs_glue_iov_iter_reexpand(struct iov_iter *i, size_t count) { iov_iter_reexpand(i, count); }
+bool famfs_glue_vma_shared(const struct vm_area_struct *vma) { return vma->vm_flags & VM_SHARED; }
+bool famfs_glue_vma_writable(const struct vm_area_struct *vma) { return vma->vm_flags & VM_WRITE; }
+void famfs_glue_vma_set_hugepage(struct vm_area_struct *vma) { vm_flags_set(vma, VM_HUGEPAGE); }
+void famfs_glue_vma_clear_maywrite(struct vm_area_struct *vma) { vm_flags_clear(vma, VM_MAYWRITE); }
+bool famfs_glue_fault_is_write(const struct vm_fault *vmf) { return vmf->flags & FAULT_FLAG_WRITE; }
+unsigned int famfs_glue_pmd_order(void) { return PMD_ORDER; }
+bool famfs_glue_file_writable(const struct file *file) { return file->f_mode & FMODE_WRITE; }
+
+void famfs_glue_inode_init(struct inode *inode, umode_t mode, uid_t uid, gid_t gid, loff_t size)
+{
+	inode->i_mode = mode;
+	inode->i_uid = make_kuid(&init_user_ns, uid);
+	inode->i_gid = make_kgid(&init_user_ns, gid);
+	inode->i_flags |= S_DAX;
+	i_size_write(inode, size);
+	simple_inode_init_ts(inode);
+}
+
+/* alloc_file_pseudo() makes stream-like files; ours are seekable regular files. */
+void famfs_glue_file_set_seekable(struct file *file)
+{
+	file->f_mode |= FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE;
+}
+
+/* A file made with alloc_file_pseudo() gives back a reference to f_op->owner at its last fput;
+ * it must be taken first, as every opener of a file does. */
+bool famfs_glue_module_get(void) { return try_module_get(THIS_MODULE); }
+void famfs_glue_module_put(void) { module_put(THIS_MODULE); }
+
+/*
+ * The devt of the devdax device open as @file, or 0 when @file is not a devdax character
+ * device. dax_dev_get() must only see real dax devts: for any other it makes a dead dax inode.
+ * A devdax cdev's parent kobject is its dev_dax struct device (cdev_set_parent() in
+ * drivers/dax/device.c and fsdev.c); @known is any struct device, whose ktype proves that the
+ * parent kobject is embedded in a struct device before kobj_to_dev() is used. The open @file
+ * holds the cdev, and the cdev holds its parent, so both stay valid here.
+ */
+dev_t famfs_glue_dax_devt(struct file *file, const struct device *known)
+{
+	struct inode *inode = file_inode(file);
+	struct kobject *parent;
+	struct device *dev;
+
+	if (!S_ISCHR(inode->i_mode) || !inode->i_cdev)
+		return 0;
+	parent = inode->i_cdev->kobj.parent;
+	if (!parent || parent->ktype != known->kobj.ktype)
+		return 0;
+	dev = kobj_to_dev(parent);
+	if (!dev->bus || strcmp(dev->bus->name, "dax") || dev->devt != inode->i_rdev)
+		return 0;
+	return dev->devt;
+}

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! famfs.ko: the data path of famfs, the fabric-attached memory file system.
+//!
+//! User space (famfs-fused) plays the metadata log and hands this module, through `/dev/famfs`,
+//! the devdax devices and each file's map (fmap). The module makes one DAX-backed kernel file per
+//! famfs file, whose reads, writes and mmap faults go straight to device memory through
+//! fs-dax/iomap. See Documentation/design.md and Documentation/ioctl-abi.md.
+
+use kernel::prelude::*;
+use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
+
+mod control;
+mod daxdev;
+mod ffi;
+mod file;
+mod fs;
+mod stats;
+
+/// The fmap logic, shared with user space (the famfs-fmap crate compiles the same file).
+#[path = "fmap/src/fmap.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod fmap;
+
+/// The ioctl ABI, shared with user space (the same file is compiled into the famfs-fmap crate).
+#[path = "fmap/src/abi.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod abi;
+
+module! {
+    type: FamfsModule,
+    name: "famfs",
+    authors: ["famfs-rs developers"],
+    description: "famfs: fmap/DAX data path for fabric-attached memory",
+    license: "GPL",
+}
+
+// Fields drop in declaration order: no new control opens first, then the internal mount (no
+// file can exist by then: each pins the module), then the counters' debugfs files.
+#[pin_data(PinnedDrop)]
+struct FamfsModule {
+    #[pin]
+    control: MiscDeviceRegistration<control::Control>,
+    _mount: fs::InternalMount,
+    _debugfs: stats::DebugfsDir,
+}
+
+impl kernel::InPlaceModule for FamfsModule {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        pr_info!("famfs: loading (ioctl ABI {})\n", abi::ABI_VERSION);
+        // Initialised in this order: counters, mount, and only then the control device.
+        try_pin_init!(Self {
+            _debugfs: stats::DebugfsDir::create(),
+            _mount: fs::InternalMount::new()?,
+            control <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"famfs" }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for FamfsModule {
+    fn drop(self: Pin<&mut Self>) {
+        pr_info!("famfs: unloaded\n");
+    }
+}

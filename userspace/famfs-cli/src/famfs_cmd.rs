@@ -1,0 +1,727 @@
+//! The `famfs` verbs.
+
+use crate::pattern;
+use crate::size::human;
+use crate::target::Target;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use famfs_alloc::InterleaveParams;
+use famfs_format::{format_uuid, Fmap, RelPath};
+use famfs_meta::{Access, Appender, Famfs, Ino, Layout, MetaError};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// famfs: create and inspect files in fabric-attached (CXL) shared memory.
+#[derive(Parser, Debug)]
+#[command(name = "famfs", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Work on this unmounted devdax device or image file; paths are then inside the file system
+    /// (e.g. /dir/file). Without it, paths are host paths inside a mounted famfs.
+    #[arg(long, global = true, value_name = "DEV")]
+    pub device: Option<PathBuf>,
+    /// More detail.
+    #[arg(short = 'v', long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Owner and permissions of created files and directories.
+#[derive(Args, Debug, Clone)]
+pub struct Owner {
+    /// Mode (octal).
+    #[arg(short = 'm', long, value_parser = crate::parse_mode)]
+    pub mode: Option<u32>,
+    /// Owner uid (default: the caller's).
+    #[arg(short = 'u', long)]
+    pub uid: Option<u32>,
+    /// Owner gid (default: the caller's).
+    #[arg(short = 'g', long)]
+    pub gid: Option<u32>,
+}
+
+impl Owner {
+    fn ids(&self) -> (u32, u32) {
+        // SAFETY: trivial getters.
+        let (u, g) = unsafe { (libc::geteuid(), libc::getegid()) };
+        (self.uid.unwrap_or(u), self.gid.unwrap_or(g))
+    }
+}
+
+/// Interleaving options; giving any of them makes an interleaved (striped) file.
+#[derive(Args, Debug, Clone)]
+pub struct Stripe {
+    /// Number of strips (default: nbuckets).
+    #[arg(short = 'N', long)]
+    pub nstrips: Option<u64>,
+    /// Number of buckets the device is split into (default: nstrips).
+    #[arg(short = 'B', long)]
+    pub nbuckets: Option<u64>,
+    /// Chunk size (power of two, multiple of 2M; default 2M).
+    #[arg(short = 'C', long, value_parser = crate::parse_size_arg)]
+    pub chunksize: Option<u64>,
+}
+
+impl Stripe {
+    fn layout(&self, device_size: u64) -> Result<Layout> {
+        let (n, b) = match (self.nstrips, self.nbuckets) {
+            (None, None) if self.chunksize.is_none() => return Ok(Layout::Contiguous),
+            (None, None) => bail!("-C needs -N (strips) and/or -B (buckets)"),
+            (Some(n), None) => (n, n),
+            (None, Some(b)) => (b, b),
+            (Some(n), Some(b)) => (n, b),
+        };
+        let p = InterleaveParams::new(b, n, self.chunksize.unwrap_or(2 << 20), device_size)?;
+        Ok(Layout::Interleaved(p))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents; existing directories are fine.
+        #[arg(short = 'p', long)]
+        parents: bool,
+        #[command(flatten)]
+        owner: Owner,
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Create files (allocating their memory).
+    Creat {
+        /// File size (e.g. 4096, 4k, 2M, 1G).
+        #[arg(short = 's', long, value_parser = crate::parse_size_arg)]
+        size: Option<u64>,
+        /// Fill the file with the pseudo-random pattern of the seed (-S; random seed if absent).
+        #[arg(short = 'r', long)]
+        randomize: bool,
+        /// Seed of the pattern (implies -r).
+        #[arg(short = 'S', long)]
+        seed: Option<u64>,
+        #[command(flatten)]
+        owner: Owner,
+        #[command(flatten)]
+        stripe: Stripe,
+        /// Create several files: name,size[,seed] (repeatable; seed fills it like -r -S).
+        #[arg(short = 'M', long = "multi", value_name = "NAME,SIZE[,SEED]")]
+        multi: Vec<String>,
+        /// The file to create.
+        file: Option<PathBuf>,
+    },
+    /// Copy files into famfs.
+    Cp {
+        /// Copy directories recursively.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Copy data with this many threads.
+        #[arg(short = 't', long, default_value_t = 1)]
+        threads: usize,
+        #[command(flatten)]
+        owner: Owner,
+        #[command(flatten)]
+        stripe: Stripe,
+        /// Sources (host paths) then the destination (in famfs).
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<PathBuf>,
+    },
+    /// Check that a file holds the pattern of a seed.
+    Verify {
+        #[arg(short = 'S', long)]
+        seed: u64,
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+    },
+    /// Play the log and report what it holds.
+    Logplay {
+        /// Dry run (report only).
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Mount point (not needed with --device).
+        mpt: Option<PathBuf>,
+    },
+    /// Check a file system: superblock, log, namespace and allocation.
+    #[command(disable_help_flag = true)]
+    Fsck {
+        /// Human-readable sizes.
+        #[arg(short = 'h', long)]
+        human: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// Print help.
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+        /// Device, image or a path in a mounted famfs (default: --device).
+        path: Option<PathBuf>,
+    },
+    /// Print a file's map.
+    Getmap {
+        /// No output; the exit code says whether FILE is a famfs file.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long)]
+        json: bool,
+        file: PathBuf,
+    },
+    /// Write a famfs file's content to standard output (handy with --device).
+    Cat { file: PathBuf },
+    /// Flush the CPU caches of files' memory.
+    Flush {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Mount a famfs (needs the famfs-fused server).
+    Mount {
+        device: PathBuf,
+        mpt: PathBuf,
+        /// Extra arguments for famfs-fused.
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Unmount a famfs.
+    Umount { mpt: PathBuf },
+}
+
+fn need_dev_or_mount(cli: &Cli, hint: &Path, access: Access) -> Result<Target> {
+    Target::open(cli.device.as_deref(), hint, access)
+}
+
+/// Writes the pattern of `seed` over the whole file.
+fn fill_file(t: &Target, ino: Ino, rel: &RelPath, size: u64, seed: u64) -> Result<()> {
+    let mut buf = vec![0u8; (4 << 20).min(size as usize)];
+    let mut host = match t.host_path(rel) {
+        Some(p) => Some(std::fs::OpenOptions::new().write(true).open(&p).with_context(|| format!("cannot open {}", p.display()))?),
+        None => None,
+    };
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        pattern::fill(seed, off, &mut buf[..n]);
+        match &mut host {
+            Some(f) => f.write_all(&buf[..n])?,
+            None => t.fs.write_data(ino, off, &buf[..n])?,
+        }
+        off += n as u64;
+    }
+    Ok(())
+}
+
+fn random_seed() -> u64 {
+    u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+#[allow(clippy::too_many_arguments)] // the verb's options, passed straight from clap
+fn cmd_creat(cli: &Cli, size: Option<u64>, randomize: bool, seed: Option<u64>, owner: &Owner, stripe: &Stripe, multi: &[String], file: &Option<PathBuf>) -> Result<()> {
+    // (path, size, seed)
+    let mut jobs: Vec<(PathBuf, u64, Option<u64>)> = Vec::new();
+    if let Some(f) = file {
+        let size = size.ok_or_else(|| anyhow!("creat needs -s SIZE"))?;
+        let seed = if randomize || seed.is_some() { Some(seed.unwrap_or_else(random_seed)) } else { None };
+        jobs.push((f.clone(), size, seed));
+    } else if size.is_some() {
+        bail!("creat -s needs a FILE");
+    }
+    for m in multi {
+        let parts: Vec<&str> = m.split(',').collect();
+        if parts.len() < 2 || parts.len() > 3 {
+            bail!("-M {m:?}: expected name,size[,seed]");
+        }
+        let size = crate::size::parse_size(parts[1]).map_err(|e| anyhow!("-M {m:?}: {e}"))?;
+        let seed = parts.get(2).map(|s| s.parse::<u64>().map_err(|_| anyhow!("-M {m:?}: bad seed"))).transpose()?;
+        jobs.push((PathBuf::from(parts[0]), size, seed));
+    }
+    if jobs.is_empty() {
+        bail!("nothing to create: give FILE with -s SIZE, or -M name,size[,seed]");
+    }
+    let mut t = need_dev_or_mount(cli, &jobs[0].0, Access::ReadWrite)?;
+    let layout = stripe.layout(t.fs.superblock().device_size.min(t.fs.bitmap().device_size()))?;
+    let (uid, gid) = owner.ids();
+    let mode = owner.mode.unwrap_or(0o644);
+    let rels: Vec<RelPath> = jobs.iter().map(|(p, _, _)| t.rel(p)).collect::<Result<_>>()?;
+    let created: Vec<Ino> = t.fs.with_log_lock(|a: &mut Appender<'_>| {
+        let mut v = Vec::new();
+        for (rel, (_, size, _)) in rels.iter().zip(&jobs) {
+            v.push(a.create_file(rel, *size, mode, uid, gid, layout)?);
+        }
+        Ok(v)
+    })?;
+    // A seed we picked ourselves is printed: without it the file could not be verified.
+    let seed_picked = randomize && seed.is_none();
+    for ((ino, rel), (_, size, fill_seed)) in created.iter().zip(&rels).zip(&jobs) {
+        if let Some(seed) = fill_seed {
+            fill_file(&t, *ino, rel, *size, *seed).with_context(|| format!("cannot fill /{rel}"))?;
+            if cli.verbose > 0 || seed_picked {
+                eprintln!("/{rel}: filled with seed {seed}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_mkdir(cli: &Cli, parents: bool, owner: &Owner, dirs: &[PathBuf]) -> Result<()> {
+    let mut t = need_dev_or_mount(cli, &dirs[0], Access::ReadWrite)?;
+    let (uid, gid) = owner.ids();
+    let mode = owner.mode.unwrap_or(0o755);
+    let rels: Vec<RelPath> = dirs.iter().map(|d| t.rel(d)).collect::<Result<_>>()?;
+    t.fs.with_log_lock(|a| {
+        for r in &rels {
+            if parents {
+                a.mkdir_p(r, mode, uid, gid)?;
+            } else {
+                a.mkdir(r, mode, uid, gid)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// One planned copy.
+struct CopyJob {
+    src: PathBuf,
+    rel: RelPath,
+    size: u64,
+    ino: Ino,
+}
+
+fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &Stripe, paths: &[PathBuf]) -> Result<()> {
+    let (srcs, dest) = paths.split_at(paths.len() - 1);
+    let dest = &dest[0];
+    let mut t = need_dev_or_mount(cli, dest, Access::ReadWrite)?;
+    let layout = stripe.layout(t.fs.bitmap().device_size())?;
+    let (uid, gid) = owner.ids();
+    let fmode = owner.mode;
+    let dest_rel = t.rel_str(dest)?;
+    let dest_is_dir = t.fs.namespace().resolve(&dest_rel).and_then(|i| t.fs.namespace().get(i)).is_some_and(|n| n.is_dir());
+    if srcs.len() > 1 && !dest_is_dir {
+        bail!("copying several sources needs an existing directory as destination; {} is not one", dest.display());
+    }
+    // Plan: (src, destination rel path, is_dir)
+    let mut plan: Vec<(PathBuf, String, bool)> = Vec::new();
+    fn walk(src: &Path, dst: String, recursive: bool, plan: &mut Vec<(PathBuf, String, bool)>) -> Result<()> {
+        let md = std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
+        if md.is_dir() {
+            if !recursive {
+                bail!("{} is a directory (use -r)", src.display());
+            }
+            plan.push((src.to_path_buf(), dst.clone(), true));
+            let mut entries: Vec<_> = std::fs::read_dir(src)?.collect::<std::io::Result<_>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name().to_string_lossy().into_owned();
+                walk(&e.path(), format!("{dst}/{name}"), recursive, plan)?;
+            }
+        } else if md.is_file() {
+            plan.push((src.to_path_buf(), dst, false));
+        } else {
+            bail!("{}: not a regular file or directory", src.display());
+        }
+        Ok(())
+    }
+    for s in srcs {
+        let base = s.file_name().ok_or_else(|| anyhow!("{}: no file name", s.display()))?.to_string_lossy().into_owned();
+        let dst = if dest_is_dir { if dest_rel.is_empty() { base } else { format!("{dest_rel}/{base}") } } else { dest_rel.clone() };
+        walk(s, dst, recursive, &mut plan)?;
+    }
+    let mut jobs: Vec<CopyJob> = Vec::new();
+    let mut skipped = 0;
+    t.fs.with_log_lock(|a| {
+        for (src, dst, is_dir) in &plan {
+            let rel = RelPath::from_fs_path(dst)?;
+            if *is_dir {
+                let exists = a.namespace().resolve(rel.as_str()).is_some();
+                if !exists {
+                    a.mkdir(&rel, fmode.unwrap_or(0o755), uid, gid)?;
+                }
+                continue;
+            }
+            let md = std::fs::metadata(src).map_err(|e| MetaError::NotFound(format!("{}: {e}", src.display())))?;
+            if md.len() == 0 {
+                eprintln!("famfs cp: skipping {}: famfs cannot hold empty files", src.display());
+                skipped += 1;
+                continue;
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fmode.unwrap_or(md.permissions().mode() & 0o777);
+            let ino = a.create_file(&rel, md.len(), mode, uid, gid, layout)?;
+            jobs.push(CopyJob { src: src.clone(), rel, size: md.len(), ino });
+        }
+        Ok(())
+    })?;
+    let total: u64 = jobs.iter().map(|j| j.size).sum();
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let threads = threads.clamp(1, 64);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::<String>::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(jobs.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(j) = jobs.get(i) else { break };
+                if let Err(e) = copy_one(&t, j, &bar) {
+                    errors.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", j.src.display()));
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    for e in &errors {
+        eprintln!("famfs cp: {e}");
+    }
+    if !errors.is_empty() || skipped > 0 {
+        bail!("{} of {} files not copied", errors.len() + skipped, jobs.len() + skipped);
+    }
+    Ok(())
+}
+
+fn copy_one(t: &Target, j: &CopyJob, bar: &indicatif::ProgressBar) -> Result<()> {
+    let mut src = std::fs::File::open(&j.src)?;
+    let mut dst = match t.host_path(&j.rel) {
+        Some(p) => Some(std::fs::OpenOptions::new().write(true).open(&p).with_context(|| format!("cannot open {}", p.display()))?),
+        None => None,
+    };
+    let mut buf = vec![0u8; (4 << 20).min(j.size as usize)];
+    let mut off = 0u64;
+    while off < j.size {
+        let want = (j.size - off).min(buf.len() as u64) as usize;
+        let n = src.read(&mut buf[..want])?;
+        if n == 0 {
+            bail!("source shrank while copying (at {off} of {} bytes)", j.size);
+        }
+        match &mut dst {
+            Some(f) => f.write_all(&buf[..n])?,
+            None => t.fs.write_data(j.ino, off, &buf[..n])?,
+        }
+        off += n as u64;
+        bar.inc(n as u64);
+    }
+    Ok(())
+}
+
+fn cmd_verify(cli: &Cli, seed: u64, file: &Path) -> Result<()> {
+    let t = need_dev_or_mount(cli, file, Access::ReadOnly)?;
+    let rel = t.rel(file)?;
+    let ino = t.fs.namespace().resolve(rel.as_str()).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
+    let size = t.fs.namespace().get(ino).and_then(|n| n.file()).ok_or_else(|| anyhow!("/{rel}: not a file"))?.size;
+    let mut host = match t.host_path(&rel) {
+        Some(p) => Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?),
+        None => None,
+    };
+    let mut buf = vec![0u8; (4 << 20).min(size as usize)];
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        match &mut host {
+            Some(f) => f.read_exact(&mut buf[..n])?,
+            None => t.fs.read_data(ino, off, &mut buf[..n])?,
+        }
+        if let Some(i) = pattern::first_mismatch(seed, off, &buf[..n]) {
+            bail!("/{rel}: content differs from the pattern of seed {seed} at offset {}", off + i as u64);
+        }
+        off += n as u64;
+    }
+    if cli.verbose > 0 {
+        println!("/{rel}: {size} bytes match seed {seed}");
+    }
+    Ok(())
+}
+
+fn cmd_logplay(cli: &Cli, dry_run: bool, mpt: &Option<PathBuf>) -> Result<()> {
+    let hint = mpt.clone().unwrap_or_else(|| PathBuf::from("."));
+    let t = need_dev_or_mount(cli, &hint, Access::ReadOnly)?;
+    let ns = t.fs.namespace();
+    println!(
+        "{}played {} log entries: {} files, {} directories{}",
+        if dry_run { "(dry run) " } else { "" },
+        t.fs.played(),
+        ns.file_count(),
+        ns.dir_count(),
+        if t.mpt.is_some() { " (the FUSE server plays the log itself; nothing to instantiate)" } else { "" }
+    );
+    if cli.verbose > 0 {
+        for n in ns.nodes().skip(1) {
+            println!("  {} /{}", if n.is_dir() { "dir " } else { "file" }, ns.path_of(n.ino).unwrap_or_default());
+        }
+    }
+    for p in t.fs.problems() {
+        println!("  warning: {p}");
+    }
+    Ok(())
+}
+
+fn fmap_json(f: &Fmap) -> serde_json::Value {
+    let ext = |e: &famfs_format::Extent| serde_json::json!({"devindex": e.devindex, "offset": e.offset, "len": e.len});
+    match f {
+        Fmap::Simple(v) => serde_json::json!({"type": "simple", "extents": v.iter().map(ext).collect::<Vec<_>>()}),
+        Fmap::Interleaved(i) => serde_json::json!({
+            "type": "interleaved", "nstrips": i.nstrips(), "chunk_size": i.chunk_size(),
+            "strips": i.strips().iter().map(ext).collect::<Vec<_>>()
+        }),
+    }
+}
+
+fn print_fmap(f: &Fmap, indent: &str) {
+    match f {
+        Fmap::Simple(v) => {
+            println!("{indent}extent type: simple, {} extent(s)", v.len());
+            for e in v {
+                println!("{indent}  devindex {} offset {:#x} len {:#x}", e.devindex, e.offset, e.len);
+            }
+        }
+        Fmap::Interleaved(i) => {
+            println!("{indent}extent type: interleaved, {} strips, chunk size {:#x}", i.nstrips(), i.chunk_size());
+            for e in i.strips() {
+                println!("{indent}  strip devindex {} offset {:#x} len {:#x}", e.devindex, e.offset, e.len);
+            }
+        }
+    }
+}
+
+/// fsck: returns whether damage was found.
+fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) -> Result<bool> {
+    let dev = path.clone().or_else(|| cli.device.clone()).ok_or_else(|| anyhow!("fsck needs a device, image or mount path"))?;
+    let fs = match Famfs::open(&dev, Access::ReadOnly) {
+        Ok(fs) => fs,
+        Err(e) => {
+            // Not a device/image: maybe a path inside a mount.
+            if let Some(m) = crate::target::find_mount(&dev).filter(|_| !dev.is_file()) {
+                Famfs::open(&m, Access::ReadOnly)?
+            } else {
+                if json {
+                    println!("{}", serde_json::json!({"path": dev, "ok": false, "error": e.to_string()}));
+                } else {
+                    println!("{}: {e}", dev.display());
+                }
+                return Ok(true);
+            }
+        }
+    };
+    let sb = fs.superblock();
+    let h = fs.log_header()?;
+    let g = h.geometry();
+    let ns = fs.namespace();
+    let bm = fs.bitmap();
+    let sz = |n: u64| if human_sizes { human(n) } else { n.to_string() };
+    let damage: Vec<String> = fs.problems().iter().filter(|p| p.is_damage()).map(|p| p.to_string()).collect();
+    let warnings: Vec<String> = fs.problems().iter().filter(|p| !p.is_damage()).map(|p| p.to_string()).collect();
+    let collisions = fs.problems().iter().filter(|p| matches!(p.kind, famfs_meta::ProblemKind::Collision(_))).count();
+    let used = bm.used_units() * famfs_alloc::UNIT;
+    if json {
+        let files: Vec<_> = ns
+            .nodes()
+            .filter_map(|n| {
+                n.file().map(|f| {
+                    serde_json::json!({
+                        "path": format!("/{}", ns.path_of(n.ino).unwrap_or_default()),
+                        "size": f.size, "mode": format!("{:o}", n.mode), "uid": n.uid, "gid": n.gid,
+                        "fmap": fmap_json(&f.fmap),
+                    })
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "path": dev, "ok": damage.is_empty(),
+            "fs_uuid": format_uuid(&sb.fs_uuid), "device_uuid": format_uuid(&sb.dev_uuid),
+            "system_uuid": format_uuid(&sb.system_uuid), "role": fs.role().to_string(),
+            "device_size": sb.device_size, "device_name": sb.device_name_str(), "alloc_unit": sb.alloc_unit,
+            "log": {"len": sb.log_len, "entries": h.next_index(), "capacity": g.capacity()},
+            "files": ns.file_count(), "directories": ns.dir_count(),
+            "allocated_bytes": used, "free_bytes": bm.free_bytes(),
+            "collisions": collisions, "damage": damage, "warnings": warnings,
+            "file_list": if cli.verbose > 0 { serde_json::Value::Array(files) } else { serde_json::Value::Null },
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(!damage.is_empty());
+    }
+    println!("famfs on {}", dev.display());
+    println!("  superblock:   valid (version 48, omf 2.2), device name {:?}", sb.device_name_str());
+    println!("  fs uuid:      {}", format_uuid(&sb.fs_uuid));
+    println!("  device uuid:  {}", format_uuid(&sb.dev_uuid));
+    println!("  system uuid:  {} (this host is {})", format_uuid(&sb.system_uuid), fs.role());
+    println!("  device size:  {}", sz(sb.device_size));
+    println!("  log:          {}, {} of {} entries used ({:.1}%)", sz(sb.log_len), h.next_index(), g.capacity(), 100.0 * h.next_index() as f64 / g.capacity() as f64);
+    println!("  files:        {}", ns.file_count());
+    println!("  directories:  {}", ns.dir_count());
+    println!("  allocated:    {} of {} (free {})", sz(used), sz(bm.total_units() * famfs_alloc::UNIT), sz(bm.free_bytes()));
+    println!("  collisions:   {collisions}");
+    if cli.verbose > 0 {
+        for n in ns.nodes() {
+            if let Some(f) = n.file() {
+                println!("  file /{} size {}", ns.path_of(n.ino).unwrap_or_default(), sz(f.size));
+                print_fmap(&f.fmap, "      ");
+            }
+        }
+    }
+    for w in &warnings {
+        println!("  warning: {w}");
+    }
+    for d in &damage {
+        println!("  DAMAGE: {d}");
+    }
+    println!("{}", if damage.is_empty() { "clean" } else { "damaged" });
+    Ok(!damage.is_empty())
+}
+
+fn cmd_getmap(cli: &Cli, quiet: bool, json: bool, file: &Path) -> Result<bool> {
+    let t = match need_dev_or_mount(cli, file, Access::ReadOnly) {
+        Ok(t) => t,
+        Err(e) if quiet => {
+            let _ = e;
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
+    let rel = t.rel_str(file)?;
+    let node = t.fs.namespace().resolve(&rel).and_then(|i| t.fs.namespace().get(i));
+    let Some(f) = node.and_then(|n| n.file()) else {
+        if quiet {
+            return Ok(false);
+        }
+        bail!("/{rel}: not a famfs file");
+    };
+    if quiet {
+        return Ok(true);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"path": format!("/{rel}"), "size": f.size, "flags": f.flags.0, "fmap": fmap_json(&f.fmap)}))?);
+    } else {
+        println!("File: /{rel}");
+        println!("  size: {}", f.size);
+        print_fmap(&f.fmap, "  ");
+    }
+    Ok(true)
+}
+
+fn cmd_cat(cli: &Cli, file: &Path) -> Result<()> {
+    let t = need_dev_or_mount(cli, file, Access::ReadOnly)?;
+    let rel = t.rel(file)?;
+    if let Some(p) = t.host_path(&rel) {
+        let mut f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        std::io::copy(&mut f, &mut std::io::stdout().lock())?;
+        return Ok(());
+    }
+    let ino = t.fs.namespace().resolve(rel.as_str()).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
+    let size = t.fs.namespace().get(ino).and_then(|n| n.file()).ok_or_else(|| anyhow!("/{rel}: not a file"))?.size;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; (4 << 20).min(size as usize)];
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        t.fs.read_data(ino, off, &mut buf[..n])?;
+        out.write_all(&buf[..n])?;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+fn cmd_flush(cli: &Cli, files: &[PathBuf]) -> Result<()> {
+    let t = need_dev_or_mount(cli, &files[0], Access::ReadOnly)?;
+    for f in files {
+        let rel = t.rel(f)?;
+        let ino = t.fs.namespace().resolve(rel.as_str()).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
+        match t.host_path(&rel) {
+            None => t.fs.flush_data(ino)?,
+            Some(p) => {
+                let file = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+                // SAFETY: read-only shared mapping of a file we only flush; never dereferenced as
+                // Rust data while others may change it (the flush does not read the bytes).
+                let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", p.display()))?;
+                famfs_media::cache::flush_slice(&map);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds an executable next to ours or on PATH.
+fn find_helper(name: &str) -> Option<PathBuf> {
+    let here = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join(name)));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    here.into_iter().chain(std::env::split_paths(&path).map(|d| d.join(name))).find(|p| p.is_file())
+}
+
+fn cmd_mount(device: &Path, mpt: &Path, extra: &[String]) -> Result<()> {
+    let Some(server) = find_helper("famfs-fused") else {
+        bail!(
+            "cannot mount {} on {}: the famfs FUSE server (famfs-fused) is not available yet; \
+             meanwhile use the verbs with --device {} to work on the unmounted device",
+            device.display(),
+            mpt.display(),
+            device.display()
+        );
+    };
+    let st = std::process::Command::new(&server)
+        .arg(device)
+        .arg(mpt)
+        .args(extra)
+        .status()
+        .with_context(|| format!("cannot run {}", server.display()))?;
+    if !st.success() {
+        bail!("{} failed ({st})", server.display());
+    }
+    Ok(())
+}
+
+fn cmd_umount(mpt: &Path) -> Result<()> {
+    let canon = std::fs::canonicalize(mpt).with_context(|| format!("cannot resolve {}", mpt.display()))?;
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let is_famfs = mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 2 && Path::new(f[1]) == canon && f[2].starts_with("fuse") && l.contains("famfs")
+    });
+    if !is_famfs {
+        bail!("{} is not a famfs mount", mpt.display());
+    }
+    let tool = find_helper("fusermount3").or_else(|| find_helper("fusermount")).ok_or_else(|| anyhow!("fusermount3 not found (install fuse3)"))?;
+    let st = std::process::Command::new(tool).arg("-u").arg(&canon).status()?;
+    if !st.success() {
+        bail!("unmount of {} failed ({st})", canon.display());
+    }
+    Ok(())
+}
+
+/// Runs a parsed command line; `Ok(false)` means "ran, but the answer is no" (exit 1).
+pub fn run(cli: &Cli) -> Result<bool> {
+    match &cli.cmd {
+        Cmd::Mkdir { parents, owner, dirs } => cmd_mkdir(cli, *parents, owner, dirs).map(|()| true),
+        Cmd::Creat { size, randomize, seed, owner, stripe, multi, file } => {
+            cmd_creat(cli, *size, *randomize, *seed, owner, stripe, multi, file).map(|()| true)
+        }
+        Cmd::Cp { recursive, threads, owner, stripe, paths } => cmd_cp(cli, *recursive, *threads, owner, stripe, paths).map(|()| true),
+        Cmd::Verify { seed, file } => cmd_verify(cli, *seed, file).map(|()| true),
+        Cmd::Logplay { dry_run, mpt } => cmd_logplay(cli, *dry_run, mpt).map(|()| true),
+        Cmd::Fsck { human, json, path, .. } => cmd_fsck(cli, *human, *json, path).map(|damaged| !damaged),
+        Cmd::Getmap { quiet, json, file } => cmd_getmap(cli, *quiet, *json, file),
+        Cmd::Cat { file } => cmd_cat(cli, file).map(|()| true),
+        Cmd::Flush { files } => cmd_flush(cli, files).map(|()| true),
+        Cmd::Mount { device, mpt, extra } => cmd_mount(device, mpt, extra).map(|()| true),
+        Cmd::Umount { mpt } => cmd_umount(mpt).map(|()| true),
+    }
+}
+
+/// Entry point of the binary; returns the exit code.
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = Cli::parse_from(args);
+    match run(&cli) {
+        Ok(true) => 0,
+        Ok(false) => crate::EXIT_ERROR,
+        Err(e) => {
+            let code = crate::report("famfs", &e);
+            if let Some(MetaError::NotMaster { .. }) = e.downcast_ref::<MetaError>() {
+                eprintln!("famfs: hint: run this on the master host, or use a file system made on this host");
+            }
+            code
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! `mkfs.famfs`.
+
+use crate::size::human;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use famfs_format::{format_uuid, parse_uuid, DEFAULT_LOG_LEN, MIN_DEVICE_SIZE, SB_MAGIC};
+use famfs_media::{Access, Media};
+use famfs_meta::{local_system_uuid, mkfs, system_uuid_path, MkfsOptions};
+use std::path::{Path, PathBuf};
+
+/// Create a famfs file system on a devdax device or an image file.
+#[derive(Parser, Debug)]
+#[command(name = "mkfs.famfs", version, about)]
+pub struct MkfsArgs {
+    /// Overwrite an existing famfs file system.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Kill the existing superblock (zero its magic) and exit; needs -f when it is valid.
+    #[arg(short = 'k', long)]
+    pub kill: bool,
+    /// Log length (power of two, at least 8M; default 8M).
+    #[arg(short = 'l', long, value_parser = crate::parse_size_arg)]
+    pub loglen: Option<u64>,
+    /// Fixed file system uuid (for reproducible images).
+    #[arg(long, hide = true)]
+    pub fs_uuid: Option<String>,
+    /// Fixed device uuid (for reproducible images).
+    #[arg(long, hide = true)]
+    pub dev_uuid: Option<String>,
+    /// The devdax device (/dev/daxX.Y) or image file.
+    pub device: PathBuf,
+}
+
+/// Mount points whose source is `dev` (from /proc/mounts).
+pub fn mounted_at(dev: &Path) -> Vec<String> {
+    let canon = std::fs::canonicalize(dev).unwrap_or_else(|_| dev.to_path_buf());
+    let Ok(m) = std::fs::read_to_string("/proc/mounts") else { return Vec::new() };
+    m.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let src = it.next()?;
+            let mpt = it.next()?;
+            let same = Path::new(src) == dev || std::fs::canonicalize(src).is_ok_and(|c| c == canon);
+            same.then(|| mpt.replace("\\040", " "))
+        })
+        .collect()
+}
+
+fn uuid_arg(s: &Option<String>) -> Result<[u8; 16]> {
+    match s {
+        Some(s) => parse_uuid(s).ok_or_else(|| anyhow!("invalid uuid {s:?}")),
+        None => Ok(*uuid::Uuid::new_v4().as_bytes()),
+    }
+}
+
+/// Runs mkfs.famfs.
+pub fn run(a: &MkfsArgs) -> Result<()> {
+    let dev = &a.device;
+    let mounts = mounted_at(dev);
+    if !mounts.is_empty() {
+        bail!("{} is mounted at {}; unmount it first", dev.display(), mounts.join(", "));
+    }
+    let media = Media::open(dev, Access::ReadWrite).with_context(|| format!("cannot open {}", dev.display()))?;
+    if media.kind() == famfs_media::MediaKind::MetaFiles {
+        bail!("{} is a directory; give a devdax device or an image file", dev.display());
+    }
+    let existing = media.read_superblock().ok();
+    if a.kill {
+        if let Some(sb) = &existing {
+            if !a.force {
+                bail!("{} holds a valid famfs (fs uuid {}); add -f to kill it", dev.display(), format_uuid(&sb.fs_uuid));
+            }
+        }
+        let mut magic = [0u8; 8];
+        media.read_fresh(0, &mut magic)?;
+        if u64::from_le_bytes(magic) != SB_MAGIC && existing.is_none() {
+            println!("{}: no famfs superblock to kill", dev.display());
+            return Ok(());
+        }
+        media.write_at(0, &[0u8; 8])?;
+        println!("{}: famfs superblock killed", dev.display());
+        return Ok(());
+    }
+    if media.size() < MIN_DEVICE_SIZE {
+        bail!("{} is {} ({} bytes); famfs needs at least 4 GiB", dev.display(), human(media.size()), media.size());
+    }
+    if let Some(sb) = &existing {
+        if !a.force {
+            bail!(
+                "{} already holds a famfs file system (fs uuid {}); use -f to overwrite it",
+                dev.display(),
+                format_uuid(&sb.fs_uuid)
+            );
+        }
+    }
+    let log_len = a.loglen.unwrap_or(DEFAULT_LOG_LEN);
+    if log_len < DEFAULT_LOG_LEN || !log_len.is_power_of_two() {
+        bail!("log length {log_len} must be a power of two of at least 8 MiB");
+    }
+    if log_len + (4 << 20) > media.size() {
+        bail!("a log of {} leaves no data space on {}", human(log_len), dev.display());
+    }
+    let sup = system_uuid_path();
+    let system_uuid = local_system_uuid(&sup).with_context(|| format!("cannot read or create the system uuid file {}", sup.display()))?;
+    let opts = MkfsOptions {
+        log_len,
+        fs_uuid: uuid_arg(&a.fs_uuid)?,
+        dev_uuid: uuid_arg(&a.dev_uuid)?,
+        system_uuid,
+        device_name: dev.to_string_lossy().into_owned(),
+    };
+    let sb = mkfs(&media, &opts).with_context(|| format!("mkfs on {} failed", dev.display()))?;
+    println!("famfs file system created on {}", dev.display());
+    println!("  device size: {} ({} bytes)", human(sb.device_size), sb.device_size);
+    println!("  log:         {} ({} entries)", human(sb.log_len), sb.log_geometry().capacity());
+    println!("  fs uuid:     {}", format_uuid(&sb.fs_uuid));
+    println!("  system uuid: {} (this host is the master)", format_uuid(&sb.system_uuid));
+    Ok(())
+}
+
+/// Entry point of the binary; returns the exit code.
+pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let a = MkfsArgs::parse_from(args);
+    match run(&a) {
+        Ok(()) => 0,
+        Err(e) => crate::report("mkfs.famfs", &e),
+    }
+}

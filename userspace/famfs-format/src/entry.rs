@@ -1,0 +1,341 @@
+use crate::bytes::{get_arr, get_u32, get_u64, need, put_u32, put_u64};
+use crate::*;
+
+/// A log entry exactly as on media (544 bytes). Size and offsets pinned by tests.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawLogEntry {
+    pub seqnum: u64,
+    pub entry_type: u32,
+    pub pad: u32,
+    pub body: [u8; LOG_ENTRY_BODY_SIZE],
+    pub crc: u64,
+}
+
+impl RawLogEntry {
+    /// Reads the fields from the first 544 bytes of `b`.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, FormatError> {
+        need(b, LOG_ENTRY_SIZE, "log entry")?;
+        Ok(RawLogEntry {
+            seqnum: get_u64(b, 0),
+            entry_type: get_u32(b, 8),
+            pad: get_u32(b, 12),
+            body: get_arr(b, LOG_ENTRY_BODY_OFFSET),
+            crc: get_u64(b, LOG_ENTRY_CRC_RANGE),
+        })
+    }
+
+    /// The 544 on-media bytes.
+    pub fn to_bytes(&self) -> [u8; LOG_ENTRY_SIZE] {
+        let mut b = [0u8; LOG_ENTRY_SIZE];
+        put_u64(&mut b, 0, self.seqnum);
+        put_u32(&mut b, 8, self.entry_type);
+        put_u32(&mut b, 12, self.pad);
+        b[LOG_ENTRY_BODY_OFFSET..LOG_ENTRY_CRC_RANGE].copy_from_slice(&self.body);
+        put_u64(&mut b, LOG_ENTRY_CRC_RANGE, self.crc);
+        b
+    }
+
+    /// crc32 of bytes [0, 536).
+    pub fn compute_crc(&self) -> u64 {
+        crc32(&self.to_bytes()[..LOG_ENTRY_CRC_RANGE]) as u64
+    }
+}
+
+/// Entry type codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum EntryType {
+    File = 0,
+    Mkdir = 1,
+    /// Defined by the format but never written; readers refuse it.
+    Delete = 2,
+    AddDaxdev = 3,
+}
+
+/// FILE entry flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileFlags(pub u32);
+
+impl FileFlags {
+    /// Read-only on all hosts.
+    pub const READ_ONLY: FileFlags = FileFlags(1);
+    /// Read-write on all hosts (what the C tools write).
+    pub const READ_WRITE: FileFlags = FileFlags(2);
+}
+
+/// A FILE entry: a file of `size` bytes whose memory is `fmap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub size: u64,
+    pub flags: FileFlags,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    pub path: RelPath,
+    pub fmap: Fmap,
+}
+
+impl FileEntry {
+    /// Checks the invariants a reader relies on: non-zero size covered by the fmap.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        if self.size == 0 {
+            return Err(FormatError::FileSizeZero);
+        }
+        let covered = self.fmap.capacity();
+        if covered < self.size {
+            return Err(FormatError::FmapTooSmall { size: self.size, covered });
+        }
+        Ok(())
+    }
+}
+
+/// A MKDIR entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MkdirEntry {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    pub path: RelPath,
+}
+
+/// An ADD_DAXDEV entry (recorded, not used by current readers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaxdevEntry {
+    pub size: u64,
+    pub uuid: UuidBytes,
+    pub index: u32,
+}
+
+/// The typed body of an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntryBody {
+    File(FileEntry),
+    Mkdir(MkdirEntry),
+    AddDaxdev(DaxdevEntry),
+}
+
+/// A decoded log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seqnum: u64,
+    pub body: LogEntryBody,
+}
+
+impl LogEntry {
+    /// Encodes the entry for slot `seqnum` (crc computed here).
+    pub fn encode(&self) -> [u8; LOG_ENTRY_SIZE] {
+        let mut body = [0u8; LOG_ENTRY_BODY_SIZE];
+        let ty = match &self.body {
+            LogEntryBody::File(f) => {
+                put_u64(&mut body, 0, f.size);
+                put_u32(&mut body, 8, f.flags.0);
+                put_u32(&mut body, 12, f.uid);
+                put_u32(&mut body, 16, f.gid);
+                put_u32(&mut body, 20, f.mode);
+                f.path.encode(&mut body[24..]);
+                f.fmap.encode(&mut body[104..]);
+                EntryType::File
+            }
+            LogEntryBody::Mkdir(d) => {
+                put_u32(&mut body, 0, d.uid);
+                put_u32(&mut body, 4, d.gid);
+                put_u32(&mut body, 8, d.mode);
+                d.path.encode(&mut body[12..]);
+                EntryType::Mkdir
+            }
+            LogEntryBody::AddDaxdev(x) => {
+                put_u64(&mut body, 0, x.size);
+                body[8..24].copy_from_slice(&x.uuid);
+                put_u32(&mut body, 24, x.index);
+                EntryType::AddDaxdev
+            }
+        };
+        let mut raw = RawLogEntry { seqnum: self.seqnum, entry_type: ty as u32, pad: 0, body, crc: 0 };
+        raw.crc = raw.compute_crc();
+        raw.to_bytes()
+    }
+
+    /// Checks the integrity of the entry in slot `index`: crc first, then seqnum == index.
+    /// A failure here means the log itself is damaged (or our cache is stale).
+    pub fn check_integrity(b: &[u8], index: u64) -> Result<RawLogEntry, FormatError> {
+        let raw = RawLogEntry::from_bytes(b)?;
+        let computed = raw.compute_crc();
+        if raw.crc != computed {
+            return Err(FormatError::BadEntryCrc { index, stored: raw.crc, computed });
+        }
+        if raw.seqnum != index {
+            return Err(FormatError::SeqnumMismatch { index, seqnum: raw.seqnum });
+        }
+        Ok(raw)
+    }
+
+    /// Decodes the body of an entry that passed [`LogEntry::check_integrity`]. Errors here concern
+    /// that one entry (bad path, bad extent, unknown type).
+    pub fn decode_body(raw: &RawLogEntry) -> Result<LogEntry, FormatError> {
+        let b = &raw.body;
+        let body = match raw.entry_type {
+            0 => {
+                let f = FileEntry {
+                    size: get_u64(b, 0),
+                    flags: FileFlags(get_u32(b, 8)),
+                    uid: get_u32(b, 12),
+                    gid: get_u32(b, 16),
+                    mode: get_u32(b, 20),
+                    path: RelPath::decode(&b[24..])?,
+                    fmap: Fmap::decode(&b[104..])?,
+                };
+                f.validate()?;
+                LogEntryBody::File(f)
+            }
+            1 => LogEntryBody::Mkdir(MkdirEntry {
+                uid: get_u32(b, 0),
+                gid: get_u32(b, 4),
+                mode: get_u32(b, 8),
+                path: RelPath::decode(&b[12..])?,
+            }),
+            3 => LogEntryBody::AddDaxdev(DaxdevEntry { size: get_u64(b, 0), uuid: get_arr(b, 8), index: get_u32(b, 24) }),
+            other => return Err(FormatError::BadEntryType { index: raw.seqnum, found: other }),
+        };
+        Ok(LogEntry { seqnum: raw.seqnum, body })
+    }
+
+    /// Integrity check and body decode in one step.
+    pub fn decode(b: &[u8], index: u64) -> Result<LogEntry, FormatError> {
+        let raw = Self::check_integrity(b, index)?;
+        Self::decode_body(&raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+    use proptest::prelude::*;
+
+    const M: u64 = MIB2;
+
+    fn file_entry(seq: u64) -> LogEntry {
+        LogEntry {
+            seqnum: seq,
+            body: LogEntryBody::File(FileEntry {
+                size: 3 * M + 1,
+                flags: FileFlags::READ_WRITE,
+                uid: 1000,
+                gid: 100,
+                mode: 0o644,
+                path: RelPath::new("dir/file").unwrap(),
+                fmap: Fmap::simple(vec![Extent::new(10 * M, 4 * M)]).unwrap(),
+            }),
+        }
+    }
+
+    #[test]
+    fn layout_is_pinned() {
+        assert_eq!(size_of::<RawLogEntry>(), 544);
+        assert_eq!(offset_of!(RawLogEntry, seqnum), 0);
+        assert_eq!(offset_of!(RawLogEntry, entry_type), 8);
+        assert_eq!(offset_of!(RawLogEntry, pad), 12);
+        assert_eq!(offset_of!(RawLogEntry, body), 16);
+        assert_eq!(offset_of!(RawLogEntry, crc), 536);
+        assert_eq!(LOG_ENTRY_BODY_SIZE, 520);
+        assert_eq!(104 + FMAP_SIZE, LOG_ENTRY_BODY_SIZE);
+    }
+
+    #[test]
+    fn file_entry_bytes() {
+        let e = file_entry(7);
+        let b = e.encode();
+        assert_eq!(get_u64(&b, 0), 7);
+        assert_eq!(get_u32(&b, 8), 0);
+        assert_eq!(get_u32(&b, 12), 0);
+        let body = &b[16..];
+        assert_eq!(get_u64(body, 0), 3 * M + 1);
+        assert_eq!(get_u32(body, 8), 2);
+        assert_eq!(get_u32(body, 12), 1000);
+        assert_eq!(get_u32(body, 16), 100);
+        assert_eq!(get_u32(body, 20), 0o644);
+        assert_eq!(&body[24..33], b"dir/file\0");
+        assert_eq!(get_u32(body, 104), 0); // ext_type
+        assert_eq!(get_u32(body, 112), 1); // count
+        assert_eq!(get_u64(body, 104 + 16 + 8), 10 * M);
+        assert_eq!(get_u64(&b, 536), crc32(&b[..536]) as u64);
+        assert_eq!(LogEntry::decode(&b, 7).unwrap(), e);
+    }
+
+    #[test]
+    fn mkdir_and_daxdev_bytes() {
+        let d = LogEntry {
+            seqnum: 0,
+            body: LogEntryBody::Mkdir(MkdirEntry { uid: 1, gid: 2, mode: 0o755, path: RelPath::new("a/b").unwrap() }),
+        };
+        let b = d.encode();
+        assert_eq!(get_u32(&b, 8), 1);
+        assert_eq!(get_u32(&b, 16), 1);
+        assert_eq!(get_u32(&b, 20), 2);
+        assert_eq!(get_u32(&b, 24), 0o755);
+        assert_eq!(&b[28..32], b"a/b\0");
+        assert!(b[16 + 92..536].iter().all(|&x| x == 0));
+        assert_eq!(LogEntry::decode(&b, 0).unwrap(), d);
+        let x = LogEntry { seqnum: 1, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 1 << 34, uuid: [9; 16], index: 1 }) };
+        let b = x.encode();
+        assert_eq!(get_u32(&b, 8), 3);
+        assert_eq!(get_u64(&b, 16), 1 << 34);
+        assert_eq!(&b[24..40], &[9; 16]);
+        assert_eq!(get_u32(&b, 40), 1);
+        assert_eq!(LogEntry::decode(&b, 1).unwrap(), x);
+    }
+
+    #[test]
+    fn crc_covers_exactly_0_to_536() {
+        let good = file_entry(3).encode();
+        for i in 0..LOG_ENTRY_SIZE {
+            let mut b = good;
+            b[i] ^= 0x80;
+            let r = LogEntry::check_integrity(&b, 3);
+            assert!(r.is_err(), "byte {i}");
+            if i < 536 {
+                assert!(matches!(r, Err(FormatError::BadEntryCrc { .. })), "byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn entry_errors() {
+        let b = file_entry(3).encode();
+        assert_eq!(LogEntry::decode(&b, 4), Err(FormatError::SeqnumMismatch { index: 4, seqnum: 3 }));
+        assert!(matches!(LogEntry::decode(&b[..543], 3), Err(FormatError::Truncated { .. })));
+        let reencode = |f: &dyn Fn(&mut RawLogEntry)| {
+            let mut r = RawLogEntry::from_bytes(&b).unwrap();
+            f(&mut r);
+            r.crc = r.compute_crc();
+            LogEntry::decode(&r.to_bytes(), 3)
+        };
+        assert!(matches!(reencode(&|r| r.entry_type = 2), Err(FormatError::BadEntryType { found: 2, .. })));
+        assert!(matches!(reencode(&|r| r.entry_type = 99), Err(FormatError::BadEntryType { found: 99, .. })));
+        assert_eq!(reencode(&|r| r.body[..8].fill(0)), Err(FormatError::FileSizeZero));
+        assert!(matches!(reencode(&|r| put_u64(&mut r.body, 0, 9 * M)), Err(FormatError::FmapTooSmall { .. })));
+        assert_eq!(reencode(&|r| r.body[24] = b'/'), Err(FormatError::PathAbsolute));
+        assert!(matches!(reencode(&|r| r.body[24..27].copy_from_slice(b"../")), Err(FormatError::PathBadComponent(_))));
+        assert_eq!(reencode(&|r| r.body[24..104].fill(b'a')), Err(FormatError::PathNotTerminated));
+        assert_eq!(reencode(&|r| put_u64(&mut r.body, 104 + 24, 0)), Err(FormatError::ExtentAtZero));
+        assert!(matches!(reencode(&|r| put_u64(&mut r.body, 104 + 24, 4096)), Err(FormatError::ExtentMisaligned { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), idx in 0u64..4) {
+            let _ = LogEntry::decode(&bytes, idx);
+        }
+
+        #[test]
+        fn decode_never_panics_with_valid_crc(mut body in proptest::collection::vec(any::<u8>(), 520), ty in 0u32..5) {
+            body.resize(520, 0);
+            let mut raw = RawLogEntry { seqnum: 0, entry_type: ty, pad: 0, body: body.try_into().unwrap(), crc: 0 };
+            raw.crc = raw.compute_crc();
+            let _ = LogEntry::decode(&raw.to_bytes(), 0);
+        }
+    }
+}

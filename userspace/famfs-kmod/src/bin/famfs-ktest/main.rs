@@ -1,0 +1,254 @@
+//! In-VM checks of famfs.ko, run by scripts/vm-tests. Each check prints `ok - NAME` or
+//! `not ok - NAME: WHY`; the exit status is 1 when any check failed.
+//!
+//!   famfs-ktest checks [NAME...]        run the named checks (default: all)
+//!   famfs-ktest list                    list the checks
+//!   famfs-ktest poke DEV OFFSET HEX     write bytes at OFFSET of a device_dax device via mmap
+//!   famfs-ktest hold-map SECONDS        map a famfs.ko file and hold it (unload tests)
+//!
+//! The device under test is $FAMFS_DAXDEV (bound to fsdev_dax, set by scripts/vm-guest-init).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+
+use famfs_kmod::{abi, errno_of, Control};
+
+pub(crate) type CheckResult = Result<(), String>;
+
+struct Check {
+    name: &'static str,
+    run: fn(&Env) -> CheckResult,
+}
+
+pub(crate) struct Env {
+    pub(crate) daxdev: String,
+}
+
+const CHECKS: &[Check] = &[
+    Check { name: "version", run: check_version },
+    Check { name: "attach", run: check_attach },
+    Check { name: "attach-exclusive", run: check_attach_exclusive },
+    Check { name: "attach-bad-input", run: check_attach_bad_input },
+    Check { name: "unprivileged", run: check_unprivileged },
+    Check { name: "file-rw-paths", run: datapath::check_rw_paths },
+    Check { name: "file-exact-offsets", run: datapath::check_exact_offsets },
+    Check { name: "file-interleaved", run: datapath::check_interleaved },
+    Check { name: "file-pmd-faults", run: datapath::check_pmd_faults },
+    Check { name: "file-eof-isolation", run: datapath::check_eof_isolation },
+    Check { name: "file-read-only", run: datapath::check_read_only },
+    Check { name: "file-size-fixed", run: datapath::check_size_fixed },
+    Check { name: "file-malformed-maps", run: datapath::check_malformed_maps },
+    Check { name: "file-get-fmap", run: datapath::check_get_fmap },
+    Check { name: "file-holds-device", run: datapath::check_file_holds_device },
+];
+
+mod datapath;
+
+pub(crate) fn expect_errno<T: std::fmt::Debug>(what: &str, r: io::Result<T>, want: i32) -> CheckResult {
+    match r {
+        Ok(v) => Err(format!("{what}: succeeded ({v:?}), expected errno {want}")),
+        Err(e) if errno_of(&e) == want => Ok(()),
+        Err(e) => Err(format!("{what}: got {e}, expected errno {want}")),
+    }
+}
+
+pub(crate) fn ctx<T>(what: &str, r: io::Result<T>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+fn sysfs_size(dev: &str) -> Result<u64, String> {
+    let name = dev.rsplit('/').next().unwrap_or(dev);
+    let text = ctx("read dax size", std::fs::read_to_string(format!("/sys/bus/dax/devices/{name}/size")))?;
+    text.trim().parse().map_err(|e| format!("parse dax size: {e}"))
+}
+
+pub(crate) fn open_dev(path: &str) -> Result<File, String> {
+    ctx(&format!("open {path}"), OpenOptions::new().read(true).write(true).open(path))
+}
+
+fn check_version(_: &Env) -> CheckResult {
+    let ctl = ctx("open /dev/famfs", Control::open())?;
+    let v = ctx("IOC_VERSION", ctl.version())?;
+    if v.abi_version != abi::ABI_VERSION || v.max_daxdevs != abi::MAX_DAXDEVS || v.max_fmap_len < 4096 {
+        return Err(format!("unexpected version reply {v:?}"));
+    }
+    Ok(())
+}
+
+fn check_attach(env: &Env) -> CheckResult {
+    let want = sysfs_size(&env.daxdev)?;
+    for round in 0..3 {
+        // Each round re-attaches: closing the control device must release the device.
+        let ctl = ctx("open /dev/famfs", Control::open())?;
+        let dev = open_dev(&env.daxdev)?;
+        let size = ctx(&format!("attach (round {round})"), ctl.attach_daxdev(&dev, 0))?;
+        if size != want {
+            return Err(format!("module says {size} bytes, sysfs says {want}"));
+        }
+    }
+    Ok(())
+}
+
+fn check_attach_exclusive(env: &Env) -> CheckResult {
+    let ctl = ctx("open /dev/famfs", Control::open())?;
+    let dev = open_dev(&env.daxdev)?;
+    ctx("attach", ctl.attach_daxdev(&dev, 3))?;
+    expect_errno("same index again", ctl.attach_daxdev(&dev, 3), libc::EEXIST)?;
+    expect_errno("same device, other index", ctl.attach_daxdev(&dev, 4), libc::EBUSY)?;
+    let other = ctx("second open of /dev/famfs", Control::open())?;
+    expect_errno("same device from another open", other.attach_daxdev(&dev, 0), libc::EBUSY)?;
+    drop(ctl);
+    ctx("attach after the holder closed", other.attach_daxdev(&dev, 0))?;
+    Ok(())
+}
+
+fn check_attach_bad_input(env: &Env) -> CheckResult {
+    let ctl = ctx("open /dev/famfs", Control::open())?;
+    let dev = open_dev(&env.daxdev)?;
+    expect_errno("index 64", ctl.attach_daxdev(&dev, abi::MAX_DAXDEVS), libc::EINVAL)?;
+    expect_errno("index u32::MAX", ctl.attach_daxdev(&dev, u32::MAX), libc::EINVAL)?;
+    expect_errno("fd -1", ctl.attach_raw_fd(-1, 0), libc::EBADF)?;
+    expect_errno("closed fd", ctl.attach_raw_fd(999_999, 0), libc::EBADF)?;
+    let null = open_dev("/dev/null")?;
+    expect_errno("/dev/null", ctl.attach_daxdev(&null, 0), libc::ENODEV)?;
+    let regular = ctx("open a regular file", File::open("/proc/self/exe"))?;
+    expect_errno("a regular file", ctl.attach_daxdev(&regular, 0), libc::ENODEV)?;
+    // Reserved fields must be zero.
+    let mut args = abi::AttachDaxdevArgs { fd: dev.as_raw_fd(), index: 0, size: 0, reserved: [0, 1] };
+    // SAFETY: IOC_ATTACH_DAXDEV takes a `*mut AttachDaxdevArgs`.
+    let rc = unsafe { libc::ioctl(ctl.file().as_raw_fd(), abi::IOC_ATTACH_DAXDEV as libc::c_ulong, &mut args) };
+    let r = if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) };
+    expect_errno("non-zero reserved field", r, libc::EINVAL)?;
+    expect_errno("unknown ioctl", {
+        // SAFETY: An unknown command with a null argument; the module must refuse it.
+        let rc = unsafe { libc::ioctl(ctl.file().as_raw_fd(), 0xFA7F as libc::c_ulong, 0usize) };
+        if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+    }, libc::ENOTTY)?;
+    // The device is still usable after all of that.
+    ctx("attach after bad input", ctl.attach_daxdev(&dev, 0))?;
+    Ok(())
+}
+
+/// A caller without CAP_SYS_ADMIN gets EPERM even on an already open /dev/famfs.
+fn check_unprivileged(env: &Env) -> CheckResult {
+    let ctl = ctx("open /dev/famfs", Control::open())?;
+    let dev = open_dev(&env.daxdev)?;
+    // SAFETY: fork in a single-threaded test program; the child only makes syscalls and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // Child: become nobody (which clears every capability), then try the ioctls.
+        // SAFETY: Plain syscalls.
+        let code = unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setresgid(65534, 65534, 65534) != 0 || libc::setresuid(65534, 65534, 65534) != 0 {
+                3
+            } else {
+                let v = ctl.version();
+                let a = ctl.attach_daxdev(&dev, 0);
+                match (v, a) {
+                    (Err(ve), Err(ae)) if errno_of(&ve) == libc::EPERM && errno_of(&ae) == libc::EPERM => 0,
+                    _ => 1,
+                }
+            }
+        };
+        // SAFETY: Leave the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: Waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
+        3 => Err("could not drop privileges in the child".into()),
+        _ => Err("an unprivileged caller was not refused with EPERM".into()),
+    }
+}
+
+fn poke(dev: &str, offset: u64, hex: &str) -> Result<(), String> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<_>>()
+        .ok_or("HEX must be an even number of hex digits")?;
+    const ALIGN: u64 = 2 << 20;
+    let base = offset - offset % ALIGN;
+    let inner = (offset - base) as usize;
+    let len = (inner + bytes.len()).div_ceil(ALIGN as usize) * ALIGN as usize;
+    let file = open_dev(dev)?;
+    // SAFETY: A fresh shared mapping of a device_dax device; we only touch [inner, inner+len).
+    let addr = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), base as libc::off_t)
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(format!("mmap {dev} at {base:#x}: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: `addr` maps `len` bytes and `inner + bytes.len() <= len`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (addr as *mut u8).add(inner), bytes.len());
+        libc::msync(addr, len, libc::MS_SYNC);
+        libc::munmap(addr, len);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("list") => {
+            for c in CHECKS {
+                println!("{}", c.name);
+            }
+            ExitCode::SUCCESS
+        }
+        Some("hold-map") if args.len() == 2 => match datapath::hold_map(&args[1]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("famfs-ktest: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("poke") if args.len() == 4 => {
+            let offset = match args[2].parse::<u64>() {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("famfs-ktest: bad offset: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match poke(&args[1], offset, &args[3]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("famfs-ktest: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("checks") => {
+            let Ok(daxdev) = std::env::var("FAMFS_DAXDEV") else {
+                eprintln!("famfs-ktest: FAMFS_DAXDEV is not set (run inside scripts/vm)");
+                return ExitCode::from(2);
+            };
+            let env = Env { daxdev };
+            let wanted = &args[1..];
+            let mut failed = 0;
+            for c in CHECKS.iter().filter(|c| wanted.is_empty() || wanted.iter().any(|w| w == c.name)) {
+                match (c.run)(&env) {
+                    Ok(()) => println!("ok - {}", c.name),
+                    Err(why) => {
+                        failed += 1;
+                        println!("not ok - {}: {why}", c.name);
+                    }
+                }
+            }
+            if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        _ => {
+            eprintln!("usage: famfs-ktest checks [NAME...] | list | poke DEV OFFSET HEX");
+            ExitCode::from(2)
+        }
+    }
+}

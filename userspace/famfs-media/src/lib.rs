@@ -1,0 +1,424 @@
+//! Access to famfs media: a devdax character device, a regular file used as a device image, or the
+//! meta files (`.meta/.superblock`, `.meta/.log`) of a mounted famfs.
+//!
+//! Everything is addressed by *device offset*. The memory is mapped shared and accessed only by
+//! copying into and out of private buffers ([`Media::read_at`], [`Media::write_at`]): the mapping may be
+//! changed by other processes or hosts at any time, so no Rust reference into it is ever handed out.
+//! Writes are followed by a cache flush, metadata reads are preceded by an invalidation (see
+//! [`cache`]).
+
+pub mod cache;
+
+use famfs_format::{FormatError, LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET, SB_REGION_LEN, SB_SIZE};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Errors of device access.
+#[derive(Debug, Error)]
+pub enum MediaError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}: not a devdax device, image file or famfs mount point")]
+    Unsupported(PathBuf),
+    #[error("{path}: only {size} bytes, too small to hold a famfs superblock")]
+    TooSmall { path: PathBuf, size: u64 },
+    #[error("{path}: cannot find the size of devdax device (tried {tried})")]
+    NoDaxSize { path: PathBuf, tried: String },
+    #[error("range [{offset:#x}, +{len:#x}) is outside the mapped media ({what})")]
+    OutOfRange { offset: u64, len: u64, what: &'static str },
+    #[error("media opened read-only; writes need read-write access")]
+    ReadOnly,
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
+
+impl MediaError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        MediaError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// What kind of media is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// A devdax character device.
+    DaxDevice,
+    /// A regular file used as a device image.
+    Image,
+    /// The meta files of a mounted famfs: only the superblock and log are reachable.
+    MetaFiles,
+}
+
+/// Read-only or read-write access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// One shared mapping of part of the device.
+struct Region {
+    map: MmapRaw,
+    /// Device offset of the mapping's first byte.
+    base: u64,
+    /// Mapped writable (the superblock meta file never is).
+    writable: bool,
+}
+
+impl Region {
+    fn contains(&self, off: u64, len: u64) -> bool {
+        off >= self.base && off.checked_add(len).is_some_and(|end| end <= self.base + self.map.len() as u64)
+    }
+}
+
+/// Open famfs media. See the crate documentation.
+pub struct Media {
+    kind: MediaKind,
+    path: PathBuf,
+    access: Access,
+    regions: Vec<Region>,
+    /// The file whose `flock` serialises log appends (the device, the image or `.meta/.log`).
+    lock_file: File,
+    /// Size of the device as far as this media shows it (for meta files: what the superblock says).
+    size: u64,
+}
+
+/// Holds the exclusive log lock until dropped. It owns a duplicate of the lock file descriptor
+/// (same open file description, so the same flock), which lets callers keep mutating their own
+/// state while holding it.
+pub struct LogLock {
+    file: File,
+}
+
+impl Drop for LogLock {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on an fd we own for at least the guard's lifetime.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+fn open_file(path: &Path, access: Access) -> Result<File, MediaError> {
+    OpenOptions::new()
+        .read(true)
+        .write(access == Access::ReadWrite)
+        .open(path)
+        .map_err(|e| MediaError::io(path, e))
+}
+
+fn map(file: &File, path: &Path, len: u64, access: Access) -> Result<MmapRaw, MediaError> {
+    let len = usize::try_from(len).map_err(|_| MediaError::TooSmall { path: path.into(), size: len })?;
+    let mut opts = MmapOptions::new();
+    opts.len(len);
+    let r = match access {
+        Access::ReadWrite => opts.map_raw(file),
+        Access::ReadOnly => opts.map_raw_read_only(file),
+    };
+    r.map_err(|e| MediaError::io(path, e))
+}
+
+/// Size of a devdax character device from sysfs.
+pub fn dax_device_size(path: &Path, meta: &std::fs::Metadata) -> Result<u64, MediaError> {
+    let rdev = meta.rdev();
+    let (maj, min) = (libc::major(rdev), libc::minor(rdev));
+    let mut candidates = vec![PathBuf::from(format!("/sys/dev/char/{maj}:{min}/size"))];
+    if let Some(name) = path.file_name() {
+        candidates.push(Path::new("/sys/class/dax").join(name).join("size"));
+    }
+    for c in &candidates {
+        if let Ok(s) = std::fs::read_to_string(c) {
+            if let Ok(v) = s.trim().parse::<u64>() {
+                return Ok(v);
+            }
+        }
+    }
+    let tried = candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ");
+    Err(MediaError::NoDaxSize { path: path.into(), tried })
+}
+
+impl Media {
+    /// Opens a devdax device, an image file, or (for a directory) the meta files of the famfs
+    /// mounted there.
+    pub fn open(path: &Path, access: Access) -> Result<Media, MediaError> {
+        let meta = std::fs::metadata(path).map_err(|e| MediaError::io(path, e))?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            return Self::open_mount(path, access);
+        }
+        let file = open_file(path, access)?;
+        let (kind, size) = if ft.is_char_device() {
+            (MediaKind::DaxDevice, dax_device_size(path, &meta)?)
+        } else if ft.is_file() {
+            (MediaKind::Image, meta.len())
+        } else {
+            return Err(MediaError::Unsupported(path.into()));
+        };
+        if size < SB_SIZE as u64 {
+            return Err(MediaError::TooSmall { path: path.into(), size });
+        }
+        let map = map(&file, path, size, access)?;
+        Ok(Media { kind, path: path.into(), access, regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }], lock_file: file, size })
+    }
+
+    /// Opens the meta files of a famfs mounted at `mpt`.
+    pub fn open_mount(mpt: &Path, access: Access) -> Result<Media, MediaError> {
+        let sb_path = mpt.join(".meta/.superblock");
+        let log_path = mpt.join(".meta/.log");
+        if !sb_path.exists() || !log_path.exists() {
+            return Err(MediaError::Unsupported(mpt.into()));
+        }
+        // The superblock file is read-only even on the master.
+        let sb_file = open_file(&sb_path, Access::ReadOnly)?;
+        let sb_len = sb_file.metadata().map_err(|e| MediaError::io(&sb_path, e))?.len().min(SB_REGION_LEN);
+        if sb_len < SB_SIZE as u64 {
+            return Err(MediaError::TooSmall { path: sb_path, size: sb_len });
+        }
+        let sb_map = map(&sb_file, &sb_path, sb_len, Access::ReadOnly)?;
+        let log_file = open_file(&log_path, access)?;
+        let log_len = log_file.metadata().map_err(|e| MediaError::io(&log_path, e))?.len();
+        if log_len < LOG_HEADER_SIZE as u64 {
+            return Err(MediaError::TooSmall { path: log_path, size: log_len });
+        }
+        let log_map = map(&log_file, &log_path, log_len, access)?;
+        let mut m = Media {
+            kind: MediaKind::MetaFiles,
+            path: mpt.into(),
+            access,
+            regions: vec![
+                Region { map: sb_map, base: 0, writable: false },
+                Region { map: log_map, base: LOG_OFFSET, writable: access == Access::ReadWrite },
+            ],
+            lock_file: log_file,
+            size: 0,
+        };
+        // Only the superblock knows the device size here.
+        m.size = m.read_superblock().map(|sb| sb.device_size).unwrap_or(0);
+        Ok(m)
+    }
+
+    /// The kind of media.
+    pub fn kind(&self) -> MediaKind {
+        self.kind
+    }
+
+    /// The path it was opened by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The access mode.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Device size in bytes (file length for an image).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether file data (not just metadata) is reachable through this media.
+    pub fn has_data(&self) -> bool {
+        self.kind != MediaKind::MetaFiles
+    }
+
+    fn region(&self, off: u64, len: u64, what: &'static str) -> Result<(&Region, usize), MediaError> {
+        self.regions
+            .iter()
+            .find(|r| r.contains(off, len))
+            .map(|r| (r, (off - r.base) as usize))
+            .ok_or(MediaError::OutOfRange { offset: off, len, what })
+    }
+
+    /// Copies `buf.len()` bytes at device offset `off` into `buf` (no cache invalidation).
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<(), MediaError> {
+        let (r, rel) = self.region(off, buf.len() as u64, "read")?;
+        // SAFETY: the range was checked to lie inside the mapping; the mapping lives as long as self.
+        unsafe { std::ptr::copy_nonoverlapping(r.map.as_ptr().add(rel), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Invalidates the cache lines of a range (before reading memory another host may have written).
+    pub fn invalidate(&self, off: u64, len: u64) -> Result<(), MediaError> {
+        let (r, rel) = self.region(off, len, "invalidate")?;
+        // SAFETY: checked range inside the mapping.
+        unsafe { cache::invalidate(r.map.as_ptr().add(rel), len as usize) };
+        Ok(())
+    }
+
+    /// Invalidates then reads: the way to read shared metadata.
+    pub fn read_fresh(&self, off: u64, buf: &mut [u8]) -> Result<(), MediaError> {
+        self.invalidate(off, buf.len() as u64)?;
+        self.read_at(off, buf)
+    }
+
+    /// Writes `data` at device offset `off` and flushes the cache lines to memory.
+    pub fn write_at(&self, off: u64, data: &[u8]) -> Result<(), MediaError> {
+        if self.access != Access::ReadWrite {
+            return Err(MediaError::ReadOnly);
+        }
+        let (r, rel) = self.region(off, data.len() as u64, "write")?;
+        if !r.writable {
+            return Err(MediaError::ReadOnly);
+        }
+        // SAFETY: checked range inside a writable shared mapping; no Rust reference aliases it.
+        unsafe {
+            let dst = r.map.as_mut_ptr().add(rel);
+            std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
+            cache::flush(dst, data.len());
+        }
+        Ok(())
+    }
+
+    /// Fills a range with zeroes (and flushes).
+    pub fn zero(&self, off: u64, len: u64) -> Result<(), MediaError> {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK as usize];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            self.write_at(off + done, &zeros[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Takes the exclusive log lock (blocking). Serialises appends between processes of this host.
+    pub fn lock_log(&self) -> Result<LogLock, MediaError> {
+        let file = self.lock_file.try_clone().map_err(|e| MediaError::io(&self.path, e))?;
+        loop {
+            // SAFETY: plain syscall on an fd owned by self.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(LogLock { file });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(MediaError::io(&self.path, e));
+            }
+        }
+    }
+
+    /// Reads and validates the superblock (fresh from memory).
+    pub fn read_superblock(&self) -> Result<Superblock, MediaError> {
+        let mut b = [0u8; SB_SIZE];
+        self.read_fresh(0, &mut b)?;
+        Ok(Superblock::decode(&b)?)
+    }
+
+    /// Reads and validates the log header (fresh from memory).
+    pub fn read_log_header(&self, sb: &Superblock) -> Result<LogHeader, MediaError> {
+        let mut b = [0u8; LOG_HEADER_SIZE];
+        self.read_fresh(LOG_OFFSET, &mut b)?;
+        Ok(LogHeader::decode(&b, sb.log_len)?)
+    }
+
+    /// Device offset of log entry `index`, checked against the log geometry.
+    pub fn entry_offset(sb: &Superblock, index: u64) -> Result<u64, MediaError> {
+        sb.log_geometry()
+            .entry_offset(index)
+            .map(|o| LOG_OFFSET + o)
+            .ok_or(MediaError::OutOfRange { offset: index, len: 1, what: "log entry index" })
+    }
+
+    /// Reads entry `index` raw bytes, fresh from memory. When the entry fails its integrity check
+    /// (crc, seqnum), the lines are invalidated and it is read once more before failing: a client may
+    /// hold stale lines of an entry the master wrote after our first look.
+    pub fn read_log_entry(&self, sb: &Superblock, index: u64) -> Result<LogEntry, MediaError> {
+        let off = Self::entry_offset(sb, index)?;
+        let mut b = [0u8; LOG_ENTRY_SIZE];
+        self.read_at(off, &mut b)?;
+        let raw = match LogEntry::check_integrity(&b, index) {
+            Ok(raw) => raw,
+            Err(_) => {
+                self.read_fresh(off, &mut b)?;
+                LogEntry::check_integrity(&b, index)?
+            }
+        };
+        Ok(LogEntry::decode_body(&raw)?)
+    }
+
+    /// Reads many consecutive entries' raw bytes in one go (after one invalidation). Used by log
+    /// play; the per-entry retry is done by the caller through [`Media::read_log_entry`].
+    pub fn read_log_range(&self, sb: &Superblock, first: u64, count: u64, buf: &mut Vec<u8>) -> Result<(), MediaError> {
+        if count == 0 {
+            buf.clear();
+            return Ok(());
+        }
+        let off = Self::entry_offset(sb, first)?;
+        Self::entry_offset(sb, first + count - 1)?;
+        buf.resize(count as usize * LOG_ENTRY_SIZE, 0);
+        self.read_fresh(off, buf)
+    }
+
+    /// Writes a log entry's bytes into slot `index` (flushed).
+    pub fn write_log_entry(&self, sb: &Superblock, index: u64, bytes: &[u8; LOG_ENTRY_SIZE]) -> Result<(), MediaError> {
+        self.write_at(Self::entry_offset(sb, index)?, bytes)
+    }
+
+    /// Writes the log header (flushed).
+    pub fn write_log_header(&self, h: &LogHeader) -> Result<(), MediaError> {
+        self.write_at(LOG_OFFSET, &h.encode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use famfs_format::DEFAULT_LOG_LEN;
+
+    #[test]
+    fn image_read_write_and_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        let f = File::create(&p).unwrap();
+        f.set_len(16 << 20).unwrap();
+        let m = Media::open(&p, Access::ReadWrite).unwrap();
+        assert_eq!(m.kind(), MediaKind::Image);
+        assert_eq!(m.size(), 16 << 20);
+        m.write_at(4096, b"hello").unwrap();
+        let mut b = [0u8; 5];
+        m.read_fresh(4096, &mut b).unwrap();
+        assert_eq!(&b, b"hello");
+        assert!(matches!(m.read_at((16 << 20) - 2, &mut b), Err(MediaError::OutOfRange { .. })));
+        assert!(matches!(m.read_at(u64::MAX - 1, &mut b), Err(MediaError::OutOfRange { .. })));
+        assert!(matches!(m.read_superblock(), Err(MediaError::Format(FormatError::BadMagic { .. }))));
+        let ro = Media::open(&p, Access::ReadOnly).unwrap();
+        assert!(matches!(ro.write_at(0, b"x"), Err(MediaError::ReadOnly)));
+        let _l = m.lock_log().unwrap();
+    }
+
+    #[test]
+    fn tiny_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        File::create(&p).unwrap().set_len(10).unwrap();
+        assert!(matches!(Media::open(&p, Access::ReadOnly), Err(MediaError::TooSmall { .. })));
+        assert!(matches!(Media::open(&dir.path().join("nope"), Access::ReadOnly), Err(MediaError::Io { .. })));
+        assert!(matches!(Media::open(dir.path(), Access::ReadOnly), Err(MediaError::Unsupported(_))));
+    }
+
+    #[test]
+    fn meta_files_media() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".meta")).unwrap();
+        let sb = Superblock::new(DEFAULT_LOG_LEN, 8 << 30, [1; 16], [2; 16], [3; 16], "x").unwrap();
+        let mut sbb = vec![0u8; 2 << 20];
+        sbb[..SB_SIZE].copy_from_slice(&sb.encode());
+        std::fs::write(dir.path().join(".meta/.superblock"), &sbb).unwrap();
+        let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
+        log[..48].copy_from_slice(&LogHeader::new(sb.log_geometry()).encode());
+        std::fs::write(dir.path().join(".meta/.log"), &log).unwrap();
+        let m = Media::open(dir.path(), Access::ReadWrite).unwrap();
+        assert_eq!(m.kind(), MediaKind::MetaFiles);
+        assert_eq!(m.size(), 8 << 30);
+        assert!(!m.has_data());
+        assert_eq!(m.read_superblock().unwrap(), sb);
+        assert_eq!(m.read_log_header(&sb).unwrap().next_index(), 0);
+        assert!(matches!(m.write_at(LOG_OFFSET + DEFAULT_LOG_LEN, b"x"), Err(MediaError::OutOfRange { .. })));
+        assert!(matches!(m.write_at(0, b"x"), Err(MediaError::ReadOnly)));
+        m.write_at(LOG_OFFSET + 100, b"x").unwrap();
+    }
+}

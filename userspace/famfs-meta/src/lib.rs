@@ -1,0 +1,69 @@
+//! famfs metadata: playing the log into a [`Namespace`], appending to it (master only), and
+//! formatting a device.
+//!
+//! The entry point is [`Famfs`]. A FUSE server would:
+//!
+//! ```no_run
+//! use famfs_meta::{Famfs, Access, ROOT_INO};
+//! let mut fs = Famfs::open("/dev/dax0.0".as_ref(), Access::ReadOnly)?;   // plays the whole log
+//! let ino = fs.namespace().lookup(ROOT_INO, "file").unwrap();            // lookup
+//! let node = fs.namespace().get(ino).unwrap();                           // getattr
+//! let fmap = &node.file().unwrap().fmap;                                 // the file's map
+//! let stats = fs.refresh()?;                                             // cheap: plays only new entries
+//! # Ok::<(), famfs_meta::MetaError>(())
+//! ```
+
+mod fs;
+mod namespace;
+mod role;
+
+pub use famfs_media::{Access, MediaKind};
+pub use fs::{Appender, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind, mkfs};
+pub use namespace::{ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, ROOT_INO};
+pub use role::{local_system_uuid, system_uuid_path, Role, SYSTEM_UUID_ENV, SYSTEM_UUID_PATH};
+
+use famfs_alloc::AllocError;
+use famfs_format::FormatError;
+use famfs_media::MediaError;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Errors of metadata operations.
+#[derive(Debug, Error)]
+pub enum MetaError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Alloc(#[from] AllocError),
+    #[error("log entry {index} is damaged: {source} (the log stops there; run `famfs fsck`)")]
+    LogDamaged { index: u64, source: FormatError },
+    #[error("the log shrank from {played} to {now} entries: the device was reformatted; reopen it")]
+    LogWentBackwards { played: u64, now: u64 },
+    #[error("the superblock changed under us (reformatted?); reopen the file system")]
+    SuperblockChanged,
+    #[error("this host is a client of this file system (master system uuid {master}, ours {ours}): only the master may create files or directories")]
+    NotMaster { master: String, ours: String },
+    #[error("the file system was opened read-only; open it read-write to modify it")]
+    ReadOnly,
+    #[error("the log is full ({capacity} entries): no more files or directories can be created (make a new file system with a bigger --loglen)")]
+    LogFull { capacity: u64 },
+    #[error("/{0}: already exists")]
+    Exists(String),
+    #[error("/{0}: no such file or directory")]
+    NotFound(String),
+    #[error("/{0}: not a directory")]
+    NotADirectory(String),
+    #[error("/{0}: is a directory")]
+    IsADirectory(String),
+    #[error("file data is not reachable through {0:?} media (only the superblock and log are); use the device or the mounted files")]
+    NoData(MediaKind),
+    #[error("access [{offset}, +{len}) beyond the end of /{path} ({size} bytes)")]
+    BeyondEof { path: String, offset: u64, len: u64, size: u64 },
+    #[error("system uuid file {path}: {source}")]
+    SystemUuid { path: PathBuf, source: std::io::Error },
+}
+
+/// Result alias.
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
