@@ -8,12 +8,13 @@
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use kernel::bindings;
 use kernel::fs::LocalFile;
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, Mutex};
+use kernel::new_mutex;
 
 use crate::ffi;
 
@@ -25,12 +26,17 @@ use crate::ffi;
 /// with `holder_key()` as the holder pointer, and exactly one reference to its inode is owned by
 /// this object and released (together with the holder role) in [`Drop`]. `held` is only ever
 /// set once, right after a successful `fs_dax_get`, before the object is shared.
+#[pin_data(PinnedDrop)]
 pub(crate) struct Daxdev {
     dax: NonNull<ffi::dax_device>,
+    /// Addresses of the live inodes with extents on this device, so that removal can unmap
+    /// them. An inode is added before its file is published and removed when it is evicted.
+    #[pin]
+    inodes: Mutex<KVec<usize>>,
     held: AtomicBool,
-    /// The holder pointer given to `fs_dax_get` is the address of this flag: stable for the
-    /// object's whole life (it lives in an `Arc`).
-    poisoned: AtomicBool,
+    /// `USABLE`, `REMOVED` or `POISONED`. The holder pointer given to `fs_dax_get` is the
+    /// address of this field: stable for the object's whole life (it lives in an `Arc`).
+    state: AtomicU8,
     size: AtomicU64,
     devt: u32,
 }
@@ -41,8 +47,14 @@ unsafe impl Send for Daxdev {}
 // SAFETY: As above; the only mutable state is an atomic.
 unsafe impl Sync for Daxdev {}
 
-/// Holder operations: a memory failure on the device poisons it, and every later access to a
-/// file on it fails with `EHWPOISON` (fmap-wire.md).
+const USABLE: u8 = 0;
+/// The device is going away (unbind, hot-removal): accesses fail with `ENXIO`.
+const REMOVED: u8 = 1;
+/// A memory failure was reported: accesses fail with `EHWPOISON` (fmap-wire.md).
+const POISONED: u8 = 2;
+
+/// Holder operations: a memory failure or the removal of the device makes every later access
+/// to a file on it fail.
 static HOLDER_OPS: ffi::dax_holder_operations = ffi::dax_holder_operations {
     notify_failure: Some(notify_failure),
 };
@@ -52,22 +64,31 @@ unsafe extern "C" fn notify_failure(
     dax_dev: *mut ffi::dax_device,
     offset: u64,
     len: u64,
-    _mf_flags: kernel::ffi::c_int,
+    mf_flags: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
     // SAFETY: The dax core calls this with a live device whose holder is us.
     let holder = unsafe { ffi::dax_holder(dax_dev) };
     if holder.is_null() {
         return -(bindings::EOPNOTSUPP as i32);
     }
-    // SAFETY: The holder pointer is the address of the `poisoned` field of a `Daxdev` that is
-    // still alive: `Daxdev::drop` clears the holder (with `fs_put_dax`) before the memory goes.
-    let poisoned = unsafe { &*(holder as *const AtomicBool) };
-    poisoned.store(true, Ordering::Release);
-    pr_err!(
-        "famfs: memory failure on dax device at offset {:#x} len {:#x}: files on it now fail with EHWPOISON\n",
-        offset,
-        len
-    );
+    // SAFETY: The holder pointer is the address of a `Daxdev` that is still alive:
+    // `Daxdev::drop` clears the holder (with `fs_put_dax`) before the memory goes.
+    let dev = unsafe { &*(holder as *const Daxdev) };
+    let state = &dev.state;
+    if mf_flags as u32 & bindings::mf_flags_MF_MEM_PRE_REMOVE != 0 {
+        // Poison outranks removal: keep the more specific error.
+        let _ = state.compare_exchange(USABLE, REMOVED, Ordering::AcqRel, Ordering::Acquire);
+        pr_warn!("famfs: dax device is being removed: files on it now fail with ENXIO\n");
+        // The memory and its struct pages are about to go: no user mapping may outlive them.
+        dev.unmap_all();
+    } else {
+        state.store(POISONED, Ordering::Release);
+        pr_err!(
+            "famfs: memory failure on dax device at offset {:#x} len {:#x}: files on it now fail with EHWPOISON\n",
+            offset,
+            len
+        );
+    }
     0
 }
 
@@ -95,14 +116,15 @@ impl Daxdev {
         // the open `file`), so this finds its existing dax_device and takes a reference.
         let dax = NonNull::new(unsafe { ffi::dax_dev_get(devt) }).ok_or(ENOMEM)?;
 
-        let this = Arc::new(
-            Self {
+        let this = Arc::pin_init(
+            pin_init!(Self {
                 dax,
+                inodes <- new_mutex!(KVec::new()),
                 held: AtomicBool::new(false),
-                poisoned: AtomicBool::new(false),
+                state: AtomicU8::new(USABLE),
                 size: AtomicU64::new(0),
                 devt: rdev,
-            },
+            }),
             GFP_KERNEL,
         );
         let this = match this {
@@ -110,7 +132,7 @@ impl Daxdev {
             Err(e) => {
                 // SAFETY: Drops the reference `dax_dev_get` gave us.
                 unsafe { ffi::put_dax(dax.as_ptr()) };
-                return Err(e.into());
+                return Err(e);
             }
         };
         let holder = this.holder_key();
@@ -137,7 +159,36 @@ impl Daxdev {
     }
 
     fn holder_key(&self) -> *mut c_void {
-        (&self.poisoned as *const AtomicBool).cast_mut().cast()
+        core::ptr::from_ref(self).cast_mut().cast()
+    }
+
+    /// Records that `inode` has extents on this device (before its file is published).
+    pub(crate) fn track(&self, inode: *mut bindings::inode) -> Result {
+        self.inodes.lock().push(inode as usize, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Forgets `inode` (when it is evicted).
+    pub(crate) fn untrack(&self, inode: *mut bindings::inode) {
+        let mut inodes = self.inodes.lock();
+        if let Some(i) = inodes.iter().position(|&p| p == inode as usize) {
+            let _ = inodes.remove(i);
+        }
+    }
+
+    /// Zaps every user mapping of every file on this device and waits until the device pages
+    /// are no longer referenced. Faults after this fail (the state is no longer usable).
+    fn unmap_all(&self) {
+        let inodes = self.inodes.lock();
+        for &inode in inodes.iter() {
+            let inode = inode as *mut bindings::inode;
+            // SAFETY: A tracked inode is alive: eviction untracks it (taking this lock) before
+            // its mapping goes. Unmapping and waiting for idle pages need no other lock.
+            unsafe {
+                bindings::unmap_mapping_range((*inode).i_mapping, 0, 0, 1);
+                ffi::dax_break_layout_final(inode);
+            }
+        }
     }
 
     /// The device size in bytes, found by asking `dax_direct_access` for ever larger page runs
@@ -194,13 +245,14 @@ impl Daxdev {
         self.devt
     }
 
-    /// `EHWPOISON` once a memory failure was reported on the device.
-    #[allow(dead_code)]
+    /// `EHWPOISON` once a memory failure was reported on the device, `ENXIO` once it is being
+    /// removed.
     pub(crate) fn check_usable(&self) -> Result {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(EHWPOISON);
+        match self.state.load(Ordering::Acquire) {
+            USABLE => Ok(()),
+            REMOVED => Err(ENXIO),
+            _ => Err(EHWPOISON),
         }
-        Ok(())
     }
 
     /// The raw device, for iomap.
@@ -210,8 +262,9 @@ impl Daxdev {
     }
 }
 
-impl Drop for Daxdev {
-    fn drop(&mut self) {
+#[pinned_drop]
+impl PinnedDrop for Daxdev {
+    fn drop(self: Pin<&mut Self>) {
         if !self.held.load(Ordering::Acquire) {
             return;
         }

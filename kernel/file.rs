@@ -42,6 +42,23 @@ impl FileData {
         self.size
     }
 
+    /// Registers the inode with every device it maps, for removal handling.
+    pub(crate) fn track(&self, inode: *mut bindings::inode) -> Result {
+        for dev in self.devs.iter().flatten() {
+            if let Err(e) = dev.track(inode) {
+                self.untrack(inode);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn untrack(&self, inode: *mut bindings::inode) {
+        for dev in self.devs.iter().flatten() {
+            dev.untrack(inode);
+        }
+    }
+
     pub(crate) fn fmap_bytes(&self) -> &[u8] {
         &self.fmap
     }
@@ -81,7 +98,8 @@ pub(crate) unsafe fn drop_file_data(inode: *mut bindings::inode) {
     let data = unsafe { core::mem::replace(&mut (*inode).i_private, ptr::null_mut()) };
     if !data.is_null() {
         // SAFETY: `i_private` came from `KBox::into_raw` in `create_file`.
-        drop(unsafe { KBox::from_raw(data.cast::<FileData>()) });
+        let data = unsafe { KBox::from_raw(data.cast::<FileData>()) };
+        data.untrack(inode);
     }
 }
 
@@ -381,8 +399,10 @@ unsafe fn dax_fault(vmf: *mut bindings::vm_fault, order: u32) -> bindings::vm_fa
             return bindings::vm_fault_reason_VM_FAULT_FALLBACK as bindings::vm_fault_t;
         }
         let file = (*(*vmf).__bindgen_anon_1.vma).vm_file;
-        if file_data(file_inode(file)).check_usable().is_err() {
-            return bindings::vm_fault_reason_VM_FAULT_HWPOISON as bindings::vm_fault_t;
+        match file_data(file_inode(file)).check_usable() {
+            Ok(()) => {}
+            Err(e) if e == EHWPOISON => return bindings::vm_fault_reason_VM_FAULT_HWPOISON as bindings::vm_fault_t,
+            Err(_) => return bindings::vm_fault_reason_VM_FAULT_SIGBUS as bindings::vm_fault_t,
         }
         let mut pfn: kernel::ffi::c_ulong = 0;
         let ret = ffi::dax_iomap_fault(vmf, order, &mut pfn, ptr::null_mut(), &IOMAP_OPS);

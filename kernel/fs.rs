@@ -63,7 +63,8 @@ unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
     // SAFETY: The VFS passes a valid inode being evicted; nothing else uses it any more.
     unsafe {
         // DAX entries go through the dax core (waiting for any page still pinned), then the
-        // mapping is empty for the generic truncate.
+        // mapping is empty for the generic truncate. The data goes last: it keeps the devices
+        // (and the inode's place in their removal lists) until the mapping is empty.
         ffi::dax_break_layout_final(inode);
         bindings::truncate_inode_pages_final(&mut (*inode).i_data);
         bindings::clear_inode(inode);
@@ -144,6 +145,11 @@ impl InternalMount {
             return Err(ENOMEM);
         }
         stats::FILES.add(1);
+        if let Err(e) = data.track(inode) {
+            // SAFETY: Our new inode, no data attached yet: dropping it just frees it.
+            unsafe { bindings::iput(inode) };
+            return Err(e);
+        }
         // SAFETY: `inode` is new and private to us until the file below publishes it; the
         // operation tables are statics; `i_private` takes ownership of `data` (freed by
         // `evict_inode`, also on the error path below through `iput`).

@@ -514,7 +514,14 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) ->
     let bm = fs.bitmap();
     let sz = |n: u64| if human_sizes { human(n) } else { n.to_string() };
     let damage: Vec<String> = fs.problems().iter().filter(|p| p.is_damage()).map(|p| p.to_string()).collect();
-    let warnings: Vec<String> = fs.problems().iter().filter(|p| !p.is_damage()).map(|p| p.to_string()).collect();
+    let mut warnings: Vec<String> = fs.problems().iter().filter(|p| !p.is_damage()).map(|p| p.to_string()).collect();
+    if h.counters_disagree() {
+        warnings.push(format!(
+            "log header: next_seqnum {} differs from next_index {} (an interrupted append; the next append repairs it)",
+            h.next_seqnum(),
+            h.next_index()
+        ));
+    }
     let collisions = fs.problems().iter().filter(|p| matches!(p.kind, famfs_meta::ProblemKind::Collision(_))).count();
     let used = bm.used_units() * famfs_alloc::UNIT;
     if json {

@@ -29,8 +29,6 @@ pub enum FormatError {
     BadLastIndex { found: u64, expected: u64 },
     #[error("log counters past the end of the log: next_index {next_index}, capacity {capacity}")]
     CountersPastEnd { next_index: u64, capacity: u64 },
-    #[error("log counters disagree: next_seqnum {next_seqnum}, next_index {next_index}")]
-    CountersDisagree { next_seqnum: u64, next_index: u64 },
     #[error("log entry {index}: crc mismatch (stored {stored:#x}, computed {computed:#x})")]
     BadEntryCrc { index: u64, stored: u64, computed: u64 },
     #[error("log entry {index}: seqnum {seqnum} does not match its index")]
@@ -55,6 +53,8 @@ pub enum FormatError {
     ExtentMisaligned { offset: u64, len: u64 },
     #[error("extent at offset 0 (that is the superblock)")]
     ExtentAtZero,
+    #[error("extent [{offset:#x}, +{len:#x}) wraps past the end of the 64-bit address space")]
+    ExtentOverflow { offset: u64, len: u64 },
     #[error("extent of length 0")]
     ExtentEmpty,
     #[error("extent [{offset:#x}, +{len:#x}) goes beyond the device end {device_size:#x}")]

@@ -29,6 +29,10 @@ impl Extent {
         if self.offset == 0 {
             return Err(FormatError::ExtentAtZero);
         }
+        // Device offsets inside the extent are computed as offset + (something < len).
+        if self.offset.checked_add(self.len).is_none() {
+            return Err(FormatError::ExtentOverflow { offset: self.offset, len: self.len });
+        }
         Ok(())
     }
 
@@ -313,6 +317,27 @@ mod tests {
             Err(FormatError::ExtentBeyondDevice { .. })
         ));
         assert!(Extent::new(u64::MAX - M + 1, 2 * M).check_within(u64::MAX).is_err());
+    }
+
+    /// Regression (fuzzing, decode_log_entry): an extent ending past 2^64 was accepted and
+    /// resolving an offset inside it overflowed.
+    #[test]
+    fn extent_wrapping_the_address_space_is_refused() {
+        let top = u64::MAX / M * M;
+        assert_eq!(Extent::new(top, 2 * M).validate(), Err(FormatError::ExtentOverflow { offset: top, len: 2 * M }));
+        assert_eq!(Extent::new(top - M, M).validate(), Ok(()));
+        let mut b = [0u8; FMAP_SIZE];
+        put_u32(&mut b, 8, 1);
+        put_u64(&mut b, 24, 2 * M);
+        put_u64(&mut b, 32, u64::MAX / M * M);
+        assert!(matches!(Fmap::decode(&b), Err(FormatError::ExtentOverflow { .. })));
+        // Interleaved strips too.
+        put_u32(&mut b, 0, 1);
+        put_u64(&mut b, 16, 1);
+        put_u64(&mut b, 24, 2 * M);
+        put_u64(&mut b, 32 + 8, top);
+        put_u64(&mut b, 32 + 16, 4 * M);
+        assert!(matches!(Fmap::decode(&b), Err(FormatError::ExtentOverflow { .. })));
     }
 
     proptest! {

@@ -115,16 +115,20 @@ impl LogHeader {
         self.next_index > self.geometry.last_index()
     }
 
-    /// The header after one more entry was appended.
+    /// The header after one more entry was appended. `next_index` is the authority: `next_seqnum`
+    /// is not covered by the crc, and a writer killed between storing the two counters leaves them
+    /// apart; both come out equal here, so the next append repairs such a header.
     pub fn advanced(&self) -> Result<LogHeader, FormatError> {
-        if self.next_seqnum != self.next_index {
-            return Err(FormatError::CountersDisagree { next_seqnum: self.next_seqnum, next_index: self.next_index });
-        }
         let next = self.next_index + 1;
         if next > self.geometry.capacity() {
             return Err(FormatError::CountersPastEnd { next_index: next, capacity: self.geometry.capacity() });
         }
         Ok(LogHeader { geometry: self.geometry, next_seqnum: next, next_index: next })
+    }
+
+    /// Whether the two counters disagree (an interrupted append; harmless, see [`LogHeader::advanced`]).
+    pub fn counters_disagree(&self) -> bool {
+        self.next_seqnum != self.next_index
     }
 
     /// The raw form, crc included.
@@ -239,7 +243,10 @@ mod tests {
         r.next_index = 5;
         r.next_seqnum = 6;
         let h = LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN).unwrap();
-        assert!(matches!(h.advanced(), Err(FormatError::CountersDisagree { .. })));
+        assert!(h.counters_disagree());
+        let next = h.advanced().unwrap();
+        assert_eq!((next.next_index(), next.next_seqnum()), (6, 6));
+        assert!(!next.counters_disagree());
         assert!(matches!(LogHeader::decode(&[0; 47], DEFAULT_LOG_LEN), Err(FormatError::Truncated { .. })));
     }
 }

@@ -51,6 +51,8 @@ pub enum MediaKind {
     Image,
     /// The meta files of a mounted famfs: only the superblock and log are reachable.
     MetaFiles,
+    /// Anonymous memory of this process ([`Media::memory`]): tests and fuzzing.
+    Memory,
 }
 
 /// Read-only or read-write access.
@@ -81,8 +83,9 @@ pub struct Media {
     path: PathBuf,
     access: Access,
     regions: Vec<Region>,
-    /// The file whose `flock` serialises log appends (the device, the image or `.meta/.log`).
-    lock_file: File,
+    /// The file whose `flock` serialises log appends (the device, the image or `.meta/.log`);
+    /// `None` for process memory, which no other process can reach.
+    lock_file: Option<File>,
     /// Size of the device as far as this media shows it (for meta files: what the superblock says).
     size: u64,
 }
@@ -91,13 +94,15 @@ pub struct Media {
 /// (same open file description, so the same flock), which lets callers keep mutating their own
 /// state while holding it.
 pub struct LogLock {
-    file: File,
+    file: Option<File>,
 }
 
 impl Drop for LogLock {
     fn drop(&mut self) {
-        // SAFETY: plain syscall on an fd we own for at least the guard's lifetime.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        if let Some(file) = &self.file {
+            // SAFETY: plain syscall on an fd we own for at least the guard's lifetime.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        }
     }
 }
 
@@ -160,7 +165,7 @@ impl Media {
             return Err(MediaError::TooSmall { path: path.into(), size });
         }
         let map = map(&file, path, size, access)?;
-        Ok(Media { kind, path: path.into(), access, regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }], lock_file: file, size })
+        Ok(Media { kind, path: path.into(), access, regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }], lock_file: Some(file), size })
     }
 
     /// Opens the meta files of a famfs mounted at `mpt`.
@@ -191,12 +196,32 @@ impl Media {
                 Region { map: sb_map, base: 0, writable: false },
                 Region { map: log_map, base: LOG_OFFSET, writable: access == Access::ReadWrite },
             ],
-            lock_file: log_file,
+            lock_file: Some(log_file),
             size: 0,
         };
         // Only the superblock knows the device size here.
         m.size = m.read_superblock().map(|sb| sb.device_size).unwrap_or(0);
         Ok(m)
+    }
+
+    /// Zero-filled anonymous memory of `size` bytes standing in for a device (read-write, private
+    /// to this process). Pages are only allocated when touched, so a 4 GiB "device" costs what is
+    /// used of it. Meant for tests and fuzzing: log play and fsck run on it without any file.
+    pub fn memory(size: u64) -> Result<Media, MediaError> {
+        let path = PathBuf::from("<memory>");
+        if size < SB_SIZE as u64 {
+            return Err(MediaError::TooSmall { path, size });
+        }
+        let len = usize::try_from(size).map_err(|_| MediaError::TooSmall { path: path.clone(), size })?;
+        let map = MmapOptions::new().len(len).map_anon().map_err(|e| MediaError::io(&path, e))?;
+        Ok(Media {
+            kind: MediaKind::Memory,
+            path,
+            access: Access::ReadWrite,
+            regions: vec![Region { map: MmapRaw::from(map), base: 0, writable: true }],
+            lock_file: None,
+            size,
+        })
     }
 
     /// The kind of media.
@@ -287,12 +312,16 @@ impl Media {
 
     /// Takes the exclusive log lock (blocking). Serialises appends between processes of this host.
     pub fn lock_log(&self) -> Result<LogLock, MediaError> {
-        let file = self.lock_file.try_clone().map_err(|e| MediaError::io(&self.path, e))?;
+        let Some(lock_file) = &self.lock_file else {
+            // Process memory: the caller's `&mut` already serialises appends.
+            return Ok(LogLock { file: None });
+        };
+        let file = lock_file.try_clone().map_err(|e| MediaError::io(&self.path, e))?;
         loop {
             // SAFETY: plain syscall on an fd owned by self.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
             if rc == 0 {
-                return Ok(LogLock { file });
+                return Ok(LogLock { file: Some(file) });
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -388,6 +417,22 @@ mod tests {
         let ro = Media::open(&p, Access::ReadOnly).unwrap();
         assert!(matches!(ro.write_at(0, b"x"), Err(MediaError::ReadOnly)));
         let _l = m.lock_log().unwrap();
+    }
+
+    #[test]
+    fn memory_media() {
+        let m = Media::memory(16 << 20).unwrap();
+        assert_eq!((m.kind(), m.size(), m.access()), (MediaKind::Memory, 16 << 20, Access::ReadWrite));
+        assert!(m.has_data());
+        let mut b = [9u8; 4];
+        m.read_fresh((16 << 20) - 4, &mut b).unwrap();
+        assert_eq!(b, [0; 4]);
+        m.write_at(LOG_OFFSET, b"log!").unwrap();
+        m.read_at(LOG_OFFSET, &mut b).unwrap();
+        assert_eq!(&b, b"log!");
+        assert!(matches!(m.write_at(16 << 20, b"x"), Err(MediaError::OutOfRange { .. })));
+        drop(m.lock_log().unwrap());
+        assert!(matches!(Media::memory(10), Err(MediaError::TooSmall { .. })));
     }
 
     #[test]

@@ -8,6 +8,9 @@ use famfs_format::*;
 use famfs_media::{Access, Media, MediaKind};
 use std::path::Path;
 
+/// Largest device size believed from a superblock (1 PiB: a 64 MiB allocation bitmap).
+pub const MAX_DEVICE_SIZE: u64 = 1 << 50;
+
 /// How a new file's memory is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -104,6 +107,11 @@ impl Famfs {
             MediaKind::MetaFiles => sb.device_size,
             _ => sb.device_size.min(media.size()),
         };
+        // The device size field is not covered by the crc; through meta files nothing else bounds
+        // it, and the bitmap costs one bit per 2 MiB of it.
+        if dev_size > MAX_DEVICE_SIZE {
+            return Err(MetaError::ImplausibleDeviceSize { size: dev_size, max: MAX_DEVICE_SIZE });
+        }
         let log_end = sb.data_offset();
         if media.kind() != MediaKind::MetaFiles && media.size() < log_end {
             return Err(FormatError::DeviceTooSmall { device_size: media.size(), log_end }.into());
@@ -126,6 +134,11 @@ impl Famfs {
         };
         fs.refresh()?;
         Ok(fs)
+    }
+
+    /// Gives the media back (e.g. to open it again and replay the log from the start).
+    pub fn into_media(self) -> Media {
+        self.media
     }
 
     /// The superblock.

@@ -18,7 +18,7 @@ mod namespace;
 mod role;
 
 pub use famfs_media::{Access, MediaKind};
-pub use fs::{Appender, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind, mkfs};
+pub use fs::{Appender, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind, mkfs, MAX_DEVICE_SIZE};
 pub use namespace::{ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, ROOT_INO};
 pub use role::{local_system_uuid, system_uuid_path, Role, SYSTEM_UUID_ENV, SYSTEM_UUID_PATH};
 
@@ -61,6 +61,8 @@ pub enum MetaError {
     NoData(MediaKind),
     #[error("access [{offset}, +{len}) beyond the end of /{path} ({size} bytes)")]
     BeyondEof { path: String, offset: u64, len: u64, size: u64 },
+    #[error("the superblock's device size {size} is implausible (more than {max} bytes): damaged superblock")]
+    ImplausibleDeviceSize { size: u64, max: u64 },
     #[error("system uuid file {path}: {source}")]
     SystemUuid { path: PathBuf, source: std::io::Error },
 }

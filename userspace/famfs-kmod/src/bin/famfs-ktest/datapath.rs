@@ -394,11 +394,48 @@ pub(crate) fn hold_map(seconds: &str) -> Result<(), String> {
     let s = setup(&Env { daxdev })?;
     let f = create(&s, &simple(&[(1100 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
     let map = ctx("mmap", Mapping::new(&f.file, 4096, 0, libc::PROT_READ))?;
-    drop(f);
+    touch_pages(&map);
     drop(s);
     println!("mapped");
     std::thread::sleep(std::time::Duration::from_secs(secs));
+    // Report how the file answers now (a test may have removed the device meanwhile), then
+    // touch the mapping again.
+    match f.file.read_at(&mut [0u8; 16], 0) {
+        Ok(_) => println!("read: ok"),
+        Err(e) => println!("read: errno {}", errno_of(&e)),
+    }
     touch_pages(&map);
-    let _ = errno_of;
+    println!("touched");
+    Ok(())
+}
+
+/// Reports a memory failure on one page of a file through MADV_HWPOISON (in a child, which the
+/// kernel may kill), then checks that the device's files fail with EHWPOISON.
+pub(crate) fn poison() -> Result<(), String> {
+    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let s = setup(&Env { daxdev })?;
+    let victim = create(&s, &simple(&[(3 * 1024 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
+    let other = create(&s, &simple(&[(3 * 1024 * MIB + 64 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
+    ctx("read before", other.file.read_at(&mut [0u8; 16], 0))?;
+    let map = ctx("mmap", Mapping::new(&victim.file, 4096, 0, libc::PROT_READ))?;
+    touch_pages(&map);
+    // SAFETY: fork in a single-threaded program; the child only makes one syscall and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: Injects a (simulated) memory failure on our own mapped page.
+        let rc = unsafe { libc::madvise(map.addr.cast(), 4096, libc::MADV_HWPOISON) };
+        // SAFETY: Leave without running destructors.
+        unsafe { libc::_exit(if rc == 0 { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: Our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    println!("# MADV_HWPOISON child wait status {status:#x}");
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 0 {
+        return Err("MADV_HWPOISON failed".into());
+    }
+    expect_errno("read of another file on the poisoned device", other.file.read_at(&mut [0u8; 16], 0), libc::EHWPOISON)?;
+    expect_errno("write", other.file.write_at(b"x", 0), libc::EHWPOISON)?;
+    expect_errno("new file on the poisoned device", s.ctl.create_file(&simple(&[(3 * 1024 * MIB + 128 * MIB, 2 * MIB)], 2 * MIB)?, 0, 0o644, 0, 0).map(|f| f.ino), libc::EHWPOISON)?;
     Ok(())
 }

@@ -4,7 +4,8 @@
 //!   famfs-ktest checks [NAME...]        run the named checks (default: all)
 //!   famfs-ktest list                    list the checks
 //!   famfs-ktest poke DEV OFFSET HEX     write bytes at OFFSET of a device_dax device via mmap
-//!   famfs-ktest hold-map SECONDS        map a famfs.ko file and hold it (unload tests)
+//!   famfs-ktest hold-map SECONDS        map a famfs.ko file, hold it, then read and touch it
+//!   famfs-ktest poison                  inject a memory failure and check files then fail
 //!
 //! The device under test is $FAMFS_DAXDEV (bound to fsdev_dax, set by scripts/vm-guest-init).
 
@@ -204,6 +205,16 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some("poison") => match datapath::poison() {
+            Ok(()) => {
+                println!("ok - memory-failure-poisons-device");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("not ok - memory-failure-poisons-device: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("hold-map") if args.len() == 2 => match datapath::hold_map(&args[1]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,0 +1,727 @@
+//! The FUSE file system: namespace requests, refusals, and the two data paths.
+
+use crate::stats::{Op, Stats};
+use crate::{wire, Mode, ModuleCtx, ServerOptions, XATTR_LOGPLAY, XATTR_MODE, XATTR_STATS};
+use famfs_fmap::FileType as WireType;
+use famfs_format::{FileFlags, LOG_OFFSET, MAX_RELPATH, SB_REGION_LEN};
+use famfs_kmod::abi;
+use famfs_media::{Access, MediaError};
+use famfs_meta::{Famfs, Node, NodeKind, Problem, Role, ROOT_INO};
+use fuser::{
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+/// Inode of the `.meta` directory. Namespace inodes are dense from 1 (famfs-meta), so the meta
+/// nodes take numbers far above anything a log (at most a few million entries) can produce.
+pub const META_DIR_INO: u64 = 1 << 48;
+/// Inode of `.meta/.superblock`.
+pub const META_SB_INO: u64 = META_DIR_INO + 1;
+/// Inode of `.meta/.log`.
+pub const META_LOG_INO: u64 = META_DIR_INO + 2;
+const META_DIR: &str = ".meta";
+
+/// A registered backing file: the module's DAX file and its FUSE backing id, kept for the life
+/// of the mount so that every open of the inode reuses the same id (design.md).
+struct Backing {
+    _file: std::fs::File,
+    id: BackingId,
+}
+
+/// One directory entry of a snapshot taken at opendir.
+#[derive(Clone)]
+struct DirEnt {
+    ino: u64,
+    kind: FileType,
+    name: String,
+}
+
+struct State {
+    famfs: Famfs,
+    module: Option<ModuleCtx>,
+    backing: HashMap<u64, Backing>,
+    /// Directory listings snapshotted at opendir: the namespace only grows, but a listing that
+    /// changed between two readdir calls of one stream would skip or repeat names.
+    dirs: HashMap<u64, Vec<DirEnt>>,
+    next_fh: u64,
+}
+
+/// What an inode is, resolved under the lock.
+enum Target {
+    Meta(MetaKind),
+    Node,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MetaKind {
+    Dir,
+    Superblock,
+    Log,
+}
+
+/// The famfs FUSE file system (implements [`fuser::Filesystem`]).
+pub struct FamfsFs {
+    state: Mutex<State>,
+    stats: Arc<Stats>,
+    mode: Mode,
+    role: Role,
+    attr_ttl: Duration,
+    entry_ttl: Duration,
+    start: SystemTime,
+    log_len: u64,
+    device_size: u64,
+}
+
+fn errno_of_media(e: &MediaError) -> Errno {
+    match e {
+        MediaError::ReadOnly => Errno::EROFS,
+        MediaError::OutOfRange { .. } => Errno::EIO,
+        MediaError::Io { source, .. } => Errno::from_i32(source.raw_os_error().unwrap_or(libc::EIO)),
+        _ => Errno::EIO,
+    }
+}
+
+impl FamfsFs {
+    pub(crate) fn new(famfs: Famfs, module: Option<ModuleCtx>, opts: &ServerOptions, stats: Arc<Stats>) -> Self {
+        let sb = famfs.superblock();
+        let (log_len, device_size) = (sb.log_len, sb.device_size);
+        let role = famfs.role();
+        FamfsFs {
+            mode: if module.is_some() { Mode::Module } else { Mode::Fallback },
+            role,
+            attr_ttl: opts.attr_ttl,
+            entry_ttl: opts.entry_ttl,
+            start: SystemTime::now(),
+            log_len,
+            device_size,
+            stats,
+            state: Mutex::new(State { famfs, module, backing: HashMap::new(), dirs: HashMap::new(), next_fh: 1 }),
+        }
+    }
+
+    /// The data path in use.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// This host's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The request counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    pub(crate) fn problems(&self) -> Vec<Problem> {
+        self.lock().famfs.problems().to_vec()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in another request must not take the whole mount down with poisoned locks.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Plays new log entries (cheap when there are none: one superblock and one header read).
+    fn replay(&self, st: &mut State) -> Result<famfs_meta::PlayStats, famfs_meta::MetaError> {
+        let r = st.famfs.refresh();
+        match &r {
+            Ok(s) if s.played > 0 => {
+                self.stats.log_plays.fetch_add(1, Ordering::Relaxed);
+                log::debug!("log play: {} entries ({} files, {} dirs)", s.played, s.files, s.dirs);
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("log play failed: {e}"),
+        }
+        r
+    }
+
+    fn target(&self, st: &State, ino: u64) -> Option<Target> {
+        match ino {
+            META_DIR_INO => Some(Target::Meta(MetaKind::Dir)),
+            META_SB_INO => Some(Target::Meta(MetaKind::Superblock)),
+            META_LOG_INO => Some(Target::Meta(MetaKind::Log)),
+            _ => st.famfs.namespace().get(ino).map(|_| Target::Node),
+        }
+    }
+
+    fn meta_attr(&self, m: MetaKind) -> FileAttr {
+        let (ino, kind, perm, size) = match m {
+            MetaKind::Dir => (META_DIR_INO, FileType::Directory, 0o755, 0),
+            MetaKind::Superblock => (META_SB_INO, FileType::RegularFile, 0o444, SB_REGION_LEN),
+            MetaKind::Log => {
+                let perm = if self.role == Role::Master { 0o644 } else { 0o444 };
+                (META_LOG_INO, FileType::RegularFile, perm, self.log_len)
+            }
+        };
+        self.attr(ino, kind, perm, 0, 0, size, if m == MetaKind::Dir { 2 } else { 1 })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attr(&self, ino: u64, kind: FileType, perm: u32, uid: u32, gid: u32, size: u64, nlink: u32) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            // famfs allocates in 2 MiB units; report the whole allocation.
+            blocks: size.div_ceil(SB_REGION_LEN) * (SB_REGION_LEN / 512),
+            atime: self.start,
+            mtime: self.start,
+            ctime: self.start,
+            crtime: self.start,
+            kind,
+            perm: (perm & 0o7777) as u16,
+            nlink,
+            uid,
+            gid,
+            rdev: 0,
+            blksize: SB_REGION_LEN as u32,
+            flags: 0,
+        }
+    }
+
+    fn node_attr(&self, n: &Node) -> FileAttr {
+        match &n.kind {
+            NodeKind::Dir { children } => {
+                let mut nlink = 2 + children.len() as u32; // generous: subdirectories are not told apart cheaply
+                if n.ino == ROOT_INO {
+                    nlink += 1; // .meta
+                }
+                self.attr(n.ino, FileType::Directory, n.mode, n.uid, n.gid, 0, nlink)
+            }
+            NodeKind::File(f) => {
+                let mut perm = n.mode;
+                if f.flags == FileFlags::READ_ONLY {
+                    perm &= !0o222;
+                }
+                self.attr(n.ino, FileType::RegularFile, perm, n.uid, n.gid, f.size, 1)
+            }
+        }
+    }
+
+    fn attr_of(&self, st: &State, ino: u64) -> Option<FileAttr> {
+        match self.target(st, ino)? {
+            Target::Meta(m) => Some(self.meta_attr(m)),
+            Target::Node => st.famfs.namespace().get(ino).map(|n| self.node_attr(n)),
+        }
+    }
+
+    fn lookup_in(&self, st: &State, parent: u64, name: &str) -> Option<FileAttr> {
+        match (parent, name) {
+            (ROOT_INO, META_DIR) => Some(self.meta_attr(MetaKind::Dir)),
+            (META_DIR_INO, ".superblock") => Some(self.meta_attr(MetaKind::Superblock)),
+            (META_DIR_INO, ".log") => Some(self.meta_attr(MetaKind::Log)),
+            (META_DIR_INO, _) => None,
+            _ => {
+                let ino = st.famfs.namespace().lookup(parent, name)?;
+                self.attr_of(st, ino)
+            }
+        }
+    }
+
+    fn listing(&self, st: &State, ino: u64) -> Option<Vec<DirEnt>> {
+        let ent = |ino, kind, name: &str| DirEnt { ino, kind, name: name.to_string() };
+        if ino == META_DIR_INO {
+            return Some(vec![
+                ent(META_DIR_INO, FileType::Directory, "."),
+                ent(ROOT_INO, FileType::Directory, ".."),
+                ent(META_SB_INO, FileType::RegularFile, ".superblock"),
+                ent(META_LOG_INO, FileType::RegularFile, ".log"),
+            ]);
+        }
+        let ns = st.famfs.namespace();
+        let node = ns.get(ino)?;
+        let children = ns.children(ino)?;
+        let mut v = vec![ent(ino, FileType::Directory, "."), ent(node.parent, FileType::Directory, "..")];
+        if ino == ROOT_INO {
+            v.push(ent(META_DIR_INO, FileType::Directory, META_DIR));
+        }
+        for (name, child) in children {
+            if ino == ROOT_INO && name == META_DIR {
+                continue; // our .meta shadows a log entry of that name
+            }
+            let kind = if ns.get(child).is_some_and(Node::is_dir) { FileType::Directory } else { FileType::RegularFile };
+            v.push(ent(child, kind, name));
+        }
+        Some(v)
+    }
+
+    /// Where a file's bytes live and how long it is, for the fallback data path.
+    fn fallback_io(&self, st: &State, ino: u64, off: u64, len: usize, write: Option<&[u8]>) -> Result<Vec<u8>, Errno> {
+        let media = st.famfs.media();
+        let (size, meta_base) = match ino {
+            META_SB_INO => (SB_REGION_LEN, Some(0)),
+            META_LOG_INO => (self.log_len, Some(LOG_OFFSET)),
+            _ => (st.famfs.namespace().get(ino).and_then(Node::file).ok_or(Errno::EIO)?.size, None),
+        };
+        if write.is_some() && off >= size {
+            return Err(Errno::EFBIG); // famfs files never grow
+        }
+        if off >= size {
+            return Ok(Vec::new());
+        }
+        let len = (len as u64).min(size - off) as usize;
+        let mut out = if write.is_none() { vec![0u8; len] } else { Vec::new() };
+        let mut done = 0usize;
+        while done < len {
+            let foff = off + done as u64;
+            let (dev_off, seg) = match meta_base {
+                Some(base) => (base + foff, (len - done) as u64),
+                None => {
+                    let f = st.famfs.namespace().get(ino).and_then(Node::file).ok_or(Errno::EIO)?;
+                    let s = f.fmap.resolve(foff).ok_or(Errno::EIO)?;
+                    if s.devindex != 0 {
+                        return Err(Errno::ENXIO); // only the superblock's device is mapped here
+                    }
+                    (s.offset, s.len)
+                }
+            };
+            let n = seg.min((len - done) as u64) as usize;
+            let r = match write {
+                Some(data) => media.write_at(dev_off, &data[done..done + n]),
+                // The log is written by other processes and hosts: read it fresh.
+                None if ino == META_LOG_INO => media.read_fresh(dev_off, &mut out[done..done + n]),
+                None => media.read_at(dev_off, &mut out[done..done + n]),
+            };
+            r.map_err(|e| {
+                log::warn!("fallback i/o on inode {ino} at {foff}: {e}");
+                errno_of_media(&e)
+            })?;
+            done += n;
+        }
+        if write.is_some() {
+            out.resize(len, 0); // only the length matters to the caller
+        }
+        Ok(out)
+    }
+
+    /// Whether opening `ino` for writing is refused on this host, and why.
+    fn write_refused(&self, st: &State, ino: u64) -> Option<Errno> {
+        match ino {
+            META_SB_INO => Some(Errno::EROFS),
+            META_LOG_INO if self.role != Role::Master => Some(Errno::EROFS),
+            META_LOG_INO => None,
+            _ => match st.famfs.namespace().get(ino).and_then(Node::file) {
+                Some(f) if f.flags == FileFlags::READ_ONLY => Some(Errno::EROFS),
+                Some(_) if self.mode == Mode::Fallback && st.famfs.media().access() != Access::ReadWrite => {
+                    Some(Errno::EROFS)
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// Module mode: the backing id of `ino`, making the DAX file and registering it on first use.
+    fn backing_for<'s>(&self, st: &'s mut State, ino: u64, reply: &ReplyOpen) -> Result<&'s BackingId, Errno> {
+        if !st.backing.contains_key(&ino) {
+            let module = st.module.as_mut().ok_or(Errno::EIO)?;
+            let file = match ino {
+                META_SB_INO => module.sb_file.take().map(|d| d.file),
+                META_LOG_INO => module.log_file.take().map(|d| d.file),
+                _ => None,
+            };
+            let file = match file {
+                Some(f) => f,
+                None => {
+                    let node = st.famfs.namespace().get(ino).ok_or(Errno::ENOENT)?;
+                    let f = node.file().ok_or(Errno::EISDIR)?;
+                    let msg = wire::wire_fmap(WireType::Regular, f.size, &f.fmap).map_err(|e| {
+                        log::error!("inode {ino}: {e}");
+                        Errno::from_i32(e.errno())
+                    })?;
+                    let mut flags = abi::CREATE_CLOEXEC;
+                    if f.flags == FileFlags::READ_ONLY {
+                        flags |= abi::CREATE_READ_ONLY;
+                    }
+                    let module = st.module.as_ref().ok_or(Errno::EIO)?;
+                    let dax = module.control.create_file(&msg, flags, node.mode & 0o7777, node.uid, node.gid).map_err(|e| {
+                        log::error!("famfs.ko create file for inode {ino}: {e}");
+                        Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+                    })?;
+                    self.stats.dax_files_created.fetch_add(1, Ordering::Relaxed);
+                    dax.file
+                }
+            };
+            let id = reply.open_backing(&file).map_err(|e| {
+                log::error!("FUSE_DEV_IOC_BACKING_OPEN for inode {ino}: {e}");
+                Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+            })?;
+            st.backing.insert(ino, Backing { _file: file, id });
+        }
+        Ok(&st.backing[&ino].id)
+    }
+
+    fn xattr_value(&self, st: &mut State, ino: u64, name: &str) -> Result<Vec<u8>, Errno> {
+        if ino != ROOT_INO {
+            return Err(Errno::NO_XATTR);
+        }
+        match name {
+            XATTR_LOGPLAY => {
+                let before = st.famfs.played();
+                let s = self.replay(st).map_err(|_| Errno::EIO)?;
+                Ok(format!(
+                    "played {} new entries ({} files, {} dirs, {} problems); {} entries in the log\n",
+                    s.played,
+                    s.files,
+                    s.dirs,
+                    s.problems,
+                    before + s.played
+                )
+                .into_bytes())
+            }
+            XATTR_STATS => Ok(self.stats.render().into_bytes()),
+            XATTR_MODE => Ok(format!("{} {}\n", self.mode, self.role).into_bytes()),
+            _ => Err(Errno::NO_XATTR),
+        }
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if (size as usize) < data.len() {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
+impl Filesystem for FamfsFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        self.stats.count(Op::Init);
+        if config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS).is_err() {
+            log::debug!("kernel has no readdirplus");
+        }
+        if self.mode == Mode::Module {
+            config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).map_err(|_| {
+                std::io::Error::other("the kernel's FUSE has no passthrough support (needs Linux 6.9+); use --fallback")
+            })?;
+            // The module's files live on an unstacked internal mount (depth 0 < 1).
+            config
+                .set_max_stack_depth(1)
+                .map_err(|m| std::io::Error::other(format!("max_stack_depth 1 refused (max {m})")))?;
+        }
+        // Flock and POSIX locks are not requested from the kernel on purpose: it then keeps them
+        // itself, per inode of this mount, which is exactly the host-local exclusive flock on
+        // .meta/.log that the CLI takes before appending.
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.stats.count(Op::Lookup);
+        let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
+        let mut st = self.lock();
+        let mut found = self.lookup_in(&st, parent.0, name);
+        if found.is_none() && parent.0 != META_DIR_INO {
+            // A miss may be a file the master just created: play the tail and look again.
+            // Misses are answered with ENOENT, which the kernel does not cache, so the next
+            // lookup of the name comes back here.
+            let _ = self.replay(&mut st);
+            found = self.lookup_in(&st, parent.0, name);
+        }
+        match found {
+            Some(attr) => reply.entry(&self.entry_ttl, &attr, Generation(0)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {
+        // Inodes live as long as the mount (famfs never deletes), so there is nothing to drop.
+        self.stats.count(Op::Forget);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.stats.count(Op::Getattr);
+        let st = self.lock();
+        match self.attr_of(&st, ino.0) {
+            Some(a) => reply.attr(&self.attr_ttl, &a),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.stats.count(Op::Setattr);
+        let st = self.lock();
+        let Some(attr) = self.attr_of(&st, ino.0) else { return reply.error(Errno::ENOENT) };
+        // Size, mode and owner live in the append-only log: famfs files are allocated once and
+        // never truncated, extended or re-owned. Time changes (touch) are accepted and ignored:
+        // famfs keeps no timestamps, and failing `touch` on an existing file helps nobody.
+        if size.is_some() || mode.is_some() || uid.is_some() || gid.is_some() {
+            return reply.error(Errno::EPERM);
+        }
+        reply.attr(&self.attr_ttl, &attr);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.stats.count(Op::Open);
+        let mut st = self.lock();
+        let Some(target) = self.target(&st, ino.0) else { return reply.error(Errno::ENOENT) };
+        if let Target::Meta(MetaKind::Dir) = target {
+            return reply.error(Errno::EISDIR);
+        }
+        if st.famfs.namespace().get(ino.0).is_some_and(Node::is_dir) {
+            return reply.error(Errno::EISDIR);
+        }
+        if flags.0 & libc::O_TRUNC != 0 {
+            return reply.error(Errno::EPERM); // truncation is refused like setattr(size)
+        }
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            if let Some(e) = self.write_refused(&st, ino.0) {
+                return reply.error(e);
+            }
+        }
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        if self.mode == Mode::Module {
+            match self.backing_for(&mut st, ino.0, &reply) {
+                Ok(id) => {
+                    self.stats.passthrough_opens.fetch_add(1, Ordering::Relaxed);
+                    reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
+                }
+                Err(e) => reply.error(e),
+            }
+        } else {
+            // No FOPEN_KEEP_CACHE: the page cache of the file is dropped at every open, so data
+            // written to the memory by another host or process shows on the next open.
+            reply.opened(FileHandle(fh), FopenFlags::empty())
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.stats.count(Op::Read);
+        let st = self.lock();
+        match self.fallback_io(&st, ino.0, offset, size as usize, None) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.stats.count(Op::Write);
+        let st = self.lock();
+        if let Some(e) = self.write_refused(&st, ino.0) {
+            return reply.error(e);
+        }
+        match self.fallback_io(&st, ino.0, offset, data.len(), Some(data)) {
+            Ok(d) => reply.written(d.len() as u32), // short at the end of the file
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.stats.count(Op::Flush);
+        reply.ok(); // writes are already in memory (and flushed from the CPU cache)
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        // The backing id stays registered: the next open of the inode reuses it.
+        self.stats.count(Op::Release);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.stats.count(Op::Fsync);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.stats.count(Op::Opendir);
+        let mut st = self.lock();
+        // A listing shows what the log holds now: play the tail first.
+        let _ = self.replay(&mut st);
+        let Some(list) = self.listing(&st, ino.0) else {
+            return reply.error(if self.target(&st, ino.0).is_some() { Errno::ENOTDIR } else { Errno::ENOENT });
+        };
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        st.dirs.insert(fh, list);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        self.stats.count(Op::Readdir);
+        let st = self.lock();
+        let Some(list) = st.dirs.get(&fh.0) else { return reply.error(Errno::EBADF) };
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), i as u64 + 1, e.kind, &e.name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        self.stats.count(Op::Readdirplus);
+        let st = self.lock();
+        let Some(list) = st.dirs.get(&fh.0) else { return reply.error(Errno::EBADF) };
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            let Some(attr) = self.attr_of(&st, e.ino) else { continue };
+            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &self.entry_ttl, &attr, Generation(0)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.stats.count(Op::Releasedir);
+        self.lock().dirs.remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.stats.count(Op::Statfs);
+        let mut st = self.lock();
+        let _ = self.replay(&mut st);
+        let bs = SB_REGION_LEN;
+        let total = self.device_size / bs;
+        let free = st.famfs.bitmap().free_bytes() / bs;
+        let cap = st.famfs.superblock().log_geometry().capacity();
+        let used = st.famfs.played().min(cap);
+        reply.statfs(total, free, free, cap, cap - used, bs as u32, MAX_RELPATH as u32, bs as u32);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.stats.count(Op::Getxattr);
+        let mut st = self.lock();
+        match self.xattr_value(&mut st, ino.0, &name.to_string_lossy()) {
+            Ok(v) => reply_xattr(reply, size, &v),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.stats.count(Op::Listxattr);
+        let names: &[u8] = if ino.0 == ROOT_INO {
+            b"user.famfs.logplay\0user.famfs.stats\0user.famfs.mode\0"
+        } else {
+            b""
+        };
+        reply_xattr(reply, size, names);
+    }
+
+    fn setxattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, _v: &[u8], _f: i32, _p: u32, reply: ReplyEmpty) {
+        self.stats.count(Op::Setxattr);
+        reply.error(Errno::EPERM);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.stats.count(Op::Removexattr);
+        reply.error(Errno::EPERM);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // With default_permissions the kernel checks modes itself; this is only reached for
+        // access(2) and is answered the same way.
+        self.stats.count(Op::Access);
+        reply.ok();
+    }
+
+    // ---- what famfs forbids: the namespace changes only through the log (famfs creat/mkdir) ----
+
+    fn create(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _f: i32, reply: fuser::ReplyCreate) {
+        self.stats.count(Op::Create);
+        reply.error(Errno::EPERM);
+    }
+
+    fn mknod(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _r: u32, reply: ReplyEntry) {
+        self.stats.count(Op::Mknod);
+        reply.error(Errno::EPERM);
+    }
+
+    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
+        self.stats.count(Op::Mkdir);
+        reply.error(Errno::EPERM);
+    }
+
+    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        self.stats.count(Op::Unlink);
+        reply.error(Errno::EPERM);
+    }
+
+    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        self.stats.count(Op::Rmdir);
+        reply.error(Errno::EPERM);
+    }
+
+    fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {
+        self.stats.count(Op::Symlink);
+        reply.error(Errno::EPERM);
+    }
+
+    fn rename(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _np: INodeNo, _nn: &OsStr, _f: RenameFlags, reply: ReplyEmpty) {
+        self.stats.count(Op::Rename);
+        reply.error(Errno::EPERM);
+    }
+
+    fn link(&self, _req: &Request, _i: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
+        self.stats.count(Op::Link);
+        reply.error(Errno::EPERM);
+    }
+
+    fn readlink(&self, _req: &Request, _ino: INodeNo, reply: ReplyData) {
+        self.stats.count(Op::Readlink);
+        reply.error(Errno::EINVAL);
+    }
+
+    fn fallocate(&self, _req: &Request, _i: INodeNo, _fh: FileHandle, _o: u64, _l: u64, _m: i32, reply: ReplyEmpty) {
+        // Space is allocated once, by `famfs creat`.
+        self.stats.count(Op::Fallocate);
+        reply.error(Errno::EPERM);
+    }
+}

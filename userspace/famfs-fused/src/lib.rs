@@ -1,0 +1,344 @@
+//! famfs-fused: the famfs FUSE server (Documentation/fuse-server.md).
+//!
+//! It plays the famfs log into a namespace (famfs-meta) and serves it through FUSE. File data
+//! takes one of two paths:
+//!
+//! - **module mode** (`/dev/famfs` present): on the first open of an inode the server asks
+//!   `famfs.ko` for a DAX file built from the file's fmap, registers it once as a FUSE backing
+//!   file and answers every open with `FOPEN_PASSTHROUGH`; read, write and mmap never reach us;
+//! - **fallback mode** (no module, an image file, or `--fallback`): the server reads and writes
+//!   the memory-mapped device or image itself.
+//!
+//! Library use (what `famfs mount` does through the binary):
+//!
+//! ```no_run
+//! use famfs_fused::{Server, ServerOptions};
+//! let opts = ServerOptions::new("/dev/dax0.0".into(), "/mnt/famfs".into());
+//! famfs_fused::check_mountable(&opts.device, &opts.mountpoint)?;
+//! let server = Server::open(&opts)?;          // validates, plays the log, picks the mode
+//! println!("{} {}", server.role(), server.mode());
+//! let session = server.mount(&opts)?;         // mounted and INIT done when this returns
+//! session.run()?;                             // serves until unmounted
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod fs;
+pub mod mounts;
+pub mod stats;
+pub mod wire;
+
+pub use fs::{FamfsFs, META_DIR_INO, META_LOG_INO, META_SB_INO};
+pub use famfs_meta::Role;
+pub use stats::{parse_stats, Op, Stats};
+
+use famfs_format::SB_SIZE;
+use famfs_kmod::{abi, Control, DaxFile};
+use famfs_media::{Access, Media, MediaError, MediaKind};
+use famfs_meta::{Famfs, MetaError};
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// The xattr of the mount's root whose read re-plays the log tail (`famfs logplay MPT`); its value
+/// is a one-line summary of what the play did.
+pub const XATTR_LOGPLAY: &str = "user.famfs.logplay";
+/// The xattr of the mount's root holding the request counters ([`Stats::render`]).
+pub const XATTR_STATS: &str = "user.famfs.stats";
+/// The xattr of the mount's root naming the mode and role, e.g. `module master`.
+pub const XATTR_MODE: &str = "user.famfs.mode";
+
+/// Errors of the server library.
+#[derive(Debug, Error)]
+pub enum FusedError {
+    #[error("{0}")]
+    Meta(#[from] MetaError),
+    #[error("{0}")]
+    Media(#[from] MediaError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{device} is already mounted as famfs on {mountpoint}")]
+    AlreadyMounted { device: PathBuf, mountpoint: PathBuf },
+    #[error("{0}: something is already mounted there")]
+    MountPointBusy(PathBuf),
+    #[error("{0}: not a directory")]
+    NotADirectory(PathBuf),
+    #[error("famfs.ko: {what}: {source}")]
+    Module { what: String, source: std::io::Error },
+    #[error("the fmap of {0} cannot be sent to the module: {1}")]
+    Wire(String, wire::WireError),
+    #[error("mount on {path} failed: {source} (is /dev/fuse present and fusermount3 installed? apt-get install fuse3)")]
+    Mount { path: PathBuf, source: std::io::Error },
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> FusedError {
+    FusedError::Io { path: path.to_path_buf(), source }
+}
+
+/// How file data is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// famfs.ko DAX files behind FUSE passthrough.
+    Module,
+    /// The server copies data to and from the mapped device or image.
+    Fallback,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Module => "module",
+            Mode::Fallback => "fallback",
+        })
+    }
+}
+
+/// Options of a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The devdax device or image file.
+    pub device: PathBuf,
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// Never use the module, even when `/dev/famfs` exists.
+    pub force_fallback: bool,
+    /// How long the kernel may cache attributes.
+    pub attr_ttl: Duration,
+    /// How long the kernel may cache name lookups (positive ones: misses are never cached).
+    pub entry_ttl: Duration,
+    /// The module's control device.
+    pub control_path: PathBuf,
+    /// Extra `-o` options passed to the mount as they are.
+    pub extra_options: Vec<String>,
+    /// Request-serving threads.
+    pub threads: usize,
+}
+
+impl ServerOptions {
+    /// Defaults: 1 s attribute and entry TTLs, module mode when available, one thread.
+    pub fn new(device: PathBuf, mountpoint: PathBuf) -> Self {
+        ServerOptions {
+            device,
+            mountpoint,
+            force_fallback: false,
+            attr_ttl: Duration::from_secs(1),
+            entry_ttl: Duration::from_secs(1),
+            control_path: PathBuf::from(famfs_kmod::CONTROL_PATH),
+            extra_options: Vec::new(),
+            threads: 1,
+        }
+    }
+}
+
+/// Refuses a device already mounted as famfs and a mount point that is not an unused directory.
+pub fn check_mountable(device: &Path, mountpoint: &Path) -> Result<(), FusedError> {
+    if let Some(m) = mounts::famfs_mount_of(device) {
+        return Err(FusedError::AlreadyMounted { device: device.to_path_buf(), mountpoint: m });
+    }
+    let md = std::fs::metadata(mountpoint).map_err(|e| io_err(mountpoint, e))?;
+    if !md.is_dir() {
+        return Err(FusedError::NotADirectory(mountpoint.to_path_buf()));
+    }
+    if mounts::is_mount_point(mountpoint) {
+        return Err(FusedError::MountPointBusy(mountpoint.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// The module-mode resources: the control device (its open owns the module's daxdev table)
+/// and the DAX files of the meta files, made at start to read the metadata through.
+pub(crate) struct ModuleCtx {
+    pub control: Control,
+    pub _device: std::fs::File,
+    pub sb_file: Option<DaxFile>,
+    pub log_file: Option<DaxFile>,
+}
+
+/// An opened famfs, ready to mount.
+pub struct Server {
+    fs: FamfsFs,
+}
+
+impl Server {
+    /// Opens the device, validates the superblock, determines the role, plays the log and picks
+    /// the mode (module when `/dev/famfs` can be opened, the device is a character device and
+    /// `force_fallback` is off).
+    pub fn open(opts: &ServerOptions) -> Result<Server, FusedError> {
+        let md = std::fs::metadata(&opts.device).map_err(|e| io_err(&opts.device, e))?;
+        let want_module = !opts.force_fallback && md.file_type().is_char_device();
+        let module = if want_module {
+            match Control::open_path(&opts.control_path) {
+                Ok(c) => Some(c),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    log::info!("{} not found (famfs.ko not loaded)", opts.control_path.display());
+                    None
+                }
+                Err(e) => return Err(FusedError::Module { what: format!("open {}", opts.control_path.display()), source: e }),
+            }
+        } else {
+            None
+        };
+        let stats = Arc::new(Stats::default());
+        let fs = match module {
+            Some(control) => {
+                let (famfs, ctx) = open_through_module(control, &opts.device)?;
+                FamfsFs::new(famfs, Some(ctx), opts, stats)
+            }
+            None => {
+                // The server writes file data in fallback mode, so it wants the media writable;
+                // a read-only device still serves reads (writes then fail with EROFS).
+                let media = match Media::open(&opts.device, Access::ReadWrite) {
+                    Ok(m) => m,
+                    Err(MediaError::Io { source, .. }) if matches!(source.raw_os_error(), Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM)) => {
+                        log::warn!("{}: no write access; file writes will fail with EROFS", opts.device.display());
+                        Media::open(&opts.device, Access::ReadOnly)?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if media.kind() == MediaKind::MetaFiles {
+                    return Err(FusedError::NotADirectory(opts.device.clone()));
+                }
+                let famfs = Famfs::from_media(media)?;
+                FamfsFs::new(famfs, None, opts, stats)
+            }
+        };
+        for p in fs.problems() {
+            log::warn!("log {p}");
+        }
+        if fs.mode() == Mode::Fallback {
+            log::warn!(
+                "*** famfs-fused runs in FALLBACK mode: file data is copied by this server (slow, no DAX mmap) ***"
+            );
+        }
+        Ok(Server { fs })
+    }
+
+    /// This host's role.
+    pub fn role(&self) -> Role {
+        self.fs.role()
+    }
+
+    /// The data path in use.
+    pub fn mode(&self) -> Mode {
+        self.fs.mode()
+    }
+
+    /// The request counters (shared with the running file system).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.fs.stats()
+    }
+
+    /// Mounts (fsname = device, type `fuse.famfs`, `default_permissions`, `allow_other`,
+    /// `auto_unmount`) and completes the FUSE INIT handshake; serve with `Session::run`.
+    pub fn mount(self, opts: &ServerOptions) -> Result<fuser::Session<FamfsFs>, FusedError> {
+        use fuser::MountOption as O;
+        let mut mo = vec![
+            O::FSName(opts.device.display().to_string()),
+            O::Subtype("famfs".into()),
+            O::DefaultPermissions,
+            // fusermount3 stays behind and unmounts when our /dev/fuse descriptor closes, so a
+            // killed server never leaves a dead mount.
+            O::AutoUnmount,
+            O::NoDev,
+            O::NoSuid,
+        ];
+        mo.extend(opts.extra_options.iter().map(|o| O::CUSTOM(o.clone())));
+        let mut cfg = fuser::Config::default();
+        cfg.mount_options = mo;
+        cfg.acl = fuser::SessionACL::All;
+        cfg.n_threads = Some(opts.threads.max(1));
+        let before = socket_fds();
+        let session = fuser::Session::new(self.fs, &opts.mountpoint, &cfg)
+            .map_err(|e| FusedError::Mount { path: opts.mountpoint.clone(), source: e })?;
+        pin_helper_sockets(&before);
+        Ok(session)
+    }
+}
+
+/// Module mode: attach the device, make DAX files for the superblock and the log, and play the
+/// log through them. The raw device cannot be mapped when it is bound to `fsdev_dax` (the only
+/// binding the module accepts), so all metadata is read through the module's files: famfs-media
+/// opens them as the meta files of a "mount" made of two symlinks to our own descriptors.
+fn open_through_module(control: Control, device: &Path) -> Result<(Famfs, ModuleCtx), FusedError> {
+    let modf = |what: &str| {
+        let what = what.to_string();
+        move |source| FusedError::Module { what, source }
+    };
+    let dev = std::fs::OpenOptions::new().read(true).write(true).open(device).map_err(|e| io_err(device, e))?;
+    let size = control.attach_daxdev(&dev, 0).map_err(modf(&format!("attach {} at index 0", device.display())))?;
+    log::info!("attached {} ({} bytes) at index 0", device.display(), size);
+    let ro = abi::CREATE_READ_ONLY | abi::CREATE_CLOEXEC;
+    let sb_msg = wire::superblock_wire().map_err(|e| FusedError::Wire(".meta/.superblock".into(), e))?;
+    let sb_file = control.create_file(&sb_msg, ro, 0o444, 0, 0).map_err(modf("create the superblock file"))?;
+    let mut sbb = [0u8; SB_SIZE];
+    (&sb_file.file).read_exact(&mut sbb).map_err(|e| io_err(Path::new(".meta/.superblock"), e))?;
+    let sb = famfs_format::Superblock::decode(&sbb).map_err(MediaError::from)?;
+    let role = match famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()) {
+        Ok(u) if u == sb.system_uuid => Role::Master,
+        _ => Role::Client,
+    };
+    let log_msg = wire::log_wire(sb.log_len).map_err(|e| FusedError::Wire(".meta/.log".into(), e))?;
+    let (flags, mode) = match role {
+        Role::Master => (abi::CREATE_CLOEXEC, 0o644),
+        Role::Client => (ro, 0o444),
+    };
+    let log_file = control.create_file(&log_msg, flags, mode, 0, 0).map_err(modf("create the log file"))?;
+    // The server itself only reads the log; appends come from the CLI through the mount.
+    let dir = std::env::temp_dir().join(format!("famfs-fused.{}", std::process::id()));
+    let meta = dir.join(".meta");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&meta).map_err(|e| io_err(&meta, e))?;
+    let link = |name: &str, f: &DaxFile| {
+        use std::os::fd::AsRawFd;
+        let target = format!("/proc/self/fd/{}", f.file.as_raw_fd());
+        std::os::unix::fs::symlink(&target, meta.join(name)).map_err(|e| io_err(&meta.join(name), e))
+    };
+    let opened = link(".superblock", &sb_file)
+        .and_then(|()| link(".log", &log_file))
+        .and_then(|()| Media::open_mount(&dir, Access::ReadOnly).map_err(FusedError::from));
+    let _ = std::fs::remove_dir_all(&dir);
+    let famfs = Famfs::from_media(opened?)?;
+    debug_assert_eq!(famfs.superblock().log_len, sb.log_len);
+    Ok((famfs, ModuleCtx { control, _device: dev, sb_file: Some(sb_file), log_file: Some(log_file) }))
+}
+
+/// The descriptors of this process that are sockets.
+fn socket_fds() -> std::collections::HashSet<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else { return Default::default() };
+    rd.filter_map(|e| {
+        let e = e.ok()?;
+        let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+        let target = std::fs::read_link(e.path()).ok()?;
+        target.to_str()?.starts_with("socket:").then_some(fd)
+    })
+    .collect()
+}
+
+/// Makes the auto-unmount of a killed server reliable.
+///
+/// fusermount3 (auto_unmount) waits for its socket to us to close, then unmounts only if the file
+/// system is dead (ENOTCONN). At process exit the kernel closes descriptors in ascending order,
+/// and the socket (made before the mount) has a lower number than /dev/fuse: fusermount3 could
+/// look before our /dev/fuse descriptor is closed, see a live file system and leave it mounted
+/// (a dead mount once we are gone). A duplicate of the socket at a high descriptor number closes
+/// after /dev/fuse, so by the time fusermount3 sees the end of the socket the connection is
+/// aborted. The helper sockets are the sockets that appeared during the mount.
+fn pin_helper_sockets(before: &std::collections::HashSet<i32>) {
+    // SAFETY: getrlimit fills a local struct.
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    let high = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+        (rl.rlim_cur.saturating_sub(16)).clamp(16, 4000) as i32
+    } else {
+        512
+    };
+    for fd in socket_fds().difference(before) {
+        // SAFETY: duplicates a descriptor we own; the duplicate is deliberately kept until exit.
+        let dup = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, high) };
+        if dup < 0 {
+            log::warn!("cannot duplicate the fusermount3 socket: {}", std::io::Error::last_os_error());
+        }
+    }
+}

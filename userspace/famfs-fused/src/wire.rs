@@ -1,0 +1,152 @@
+//! Conversion of a file's on-media fmap (the 416-byte map in its log entry, famfs-format's
+//! [`Fmap`]) into the wire fmap message that `famfs.ko`'s create-file ioctl takes
+//! (fmap-wire.md, crate famfs-fmap).
+//!
+//! The two formats differ in widths (on media `devindex` and `chunk_size` are u64, on the wire
+//! u32) and in what an interleaved extent records (on the wire: `nbytes`, the bytes of the file
+//! it covers). The conversion refuses anything the narrower wire fields cannot hold instead of
+//! truncating, and every message it returns has been validated by `Fmap::parse` (the builder
+//! does that in `finish`), so the module never sees a map we did not check ourselves.
+
+use famfs_fmap::{encode_interleaved, encode_simple, FileType, FmapError, InterleaveSpec, SimpleExtent, MAX_MSG_LEN};
+use famfs_format::{Extent, Fmap, LOG_OFFSET, SB_REGION_LEN};
+use thiserror::Error;
+
+/// Why a file's map cannot be turned into a wire message.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WireError {
+    #[error("device index {0} does not fit the wire format (u32)")]
+    DevIndex(u64),
+    #[error("chunk size {0} does not fit the wire format (u32)")]
+    ChunkSize(u64),
+    #[error("the fmap message is invalid: {0}")]
+    Fmap(FmapError),
+}
+
+impl WireError {
+    /// The errno an open fails with when its map cannot be converted: the file's metadata is
+    /// damaged or beyond what the module supports, which is an I/O error for the caller.
+    pub fn errno(&self) -> i32 {
+        libc::EIO
+    }
+}
+
+fn simple(e: &Extent) -> Result<SimpleExtent, WireError> {
+    Ok(SimpleExtent {
+        devindex: u32::try_from(e.devindex).map_err(|_| WireError::DevIndex(e.devindex))?,
+        offset: e.offset,
+        len: e.len,
+    })
+}
+
+/// Builds the wire message of a file of `size` bytes mapped by `fmap`.
+pub fn wire_fmap(file_type: FileType, size: u64, fmap: &Fmap) -> Result<Vec<u8>, WireError> {
+    let mut buf = vec![0u8; MAX_MSG_LEN];
+    let len = match fmap {
+        Fmap::Simple(exts) => {
+            let exts = exts.iter().map(simple).collect::<Result<Vec<_>, _>>()?;
+            encode_simple(&mut buf, file_type, size, &exts).map_err(WireError::Fmap)?
+        }
+        Fmap::Interleaved(il) => {
+            let strips = il.strips().iter().map(simple).collect::<Result<Vec<_>, _>>()?;
+            let chunk_size = u32::try_from(il.chunk_size()).map_err(|_| WireError::ChunkSize(il.chunk_size()))?;
+            // The on-media format has one interleaved extent covering the whole file; the C
+            // tools also store the file size as its `nbytes`, which the wire rules allow.
+            let spec = InterleaveSpec { chunk_size, nbytes: size, strips: &strips };
+            encode_interleaved(&mut buf, file_type, size, &[spec]).map_err(WireError::Fmap)?
+        }
+    };
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// The wire message of `.meta/.superblock`: the 2 MiB superblock region at device offset 0.
+pub fn superblock_wire() -> Result<Vec<u8>, WireError> {
+    let mut buf = vec![0u8; MAX_MSG_LEN];
+    let e = SimpleExtent { devindex: 0, offset: 0, len: SB_REGION_LEN };
+    let len = encode_simple(&mut buf, FileType::Superblock, SB_REGION_LEN, &[e]).map_err(WireError::Fmap)?;
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// The wire message of `.meta/.log`: `log_len` bytes at device offset 2 MiB.
+pub fn log_wire(log_len: u64) -> Result<Vec<u8>, WireError> {
+    let mut buf = vec![0u8; MAX_MSG_LEN];
+    let e = SimpleExtent { devindex: 0, offset: LOG_OFFSET, len: log_len };
+    let len = encode_simple(&mut buf, FileType::Log, log_len, &[e]).map_err(WireError::Fmap)?;
+    buf.truncate(len);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use famfs_fmap::{ExtType, Fmap as Wire};
+    use famfs_format::Interleave;
+
+    const M2: u64 = 2 << 20;
+
+    #[test]
+    fn simple_map_round_trips() {
+        let fmap = Fmap::simple(vec![Extent::new(10 * M2, 2 * M2), Extent::new(40 * M2, M2)]).unwrap();
+        let size = 3 * M2 - 7;
+        let msg = wire_fmap(FileType::Regular, size, &fmap).unwrap();
+        let w = Wire::parse(&msg).unwrap();
+        assert_eq!(w.file_type(), FileType::Regular);
+        assert_eq!(w.ext_type(), ExtType::Simple);
+        assert_eq!(w.nextents(), 2);
+        assert_eq!(w.file_size(), size);
+        // Every offset resolves to the same device byte as the on-media map says.
+        for off in [0, 1, M2 - 1, M2, 2 * M2 - 1, 2 * M2, size - 1] {
+            let r = w.resolve(off).unwrap();
+            let s = fmap.resolve(off).unwrap();
+            assert_eq!((r.devindex as u64, r.dev_offset), (s.devindex, s.offset), "offset {off}");
+        }
+    }
+
+    #[test]
+    fn interleaved_map_round_trips() {
+        let strips = vec![Extent::new(100 * M2, 4 * M2), Extent::new(200 * M2, 4 * M2), Extent::new(300 * M2, 4 * M2)];
+        let fmap = Fmap::Interleaved(Interleave::new(M2, strips).unwrap());
+        let size = 11 * M2 + 12345;
+        let msg = wire_fmap(FileType::Regular, size, &fmap).unwrap();
+        let w = Wire::parse(&msg).unwrap();
+        assert_eq!(w.ext_type(), ExtType::Interleaved);
+        assert_eq!(w.nextents(), 1);
+        assert_eq!(w.file_size(), size);
+        let mut off = 0;
+        while off < size {
+            let r = w.resolve(off).unwrap();
+            let s = fmap.resolve(off).unwrap();
+            assert_eq!(r.dev_offset, s.offset, "offset {off}");
+            off += M2 / 2 + 1;
+        }
+    }
+
+    #[test]
+    fn meta_files() {
+        let w = superblock_wire().unwrap();
+        let f = Wire::parse(&w).unwrap();
+        assert_eq!(f.file_type(), FileType::Superblock);
+        assert_eq!(f.file_size(), SB_REGION_LEN);
+        assert_eq!(f.resolve(5).unwrap().dev_offset, 5);
+        let l = log_wire(8 << 20).unwrap();
+        let f = Wire::parse(&l).unwrap();
+        assert_eq!(f.file_type(), FileType::Log);
+        assert_eq!(f.file_size(), 8 << 20);
+        assert_eq!(f.resolve(48).unwrap().dev_offset, LOG_OFFSET + 48);
+        assert!(f.resolve(8 << 20).is_none() || f.resolve_in_file(8 << 20).is_none());
+    }
+
+    #[test]
+    fn refuses_what_the_wire_cannot_hold() {
+        let big = Extent { devindex: 1 << 40, offset: M2, len: M2 };
+        let fmap = Fmap::Simple(vec![big]);
+        assert_eq!(wire_fmap(FileType::Regular, 1, &fmap), Err(WireError::DevIndex(1 << 40)));
+        let fmap = Fmap::Interleaved(Interleave::new(1 << 33, vec![Extent::new(M2, 1 << 33)]).unwrap());
+        assert_eq!(wire_fmap(FileType::Regular, 1, &fmap), Err(WireError::ChunkSize(1 << 33)));
+        // A map shorter than the file is refused by the wire validation, not sent to the module.
+        let fmap = Fmap::simple(vec![Extent::new(M2, M2)]).unwrap();
+        assert!(matches!(wire_fmap(FileType::Regular, M2 + 1, &fmap), Err(WireError::Fmap(FmapError::ShortMap))));
+    }
+}

@@ -1,0 +1,317 @@
+//! End-to-end tests of famfs-fused in fallback mode on image files (needs root, /dev/fuse and
+//! fusermount3; the tests fail, not skip, when those are missing).
+
+use famfs_format::{RelPath, DEFAULT_LOG_LEN};
+use famfs_media::{Access, Media};
+use famfs_meta::{Famfs, Layout, MkfsOptions};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_famfs-fused");
+const M2: u64 = 2 << 20;
+
+fn preflight() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: these tests need FUSE (modprobe fuse)");
+        let ok = Command::new("fusermount3").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+        assert!(ok, "fusermount3 is missing: install Debian's fuse3 package (apt-get install fuse3)");
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "these tests mount file systems and must run as root");
+        // One system uuid file for the whole test process, so that the images we make are ours
+        // (master role) in this process and in the servers it starts.
+        let p = std::env::temp_dir().join("famfs-fused-tests.system_uuid");
+        std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, &p);
+        famfs_meta::local_system_uuid(&p).expect("system uuid file");
+    });
+}
+
+/// A temp dir with an 8 GiB sparse famfs image and a mount point; unmounts (lazily) and kills
+/// the server on drop, even when the test failed.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    img: PathBuf,
+    mnt: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(&self.mnt).status();
+        }
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    let t = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    t.lines().any(|l| l.split_whitespace().nth(1) == Some(mnt.to_str().unwrap()))
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8).collect()
+}
+
+fn rp(s: &str) -> RelPath {
+    RelPath::new(s).unwrap()
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        preflight();
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        File::create(&img).unwrap().set_len(8 << 30).unwrap();
+        let media = Media::open(&img, Access::ReadWrite).unwrap();
+        let uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
+        let opts = MkfsOptions {
+            log_len: DEFAULT_LOG_LEN,
+            fs_uuid: *uuid::Uuid::new_v4().as_bytes(),
+            dev_uuid: *uuid::Uuid::new_v4().as_bytes(),
+            system_uuid: uuid,
+            device_name: img.display().to_string(),
+        };
+        famfs_meta::mkfs(&media, &opts).unwrap();
+        drop(media);
+        let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
+        fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
+        let f1 = fs.create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
+        fs.write_data(f1, 0, &pattern(1, 1000)).unwrap();
+        let f2 = fs.create_file(&rp("a/b/big"), 5 * M2 + 17, 0o640, 12, 34, Layout::Contiguous).unwrap();
+        fs.write_data(f2, 0, &pattern(2, (5 * M2 + 17) as usize)).unwrap();
+        Fixture { _dir: dir, img, mnt, child: None }
+    }
+
+    /// Starts the server in the background (daemon mode) and returns its stdout.
+    fn mount_daemon(&self, extra: &[&str]) -> String {
+        let out = Command::new(BIN).args(extra).arg(&self.img).arg(&self.mnt).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "famfs-fused failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+        assert!(is_mounted(&self.mnt), "famfs-fused returned before the mount was live");
+        stdout
+    }
+
+    /// Starts the server in the foreground as a child process and waits for the mount.
+    fn mount_foreground(&mut self, extra: &[&str]) {
+        let child = Command::new(BIN)
+            .arg("-f")
+            .args(extra)
+            .arg(&self.img)
+            .arg(&self.mnt)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let meta = self.mnt.join(".meta/.log");
+        wait_until("the mount", 10, || is_mounted(&self.mnt) && meta.exists());
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+}
+
+fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
+    r.expect_err("expected an error").raw_os_error().unwrap_or(0)
+}
+
+#[test]
+fn serves_tree_data_and_refuses_namespace_changes() {
+    let fx = Fixture::new();
+    let out = fx.mount_daemon(&[]);
+    assert!(out.contains("role: master") && out.contains("mode: fallback"), "{out}");
+    // /proc/mounts: DEVICE MPT fuse.famfs
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let line = mounts.lines().find(|l| l.split_whitespace().nth(1) == fx.mnt.to_str()).unwrap();
+    let f: Vec<_> = line.split_whitespace().collect();
+    assert_eq!((f[0], f[2]), (fx.img.to_str().unwrap(), "fuse.famfs"));
+    assert!(f[3].contains("default_permissions") && f[3].contains("allow_other"), "{line}");
+
+    // Tree and attributes.
+    let mut root: Vec<_> = std::fs::read_dir(&fx.mnt).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    root.sort();
+    assert_eq!(root, [".meta", "a"]);
+    let mut a: Vec<_> = std::fs::read_dir(fx.p("a")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    a.sort();
+    assert_eq!(a, ["b", "small"]);
+    let big = std::fs::metadata(fx.p("a/b/big")).unwrap();
+    assert_eq!(big.len(), 5 * M2 + 17);
+    assert_eq!((big.mode() & 0o7777, big.uid(), big.gid()), (0o640, 12, 34));
+    assert!(std::fs::metadata(fx.p("a/b")).unwrap().is_dir());
+    let sb = std::fs::metadata(fx.p(".meta/.superblock")).unwrap();
+    assert_eq!((sb.len(), sb.permissions().mode() & 0o777), (M2, 0o444));
+    let log = std::fs::metadata(fx.p(".meta/.log")).unwrap();
+    assert_eq!((log.len(), log.permissions().mode() & 0o777), (DEFAULT_LOG_LEN, 0o644));
+
+    // statfs: famfs capacity and free space, not the host's.
+    let c = std::ffi::CString::new(fx.mnt.to_str().unwrap()).unwrap();
+    // SAFETY: statvfs into a zeroed struct with a valid path.
+    let mut sv: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut sv) }, 0);
+    let fs = Famfs::open(&fx.img, Access::ReadOnly).unwrap();
+    assert_eq!(sv.f_blocks * sv.f_frsize, 8 << 30);
+    assert_eq!(sv.f_bfree * sv.f_frsize, fs.bitmap().free_bytes());
+    drop(fs);
+
+    // Data reads equal what was written into the image.
+    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
+    assert_eq!(std::fs::read(fx.p("a/b/big")).unwrap(), pattern(2, (5 * M2 + 17) as usize));
+    let mut sbb = vec![0u8; 8];
+    File::open(fx.p(".meta/.superblock")).unwrap().read_exact(&mut sbb).unwrap();
+    assert_eq!(u64::from_le_bytes(sbb.try_into().unwrap()), famfs_format::SB_MAGIC);
+
+    // Writes land in the image; they never extend the file.
+    {
+        let f = OpenOptions::new().write(true).open(fx.p("a/b/big")).unwrap();
+        f.write_all_at(b"through the mount", M2 + 3).unwrap();
+        assert_eq!(f.write_at(b"0123456789", 5 * M2 + 10).unwrap(), 7, "short write at the end");
+        assert_eq!(errno(f.write_at(b"x", 5 * M2 + 17)), libc::EFBIG);
+        assert_eq!(errno(f.write_at(b"x", 6 * M2)), libc::EFBIG);
+    }
+    let fs = Famfs::open(&fx.img, Access::ReadOnly).unwrap();
+    let ino = fs.namespace().resolve("a/b/big").unwrap();
+    let mut buf = vec![0u8; 17];
+    fs.read_data(ino, M2 + 3, &mut buf).unwrap();
+    assert_eq!(&buf, b"through the mount");
+    let mut tail = vec![0u8; 7];
+    fs.read_data(ino, 5 * M2 + 10, &mut tail).unwrap();
+    assert_eq!(&tail, b"0123456");
+    assert_eq!(std::fs::metadata(fx.p("a/b/big")).unwrap().len(), 5 * M2 + 17);
+    drop(fs);
+
+    // Refusals (documented in Documentation/fuse-server.md): EPERM for namespace and size changes.
+    assert_eq!(errno(File::create(fx.p("a/new"))), libc::EPERM);
+    assert_eq!(errno(std::fs::create_dir(fx.p("a/newdir"))), libc::EPERM);
+    assert_eq!(errno(std::fs::remove_file(fx.p("a/small"))), libc::EPERM);
+    assert_eq!(errno(std::fs::remove_dir(fx.p("a/b"))), libc::EPERM);
+    assert_eq!(errno(std::fs::rename(fx.p("a/small"), fx.p("a/renamed"))), libc::EPERM);
+    assert_eq!(errno(std::fs::hard_link(fx.p("a/small"), fx.p("a/link"))), libc::EPERM);
+    assert_eq!(errno(std::os::unix::fs::symlink("small", fx.p("a/sym"))), libc::EPERM);
+    let f = OpenOptions::new().write(true).open(fx.p("a/small")).unwrap();
+    assert_eq!(errno(f.set_len(10)), libc::EPERM);
+    assert_eq!(errno(OpenOptions::new().write(true).truncate(true).open(fx.p("a/small"))), libc::EPERM);
+    assert_eq!(errno(std::fs::set_permissions(fx.p("a/small"), std::fs::Permissions::from_mode(0o600))), libc::EPERM);
+    assert_eq!(errno(OpenOptions::new().write(true).open(fx.p(".meta/.superblock"))), libc::EROFS);
+    assert_eq!(std::fs::metadata(fx.p("a/small")).unwrap().len(), 1000);
+
+    // A file created in the image while mounted appears without remount (lookup miss re-plays).
+    let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
+    let n = fs.create_file(&rp("a/later"), 4096, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    fs.write_data(n, 0, b"late data").unwrap();
+    fs.mkdir(&rp("newdir"), 0o755, 0, 0).unwrap();
+    drop(fs);
+    let mut later = vec![0u8; 9];
+    File::open(fx.p("a/later")).unwrap().read_exact(&mut later).unwrap();
+    assert_eq!(&later, b"late data");
+    assert!(std::fs::read_dir(&fx.mnt).unwrap().any(|e| e.unwrap().file_name() == "newdir"), "readdir re-plays");
+    // The explicit trigger `famfs logplay MPT` uses: read the logplay xattr of the root.
+    let v = xattr(&fx.mnt, "user.famfs.logplay").unwrap();
+    assert!(v.contains("played 0 new entries") && v.contains("6 entries in the log"), "{v}");
+    assert_eq!(xattr(&fx.mnt, "user.famfs.mode").unwrap().trim(), "fallback master");
+    assert!(xattr(&fx.mnt, "user.nope").is_none());
+
+    // flock on .meta/.log through the mount: exclusive among processes of this host.
+    let l1 = File::open(fx.p(".meta/.log")).unwrap();
+    let l2 = File::open(fx.p(".meta/.log")).unwrap();
+    // SAFETY: flock on descriptors we own.
+    unsafe {
+        assert_eq!(libc::flock(l1.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), 0);
+        assert_eq!(libc::flock(l2.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), -1);
+        assert_eq!(libc::flock(l1.as_raw_fd(), libc::LOCK_UN), 0);
+        assert_eq!(libc::flock(l2.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), 0);
+    }
+
+    // Request counts are exposed; in fallback mode reads do reach the server.
+    let stats = famfs_fused::parse_stats(&xattr(&fx.mnt, "user.famfs.stats").unwrap());
+    let get = |k: &str| stats.iter().find(|(n, _)| n == k).map(|(_, v)| *v).unwrap();
+    assert_eq!(get("init"), 1);
+    assert!(get("read") > 0 && get("write") > 0 && get("lookup") > 0);
+
+    // A device already mounted is refused, and so is a mount point in use.
+    let again = Command::new(BIN).arg(&fx.img).arg(fx._dir.path()).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already mounted"), "{}", String::from_utf8_lossy(&again.stderr));
+    let img2 = fx._dir.path().join("img2");
+    File::create(&img2).unwrap().set_len(4096).unwrap();
+    let busy = Command::new(BIN).arg(&img2).arg(&fx.mnt).output().unwrap();
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("already mounted there"), "{}", String::from_utf8_lossy(&busy.stderr));
+
+    // Unmounting makes the daemon exit.
+    drop((f, l1, l2));
+    assert!(Command::new("fusermount3").arg("-u").arg(&fx.mnt).status().unwrap().success());
+    assert!(!is_mounted(&fx.mnt));
+}
+
+fn xattr(p: &Path, name: &str) -> Option<String> {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 8192];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let r = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (r >= 0).then(|| String::from_utf8_lossy(&buf[..r as usize]).into_owned())
+}
+
+#[test]
+fn kill_9_leaves_no_dead_mount() {
+    let mut fx = Fixture::new();
+    fx.mount_foreground(&[]);
+    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
+    let child = fx.child.as_mut().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    wait_until("fusermount3 to unmount after the server died", 10, || !is_mounted(&fx.mnt));
+}
+
+#[test]
+fn sigterm_unmounts_cleanly_and_writes_stats() {
+    let mut fx = Fixture::new();
+    let stats = fx._dir.path().join("stats");
+    fx.mount_foreground(&["--stats-file", stats.to_str().unwrap()]);
+    let mut f = File::open(fx.p("a/small")).unwrap();
+    f.seek(SeekFrom::Start(10)).unwrap();
+    let mut b = [0u8; 10];
+    f.read_exact(&mut b).unwrap();
+    assert_eq!(&b[..], &pattern(1, 20)[10..]);
+    drop(f);
+    let child = fx.child.as_mut().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "server did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!is_mounted(&fx.mnt));
+    let text = std::fs::read_to_string(&stats).unwrap();
+    let s = famfs_fused::parse_stats(&text);
+    assert!(s.contains(&("init".to_string(), 1)), "{text}");
+    assert!(s.iter().any(|(k, v)| k == "read" && *v > 0), "{text}");
+    let _ = std::io::stdout().flush();
+}
