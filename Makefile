@@ -3,6 +3,8 @@
 #   make check      host tests, bounded fuzzing, then the VM tests; ends with `N passed, N failed`
 #   make demo       boot the CXL VM and show famfs working
 #   make vm         an interactive shell in the CXL VM
+#   make bench      the benchmark suite (figures in bench-results/, Documentation/performance.md)
+#   make fuzz       every fuzz target for 10 minutes
 #   make kernel     build (or reuse) the cached Rust-enabled 7.3 kernel
 #   make clean      remove build outputs of this checkout (not the cached kernel)
 
@@ -26,6 +28,8 @@ module: kernel
 
 userspace: setup
 	$(CARGO) build --release --manifest-path userspace/Cargo.toml --workspace
+	@# Cargo cannot name a binary mkfs.famfs: famfs acts as mkfs under that name.
+	@ln -sf famfs userspace/target/release/mkfs.famfs
 
 check: all check-host check-fuzz check-vm
 
@@ -41,6 +45,9 @@ check-vm: all
 
 fuzz: setup
 	scripts/fuzz --seconds 600
+
+bench: all
+	scripts/bench
 
 demo: all
 	scripts/vm -- scripts/demo

@@ -6,6 +6,7 @@
 //!   famfs-ktest poke DEV OFFSET HEX     write bytes at OFFSET of a device_dax device via mmap
 //!   famfs-ktest hold-map SECONDS        map a famfs.ko file, hold it, then read and touch it
 //!   famfs-ktest poison                  inject a memory failure and check files then fail
+//!   famfs-ktest hostile [SECONDS [SEED]] random and adversarial input against the module
 //!
 //! The device under test is $FAMFS_DAXDEV (bound to fsdev_dax, set by scripts/vm-guest-init).
 
@@ -46,6 +47,7 @@ const CHECKS: &[Check] = &[
 ];
 
 mod datapath;
+mod hostile;
 
 pub(crate) fn expect_errno<T: std::fmt::Debug>(what: &str, r: io::Result<T>, want: i32) -> CheckResult {
     match r {
@@ -204,6 +206,20 @@ fn main() -> ExitCode {
                 println!("{}", c.name);
             }
             ExitCode::SUCCESS
+        }
+        Some("hostile") => {
+            let seconds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+            let seed = args.get(2).and_then(|s| s.parse().ok()).unwrap_or_else(|| std::process::id() as u64 * 0x9E37_79B9);
+            match hostile::run(seconds, seed) {
+                Ok(()) => {
+                    println!("ok - hostile-callers");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("not ok - hostile-callers (seed {seed}): {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some("poison") => match datapath::poison() {
             Ok(()) => {
