@@ -13,7 +13,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 
-.PHONY: all setup kernel module userspace check check-host check-fuzz check-vm demo vm bench fuzz clean
+.PHONY: all setup kernel module module-debug userspace check check-host check-fuzz check-vm demo vm bench fuzz clean
 
 all: module userspace
 
@@ -25,6 +25,9 @@ kernel: setup
 
 module: kernel
 	@scripts/build-module
+
+module-debug: setup
+	@scripts/build-module --debug
 
 userspace: setup
 	$(CARGO) build --release --manifest-path userspace/Cargo.toml --workspace
@@ -40,7 +43,7 @@ check-host: setup
 check-fuzz: setup
 	scripts/fuzz --seconds $(FUZZ_SECONDS)
 
-check-vm: all
+check-vm: all module-debug
 	scripts/check-vm
 
 fuzz: setup

@@ -167,20 +167,33 @@ unsafe extern "C" fn open(inode: *mut bindings::inode, file: *mut bindings::file
     }
 }
 
+/// Reads stop at the file size. They are cut there before the iomap core sees them: it would
+/// otherwise ask `iomap_begin` for the offset at the end of a map that ends at the file size.
 unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, to: *mut bindings::iov_iter) -> isize {
     // SAFETY: The VFS passes a live kiocb of one of our files and an iterator.
     unsafe {
         let file = (*iocb).ki_filp;
         let inode = file_inode(file);
-        if let Err(e) = file_data(inode).check_usable() {
+        let data = file_data(inode);
+        if let Err(e) = data.check_usable() {
             return e.to_errno() as isize;
         }
-        if ffi::famfs_glue_iov_iter_count(to) == 0 {
+        let pos = u64::try_from((*iocb).ki_pos).unwrap_or(u64::MAX);
+        let room = data.size().saturating_sub(pos);
+        let count = ffi::famfs_glue_iov_iter_count(to) as u64;
+        if count == 0 || room == 0 {
             return 0;
+        }
+        let cut = count.saturating_sub(room);
+        if cut > 0 {
+            ffi::famfs_glue_iov_iter_truncate(to, room);
         }
         ffi::famfs_glue_inode_lock_shared(inode);
         let ret = ffi::dax_iomap_rw(iocb, to, &IOMAP_OPS);
         ffi::famfs_glue_inode_unlock_shared(inode);
+        if cut > 0 {
+            ffi::famfs_glue_iov_iter_reexpand(to, ffi::famfs_glue_iov_iter_count(to) + cut as usize);
+        }
         ffi::famfs_glue_file_accessed(file);
         if ret > 0 {
             stats::READ_BYTES.add(ret as u64);

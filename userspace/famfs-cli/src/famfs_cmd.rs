@@ -171,9 +171,24 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Mount a famfs (needs the famfs-fused server).
+    /// Mount a famfs through the FUSE server famfs-fused (root only).
     Mount {
+        /// Attribute and entry cache time of the mount, in seconds.
+        #[arg(short = 't', long, value_name = "SECS")]
+        timeout: Option<f64>,
+        /// Debug logging in the server.
+        #[arg(short = 'd', long)]
+        debug: bool,
+        /// Rebind the devdax device to the driver the mode needs (fsdev_dax for famfs.ko,
+        /// device_dax for --fallback).
+        #[arg(long)]
+        set_daxmode: bool,
+        /// Serve data from the server itself instead of famfs.ko (slow; needs device_dax).
+        #[arg(long)]
+        fallback: bool,
+        /// The devdax device or image file.
         device: PathBuf,
+        /// The directory to mount on.
         mpt: PathBuf,
         /// Extra arguments for famfs-fused.
         #[arg(last = true)]
@@ -437,8 +452,31 @@ fn cmd_verify(cli: &Cli, seed: u64, file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads an xattr of `path` (a famfs mount's root answers `user.famfs.*`).
+pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let n = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    let mut buf = vec![0u8; 64 << 10];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
 fn cmd_logplay(cli: &Cli, dry_run: bool, mpt: &Option<PathBuf>) -> Result<()> {
     let hint = mpt.clone().unwrap_or_else(|| PathBuf::from("."));
+    if cli.device.is_none() && !dry_run {
+        // On a mount the server owns the namespace: ask it to play the log tail now.
+        if let Some(m) = crate::target::find_mount(&hint) {
+            let v = get_xattr(&m, "user.famfs.logplay")
+                .with_context(|| format!("{}: cannot make the famfs server play the log (xattr user.famfs.logplay)", m.display()))?;
+            println!("{}: server {}", m.display(), String::from_utf8_lossy(&v).trim_end());
+        }
+    }
     let t = need_dev_or_mount(cli, &hint, Access::ReadOnly)?;
     let ns = t.fs.namespace();
     println!(
@@ -658,26 +696,130 @@ fn find_helper(name: &str) -> Option<PathBuf> {
     here.into_iter().chain(std::env::split_paths(&path).map(|d| d.join(name))).find(|p| p.is_file())
 }
 
-fn cmd_mount(device: &Path, mpt: &Path, extra: &[String]) -> Result<()> {
-    let Some(server) = find_helper("famfs-fused") else {
-        bail!(
-            "cannot mount {} on {}: the famfs FUSE server (famfs-fused) is not available yet; \
-             meanwhile use the verbs with --device {} to work on the unmounted device",
-            device.display(),
-            mpt.display(),
-            device.display()
-        );
-    };
-    let st = std::process::Command::new(&server)
-        .arg(device)
-        .arg(mpt)
-        .args(extra)
-        .status()
-        .with_context(|| format!("cannot run {}", server.display()))?;
-    if !st.success() {
-        bail!("{} failed ({st})", server.display());
+/// What `famfs mount` was asked for.
+struct MountReq<'a> {
+    timeout: Option<f64>,
+    debug: bool,
+    set_daxmode: bool,
+    fallback: bool,
+    device: &'a Path,
+    mpt: &'a Path,
+    extra: &'a [String],
+    verbose: u8,
+}
+
+/// Rebinds the devdax device whose sysfs directory is `sys` to `want` (as scripts/daxmode does:
+/// fsdev_dax only takes a device through its new_id list).
+fn set_dax_driver(sys: &Path, want: &famfs_media::DaxDriver) -> Result<()> {
+    use famfs_media::DaxDriver;
+    let name = sys.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let drivers = Path::new("/sys/bus/dax/drivers");
+    let write = |p: &Path| std::fs::write(p, &name).with_context(|| format!("cannot write {name} to {}", p.display()));
+    if sys.join("driver").exists() {
+        write(&sys.join("driver/unbind"))?;
+    }
+    match want {
+        DaxDriver::FsdevDax => {
+            // EEXIST when the id is listed already: the bind below covers it.
+            let _ = write(&drivers.join("fsdev_dax/new_id"));
+            if !sys.join("driver").exists() {
+                write(&drivers.join("fsdev_dax/bind"))?;
+            }
+        }
+        _ => {
+            let _ = write(&drivers.join("fsdev_dax/remove_id"));
+            if !sys.join("driver").exists() {
+                write(&drivers.join("device_dax/bind"))?;
+            }
+        }
     }
     Ok(())
+}
+
+fn cmd_mount(r: &MountReq) -> Result<()> {
+    use famfs_media::DaxDriver;
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("famfs mount must be run as root (the server needs CAP_SYS_ADMIN for FUSE passthrough and /dev/famfs)");
+    }
+    let mpt = std::fs::canonicalize(r.mpt).with_context(|| format!("mount point {}", r.mpt.display()))?;
+    if !mpt.is_dir() {
+        bail!("mount point {} is not a directory", mpt.display());
+    }
+    let device = std::fs::canonicalize(r.device).with_context(|| format!("device {}", r.device.display()))?;
+    let mounts = crate::mkfs_cmd::mounted_at(&device);
+    if !mounts.is_empty() {
+        bail!("{} is already mounted at {}", device.display(), mounts.join(", "));
+    }
+    let module_loaded = Path::new("/dev/famfs").exists();
+    let fallback = r.fallback || !module_loaded;
+    if !r.fallback && !module_loaded {
+        eprintln!("famfs: warning: famfs.ko is not loaded (no /dev/famfs): the server will run in the slow fallback mode");
+    }
+    if let Some(sys) = famfs_media::dax_sysfs_dir(&device) {
+        let want = if fallback { DaxDriver::DeviceDax } else { DaxDriver::FsdevDax };
+        let have = famfs_media::dax_driver(&device).unwrap_or(DaxDriver::Unbound);
+        if have != want {
+            if !r.set_daxmode {
+                bail!(
+                    "{} is bound to {have}, but {} mode needs {want}; add --set-daxmode to rebind it{}",
+                    device.display(),
+                    if fallback { "fallback" } else { "module" },
+                    if fallback { "" } else { " (or use --fallback)" }
+                );
+            }
+            set_dax_driver(&sys, &want).with_context(|| format!("cannot rebind {} to {want}", device.display()))?;
+            let now = famfs_media::dax_driver(&device).unwrap_or(DaxDriver::Unbound);
+            if now != want {
+                bail!("{} is bound to {now} after rebinding, not {want}", device.display());
+            }
+            println!("famfs: {} rebound from {have} to {want}", device.display());
+        }
+    }
+    // The superblock must be valid before a server is started on it.
+    {
+        let media = famfs_media::Media::open(&device, Access::ReadOnly).with_context(|| format!("cannot open {}", device.display()))?;
+        media
+            .read_superblock()
+            .with_context(|| format!("{} holds no valid famfs superblock (make one with mkfs.famfs)", device.display()))?;
+    }
+    let server = find_helper("famfs-fused")
+        .ok_or_else(|| anyhow!("the famfs FUSE server famfs-fused is not installed (not next to famfs nor on PATH)"))?;
+    let mut cmd = std::process::Command::new(&server);
+    if let Some(t) = r.timeout {
+        cmd.arg("-t").arg(t.to_string());
+    }
+    if r.debug {
+        cmd.arg("-d");
+    }
+    for _ in 0..r.verbose {
+        cmd.arg("-v");
+    }
+    if fallback {
+        cmd.arg("--fallback");
+    }
+    cmd.arg(&device).arg(&mpt).args(r.extra);
+    // famfs-fused daemonizes and returns once the mount answers, printing role and mode.
+    let st = cmd.status().with_context(|| format!("cannot run {}", server.display()))?;
+    if !st.success() {
+        bail!("the famfs server failed to mount {} on {} ({st})", device.display(), mpt.display());
+    }
+    Ok(())
+}
+
+/// Processes of famfs-fused serving `mpt` (found by their command lines).
+fn servers_of(mpt: &Path) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let want = mpt.as_os_str().as_encoded_bytes();
+    rd.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let mut args = cmdline.split(|b| *b == 0);
+        let argv0 = args.next()?;
+        let is_server = argv0.ends_with(b"famfs-fused");
+        (is_server && args.any(|a| a == want)).then_some(pid)
+    })
+    .collect()
 }
 
 fn cmd_umount(mpt: &Path) -> Result<()> {
@@ -690,10 +832,26 @@ fn cmd_umount(mpt: &Path) -> Result<()> {
     if !is_famfs {
         bail!("{} is not a famfs mount", mpt.display());
     }
+    let servers = servers_of(&canon);
     let tool = find_helper("fusermount3").or_else(|| find_helper("fusermount")).ok_or_else(|| anyhow!("fusermount3 not found (install fuse3)"))?;
     let st = std::process::Command::new(tool).arg("-u").arg(&canon).status()?;
     if !st.success() {
         bail!("unmount of {} failed ({st})", canon.display());
+    }
+    // The server exits when the session ends; wait for it so that the device is released (and
+    // can be attached again) when we return.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alive = |pid: &u32| {
+        // A zombie has closed its files already: it counts as gone.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    };
+    while servers.iter().any(alive) {
+        if std::time::Instant::now() > deadline {
+            eprintln!("famfs: warning: the server of {} has not exited yet", canon.display());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
 }
@@ -712,7 +870,17 @@ pub fn run(cli: &Cli) -> Result<bool> {
         Cmd::Getmap { quiet, json, file } => cmd_getmap(cli, *quiet, *json, file),
         Cmd::Cat { file } => cmd_cat(cli, file).map(|()| true),
         Cmd::Flush { files } => cmd_flush(cli, files).map(|()| true),
-        Cmd::Mount { device, mpt, extra } => cmd_mount(device, mpt, extra).map(|()| true),
+        Cmd::Mount { timeout, debug, set_daxmode, fallback, device, mpt, extra } => cmd_mount(&MountReq {
+            timeout: *timeout,
+            debug: *debug,
+            set_daxmode: *set_daxmode,
+            fallback: *fallback,
+            device,
+            mpt,
+            extra,
+            verbose: cli.verbose,
+        })
+        .map(|()| true),
         Cmd::Umount { mpt } => cmd_umount(mpt).map(|()| true),
     }
 }

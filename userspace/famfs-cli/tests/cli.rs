@@ -178,7 +178,16 @@ fn verbs_on_an_image() {
     e.fails(FAMFS, &["creat", "--device", "img", "-s", "1M", &format!("/{}", "n".repeat(80))], 1, "too long");
     e.fails(FAMFS, &["creat", "--device", "img", "-s", "0", "/z"], 1, "size 0");
     e.fails(FAMFS, &["creat", "--device", "img", "-s", "1X", "/z"], 2, "suffix");
-    e.fails(FAMFS, &["mount", "img", "/nonexistent-mpt"], 1, "not available yet");
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } == 0 {
+        e.fails(FAMFS, &["mount", "img", "/nonexistent-mpt"], 1, "mount point /nonexistent-mpt");
+        // An image without a famfs is refused before any server starts.
+        e.image("blank", 4 * G);
+        std::fs::create_dir(e.path("mpt")).unwrap();
+        e.fails(FAMFS, &["mount", "blank", "mpt"], 1, "holds no valid famfs superblock");
+    } else {
+        e.fails(FAMFS, &["mount", "img", "/nonexistent-mpt"], 1, "must be run as root");
+    }
     e.fails(FAMFS, &["creat", "-s", "1M", "/definitely/not/famfs"], 1, "--device");
 }
 

@@ -268,7 +268,14 @@ fn open_through_module(control: Control, device: &Path) -> Result<(Famfs, Module
         move |source| FusedError::Module { what, source }
     };
     let dev = std::fs::OpenOptions::new().read(true).write(true).open(device).map_err(|e| io_err(device, e))?;
-    let size = control.attach_daxdev(&dev, 0).map_err(modf(&format!("attach {} at index 0", device.display())))?;
+    let size = control.attach_daxdev(&dev, 0).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::EBUSY) => " (the device is in use: mounted, or held by another famfs.ko user?)",
+            Some(libc::EOPNOTSUPP) => " (bound to device_dax: rebind it to fsdev_dax, e.g. famfs mount --set-daxmode, or use --fallback)",
+            _ => "",
+        };
+        FusedError::Module { what: format!("attach {} at index 0{why}", device.display()), source: e }
+    })?;
     log::info!("attached {} ({} bytes) at index 0", device.display(), size);
     let ro = abi::CREATE_READ_ONLY | abi::CREATE_CLOEXEC;
     let sb_msg = wire::superblock_wire().map_err(|e| FusedError::Wire(".meta/.superblock".into(), e))?;

@@ -6,6 +6,10 @@
 //! changed by other processes or hosts at any time, so no Rust reference into it is ever handed out.
 //! Writes are followed by a cache flush, metadata reads are preceded by an invalidation (see
 //! [`cache`]).
+//!
+//! A devdax device bound to `device_dax` is mapped directly. One bound to `fsdev_dax` has no mmap
+//! of its own: it is reached through `famfs.ko` (`/dev/famfs`), which is asked for one DAX file
+//! covering the whole device; that file is mapped instead (see [`DaxDriver`]).
 
 pub mod cache;
 
@@ -34,6 +38,17 @@ pub enum MediaError {
     ReadOnly,
     #[error(transparent)]
     Format(#[from] FormatError),
+    #[error("{0}: the device is in use (mounted?): famfs.ko refused to attach it (EBUSY)")]
+    DeviceInUse(PathBuf),
+    #[error(
+        "{0}: the device is bound to fsdev_dax, which has no mmap of its own, and famfs.ko is not loaded \
+         (no /dev/famfs): load famfs.ko or rebind with scripts/daxmode {0} device_dax"
+    )]
+    NeedsModule(PathBuf),
+    #[error("{path}: the device is bound to {driver}, which famfs cannot use (want device_dax or fsdev_dax)")]
+    UnknownDriver { path: PathBuf, driver: String },
+    #[error("{path}: famfs.ko: {what}: {source}")]
+    Module { path: PathBuf, what: &'static str, source: std::io::Error },
 }
 
 impl MediaError {
@@ -62,6 +77,72 @@ pub enum Access {
     ReadWrite,
 }
 
+/// The dax driver a devdax device is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaxDriver {
+    /// `device_dax`: the character device can be mapped.
+    DeviceDax,
+    /// `fsdev_dax`: fs-dax use only, reached through famfs.ko.
+    FsdevDax,
+    /// Not bound to any driver.
+    Unbound,
+    /// Another driver (named).
+    Other(String),
+}
+
+impl std::fmt::Display for DaxDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DaxDriver::DeviceDax => f.write_str("device_dax"),
+            DaxDriver::FsdevDax => f.write_str("fsdev_dax"),
+            DaxDriver::Unbound => f.write_str("no driver"),
+            DaxDriver::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The sysfs directory of a devdax character device (`/sys/bus/dax/devices/NAME`), found from its
+/// device number (so symlinks to the node work) and, failing that, from its name.
+pub fn dax_sysfs_dir(path: &Path) -> Option<PathBuf> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.file_type().is_char_device() {
+        return None;
+    }
+    let rdev = meta.rdev();
+    let by_devt = PathBuf::from(format!("/sys/dev/char/{}:{}", libc::major(rdev), libc::minor(rdev)));
+    if let Ok(dir) = std::fs::canonicalize(&by_devt) {
+        if let Some(name) = dir.file_name() {
+            let bus = Path::new("/sys/bus/dax/devices").join(name);
+            if bus.exists() {
+                return Some(bus);
+            }
+        }
+    }
+    let name = std::fs::canonicalize(path).ok()?.file_name()?.to_owned();
+    let bus = Path::new("/sys/bus/dax/devices").join(name);
+    bus.exists().then_some(bus)
+}
+
+/// The driver a devdax device is bound to; `None` when `path` is not a devdax device.
+pub fn dax_driver(path: &Path) -> Option<DaxDriver> {
+    let dir = dax_sysfs_dir(path)?;
+    let Ok(target) = std::fs::read_link(dir.join("driver")) else { return Some(DaxDriver::Unbound) };
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Some(match name.as_str() {
+        "device_dax" => DaxDriver::DeviceDax,
+        "fsdev_dax" => DaxDriver::FsdevDax,
+        _ => DaxDriver::Other(name),
+    })
+}
+
+/// Module access to a device bound to `fsdev_dax`: the control device (its open owns the
+/// module's daxdev table) and the DAX file covering the whole device, kept open for as long as
+/// the media lives. Declared after the regions in [`Media`], so the mapping goes first.
+struct ModuleAccess {
+    _file: famfs_kmod::DaxFile,
+    _control: famfs_kmod::Control,
+}
+
 /// One shared mapping of part of the device.
 struct Region {
     map: MmapRaw,
@@ -88,6 +169,8 @@ pub struct Media {
     lock_file: Option<File>,
     /// Size of the device as far as this media shows it (for meta files: what the superblock says).
     size: u64,
+    /// Set when the device is reached through famfs.ko (bound to `fsdev_dax`).
+    module: Option<ModuleAccess>,
 }
 
 /// Holds the exclusive log lock until dropped. It owns a duplicate of the lock file descriptor
@@ -153,6 +236,16 @@ impl Media {
         if ft.is_dir() {
             return Self::open_mount(path, access);
         }
+        if ft.is_char_device() {
+            match dax_driver(path) {
+                Some(DaxDriver::FsdevDax) => return Self::open_through_module(path, access),
+                Some(DaxDriver::DeviceDax) | None => {}
+                Some(DaxDriver::Unbound) => {
+                    return Err(MediaError::UnknownDriver { path: path.into(), driver: "no driver".into() })
+                }
+                Some(DaxDriver::Other(d)) => return Err(MediaError::UnknownDriver { path: path.into(), driver: d }),
+            }
+        }
         let file = open_file(path, access)?;
         let (kind, size) = if ft.is_char_device() {
             (MediaKind::DaxDevice, dax_device_size(path, &meta)?)
@@ -165,7 +258,58 @@ impl Media {
             return Err(MediaError::TooSmall { path: path.into(), size });
         }
         let map = map(&file, path, size, access)?;
-        Ok(Media { kind, path: path.into(), access, regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }], lock_file: Some(file), size })
+        Ok(Media { kind, path: path.into(), access, regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }], lock_file: Some(file), size, module: None })
+    }
+
+    /// A devdax device bound to `fsdev_dax`: attach it to famfs.ko at index 0, have the module make
+    /// one DAX file covering the whole device, and map that file.
+    fn open_through_module(path: &Path, access: Access) -> Result<Media, MediaError> {
+        let control = match famfs_kmod::Control::open() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MediaError::NeedsModule(path.into())),
+            Err(source) => return Err(MediaError::Module { path: path.into(), what: "open /dev/famfs", source }),
+        };
+        let dev = open_file(path, access)?;
+        let size = match control.attach_daxdev(&dev, 0) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Err(MediaError::DeviceInUse(path.into())),
+            Err(source) => return Err(MediaError::Module { path: path.into(), what: "attach the device", source }),
+        };
+        // Whole 2 MiB units only (the module maps in those); a device is always a multiple.
+        let len = size & !(SB_REGION_LEN - 1);
+        if len < SB_SIZE as u64 {
+            return Err(MediaError::TooSmall { path: path.into(), size });
+        }
+        let mut msg = vec![0u8; famfs_fmap::MAX_MSG_LEN];
+        let ext = famfs_fmap::SimpleExtent { devindex: 0, offset: 0, len };
+        let n = famfs_fmap::encode_simple(&mut msg, famfs_fmap::FileType::Regular, len, &[ext]).map_err(|e| MediaError::Module {
+            path: path.into(),
+            what: "encode the device map",
+            source: std::io::Error::other(format!("{e:?}")),
+        })?;
+        msg.truncate(n);
+        let mut flags = famfs_kmod::abi::CREATE_CLOEXEC;
+        if access == Access::ReadOnly {
+            flags |= famfs_kmod::abi::CREATE_READ_ONLY;
+        }
+        let dax = control
+            .create_file(&msg, flags, 0o600, 0, 0)
+            .map_err(|source| MediaError::Module { path: path.into(), what: "create the device file", source })?;
+        let map = map(&dax.file, path, len, access)?;
+        Ok(Media {
+            kind: MediaKind::DaxDevice,
+            path: path.into(),
+            access,
+            regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }],
+            lock_file: Some(dev),
+            size: len,
+            module: Some(ModuleAccess { _file: dax, _control: control }),
+        })
+    }
+
+    /// Whether the device is reached through famfs.ko (bound to `fsdev_dax`).
+    pub fn via_module(&self) -> bool {
+        self.module.is_some()
     }
 
     /// Opens the meta files of a famfs mounted at `mpt`.
@@ -198,6 +342,7 @@ impl Media {
             ],
             lock_file: Some(log_file),
             size: 0,
+            module: None,
         };
         // Only the superblock knows the device size here.
         m.size = m.read_superblock().map(|sb| sb.device_size).unwrap_or(0);
@@ -221,6 +366,7 @@ impl Media {
             regions: vec![Region { map: MmapRaw::from(map), base: 0, writable: true }],
             lock_file: None,
             size,
+            module: None,
         })
     }
 
@@ -417,6 +563,18 @@ mod tests {
         let ro = Media::open(&p, Access::ReadOnly).unwrap();
         assert!(matches!(ro.write_at(0, b"x"), Err(MediaError::ReadOnly)));
         let _l = m.lock_log().unwrap();
+    }
+
+    #[test]
+    fn dax_driver_of_non_dax_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        File::create(&p).unwrap().set_len(16 << 20).unwrap();
+        assert_eq!(dax_driver(&p), None);
+        assert_eq!(dax_sysfs_dir(Path::new("/dev/null")), None);
+        assert_eq!(dax_driver(&dir.path().join("missing")), None);
+        assert!(!Media::open(&p, Access::ReadOnly).unwrap().via_module());
+        assert_eq!(DaxDriver::FsdevDax.to_string(), "fsdev_dax");
     }
 
     #[test]

@@ -243,6 +243,15 @@ pub(crate) fn check_eof_isolation(env: &Env) -> CheckResult {
     if !read_at(&f.file, 100, size)?.is_empty() || !read_at(&f.file, 100, 1 << 20)?.is_empty() {
         return Err("read at or past EOF returned data".into());
     }
+    // A file whose size is its whole map: reading at its end must be EOF, not an error.
+    let exact = create(&s, &simple(&[(402 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
+    if read_at(&exact.file, 100, 2 * MIB - 5)?.len() != 5 || !read_at(&exact.file, 100, 2 * MIB)?.is_empty() {
+        return Err("read at the end of a file that fills its map was not EOF".into());
+    }
+    let whole = read_at(&exact.file, (4 * MIB) as usize, 0)?;
+    if whole.len() != (2 * MIB) as usize {
+        return Err(format!("reading a whole 2 MiB file returned {} bytes", whole.len()));
+    }
     let map = ctx("mmap 3 pages", Mapping::new(&f.file, 3 * 4096, 0, libc::PROT_READ))?;
     // SAFETY: fork in a single-threaded program; the child only touches memory and exits.
     let pid = unsafe { libc::fork() };

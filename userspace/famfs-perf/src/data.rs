@@ -1,0 +1,584 @@
+//! Data-path measurements: bandwidth through mmap and read(2)/write(2), thread scaling, and the
+//! first-touch cost of a 1 GiB mapping, on one "source" (raw device, famfs.ko file, or a file).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::report::{Record, Target};
+
+pub const MIB: u64 = 1 << 20;
+pub const PMD: u64 = 2 * MIB;
+const PAGE: usize = 4096;
+
+/// Block sizes measured, with their labels.
+pub const BLOCKS: &[(usize, &str)] = &[(4096, "4K"), (64 * 1024, "64K"), (2 << 20, "2M")];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Mmap,
+    Rw,
+}
+
+impl Api {
+    fn name(self) -> &'static str {
+        match self {
+            Api::Mmap => "mmap",
+            Api::Rw => "rw",
+        }
+    }
+    fn label(self, write: bool) -> &'static str {
+        match (self, write) {
+            (Api::Mmap, _) => "mmap",
+            (Api::Rw, false) => "read(2)",
+            (Api::Rw, true) => "write(2)",
+        }
+    }
+}
+
+/// One bandwidth figure: api, direction, pattern, block size, threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    pub api: Api,
+    pub write: bool,
+    pub random: bool,
+    pub block: usize,
+    pub threads: usize,
+}
+
+fn block_label(b: usize) -> String {
+    BLOCKS.iter().find(|(s, _)| *s == b).map(|(_, l)| l.to_string()).unwrap_or_else(|| format!("{b}"))
+}
+
+impl Op {
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}-{}/{}/t{}",
+            self.api.name(),
+            if self.random { "rand" } else { "seq" },
+            if self.write { "write" } else { "read" },
+            block_label(self.block),
+            self.threads
+        )
+    }
+    pub fn figure(&self) -> String {
+        let t = if self.threads > 1 { format!(", {} threads", self.threads) } else { String::new() };
+        format!(
+            "{} {} {} {}{t}",
+            self.api.label(self.write),
+            if self.random { "random" } else { "sequential" },
+            if self.write { "write" } else { "read" },
+            block_label(self.block)
+        )
+    }
+    /// The raw device's mmap figure with the same pattern: every data figure's ceiling.
+    pub fn ceiling_key(&self) -> String {
+        Op { api: Api::Mmap, ..*self }.key()
+    }
+}
+
+/// The bandwidth matrix (section `data`).
+pub fn data_ops(rw: bool) -> Vec<Op> {
+    let mut v = Vec::new();
+    for api in [Api::Mmap, Api::Rw] {
+        if api == Api::Rw && !rw {
+            continue;
+        }
+        for write in [false, true] {
+            for random in [false, true] {
+                for &(block, _) in BLOCKS {
+                    v.push(Op { api, write, random, block, threads: 1 });
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Thread scaling figures (section `threads`).
+pub fn thread_ops(threads: &[usize]) -> Vec<Op> {
+    let mut v = Vec::new();
+    for &t in threads {
+        for write in [false, true] {
+            v.push(Op { api: Api::Mmap, write, random: false, block: 2 << 20, threads: t });
+        }
+        v.push(Op { api: Api::Mmap, write: false, random: true, block: 4096, threads: t });
+    }
+    v
+}
+
+/// Offsets (multiples of `block`, below `size - block`) for `n` operations.
+pub fn offsets(n: usize, random: bool, size: u64, block: usize, seed: u64) -> Vec<u64> {
+    let slots = (size / block as u64).max(1);
+    let mut x = seed | 1;
+    (0..n as u64)
+        .map(|i| {
+            let slot = if random {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % slots
+            } else {
+                i % slots
+            };
+            slot * block as u64
+        })
+        .collect()
+}
+
+/// Splits `v` into `k` nearly equal contiguous chunks.
+pub fn split<T>(v: &[T], k: usize) -> Vec<&[T]> {
+    let k = k.max(1);
+    let per = v.len().div_ceil(k);
+    if per == 0 {
+        return vec![v];
+    }
+    v.chunks(per).collect()
+}
+
+/// A shared mapping of `len` bytes of `file` from `file_off`, placed at a 2 MiB-aligned virtual
+/// address, or one page past one (`misalign`), inside a reserved range.
+pub struct Map {
+    base: *mut libc::c_void,
+    reserve: usize,
+    pub addr: *mut u8,
+    pub len: usize,
+}
+
+// SAFETY: The mapping is plain shared memory; threads only copy to/from disjoint or racing bytes
+// of a benchmark buffer, which is harmless.
+unsafe impl Sync for Map {}
+unsafe impl Send for Map {}
+
+impl Map {
+    pub fn new(file: &File, len: usize, file_off: u64, prot: i32, misalign: bool) -> io::Result<Map> {
+        let reserve = len + 4 * PMD as usize;
+        // SAFETY: Reserves address space only.
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), reserve, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let aligned = (base as usize + PMD as usize - 1) & !(PMD as usize - 1);
+        let at = aligned + if misalign { PAGE } else { 0 };
+        // SAFETY: `at..at+len` lies inside the reservation, which MAP_FIXED replaces.
+        let addr = unsafe { libc::mmap(at as *mut libc::c_void, len, prot, libc::MAP_SHARED | libc::MAP_FIXED, file.as_raw_fd(), file_off as libc::off_t) };
+        if addr == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            // SAFETY: Releases the reservation.
+            unsafe { libc::munmap(base, reserve) };
+            return Err(e);
+        }
+        Ok(Map { base, reserve, addr: addr.cast(), len })
+    }
+
+    /// Touches one byte per page: a read, or a write of the byte read.
+    pub fn touch(&self, write: bool) -> u64 {
+        let mut sum = 0u64;
+        for off in (0..self.len).step_by(PAGE) {
+            // SAFETY: `off < len`; volatile so every page is really touched.
+            unsafe {
+                let p = self.addr.add(off);
+                let v = std::ptr::read_volatile(p);
+                if write {
+                    std::ptr::write_volatile(p, v);
+                }
+                sum = sum.wrapping_add(v as u64);
+            }
+        }
+        sum
+    }
+
+    pub fn msync(&self) -> io::Result<()> {
+        // SAFETY: Syncs our own mapping.
+        if unsafe { libc::msync(self.addr.cast(), self.len, libc::MS_SYNC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: Unmaps the reservation, which contains the file mapping.
+        unsafe { libc::munmap(self.base, self.reserve) };
+    }
+}
+
+/// Where the data lives.
+pub enum Source {
+    /// A devdax device in device_dax mode (no read/write), or an image file (`rw`), used from
+    /// `offset`.
+    Device { path: PathBuf, offset: u64, rw: bool },
+    /// A famfs.ko DAX file over the device at `offset` (held: control, device, file).
+    Module { _ctl: famfs_kmod::Control, _dev: File, file: File },
+    /// A file by path (famfs mount, fallback mount, tmpfs).
+    File { path: PathBuf },
+}
+
+impl Source {
+    pub fn module(dev: &str, offset: u64, size: u64) -> Result<Source> {
+        let ctl = famfs_kmod::Control::open().context("open /dev/famfs (is famfs.ko loaded?)")?;
+        let devf = OpenOptions::new().read(true).write(true).open(dev).with_context(|| format!("open {dev}"))?;
+        ctl.attach_daxdev(&devf, 0).context("attach daxdev (is the device bound to fsdev_dax?)")?;
+        let mut buf = vec![0u8; 4096];
+        let ext = [famfs_fmap::SimpleExtent { devindex: 0, offset, len: size.div_ceil(PMD) * PMD }];
+        let n = famfs_fmap::encode_simple(&mut buf, famfs_fmap::FileType::Regular, size, &ext).map_err(|e| anyhow!("encode fmap: {e:?}"))?;
+        let f = ctl.create_file(&buf[..n], 0, 0o644, 0, 0).context("create famfs.ko file")?;
+        Ok(Source::Module { _ctl: ctl, _dev: devf, file: f.file })
+    }
+
+    pub fn open(&self) -> io::Result<File> {
+        match self {
+            Source::Device { path, .. } | Source::File { path } => OpenOptions::new().read(true).write(true).open(path),
+            Source::Module { file, .. } => file.try_clone(),
+        }
+    }
+
+    fn base(&self) -> u64 {
+        match self {
+            Source::Device { offset, .. } => *offset,
+            _ => 0,
+        }
+    }
+
+    pub fn has_rw(&self) -> bool {
+        !matches!(self, Source::Device { rw: false, .. })
+    }
+}
+
+/// Maps the first `window` bytes of the source read-write and faults every page in (write),
+/// so that bandwidth figures exclude faults; shared by every mmap figure of a run.
+pub fn bench_map(src: &Source, window: u64) -> Result<Map> {
+    let file = src.open().context("open")?;
+    let map = Map::new(&file, window as usize, src.base(), libc::PROT_READ | libc::PROT_WRITE, false).context("mmap")?;
+    map.touch(true);
+    map.msync().context("msync")?;
+    Ok(map)
+}
+
+/// MB/s of `op`, moving `bytes` per repetition within the first `window` bytes of the source,
+/// `reps` times. mmap figures use `map` (from [`bench_map`]); writes end with msync/fdatasync.
+pub fn bandwidth(src: &Source, map: Option<&Map>, window: u64, op: Op, bytes: u64, reps: usize) -> Result<Vec<f64>> {
+    let n = (bytes / op.block as u64).max(op.threads as u64) as usize;
+    let offs = offsets(n, op.random, window, op.block, 0x1234_5678 + op.block as u64);
+    let total = (n * op.block) as f64;
+    let mut pattern = vec![0u8; op.block];
+    for (i, b) in pattern.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(31).wrapping_add(7);
+    }
+    let mut out = Vec::new();
+    match op.api {
+        Api::Mmap => {
+            let map = map.ok_or_else(|| anyhow!("no mapping"))?;
+            for _ in 0..reps {
+                let chunks = split(&offs, op.threads);
+                let mut bufs: Vec<Vec<u8>> = chunks.iter().map(|_| pattern.clone()).collect();
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for (chunk, buf) in chunks.iter().zip(bufs.iter_mut()) {
+                        let block = op.block;
+                        let write = op.write;
+                        s.spawn(move || {
+                            for &o in chunk.iter() {
+                                // SAFETY: `o + block <= window <= len` (offsets stay below window - block).
+                                unsafe {
+                                    let p = map.addr.add(o as usize);
+                                    if write {
+                                        std::ptr::copy_nonoverlapping(buf.as_ptr(), p, block);
+                                    } else {
+                                        std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), block);
+                                    }
+                                }
+                                std::hint::black_box(&mut *buf);
+                            }
+                        });
+                    }
+                });
+                if op.write {
+                    map.msync().context("msync")?;
+                }
+                out.push(total / t.elapsed().as_secs_f64() / 1e6);
+            }
+        }
+        Api::Rw => {
+            if !src.has_rw() {
+                return Err(anyhow!("no read(2)/write(2) on this source"));
+            }
+            let file = src.open().context("open")?;
+            let mut buf = pattern.clone();
+            for _ in 0..reps {
+                let t = Instant::now();
+                for &o in &offs {
+                    let o = o + src.base();
+                    if op.write {
+                        file.write_all_at(&buf, o).context("pwrite")?;
+                    } else {
+                        file.read_exact_at(&mut buf, o).context("pread")?;
+                    }
+                    std::hint::black_box(&mut buf);
+                }
+                if op.write {
+                    let _ = file.sync_data();
+                }
+                out.push(total / t.elapsed().as_secs_f64() / 1e6);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A famfs.ko debugfs counter, when debugfs and the module are there.
+pub fn famfs_counter(name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/kernel/debug/famfs/{name}")).ok()?.trim().parse().ok()
+}
+
+fn minflt() -> u64 {
+    // SAFETY: getrusage fills the struct we pass.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru.ru_minflt as u64
+    }
+}
+
+/// First touch of a fresh mapping of the whole file (opened afresh each time).
+#[derive(Debug, Default, Clone)]
+pub struct Touch {
+    pub ms: Vec<f64>,
+    pub pte: Vec<f64>,
+    pub pmd: Vec<f64>,
+    pub minflt: Vec<f64>,
+}
+
+pub fn first_touch(src: &Source, size: u64, misalign: bool, reps: usize) -> Result<Touch> {
+    let mut t = Touch::default();
+    for _ in 0..reps {
+        let file = src.open().context("open")?;
+        let (pte0, pmd0, mf0) = (famfs_counter("pte_faults"), famfs_counter("pmd_faults"), minflt());
+        let start = Instant::now();
+        let map = Map::new(&file, size as usize, src.base(), libc::PROT_READ, misalign).context(if misalign {
+            "mmap one page off the 2 MiB grid"
+        } else {
+            "mmap"
+        })?;
+        std::hint::black_box(map.touch(false));
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let mf1 = minflt();
+        drop(map);
+        t.ms.push(ms);
+        t.minflt.push((mf1 - mf0) as f64);
+        if let (Some(a), Some(b), Some(c), Some(d)) = (pte0, famfs_counter("pte_faults"), pmd0, famfs_counter("pmd_faults")) {
+            t.pte.push((b - a) as f64);
+            t.pmd.push((d - c) as f64);
+        }
+    }
+    Ok(t)
+}
+
+/// Parameters of one data run.
+pub struct DataParams {
+    pub label: String,
+    pub env: String,
+    /// Bandwidth figures work within the first `window` bytes.
+    pub window: u64,
+    pub touch_size: u64,
+    pub bytes: u64,
+    pub reps: usize,
+    pub touch_reps: usize,
+    pub threads: Vec<usize>,
+    /// Whether figures of this path have the famfs targets (module, fuse).
+    pub famfs: bool,
+    /// Prefix of the section names (`host-` for runs on the host).
+    pub prefix: String,
+    /// Path label of the ceiling (`raw`).
+    pub ceiling: String,
+}
+
+fn record(p: &DataParams, section: &str, key: String, figure: String, unit: &str, higher: bool) -> Record {
+    Record {
+        section: format!("{}{section}", p.prefix),
+        path: p.label.clone(),
+        key,
+        figure,
+        unit: unit.into(),
+        higher_is_better: higher,
+        samples: Vec::new(),
+        baseline: None,
+        target: None,
+        not_measured: None,
+        env: p.env.clone(),
+    }
+}
+
+/// Every record a data run makes, without samples (also used to mark a path not measured).
+pub fn data_records(p: &DataParams, rw: bool) -> Vec<(Record, Option<Op>, Option<bool>)> {
+    let mut v = Vec::new();
+    for (section, ops) in [("data", data_ops(rw)), ("threads", thread_ops(&p.threads))] {
+        for op in ops {
+            let mut r = record(p, section, op.key(), op.figure(), "MB/s", true);
+            if p.label != p.ceiling {
+                r.baseline = Some(format!("{}{section}/{}/{}", p.prefix, p.ceiling, op.ceiling_key()));
+            }
+            if p.famfs {
+                r.target = Some(Target::RatioAtLeast(if op.api == Api::Mmap { 0.95 } else { 0.90 }));
+            }
+            v.push((r, Some(op), None));
+        }
+    }
+    for misalign in [false, true] {
+        let a = if misalign { "misaligned" } else { "aligned" };
+        let what = if misalign { "one page off the 2 MiB grid" } else { "2 MiB-aligned" };
+        let gib = p.touch_size as f64 / (1u64 << 30) as f64;
+        let mut r = record(p, "first-touch", format!("{a}/time"), format!("map + touch {gib} GiB, {what}: time per GiB"), "ms/GiB", false);
+        if p.label != p.ceiling {
+            r.baseline = Some(format!("{}first-touch/{}/{a}/time", p.prefix, p.ceiling));
+        }
+        v.push((r, None, Some(misalign)));
+        v.push((record(p, "first-touch", format!("{a}/minflt"), format!("{what}: minor faults (rusage)"), "faults", false), None, Some(misalign)));
+        if p.famfs {
+            let mut pmd = record(p, "first-touch", format!("{a}/pmd"), format!("{what}: famfs PMD faults"), "faults", false);
+            let mut pte = record(p, "first-touch", format!("{a}/pte"), format!("{what}: famfs PTE faults"), "faults", false);
+            if !misalign {
+                pmd.target = Some(Target::Equals((p.touch_size / PMD) as f64));
+                pte.target = Some(Target::Equals(0.0));
+            }
+            v.push((pmd, None, Some(misalign)));
+            v.push((pte, None, Some(misalign)));
+        }
+    }
+    v
+}
+
+/// Runs every data figure on `src`, handing each record to `emit` as soon as it is measured.
+pub fn run(src: &Source, p: &DataParams, emit: &mut dyn FnMut(Record)) {
+    let rw = src.has_rw();
+    let mut map: Option<std::result::Result<Map, String>> = None;
+    let mut touched: Option<(bool, std::result::Result<Touch, String>)> = None;
+    for (mut r, op, touch) in data_records(p, true) {
+        if let Some(op) = op {
+            if op.api == Api::Rw && !rw {
+                r.not_measured = Some("device_dax has no read(2)/write(2)".into());
+            } else {
+                eprintln!("famfs-perf: {} {} ...", p.label, r.key);
+                let m = if op.api == Api::Mmap {
+                    if map.is_none() {
+                        map = Some(bench_map(src, p.window).map_err(|e| format!("{e:#}")));
+                    }
+                    match map.as_ref().unwrap() {
+                        Ok(m) => Ok(Some(m)),
+                        Err(e) => Err(anyhow!("{e}")),
+                    }
+                } else {
+                    Ok(None)
+                };
+                match m.and_then(|m| bandwidth(src, m, p.window, op, p.bytes, p.reps)) {
+                    Ok(s) => r.samples = s,
+                    Err(e) => r.not_measured = Some(format!("{e:#}")),
+                }
+            }
+        } else if let Some(mis) = touch {
+            if touched.as_ref().map(|(m, _)| *m) != Some(mis) {
+                eprintln!("famfs-perf: {} first touch ({}) ...", p.label, if mis { "misaligned" } else { "aligned" });
+                map = None; // release the bandwidth mapping (and a fallback mount's page cache)
+                touched = Some((mis, first_touch(src, p.touch_size, mis, p.touch_reps).map_err(|e| format!("{e:#}"))));
+            }
+            match &touched.as_ref().unwrap().1 {
+                Err(e) => r.not_measured = Some(e.clone()),
+                Ok(t) => {
+                    let which = r.key.split('/').nth(1).unwrap_or("");
+                    r.samples = match which {
+                        "time" => t.ms.iter().map(|ms| ms * (1u64 << 30) as f64 / p.touch_size as f64).collect(),
+                        "minflt" => t.minflt.clone(),
+                        "pmd" => t.pmd.clone(),
+                        "pte" => t.pte.clone(),
+                        _ => Vec::new(),
+                    };
+                    if r.samples.is_empty() {
+                        r.not_measured = Some("no famfs debugfs counters".into());
+                    }
+                }
+            }
+        }
+        emit(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_ceilings() {
+        let op = Op { api: Api::Rw, write: false, random: true, block: 4096, threads: 1 };
+        assert_eq!(op.key(), "rw/rand-read/4K/t1");
+        assert_eq!(op.ceiling_key(), "mmap/rand-read/4K/t1");
+        assert_eq!(op.figure(), "read(2) random read 4K");
+        assert_eq!(data_ops(true).len(), 24);
+        assert_eq!(data_ops(false).len(), 12);
+        assert_eq!(thread_ops(&[1, 2]).len(), 6);
+    }
+
+    #[test]
+    fn offsets_stay_in_range() {
+        let size = 64 * MIB;
+        for &(b, _) in BLOCKS {
+            for random in [false, true] {
+                let o = offsets(1000, random, size, b, 7);
+                assert_eq!(o.len(), 1000);
+                assert!(o.iter().all(|&x| x % b as u64 == 0 && x + b as u64 <= size));
+            }
+        }
+        assert_eq!(offsets(3, false, 2 * 4096, 4096, 1), vec![0, 4096, 0]);
+        let parts = split(&[1, 2, 3, 4, 5], 2);
+        assert_eq!(parts, vec![&[1, 2, 3][..], &[4, 5][..]]);
+        assert_eq!(split::<u8>(&[], 2).len(), 1);
+    }
+
+    #[test]
+    fn record_targets_and_baselines() {
+        let p = DataParams {
+            label: "module".into(),
+            env: "vm-tcg".into(),
+            window: 1 << 20,
+            touch_size: 1 << 30,
+            bytes: 0,
+            reps: 1,
+            touch_reps: 1,
+            threads: vec![1, 2],
+            famfs: true,
+            prefix: String::new(),
+            ceiling: "raw".into(),
+        };
+        let recs = data_records(&p, true);
+        let pmd = recs.iter().find(|(r, _, _)| r.key == "aligned/pmd").unwrap();
+        assert_eq!(pmd.0.target, Some(Target::Equals(512.0)));
+        let rw = recs.iter().find(|(r, _, _)| r.key == "rw/seq-read/2M/t1").unwrap();
+        assert_eq!(rw.0.baseline.as_deref(), Some("data/raw/mmap/seq-read/2M/t1"));
+        assert_eq!(rw.0.target, Some(Target::RatioAtLeast(0.90)));
+        let raw = DataParams { label: "raw".into(), famfs: false, ..p };
+        assert!(data_records(&raw, false).iter().all(|(r, _, _)| r.baseline.is_none() && r.target.is_none()));
+    }
+
+    #[test]
+    fn mmap_and_rw_on_a_tmp_file() {
+        let dir = std::env::temp_dir().join(format!("famfs-perf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        std::fs::write(&path, vec![1u8; 8 << 20]).unwrap();
+        let src = Source::File { path: path.clone() };
+        let map = bench_map(&src, 8 << 20).unwrap();
+        for op in data_ops(true).into_iter().chain(thread_ops(&[2])) {
+            let s = bandwidth(&src, Some(&map), 8 << 20, op, 1 << 20, 2).unwrap();
+            assert_eq!(s.len(), 2);
+            assert!(s.iter().all(|x| *x > 0.0));
+        }
+        let t = first_touch(&src, 8 << 20, true, 1).unwrap();
+        assert_eq!(t.ms.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

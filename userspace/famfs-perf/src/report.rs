@@ -1,0 +1,337 @@
+//! Result records (one JSON object per line while measuring), and the report: medians, spreads,
+//! ratios to their ceilings, target verdicts, rendered as JSON and Markdown.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{at_least, below, ratio, Ratio, Summary, Verdict};
+
+/// What a figure aims for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Target {
+    /// Ratio to the baseline (or, for comparisons, of the two figures) at least this.
+    RatioAtLeast(f64),
+    /// The value (in the record's unit) below this.
+    Below(f64),
+    /// The value exactly this (counts).
+    Equals(f64),
+}
+
+impl Target {
+    pub fn text(&self, unit: &str) -> String {
+        match self {
+            Target::RatioAtLeast(r) => format!("ratio >= {r}"),
+            Target::Below(v) => format!("< {} {unit}", fmt_num(*v)),
+            Target::Equals(v) => format!("= {}", fmt_num(*v)),
+        }
+    }
+}
+
+/// One measured figure: its raw samples, or why it was not measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Table section: `data`, `first-touch`, `threads`, `meta`, `host-data`.
+    pub section: String,
+    /// The access path or subject: `raw`, `module`, `fuse`, `fallback`, `tmpfs`, `cli`, `library`...
+    pub path: String,
+    /// Key of the figure within its section, e.g. `mmap/seq-read/4K/t1`.
+    pub key: String,
+    /// Human label.
+    pub figure: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    #[serde(default)]
+    pub samples: Vec<f64>,
+    /// Id (`section/path/key`) of the ceiling this figure is compared with.
+    #[serde(default)]
+    pub baseline: Option<String>,
+    #[serde(default)]
+    pub target: Option<Target>,
+    /// Set when the figure could not be measured: the reason.
+    #[serde(default)]
+    pub not_measured: Option<String>,
+    /// Where it ran: `vm-tcg`, `vm-kvm`, `host`.
+    pub env: String,
+}
+
+impl Record {
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.section, self.path, self.key)
+    }
+}
+
+/// A record with its statistics worked out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub record: Record,
+    pub summary: Option<Summary>,
+    pub ratio: Option<Ratio>,
+    pub verdict: Option<Verdict>,
+}
+
+/// A derived comparison between two figures (e.g. module over fallback).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Comparison {
+    pub what: String,
+    pub a: String,
+    pub b: String,
+    pub ratio: Option<Ratio>,
+    pub target: Option<Target>,
+    pub verdict: Option<Verdict>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Free-form facts about the run: machine, kernel, VM, repetitions.
+    pub info: BTreeMap<String, String>,
+    pub rows: Vec<Row>,
+    pub comparisons: Vec<Comparison>,
+}
+
+fn verdict_for(target: &Target, s: &Summary, r: Option<&Ratio>) -> Option<Verdict> {
+    match target {
+        Target::RatioAtLeast(t) => r.map(|r| at_least(r.lo, r.hi, *t)),
+        Target::Below(t) => Some(below(s.q1, s.q3, *t)),
+        Target::Equals(t) => Some(if s.min == *t && s.max == *t { Verdict::Meets } else { Verdict::Misses }),
+    }
+}
+
+/// Builds the report: later records with the same id replace earlier ones.
+pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    let mut uniq: Vec<Record> = Vec::new();
+    for r in records {
+        match by_id.get(&r.id()) {
+            Some(&i) => uniq[i] = r,
+            None => {
+                by_id.insert(r.id(), uniq.len());
+                uniq.push(r);
+            }
+        }
+    }
+    let summaries: BTreeMap<String, Summary> =
+        uniq.iter().filter(|r| r.not_measured.is_none()).filter_map(|r| Summary::of(&r.samples).map(|s| (r.id(), s))).collect();
+    let mut rows = Vec::new();
+    for r in &uniq {
+        let summary = if r.not_measured.is_none() { summaries.get(&r.id()).copied() } else { None };
+        let ratio = match (&summary, &r.baseline) {
+            (Some(s), Some(b)) => summaries.get(b).and_then(|bs| ratio(s, bs, r.higher_is_better)),
+            _ => None,
+        };
+        let verdict = match (&r.target, &summary) {
+            (Some(t), Some(s)) => verdict_for(t, s, ratio.as_ref()),
+            _ => None,
+        };
+        rows.push(Row { record: r.clone(), summary, ratio, verdict });
+    }
+    // Module over fallback, for every figure both paths have (target 10x on mmap).
+    let mut comparisons = Vec::new();
+    for r in uniq.iter().filter(|r| r.path == "module") {
+        let fb = format!("{}/fallback/{}", r.section, r.key);
+        let Some(fbr) = uniq.iter().find(|x| x.id() == fb) else { continue };
+        let target = (r.key.starts_with("mmap/") || r.section == "first-touch").then_some(Target::RatioAtLeast(10.0));
+        let (ratio, note) = match (summaries.get(&r.id()), summaries.get(&fb)) {
+            (Some(a), Some(b)) => (ratio(a, b, r.higher_is_better), None),
+            _ => (None, Some(fbr.not_measured.clone().or(r.not_measured.clone()).unwrap_or_else(|| "no samples".into()))),
+        };
+        let verdict = match (&target, &ratio) {
+            (Some(Target::RatioAtLeast(t)), Some(x)) => Some(at_least(x.lo, x.hi, *t)),
+            _ => None,
+        };
+        comparisons.push(Comparison { what: format!("{}: module / fallback", r.figure), a: r.id(), b: fb, ratio, target, verdict, note });
+    }
+    Report { info, rows, comparisons }
+}
+
+/// Three significant digits, no exponent for everyday magnitudes.
+pub fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1000.0 || (a.fract() == 0.0 && a < 1e15) {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else if a >= 0.001 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+fn fmt_ratio(r: &Ratio) -> String {
+    format!("{:.2} ({:.2}–{:.2})", r.value, r.lo, r.hi)
+}
+
+const SECTIONS: &[(&str, &str)] = &[
+    ("data", "Data path bandwidth in the VM (TCG emulator speed: compare only as ratios within this table)"),
+    ("threads", "Thread scaling in the VM (aggregate bandwidth, TCG)"),
+    ("first-touch", "First touch of a 1 GiB mapping in the VM (time is TCG speed; fault counts are exact)"),
+    ("meta", "Metadata on the host (real speed)"),
+    ("host-data", "Fallback mode data path on the host (real speed; ceiling: the image file itself)"),
+    ("host-threads", "Fallback mode thread scaling on the host"),
+    ("host-first-touch", "Fallback mode first touch on the host"),
+];
+
+fn section_title(s: &str) -> String {
+    SECTIONS.iter().find(|(k, _)| *k == s).map(|(_, t)| t.to_string()).unwrap_or_else(|| s.to_string())
+}
+
+/// The Markdown tables of a report.
+pub fn render_markdown(rep: &Report) -> String {
+    let mut out = String::new();
+    if !rep.info.is_empty() {
+        out.push_str("| run | |\n|---|---|\n");
+        for (k, v) in &rep.info {
+            let _ = writeln!(out, "| {k} | {} |", v.replace('|', "/"));
+        }
+        out.push('\n');
+    }
+    let mut order: Vec<String> = SECTIONS.iter().map(|(k, _)| k.to_string()).collect();
+    for r in &rep.rows {
+        if !order.contains(&r.record.section) {
+            order.push(r.record.section.clone());
+        }
+    }
+    for sec in order {
+        let rows: Vec<&Row> = rep.rows.iter().filter(|r| r.record.section == sec).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "### {}\n", section_title(&sec));
+        out.push_str("| figure | path | median | spread: min–max (IQR) | n | ratio to ceiling (IQR range) | target | verdict |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|\n");
+        for row in rows {
+            let r = &row.record;
+            let (value, spread, n) = match (&r.not_measured, &row.summary) {
+                (Some(why), _) => (format!("not measured: {}", why.replace('|', "/").replace('\n', " ")), String::new(), String::new()),
+                (None, Some(s)) => (
+                    format!("{} {}", fmt_num(s.median), r.unit),
+                    format!("{}–{} ({}–{})", fmt_num(s.min), fmt_num(s.max), fmt_num(s.q1), fmt_num(s.q3)),
+                    s.n.to_string(),
+                ),
+                (None, None) => ("no samples".into(), String::new(), String::new()),
+            };
+            let ratio = match (&row.ratio, &r.baseline) {
+                (Some(x), Some(b)) => format!("{} of {}", fmt_ratio(x), b.split('/').nth(1).unwrap_or(b)),
+                (None, Some(_)) if row.summary.is_some() => "n/a (no ceiling)".into(),
+                _ => String::new(),
+            };
+            let target = r.target.map(|t| t.text(&r.unit)).unwrap_or_default();
+            let verdict = row.verdict.map(|v| v.label().to_string()).unwrap_or_default();
+            let _ = writeln!(out, "| {} | {} | {value} | {spread} | {n} | {ratio} | {target} | {verdict} |", r.figure, r.path);
+        }
+        out.push('\n');
+    }
+    if !rep.comparisons.is_empty() {
+        out.push_str("### Module over fallback mode (same boot)\n\n| comparison | ratio (IQR range) | target | verdict |\n|---|---|---|---|\n");
+        for c in &rep.comparisons {
+            let ratio = match (&c.ratio, &c.note) {
+                (Some(r), _) => fmt_ratio(r),
+                (None, Some(n)) => format!("not measured: {}", n.replace('|', "/")),
+                _ => "n/a".into(),
+            };
+            let target = c.target.map(|t| t.text("")).unwrap_or_default();
+            let verdict = c.verdict.map(|v| v.label().to_string()).unwrap_or_default();
+            let _ = writeln!(out, "| {} | {ratio} | {target} | {verdict} |", c.what);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Parses JSON-lines record files (blank lines ignored).
+pub fn parse_records(text: &str) -> anyhow::Result<Vec<Record>> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(section: &str, path: &str, key: &str, samples: &[f64]) -> Record {
+        Record {
+            section: section.into(),
+            path: path.into(),
+            key: key.into(),
+            figure: key.into(),
+            unit: "MB/s".into(),
+            higher_is_better: true,
+            samples: samples.to_vec(),
+            baseline: None,
+            target: None,
+            not_measured: None,
+            env: "vm-tcg".into(),
+        }
+    }
+
+    #[test]
+    fn ratios_verdicts_and_comparisons() {
+        let raw = rec("data", "raw", "mmap/seq-read/2M/t1", &[100.0, 100.0, 100.0]);
+        let mut m = rec("data", "module", "mmap/seq-read/2M/t1", &[97.0, 98.0, 99.0]);
+        m.baseline = Some(raw.id());
+        m.target = Some(Target::RatioAtLeast(0.95));
+        let mut fb = rec("data", "fallback", "mmap/seq-read/2M/t1", &[9.0, 10.0, 11.0]);
+        fb.baseline = Some(raw.id());
+        let mut missing = rec("data", "fuse", "mmap/seq-read/2M/t1", &[]);
+        missing.not_measured = Some("famfs mount failed: x | y".into());
+        missing.baseline = Some(raw.id());
+        let rep = build(vec![raw, m, fb, missing], BTreeMap::from([("host".to_string(), "test".to_string())]));
+        assert_eq!(rep.rows.len(), 4);
+        let m = &rep.rows[1];
+        assert!((m.ratio.unwrap().value - 0.98).abs() < 1e-9);
+        assert_eq!(m.verdict, Some(Verdict::Meets));
+        assert!(rep.rows[3].summary.is_none() && rep.rows[3].ratio.is_none());
+        assert_eq!(rep.comparisons.len(), 1);
+        let c = &rep.comparisons[0];
+        assert!((c.ratio.unwrap().value - 9.8).abs() < 1e-9);
+        assert_eq!(c.verdict, Some(Verdict::Inconclusive)); // IQRs 97.5-98.5 over 9.5-10.5 straddle 10
+        let md = render_markdown(&rep);
+        assert!(md.contains("| host | test |"));
+        assert!(md.contains("### Data path bandwidth"));
+        assert!(md.contains("| mmap/seq-read/2M/t1 | module | 98 MB/s | 97–99 (97.5–98.5) | 3 | 0.98 (0.97–0.98) of raw | ratio >= 0.95 | meets |"), "{md}");
+        assert!(md.contains("not measured: famfs mount failed: x / y"));
+        assert!(md.contains("### Module over fallback mode"));
+    }
+
+    #[test]
+    fn later_records_replace_earlier_and_targets() {
+        let a = rec("meta", "cli", "creat", &[5.0]);
+        let mut b = rec("meta", "cli", "creat", &[0.4, 0.5, 0.6]);
+        b.higher_is_better = false;
+        b.unit = "ms".into();
+        b.target = Some(Target::Below(1.0));
+        let mut pmd = rec("first-touch", "module", "aligned/pmd", &[512.0, 512.0]);
+        pmd.target = Some(Target::Equals(512.0));
+        let mut pmd_bad = rec("first-touch", "fuse", "aligned/pmd", &[512.0, 0.0]);
+        pmd_bad.target = Some(Target::Equals(512.0));
+        let rep = build(vec![a, b, pmd, pmd_bad], BTreeMap::new());
+        assert_eq!(rep.rows.len(), 3);
+        assert_eq!(rep.rows[0].summary.unwrap().n, 3);
+        assert_eq!(rep.rows[0].verdict, Some(Verdict::Meets));
+        assert_eq!(rep.rows[1].verdict, Some(Verdict::Meets));
+        assert_eq!(rep.rows[2].verdict, Some(Verdict::Misses));
+        assert!(render_markdown(&rep).contains("< 1 ms"));
+    }
+
+    #[test]
+    fn numbers_and_jsonl() {
+        assert_eq!(fmt_num(1234.56), "1235");
+        assert_eq!(fmt_num(12.345), "12.3");
+        assert_eq!(fmt_num(1.2345), "1.23");
+        assert_eq!(fmt_num(0.01234), "0.012");
+        assert_eq!(fmt_num(512.0), "512");
+        assert_eq!(fmt_num(0.0), "0");
+        let r = rec("meta", "cli", "x", &[1.0]);
+        let text = format!("{}\n\n{}\n", serde_json::to_string(&r).unwrap(), serde_json::to_string(&r).unwrap());
+        assert_eq!(parse_records(&text).unwrap().len(), 2);
+        assert!(parse_records("{").is_err());
+    }
+}

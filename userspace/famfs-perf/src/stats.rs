@@ -1,0 +1,148 @@
+//! Summary statistics of repeated measurements, and the verdict of a ratio against a target.
+
+use serde::{Deserialize, Serialize};
+
+/// Median and spread of a set of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub n: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// First and third quartiles (linear interpolation between order statistics).
+    pub q1: f64,
+    pub q3: f64,
+}
+
+/// The `p` quantile (0..=1) of sorted samples, interpolating linearly between neighbours.
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let pos = p * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let frac = pos - lo as f64;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * frac
+}
+
+impl Summary {
+    /// Summarises `samples`; `None` when there are none (or any is not a number).
+    pub fn of(samples: &[f64]) -> Option<Summary> {
+        if samples.is_empty() || samples.iter().any(|x| x.is_nan()) {
+            return None;
+        }
+        let mut s = samples.to_vec();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Some(Summary { n: s.len(), median: quantile(&s, 0.5), min: s[0], max: s[s.len() - 1], q1: quantile(&s, 0.25), q3: quantile(&s, 0.75) })
+    }
+}
+
+/// A ratio of two summarised figures: the ratio of medians, and the range it may take given the
+/// spread of both (interquartile ranges).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// `a / b` for figures where higher is better (bandwidth), or `b / a` where lower is better (time):
+/// a ratio below 1 always means "a is worse than b".
+pub fn ratio(a: &Summary, b: &Summary, higher_is_better: bool) -> Option<Ratio> {
+    let (num, den) = if higher_is_better { (a, b) } else { (b, a) };
+    if den.median <= 0.0 || den.q1 <= 0.0 {
+        return None;
+    }
+    let value = num.median / den.median;
+    let lo = num.q1 / den.q3;
+    let hi = num.q3 / den.q1;
+    Some(Ratio { value, lo: lo.min(value), hi: hi.max(value) })
+}
+
+/// Whether a figure meets its target, taking its spread into account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    Meets,
+    Misses,
+    /// The spread straddles the target: the run cannot tell.
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Meets => "meets",
+            Verdict::Misses => "MISSES",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// Verdict of "x >= target" where x lies in `lo..=hi` (median `mid`).
+pub fn at_least(lo: f64, hi: f64, target: f64) -> Verdict {
+    if lo >= target {
+        Verdict::Meets
+    } else if hi < target {
+        Verdict::Misses
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// Verdict of "x < target" where x lies in `lo..=hi`.
+pub fn below(lo: f64, hi: f64, target: f64) -> Verdict {
+    if hi < target {
+        Verdict::Meets
+    } else if lo >= target {
+        Verdict::Misses
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_and_even_medians() {
+        let s = Summary::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        let s = Summary::of(&[4.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(s.median, 2.5);
+        assert_eq!(s.q1, 1.75);
+        assert_eq!(s.q3, 3.25);
+    }
+
+    #[test]
+    fn single_and_empty() {
+        let s = Summary::of(&[7.0]).unwrap();
+        assert_eq!((s.median, s.q1, s.q3, s.min, s.max), (7.0, 7.0, 7.0, 7.0, 7.0));
+        assert!(Summary::of(&[]).is_none());
+        assert!(Summary::of(&[1.0, f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn ratio_direction_and_range() {
+        let a = Summary::of(&[90.0, 95.0, 100.0]).unwrap();
+        let b = Summary::of(&[100.0, 100.0, 100.0]).unwrap();
+        let r = ratio(&a, &b, true).unwrap();
+        assert!((r.value - 0.95).abs() < 1e-12);
+        assert!(r.lo <= r.value && r.value <= r.hi);
+        assert!((r.lo - 0.925).abs() < 1e-12 && (r.hi - 0.975).abs() < 1e-12);
+        // Times: a takes twice as long as b -> 0.5.
+        let a = Summary::of(&[2.0]).unwrap();
+        let b = Summary::of(&[1.0]).unwrap();
+        assert_eq!(ratio(&a, &b, false).unwrap().value, 0.5);
+        assert!(ratio(&a, &Summary::of(&[0.0]).unwrap(), true).is_none());
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(at_least(0.96, 0.99, 0.95), Verdict::Meets);
+        assert_eq!(at_least(0.80, 0.90, 0.95), Verdict::Misses);
+        assert_eq!(at_least(0.90, 0.99, 0.95), Verdict::Inconclusive);
+        assert_eq!(below(0.2, 0.4, 1.0), Verdict::Meets);
+        assert_eq!(below(1.2, 1.4, 1.0), Verdict::Misses);
+        assert_eq!(below(0.8, 1.4, 1.0), Verdict::Inconclusive);
+        assert_eq!(Verdict::Misses.label(), "MISSES");
+    }
+}
