@@ -60,13 +60,15 @@ mh_stop() {
 # mh_check NAME TEST SCRIPT: runs SCRIPT on NAME and reports TEST.
 MH_PASSED=0
 MH_FAILED=0
+# (mh_run must not run in a subshell: it counts the commands sent to each VM.)
 mh_check() {
-    local name=$1 test=$2 script=$3 out
-    if out=$(mh_run "$name" "$script" 2>&1); then
+    local name=$1 test=$2 script=$3 out=$MH_DIR/$1.last
+    if mh_run "$name" "$script" >"$out" 2>&1; then
+        grep '^#' "$out"
         echo "ok - $test"
         MH_PASSED=$((MH_PASSED + 1))
     else
-        echo "not ok - $test: $(echo "$out" | tail -3 | tr '\n' ' ')"
+        echo "not ok - $test: $(tail -3 "$out" | tr '\n' ' ')"
         MH_FAILED=$((MH_FAILED + 1))
     fi
 }

@@ -42,7 +42,26 @@ impl Target {
                         hint.display()
                     )
                 })?;
-                let fs = Famfs::open(&mpt, access).with_context(|| format!("cannot open the famfs mounted at {}", mpt.display()))?;
+                let fs = match Famfs::open(&mpt, access) {
+                    Ok(fs) => fs,
+                    Err(e) => {
+                        // A client's mount shows the log read-only, so opening it for writing
+                        // fails with EROFS: name the real reason, the role, instead.
+                        if access == Access::ReadWrite {
+                            if let Ok(ro) = Famfs::open(&mpt, Access::ReadOnly) {
+                                if ro.role() == famfs_meta::Role::Client {
+                                    bail!(
+                                        "{} is mounted on a client of this file system (master system uuid {}): \
+                                         only the master may create files or directories",
+                                        mpt.display(),
+                                        famfs_format::format_uuid(&ro.superblock().system_uuid)
+                                    );
+                                }
+                            }
+                        }
+                        return Err(e).with_context(|| format!("cannot open the famfs mounted at {}", mpt.display()));
+                    }
+                };
                 Ok(Target { fs, mpt: Some(mpt) })
             }
         }
