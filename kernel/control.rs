@@ -176,7 +176,7 @@ impl Control {
         }
         let dev = Daxdev::attach(args.fd, &self.misc)?;
         let size = dev.size();
-        pr_info!("famfs: attached dax device {:#x} ({} bytes) at index {}\n", dev.devt(), size, index);
+        pr_info!("attached dax device {:#x} ({} bytes) at index {}\n", dev.devt(), size, index);
         *slot = Some(dev);
         Ok(size)
     }

@@ -78,13 +78,13 @@ unsafe extern "C" fn notify_failure(
     if mf_flags as u32 & bindings::mf_flags_MF_MEM_PRE_REMOVE != 0 {
         // Poison outranks removal: keep the more specific error.
         let _ = state.compare_exchange(USABLE, REMOVED, Ordering::AcqRel, Ordering::Acquire);
-        pr_warn!("famfs: dax device is being removed: files on it now fail with ENXIO\n");
+        pr_warn!("dax device is being removed: files on it now fail with ENXIO\n");
         // The memory and its struct pages are about to go: no user mapping may outlive them.
         dev.unmap_all();
     } else {
         state.store(POISONED, Ordering::Release);
         pr_err!(
-            "famfs: memory failure on dax device at offset {:#x} len {:#x}: files on it now fail with EHWPOISON\n",
+            "memory failure on dax device at offset {:#x} len {:#x}: files on it now fail with EHWPOISON\n",
             offset,
             len
         );

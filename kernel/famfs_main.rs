@@ -47,7 +47,7 @@ struct FamfsModule {
 
 impl kernel::InPlaceModule for FamfsModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        pr_info!("famfs: loading (ioctl ABI {})\n", abi::ABI_VERSION);
+        pr_info!("loading (ioctl ABI {})\n", abi::ABI_VERSION);
         // Initialised in this order: counters, mount, and only then the control device.
         try_pin_init!(Self {
             _debugfs: stats::DebugfsDir::create(),
@@ -60,6 +60,6 @@ impl kernel::InPlaceModule for FamfsModule {
 #[pinned_drop]
 impl PinnedDrop for FamfsModule {
     fn drop(self: Pin<&mut Self>) {
-        pr_info!("famfs: unloaded\n");
+        pr_info!("unloaded\n");
     }
 }

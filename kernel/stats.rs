@@ -61,7 +61,7 @@ impl DebugfsDir {
         // SAFETY: A NUL-terminated name and no parent (the debugfs root).
         let dir = unsafe { bindings::debugfs_create_dir(c"famfs".as_ptr().cast(), ptr::null_mut()) };
         if kernel::error::from_err_ptr(dir).is_err() {
-            pr_warn!("famfs: no debugfs directory; counters are not shown\n");
+            pr_warn!("no debugfs directory; counters are not shown\n");
             return Self { dir: ptr::null_mut() };
         }
         for (name, counter) in ENTRIES {
