@@ -178,22 +178,9 @@ unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, to: *mut bindings::io
         if let Err(e) = data.check_usable() {
             return e.to_errno() as isize;
         }
-        let pos = u64::try_from((*iocb).ki_pos).unwrap_or(u64::MAX);
-        let room = data.size().saturating_sub(pos);
-        let count = ffi::famfs_glue_iov_iter_count(to) as u64;
-        if count == 0 || room == 0 {
-            return 0;
-        }
-        let cut = count.saturating_sub(room);
-        if cut > 0 {
-            ffi::famfs_glue_iov_iter_truncate(to, room);
-        }
         ffi::famfs_glue_inode_lock_shared(inode);
-        let ret = ffi::dax_iomap_rw(iocb, to, &IOMAP_OPS);
+        let ret = rw_within_size(iocb, to, data.size()).unwrap_or(0);
         ffi::famfs_glue_inode_unlock_shared(inode);
-        if cut > 0 {
-            ffi::famfs_glue_iov_iter_reexpand(to, ffi::famfs_glue_iov_iter_count(to) + cut as usize);
-        }
         ffi::famfs_glue_file_accessed(file);
         if ret > 0 {
             stats::READ_BYTES.add(ret as u64);
@@ -217,7 +204,7 @@ unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, from: *mut bindings:
         ffi::famfs_glue_inode_lock(inode);
         let mut ret = bindings::generic_write_checks(iocb, from);
         if ret > 0 {
-            ret = write_within_size(iocb, from, data.size());
+            ret = rw_within_size(iocb, from, data.size()).unwrap_or(EFBIG.to_errno() as isize);
         }
         ffi::famfs_glue_inode_unlock(inode);
         if ret > 0 {
@@ -227,26 +214,30 @@ unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, from: *mut bindings:
     }
 }
 
+/// Runs `dax_iomap_rw` on the part of `iter` that lies before `size`; `None` when nothing
+/// does (the position is at or past the end, or the iterator is empty).
+///
 /// # Safety
 ///
-/// As for `write_iter`, with the inode lock held.
-unsafe fn write_within_size(iocb: *mut bindings::kiocb, from: *mut bindings::iov_iter, size: u64) -> isize {
+/// `iocb` and `iter` are live and belong to one of our files, whose inode lock is held.
+unsafe fn rw_within_size(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter, size: u64) -> Option<isize> {
     // SAFETY: As the caller guarantees.
     unsafe {
         let pos = u64::try_from((*iocb).ki_pos).unwrap_or(u64::MAX);
-        let Some(room) = size.checked_sub(pos).filter(|room| *room > 0) else {
-            return EFBIG.to_errno() as isize;
-        };
-        let count = ffi::famfs_glue_iov_iter_count(from) as u64;
+        let room = size.saturating_sub(pos);
+        let count = ffi::famfs_glue_iov_iter_count(iter) as u64;
+        if room == 0 || count == 0 {
+            return None;
+        }
         let cut = count.saturating_sub(room);
         if cut > 0 {
-            ffi::famfs_glue_iov_iter_truncate(from, room);
+            ffi::famfs_glue_iov_iter_truncate(iter, room);
         }
-        let ret = ffi::dax_iomap_rw(iocb, from, &IOMAP_OPS);
+        let ret = ffi::dax_iomap_rw(iocb, iter, &IOMAP_OPS);
         if cut > 0 {
-            ffi::famfs_glue_iov_iter_reexpand(from, ffi::famfs_glue_iov_iter_count(from) + cut as usize);
+            ffi::famfs_glue_iov_iter_reexpand(iter, ffi::famfs_glue_iov_iter_count(iter) + cut as usize);
         }
-        ret
+        Some(ret)
     }
 }
 
