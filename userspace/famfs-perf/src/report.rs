@@ -129,10 +129,11 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
     }
     // Module over fallback, for every figure both paths have (target 10x on mmap).
     let mut comparisons = Vec::new();
-    for r in uniq.iter().filter(|r| r.path == "module") {
+    // Fault counts are not compared: they are exact figures with their own targets.
+    for r in uniq.iter().filter(|r| r.path == "module" && r.unit != "faults") {
         let fb = format!("{}/fallback/{}", r.section, r.key);
         let Some(fbr) = uniq.iter().find(|x| x.id() == fb) else { continue };
-        let target = (r.key.starts_with("mmap/") || r.section == "first-touch").then_some(Target::RatioAtLeast(10.0));
+        let target = (r.key.starts_with("mmap/") || r.key.ends_with("/time")).then_some(Target::RatioAtLeast(10.0));
         let (ratio, note) = match (summaries.get(&r.id()), summaries.get(&fb)) {
             (Some(a), Some(b)) => (ratio(a, b, r.higher_is_better), None),
             _ => (None, Some(fbr.not_measured.clone().or(r.not_measured.clone()).unwrap_or_else(|| "no samples".into()))),
