@@ -5,15 +5,19 @@
 #   make vm         an interactive shell in the CXL VM
 #   make bench      the benchmark suite (figures in bench-results/, Documentation/performance.md)
 #   make fuzz       every fuzz target for 10 minutes
+#   make check-debug  the module suites under the debug kernel (KASAN, lockdep, kmemleak)
 #   make kernel     build (or reuse) the cached Rust-enabled 7.3 kernel
 #   make clean      remove build outputs of this checkout (not the cached kernel)
+#   make install    install the built tools, man pages, mount.famfs, famfs@.service (PREFIX, DESTDIR;
+#                   INSTALL_FLAGS=--dkms adds the DKMS tree); builds nothing: run `make` first
+#   make install-dkms   install only the DKMS source tree /usr/src/famfs-VERSION
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 
-.PHONY: all setup kernel module module-debug userspace check check-host check-fuzz check-vm demo vm bench fuzz clean
+.PHONY: all setup kernel module module-debug userspace check check-debug check-host check-fuzz check-vm demo vm bench fuzz clean install install-dkms
 
 all: module userspace
 
@@ -43,8 +47,13 @@ check-host: setup
 check-fuzz: setup
 	scripts/fuzz --seconds $(FUZZ_SECONDS)
 
-check-vm: all module-debug
+check-vm: all
 	scripts/check-vm
+
+# The module suites under a KASAN/lockdep/kmemleak kernel (a second, ~30 minute kernel build
+# when cold): a longer target of its own.
+check-debug: all module-debug
+	scripts/check-vm-debug
 
 fuzz: setup
 	scripts/fuzz --seconds 600
@@ -57,6 +66,17 @@ demo: all
 
 vm: all
 	scripts/vm
+
+# No dependency on the build: `make install` runs as root after `make`, on a machine (or in a VM)
+# that may not be able to build.
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_FLAGS ?=
+install:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install $(INSTALL_FLAGS)
+
+install-dkms:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" scripts/install --dkms-only
 
 clean:
 	-scripts/build-module clean

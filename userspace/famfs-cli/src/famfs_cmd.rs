@@ -196,6 +196,9 @@ pub enum Cmd {
     },
     /// Unmount a famfs.
     Umount { mpt: PathBuf },
+    /// Write the man pages of famfs, its verbs and mkfs.famfs into DIR (used by make install).
+    #[command(hide = true)]
+    GenMan { dir: PathBuf },
 }
 
 fn need_dev_or_mount(cli: &Cli, hint: &Path, access: Access) -> Result<Target> {
@@ -882,6 +885,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         })
         .map(|()| true),
         Cmd::Umount { mpt } => cmd_umount(mpt).map(|()| true),
+        Cmd::GenMan { dir } => crate::man::write_all(dir).map(|()| true),
     }
 }
 

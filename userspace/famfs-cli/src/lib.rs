@@ -1,6 +1,7 @@
 //! The `famfs` and `mkfs.famfs` command line tools (see Documentation/cli.md).
 
 pub mod famfs_cmd;
+pub mod man;
 pub mod mkfs_cmd;
 pub mod pattern;
 pub mod size;

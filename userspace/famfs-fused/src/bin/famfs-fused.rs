@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use famfs_fused::cli::Args;
 use famfs_fused::{check_mountable, Server, ServerOptions, Stats};
 use std::io::{BufRead, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -12,56 +13,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Parser, Debug)]
-#[command(name = "famfs-fused", version, about = "famfs FUSE server: serves a famfs device or image at a mount point")]
-struct Args {
-    /// devdax device (/dev/daxN.M) or famfs image file
-    device: PathBuf,
-    /// Directory to mount on
-    mountpoint: PathBuf,
-    /// Stay in the foreground (do not daemonize); logs go to stderr
-    #[arg(short, long)]
-    foreground: bool,
-    /// Debug logging (implies nothing else; RUST_LOG overrides the level)
-    #[arg(short, long)]
-    debug: bool,
-    /// More logging (-v info, -vv debug, -vvv trace)
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// Serve data from user space even when famfs.ko is loaded
-    #[arg(long)]
-    fallback: bool,
-    /// Attribute and entry cache time in seconds (both)
-    #[arg(short = 't', long, value_name = "SECS")]
-    timeout: Option<f64>,
-    /// Attribute cache time in seconds
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-    attr_timeout: f64,
-    /// Entry (positive lookup) cache time in seconds; misses are never cached
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-    entry_timeout: f64,
-    /// Extra mount options, comma separated, passed to the kernel as they are
-    #[arg(short = 'o', value_name = "OPT[,OPT...]")]
-    options: Vec<String>,
-    /// Write the per-opcode request counts here on SIGUSR1 and at exit
-    #[arg(long, value_name = "PATH")]
-    stats_file: Option<PathBuf>,
-    /// Daemon log file (default: none once the mount is up; stderr with -f)
-    #[arg(long, value_name = "PATH")]
-    log_file: Option<PathBuf>,
-    /// The module's control device
-    #[arg(long, value_name = "PATH", default_value = famfs_kmod::CONTROL_PATH)]
-    control: PathBuf,
-    /// Request-serving threads
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-}
-
 fn secs(v: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(v).with_context(|| format!("bad time {v}"))
 }
 
 fn main() {
+    // Hidden: `famfs-fused --gen-man DIR` writes famfs-fused(8) (make install); checked before
+    // parsing, as DEVICE and MOUNTPOINT are required otherwise.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 3 && argv[1] == "--gen-man" {
+        match famfs_fused::cli::write_man_page(std::path::Path::new(&argv[2])) {
+            Ok(p) => println!("{}", p.display()),
+            Err(e) => {
+                eprintln!("famfs-fused: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let args = Args::parse();
     let level = match (args.debug, args.verbose) {
         (true, _) | (_, 2) => "debug",
