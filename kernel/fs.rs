@@ -150,9 +150,10 @@ impl InternalMount {
             unsafe { bindings::iput(inode) };
             return Err(e);
         }
-        // SAFETY: `inode` is new and private to us until the file below publishes it; the
-        // operation tables are statics; `i_private` takes ownership of `data` (freed by
-        // `evict_inode`, also on the error path below through `iput`).
+        // INVARIANT: `i_private` owns `data` from here on; `evict_inode` frees it (also when
+        // an error below drops the inode through `iput`).
+        // SAFETY: `inode` is new and ours alone until the file below publishes it; the
+        // operation tables are statics that outlive every inode.
         let ino = unsafe {
             let ino = bindings::get_next_ino();
             (*inode).i_ino = ino.into();

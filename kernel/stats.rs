@@ -65,9 +65,9 @@ impl DebugfsDir {
             return Self { dir: ptr::null_mut() };
         }
         for (name, counter) in ENTRIES {
-            // SAFETY: `dir` is a live debugfs directory; the counters are statics, valid for as
-            // long as the module (and so the directory) exists; `AtomicU64` has the layout of
-            // `u64`, and debugfs only reads the value (mode 0444).
+            // The counters are statics: they outlive the directory, which goes with the module.
+            // SAFETY: `dir` is a live debugfs directory; `AtomicU64` has `u64`'s layout and
+            // debugfs only reads it (mode 0444), so the statics serve as its value.
             unsafe { bindings::debugfs_create_u64(name.as_ptr().cast(), 0o444, dir, counter.0.as_ptr()) };
         }
         Self { dir }
