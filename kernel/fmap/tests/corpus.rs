@@ -1,4 +1,4 @@
-//! The fuzzer's seed corpus (fuzz/corpus/parse_fmap): valid messages made
+//! The fuzzer's seed corpus (userspace/fuzz/corpus/parse_fmap): valid messages made
 //! with the encoder. `FMAP_WRITE_CORPUS=1 cargo test --test corpus` rewrites
 //! it; otherwise this test checks that it is present, current and valid.
 
@@ -85,7 +85,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn seed_corpus_is_current_and_valid() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_fmap");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../userspace/fuzz/corpus/parse_fmap");
     let write = std::env::var_os("FMAP_WRITE_CORPUS").is_some();
     if write {
         std::fs::create_dir_all(&dir).unwrap();
