@@ -408,19 +408,7 @@ pub struct DataParams {
 }
 
 fn record(p: &DataParams, section: &str, key: String, figure: String, unit: &str, higher: bool) -> Record {
-    Record {
-        section: format!("{}{section}", p.prefix),
-        path: p.label.clone(),
-        key,
-        figure,
-        unit: unit.into(),
-        higher_is_better: higher,
-        samples: Vec::new(),
-        baseline: None,
-        target: None,
-        not_measured: None,
-        env: p.env.clone(),
-    }
+    Record::new(format!("{}{section}", p.prefix), p.label.clone(), key, figure, unit, higher, p.env.clone())
 }
 
 /// Every record a data run makes, without samples (also used to mark a path not measured).

@@ -36,14 +36,50 @@ enum SourceKind {
     File,
 }
 
+/// What `data` and `skip` share: which path, and the shape of the figures recorded for it.
+#[derive(clap::Args)]
+struct PathArgs {
+    /// Path label in the table (raw, module, fuse, fallback, tmpfs).
+    #[arg(long)]
+    label: String,
+    /// Size of the measured file or range.
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    size: u64,
+    /// First touch maps this much of the file (default: --size).
+    #[arg(long, value_parser = parse_size)]
+    touch_size: Option<u64>,
+    /// Thread counts for the scaling figures (comma separated).
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Apply the famfs targets (mmap >= 0.95, read(2) >= 0.90 of raw, PMD faults); default
+    /// for the labels module and fuse.
+    #[arg(long)]
+    famfs_targets: Option<bool>,
+    /// Where this runs: vm-tcg, vm-kvm, host.
+    #[arg(long, default_value = "host")]
+    env: String,
+    /// Append JSON-lines records here (default stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl PathArgs {
+    /// Parameters of the data figures of this path, before the measuring knobs.
+    fn params(self, window: u64, bytes: u64, reps: usize, touch_reps: usize) -> (DataParams, Option<PathBuf>) {
+        let famfs = self.famfs_targets.unwrap_or(self.label == "module" || self.label == "fuse");
+        let touch_size = self.touch_size.unwrap_or(self.size);
+        let p = DataParams { label: self.label, env: self.env, window, touch_size, bytes, reps, touch_reps, threads: self.threads, famfs, prefix: String::new(), ceiling: "raw".into() };
+        (p, self.out)
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Data path: mmap and read(2)/write(2) bandwidth (sequential and random 4K/64K/2M), thread
     /// scaling, first touch of the whole file (aligned and one page off the 2 MiB grid).
     Data {
-        /// Path label in the table (raw, module, fuse, fallback, tmpfs).
-        #[arg(long)]
-        label: String,
+        #[command(flatten)]
+        path: PathArgs,
         #[arg(long, value_enum)]
         source: SourceKind,
         /// The devdax device (raw, module); default $FAMFS_DAXDEV.
@@ -58,56 +94,26 @@ enum Cmd {
         /// Create and fill the file first (e.g. on tmpfs).
         #[arg(long)]
         create: bool,
-        /// Size of the measured file or range.
-        #[arg(long, default_value = "1G", value_parser = parse_size)]
-        size: u64,
         /// Bytes moved per repetition of each bandwidth figure.
         #[arg(long, default_value = "64M", value_parser = parse_size)]
         bytes: u64,
         /// Bandwidth figures work within the first WINDOW bytes (mapped and faulted in once).
         #[arg(long, default_value = "64M", value_parser = parse_size)]
         window: u64,
-        /// First touch maps this much of the file (default: --size).
-        #[arg(long, value_parser = parse_size)]
-        touch_size: Option<u64>,
         /// Repetitions of each bandwidth figure.
         #[arg(long, default_value_t = 5)]
         reps: usize,
         /// Repetitions of each first-touch figure.
         #[arg(long, default_value_t = 3)]
         touch_reps: usize,
-        /// Thread counts for the scaling figures (comma separated).
-        #[arg(long, default_value = "1,2", value_delimiter = ',')]
-        threads: Vec<usize>,
-        /// Apply the famfs targets (mmap >= 0.95, read(2) >= 0.90 of raw, PMD faults); default
-        /// for the labels module and fuse.
-        #[arg(long)]
-        famfs_targets: Option<bool>,
-        /// Where this runs: vm-tcg, vm-kvm, host.
-        #[arg(long, default_value = "host")]
-        env: String,
-        /// Append JSON-lines records here (default stdout).
-        #[arg(long)]
-        out: Option<PathBuf>,
     },
     /// Record every data figure of a path as not measured, with the reason.
     Skip {
-        #[arg(long)]
-        label: String,
+        #[command(flatten)]
+        path: PathArgs,
+        /// Why the path could not be measured.
         #[arg(long)]
         reason: String,
-        #[arg(long, default_value = "1G", value_parser = parse_size)]
-        size: u64,
-        #[arg(long, value_parser = parse_size)]
-        touch_size: Option<u64>,
-        #[arg(long, default_value = "1,2", value_delimiter = ',')]
-        threads: Vec<usize>,
-        #[arg(long)]
-        famfs_targets: Option<bool>,
-        #[arg(long, default_value = "host")]
-        env: String,
-        #[arg(long)]
-        out: Option<PathBuf>,
     },
     /// Host metadata: creat (per process, -M, library), mkdir -p, log play (empty, full), and a
     /// fallback-mode FUSE mount of an image: mount time, open+close and stat rates, new-file
@@ -205,9 +211,10 @@ fn fill(path: &PathBuf, size: u64) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Data { label, source, device, offset, file, create, size, bytes, window, touch_size, reps, touch_reps, threads, famfs_targets, env, out } => {
-            let touch_size = touch_size.unwrap_or(size);
-            if [offset, size, window, touch_size].iter().any(|x| x % data::PMD != 0) || window > size || touch_size > size {
+        Cmd::Data { path, source, device, offset, file, create, bytes, window, reps, touch_reps } => {
+            let size = path.size;
+            let (p, out) = path.params(window, bytes, reps, touch_reps);
+            if [offset, size, window, p.touch_size].iter().any(|x| x % data::PMD != 0) || window > size || p.touch_size > size {
                 bail!("--offset, --size, --window and --touch-size must be multiples of 2 MiB, window and touch size <= size");
             }
             let dev = || device.clone().or_else(|| std::env::var("FAMFS_DAXDEV").ok()).ok_or_else(|| anyhow!("no --device and no $FAMFS_DAXDEV"));
@@ -222,15 +229,12 @@ fn main() -> Result<()> {
                     Source::File { path: f }
                 }
             };
-            let famfs = famfs_targets.unwrap_or(label == "module" || label == "fuse");
-            let p = DataParams { label, env, window, touch_size, bytes, reps, touch_reps, threads, famfs, prefix: String::new(), ceiling: "raw".into() };
             let mut emit = sink(&out)?;
             data::run(&src, &p, &mut *emit);
         }
-        Cmd::Skip { label, reason, size, touch_size, threads, famfs_targets, env, out } => {
-            let famfs = famfs_targets.unwrap_or(label == "module" || label == "fuse");
-            let touch_size = touch_size.unwrap_or(size);
-            let p = DataParams { label, env, window: size, touch_size, bytes: 0, reps: 0, touch_reps: 0, threads, famfs, prefix: String::new(), ceiling: "raw".into() };
+        Cmd::Skip { path, reason } => {
+            let window = path.size;
+            let (p, out) = path.params(window, 0, 0, 0);
             let mut emit = sink(&out)?;
             for (mut r, _, _) in data::data_records(&p, true) {
                 r.not_measured = Some(reason.clone());

@@ -29,19 +29,7 @@ pub struct MetaParams {
 }
 
 fn rec(path: &str, key: &str, figure: String, unit: &str, higher: bool) -> Record {
-    Record {
-        section: "meta".into(),
-        path: path.into(),
-        key: key.into(),
-        figure,
-        unit: unit.into(),
-        higher_is_better: higher,
-        samples: Vec::new(),
-        baseline: None,
-        target: None,
-        not_measured: None,
-        env: "host".into(),
-    }
+    Record::new("meta".into(), path.into(), key.into(), figure, unit, higher, "host".into())
 }
 
 fn image(dir: &Path, name: &str, size: u64) -> Result<PathBuf> {

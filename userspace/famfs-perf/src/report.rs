@@ -57,6 +57,23 @@ pub struct Record {
 }
 
 impl Record {
+    /// A figure with no samples, baseline, target or reason yet.
+    pub fn new(section: String, path: String, key: String, figure: String, unit: &str, higher_is_better: bool, env: String) -> Self {
+        Record {
+            section,
+            path,
+            key,
+            figure,
+            unit: unit.into(),
+            higher_is_better,
+            samples: Vec::new(),
+            baseline: None,
+            target: None,
+            not_measured: None,
+            env,
+        }
+    }
+
     pub fn id(&self) -> String {
         format!("{}/{}/{}", self.section, self.path, self.key)
     }
@@ -258,19 +275,9 @@ mod tests {
     use super::*;
 
     fn rec(section: &str, path: &str, key: &str, samples: &[f64]) -> Record {
-        Record {
-            section: section.into(),
-            path: path.into(),
-            key: key.into(),
-            figure: key.into(),
-            unit: "MB/s".into(),
-            higher_is_better: true,
-            samples: samples.to_vec(),
-            baseline: None,
-            target: None,
-            not_measured: None,
-            env: "vm-tcg".into(),
-        }
+        let mut r = Record::new(section.into(), path.into(), key.into(), key.into(), "MB/s", true, "vm-tcg".into());
+        r.samples = samples.to_vec();
+        r
     }
 
     #[test]
