@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use data::{DataParams, Source};
+use famfs_cli::size::parse_size;
 
 #[derive(Parser)]
 #[command(name = "famfs-perf", version, about = "famfs benchmark runner (see Documentation/performance.md)")]
@@ -159,26 +160,6 @@ enum Cmd {
     },
 }
 
-/// `4096`, `64K`, `2M`, `1G`, `1T` (binary).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("bad size suffix in '{s}'")),
-            };
-            (&s[..i], m)
-        }
-        _ => (s, 1),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("bad size '{s}'"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size '{s}' overflows"))
-}
-
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
     Ok((k.to_string(), v.to_string()))
@@ -275,14 +256,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("64K"), Ok(64 << 10));
-        assert_eq!(parse_size("2m"), Ok(2 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert!(parse_size("1X").is_err());
-        assert!(parse_size("G").is_err());
-        assert!(parse_size("99999999999T").is_err());
+    fn key_values() {
         assert_eq!(parse_kv("a=b=c"), Ok(("a".into(), "b=c".into())));
     }
 
