@@ -18,5 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod encode;
 pub mod fmap;
+pub use encode::*;
 pub use fmap::*;
