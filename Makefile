@@ -41,6 +41,8 @@ userspace: setup
 check: all check-host check-fuzz check-vm
 
 check-host: setup
+	@# The module's sources (and the fmap crate it compiles) follow the kernel's rustfmt rules.
+	rustfmt --check --edition 2021 --config-path kernel/.rustfmt.toml kernel/famfs_main.rs kernel/fmap/src/lib.rs kernel/fmap/tests/*.rs
 	$(CARGO) test --manifest-path kernel/fmap/Cargo.toml
 	$(CARGO) test --manifest-path userspace/Cargo.toml --workspace
 

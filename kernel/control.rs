@@ -5,11 +5,11 @@
 
 use kernel::device::Device;
 use kernel::fs::File;
-use kernel::sync::aref::ARef;
 use kernel::ioctl::_IOC_SIZE;
 use kernel::miscdevice::{MiscDevice, MiscDeviceRegistration};
 use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
 use kernel::transmute::{AsBytes, FromBytes};
 use kernel::uaccess::{UserPtr, UserSlice};
@@ -80,7 +80,7 @@ impl MiscDevice for Control {
                 let version = abi::VersionArgs {
                     abi_version: abi::ABI_VERSION,
                     max_daxdevs: abi::MAX_DAXDEVS,
-                    max_fmap_len: kernel::page::PAGE_SIZE as u32,
+                    max_fmap_len: MAX_MSG_LEN as u32,
                     reserved: 0,
                 };
                 user.writer().write(&version)?;
@@ -88,9 +88,8 @@ impl MiscDevice for Control {
             }
             abi::IOC_ATTACH_DAXDEV => {
                 let (mut reader, mut writer) = user.reader_writer();
-                let mut args: abi::AttachDaxdevArgs = reader.read()?;
-                args.size = me.attach(args)?;
-                writer.write(&args)?;
+                let args: abi::AttachDaxdevArgs = reader.read()?;
+                me.attach(args, &mut writer)?;
                 Ok(0)
             }
             abi::IOC_CREATE_FILE => {
@@ -111,8 +110,15 @@ impl Control {
     /// `EINVAL` for unknown flags, mode bits or non-zero reserved fields, `E2BIG` for a message
     /// over a page, the fmap rule's errno for a malformed map (`ENXIO` when it names a device
     /// that is not attached or lies beyond one), `EHWPOISON` when a device had a memory failure.
-    fn create_file(&self, mut args: abi::CreateFileArgs, writer: &mut kernel::uaccess::UserSliceWriter) -> Result {
-        if args.reserved != [0, 0] || args.flags & !abi::CREATE_FLAGS_ALL != 0 || args.mode & !0o7777 != 0 {
+    fn create_file(
+        &self,
+        mut args: abi::CreateFileArgs,
+        writer: &mut kernel::uaccess::UserSliceWriter,
+    ) -> Result {
+        if args.reserved != [0, 0]
+            || args.flags & !abi::CREATE_FLAGS_ALL != 0
+            || args.mode & !0o7777 != 0
+        {
             return Err(EINVAL);
         }
         let len = usize::try_from(args.fmap_len).map_err(|_| E2BIG)?;
@@ -136,20 +142,28 @@ impl Control {
                 Some(dev.size())
             })
             .map_err(fmap_error)?;
+            // Only the devices the map names: a file holds (and is listed on) no other.
+            let mask = fmap.device_mask();
             let count = usize::try_from(fmap.max_devindex()).map_err(|_| EINVAL)? + 1;
             let mut devs = KVec::with_capacity(count, GFP_KERNEL)?;
-            for slot in table.iter().take(count) {
-                if let Some(dev) = slot {
+            for (i, slot) in table.iter().take(count).enumerate() {
+                let named = mask & 1u64.checked_shl(i as u32).unwrap_or(0) != 0;
+                let dev = if named { slot.clone() } else { None };
+                if let Some(dev) = &dev {
                     dev.check_usable()?;
                 }
-                devs.push(slot.clone(), GFP_KERNEL)?;
+                devs.push(dev, GFP_KERNEL)?;
             }
             devs
         };
 
         let read_only = args.flags & abi::CREATE_READ_ONLY != 0;
-        let data = KBox::new(FileData::new(msg, devs, read_only, size), GFP_KERNEL)?;
-        let fd_flags = if args.flags & abi::CREATE_CLOEXEC != 0 { kernel::bindings::O_CLOEXEC } else { 0 };
+        let data = KBox::new(FileData::new(msg, devs, read_only, size)?, GFP_KERNEL)?;
+        let fd_flags = if args.flags & abi::CREATE_CLOEXEC != 0 {
+            kernel::bindings::O_CLOEXEC
+        } else {
+            0
+        };
         let reservation = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
         let (file, ino) = fs::create_file(data, args.mode, args.uid, args.gid)?;
         args.fd = i32::try_from(reservation.reserved_fd()).map_err(|_| EMFILE)?;
@@ -160,11 +174,17 @@ impl Control {
         Ok(())
     }
 
-    /// Attaches the devdax device open as `args.fd` at `args.index`; returns its size.
+    /// Attaches the devdax device open as `args.fd` at `args.index` and writes `args` back
+    /// with its size. The result is written out before the device takes the slot: when it
+    /// cannot be (`EFAULT`), nothing stays attached.
     ///
     /// `EINVAL` for a bad index or non-zero reserved fields, `EEXIST` when the index is taken,
     /// plus the errors of [`Daxdev::attach`].
-    fn attach(&self, args: abi::AttachDaxdevArgs) -> Result<u64> {
+    fn attach(
+        &self,
+        mut args: abi::AttachDaxdevArgs,
+        writer: &mut kernel::uaccess::UserSliceWriter,
+    ) -> Result {
         if args.reserved != [0, 0] {
             return Err(EINVAL);
         }
@@ -175,9 +195,15 @@ impl Control {
             return Err(EEXIST);
         }
         let dev = Daxdev::attach(args.fd, &self.misc)?;
-        let size = dev.size();
-        pr_info!("attached dax device {:#x} ({} bytes) at index {}\n", dev.devt(), size, index);
+        args.size = dev.size();
+        writer.write(&args)?;
+        pr_info!(
+            "attached dax device {:#x} ({} bytes) at index {}\n",
+            dev.devt(),
+            args.size,
+            index
+        );
         *slot = Some(dev);
-        Ok(size)
+        Ok(())
     }
 }

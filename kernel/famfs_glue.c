@@ -26,6 +26,13 @@ void famfs_glue_vma_set_hugepage(struct vm_area_struct *vma) { vm_flags_set(vma,
 void famfs_glue_vma_clear_maywrite(struct vm_area_struct *vma) { vm_flags_clear(vma, VM_MAYWRITE); }
 bool famfs_glue_fault_is_write(const struct vm_fault *vmf) { return vmf->flags & FAULT_FLAG_WRITE; }
 unsigned int famfs_glue_pmd_order(void) { return PMD_ORDER; }
+void famfs_glue_invalidate_lock(struct address_space *m) { filemap_invalidate_lock(m); }
+void famfs_glue_invalidate_unlock(struct address_space *m) { filemap_invalidate_unlock(m); }
+void famfs_glue_invalidate_lock_shared(struct address_space *m) { filemap_invalidate_lock_shared(m); }
+void famfs_glue_invalidate_unlock_shared(struct address_space *m) { filemap_invalidate_unlock_shared(m); }
+/* An active reference to @sb unless it is already being shut down (released with
+ * deactivate_super()). */
+bool famfs_glue_sb_get_active(struct super_block *sb) { return atomic_inc_not_zero(&sb->s_active); }
 bool famfs_glue_file_writable(const struct file *file) { return file->f_mode & FMODE_WRITE; }
 
 void famfs_glue_inode_init(struct inode *inode, umode_t mode, uid_t uid, gid_t gid, loff_t size)
@@ -41,8 +48,11 @@ void famfs_glue_inode_init(struct inode *inode, umode_t mode, uid_t uid, gid_t g
 /* alloc_file_pseudo() makes stream-like files; ours are seekable regular files. */
 void famfs_glue_file_set_seekable(struct file *file)
 {
-	file->f_mode |= FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE;
+	file->f_mode |= FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE | FMODE_CAN_ODIRECT;
 }
+
+/* O_DIRECT is the only I/O a DAX file has (no page cache): accept the flag. */
+void famfs_glue_file_set_can_odirect(struct file *file) { file->f_mode |= FMODE_CAN_ODIRECT; }
 
 /* A file made with alloc_file_pseudo() gives back a reference to f_op->owner at its last fput;
  * it must be taken first, as every opener of a file does. */

@@ -7,8 +7,8 @@
 //! famfs file, whose reads, writes and mmap faults go straight to device memory through
 //! fs-dax/iomap. See Documentation/design.md and Documentation/ioctl-abi.md.
 
-use kernel::prelude::*;
 use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
+use kernel::prelude::*;
 
 mod control;
 mod daxdev;
@@ -35,23 +35,25 @@ module! {
     license: "GPL",
 }
 
-// Fields drop in declaration order: no new control opens first, then the internal mount (no
-// file can exist by then: each pins the module), then the counters' debugfs files.
+// Fields drop in declaration order: no new control opens first, then the file system type (no
+// super block of it can exist by then: each pins the module), then the counters' debugfs files.
 #[pin_data(PinnedDrop)]
 struct FamfsModule {
     #[pin]
     control: MiscDeviceRegistration<control::Control>,
-    _mount: fs::InternalMount,
+    _fs_type: fs::FsType,
     _debugfs: stats::DebugfsDir,
 }
 
 impl kernel::InPlaceModule for FamfsModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         pr_info!("loading (ioctl ABI {})\n", abi::ABI_VERSION);
-        // Initialised in this order: counters, mount, and only then the control device.
+        daxdev::init_registry();
+        // Initialised in this order: counters, file system type, and only then the control
+        // device.
         try_pin_init!(Self {
             _debugfs: stats::DebugfsDir::create(),
-            _mount: fs::InternalMount::new()?,
+            _fs_type: fs::FsType::register()?,
             control <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"famfs" }),
         })
     }

@@ -13,7 +13,7 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 
 use crate::abi;
-use crate::daxdev::Daxdev;
+use crate::daxdev::{Daxdev, Link};
 use crate::ffi;
 use crate::fmap::Fmap;
 use crate::stats;
@@ -22,16 +22,34 @@ use crate::stats;
 /// maps. Owned by the inode (`i_private`) and freed when the inode is evicted.
 pub(crate) struct FileData {
     fmap: KVec<u8>,
-    /// Indexed by fmap devindex; every index the fmap names is `Some`.
+    /// Indexed by fmap devindex; `Some` exactly for the indexes the fmap names.
     devs: KVec<Option<Arc<Daxdev>>>,
+    /// The inode's place in each device's inode list, indexed as `devs`. The vector is never
+    /// resized, so the links stay where the lists point.
+    links: KVec<Link>,
     read_only: bool,
     size: u64,
 }
 
 impl FileData {
     /// `fmap` must have passed `Fmap::parse` and `Fmap::check_devices` against `devs`.
-    pub(crate) fn new(fmap: KVec<u8>, devs: KVec<Option<Arc<Daxdev>>>, read_only: bool, size: u64) -> Self {
-        Self { fmap, devs, read_only, size }
+    pub(crate) fn new(
+        fmap: KVec<u8>,
+        devs: KVec<Option<Arc<Daxdev>>>,
+        read_only: bool,
+        size: u64,
+    ) -> Result<Self> {
+        let mut links = KVec::with_capacity(devs.len(), GFP_KERNEL)?;
+        for _ in 0..devs.len() {
+            links.push(Link::new(), GFP_KERNEL)?;
+        }
+        Ok(Self {
+            fmap,
+            devs,
+            links,
+            read_only,
+            size,
+        })
     }
 
     pub(crate) fn read_only(&self) -> bool {
@@ -43,19 +61,27 @@ impl FileData {
     }
 
     /// Registers the inode with every device it maps, for removal handling.
-    pub(crate) fn track(&self, inode: *mut bindings::inode) -> Result {
-        for dev in self.devs.iter().flatten() {
-            if let Err(e) = dev.track(inode) {
-                self.untrack(inode);
-                return Err(e);
+    ///
+    /// # Safety
+    ///
+    /// `self` is boxed in `inode`'s `i_private` (its address is stable until the inode is
+    /// evicted), and [`Self::untrack`] is called at eviction before it is dropped.
+    pub(crate) unsafe fn track(&self, inode: *mut bindings::inode) {
+        for (dev, link) in self.devs.iter().zip(self.links.iter()) {
+            if let Some(dev) = dev {
+                // SAFETY: `link` lives in this file data, which stays put and is untracked
+                // before it goes (the caller's guarantee).
+                unsafe { dev.track(link, inode) };
             }
         }
-        Ok(())
     }
 
-    fn untrack(&self, inode: *mut bindings::inode) {
-        for dev in self.devs.iter().flatten() {
-            dev.untrack(inode);
+    /// Takes the inode out of every device's list.
+    pub(crate) fn untrack(&self) {
+        for (dev, link) in self.devs.iter().zip(self.links.iter()) {
+            if let Some(dev) = dev {
+                dev.untrack(link);
+            }
         }
     }
 
@@ -68,12 +94,37 @@ impl FileData {
         self.devs.get(index).and_then(Option::as_ref).ok_or(EIO)
     }
 
-    /// `EHWPOISON` when a memory failure was reported on any device of this file.
+    /// `ENXIO` when a device of this file is being removed, `EHWPOISON` when one has failed
+    /// as a whole.
     fn check_usable(&self) -> Result {
         for dev in self.devs.iter().flatten() {
             dev.check_usable()?;
         }
         Ok(())
+    }
+
+    /// Whether any byte of the file range `[pos, pos + len)` lies in a failed device range.
+    fn poisoned(&self, pos: u64, len: u64) -> bool {
+        if !self.devs.iter().flatten().any(|d| d.has_failures()) {
+            return false;
+        }
+        let fmap = Fmap::from_trusted(&self.fmap);
+        let end = pos.saturating_add(len);
+        let mut at = pos;
+        while at < end {
+            let Some(r) = fmap.resolve(at) else {
+                return false;
+            };
+            let Ok(dev) = self.dev(r.devindex) else {
+                return false;
+            };
+            let want = r.len.min(end - at);
+            match dev.usable_len(r.dev_offset, want) {
+                Ok(n) if n == want => at += want,
+                _ => return true,
+            }
+        }
+        false
     }
 }
 
@@ -88,18 +139,35 @@ unsafe fn file_data<'a>(inode: *const bindings::inode) -> &'a FileData {
     unsafe { &*((*inode).i_private as *const FileData) }
 }
 
+/// Takes an inode being evicted out of its devices' lists; `false` for an inode with no file
+/// data (the pseudo file system's root).
+///
+/// # Safety
+///
+/// `inode` is one of our inodes, being evicted.
+pub(crate) unsafe fn untrack_evicted(inode: *mut bindings::inode) -> bool {
+    // SAFETY: The caller guarantees the inode is ours and alive.
+    let data = unsafe { (*inode).i_private };
+    if data.is_null() {
+        return false;
+    }
+    // SAFETY: `i_private` holds our file data until `drop_file_data`.
+    unsafe { &*data.cast::<FileData>() }.untrack();
+    true
+}
+
 /// Frees the file data of an inode being evicted.
 ///
 /// # Safety
 ///
-/// `inode` is one of our inodes, being evicted; its data is not used afterwards.
+/// `inode` is one of our inodes, being evicted, already untracked; its data is not used
+/// afterwards.
 pub(crate) unsafe fn drop_file_data(inode: *mut bindings::inode) {
     // SAFETY: The caller guarantees exclusive access to the evicted inode.
     let data = unsafe { core::mem::replace(&mut (*inode).i_private, ptr::null_mut()) };
     if !data.is_null() {
         // SAFETY: `i_private` came from `KBox::into_raw` in `create_file`.
-        let data = unsafe { KBox::from_raw(data.cast::<FileData>()) };
-        data.untrack(inode);
+        drop(unsafe { KBox::from_raw(data.cast::<FileData>()) });
     }
 }
 
@@ -119,6 +187,7 @@ fn file_inode(file: *mut bindings::file) -> *mut bindings::inode {
 pub(crate) static FILE_OPS: Ops<bindings::file_operations> = Ops(bindings::file_operations {
     owner: kernel::module::this_module::<crate::FamfsModule>().as_ptr(),
     open: Some(open),
+    release: Some(crate::fs::release),
     llseek: Some(bindings::generic_file_llseek),
     read_iter: Some(read_iter),
     write_iter: Some(write_iter),
@@ -126,6 +195,9 @@ pub(crate) static FILE_OPS: Ops<bindings::file_operations> = Ops(bindings::file_
     fsync: Some(fsync),
     get_unmapped_area: Some(bindings::thp_get_unmapped_area),
     unlocked_ioctl: Some(ioctl),
+    // sendfile(2)/splice(2) go through read_iter/write_iter.
+    splice_read: Some(bindings::copy_splice_read),
+    splice_write: Some(bindings::iter_file_splice_write),
     ..pin_init::zeroed()
 });
 
@@ -134,11 +206,12 @@ pub(crate) static INODE_OPS: bindings::inode_operations = bindings::inode_operat
     ..pin_init::zeroed()
 };
 
-pub(crate) static ADDRESS_SPACE_OPS: bindings::address_space_operations = bindings::address_space_operations {
-    writepages: Some(writepages),
-    dirty_folio: Some(ffi::noop_dirty_folio),
-    ..pin_init::zeroed()
-};
+pub(crate) static ADDRESS_SPACE_OPS: bindings::address_space_operations =
+    bindings::address_space_operations {
+        writepages: Some(writepages),
+        dirty_folio: Some(ffi::noop_dirty_folio),
+        ..pin_init::zeroed()
+    };
 
 static VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
     fault: Some(fault),
@@ -155,12 +228,17 @@ static IOMAP_OPS: ffi::iomap_ops = ffi::iomap_ops {
 };
 
 /// Every open, including FUSE passthrough's re-open by path: read-only files refuse writers.
-unsafe extern "C" fn open(inode: *mut bindings::inode, file: *mut bindings::file) -> kernel::ffi::c_int {
+unsafe extern "C" fn open(
+    inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> kernel::ffi::c_int {
     // SAFETY: The VFS passes our live inode and the file being opened.
     let (data, writable) = unsafe { (file_data(inode), ffi::famfs_glue_file_writable(file)) };
     if data.read_only() && writable {
         return EACCES.to_errno();
     }
+    // SAFETY: The file being opened is ours to set up.
+    unsafe { ffi::famfs_glue_file_set_can_odirect(file) };
     match data.check_usable() {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -191,7 +269,10 @@ unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, to: *mut bindings::io
 
 /// Writes never change the size: a write starting at or past the end fails with `EFBIG`, one
 /// crossing the end is cut short there.
-unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, from: *mut bindings::iov_iter) -> isize {
+unsafe extern "C" fn write_iter(
+    iocb: *mut bindings::kiocb,
+    from: *mut bindings::iov_iter,
+) -> isize {
     // SAFETY: The VFS passes a live kiocb of one of our files and an iterator; the inode lock
     // serialises writers as `generic_write_checks` requires.
     unsafe {
@@ -203,6 +284,16 @@ unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, from: *mut bindings:
         }
         ffi::famfs_glue_inode_lock(inode);
         let mut ret = bindings::generic_write_checks(iocb, from);
+        if ret > 0 {
+            // As every file system that writes in place: setuid/setgid bits go, times move.
+            let mut rc = bindings::file_remove_privs(file);
+            if rc == 0 {
+                rc = bindings::file_update_time(file);
+            }
+            if rc != 0 {
+                ret = rc as isize;
+            }
+        }
         if ret > 0 {
             ret = rw_within_size(iocb, from, data.size()).unwrap_or(EFBIG.to_errno() as isize);
         }
@@ -220,7 +311,11 @@ unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, from: *mut bindings:
 /// # Safety
 ///
 /// `iocb` and `iter` are live and belong to one of our files, whose inode lock is held.
-unsafe fn rw_within_size(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter, size: u64) -> Option<isize> {
+unsafe fn rw_within_size(
+    iocb: *mut bindings::kiocb,
+    iter: *mut bindings::iov_iter,
+    size: u64,
+) -> Option<isize> {
     // SAFETY: As the caller guarantees.
     unsafe {
         let pos = u64::try_from((*iocb).ki_pos).unwrap_or(u64::MAX);
@@ -235,13 +330,19 @@ unsafe fn rw_within_size(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_it
         }
         let ret = ffi::dax_iomap_rw(iocb, iter, &IOMAP_OPS);
         if cut > 0 {
-            ffi::famfs_glue_iov_iter_reexpand(iter, ffi::famfs_glue_iov_iter_count(iter) + cut as usize);
+            ffi::famfs_glue_iov_iter_reexpand(
+                iter,
+                ffi::famfs_glue_iov_iter_count(iter) + cut as usize,
+            );
         }
         Some(ret)
     }
 }
 
-unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> kernel::ffi::c_int {
+unsafe extern "C" fn mmap(
+    file: *mut bindings::file,
+    vma: *mut bindings::vm_area_struct,
+) -> kernel::ffi::c_int {
     // SAFETY: The VFS passes one of our files and the vma being set up for it.
     unsafe {
         let data = file_data(file_inode(file));
@@ -281,7 +382,9 @@ unsafe extern "C" fn writepages(
     unsafe {
         let data = file_data((*mapping).host);
         // Any of the file's devices will do: the dax core only asks it whether to flush.
-        let Some(dev) = data.devs.iter().flatten().next() else { return 0 };
+        let Some(dev) = data.devs.iter().flatten().next() else {
+            return 0;
+        };
         ffi::dax_writeback_mapping_range(mapping, dev.as_raw(), wbc)
     }
 }
@@ -301,7 +404,11 @@ unsafe extern "C" fn setattr(
     }
 }
 
-unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: kernel::ffi::c_uint, arg: kernel::ffi::c_ulong) -> kernel::ffi::c_long {
+unsafe extern "C" fn ioctl(
+    file: *mut bindings::file,
+    cmd: kernel::ffi::c_uint,
+    arg: kernel::ffi::c_ulong,
+) -> kernel::ffi::c_long {
     if cmd != abi::IOC_GET_FMAP {
         return ENOTTY.to_errno() as kernel::ffi::c_long;
     }
@@ -315,7 +422,10 @@ unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: kernel::ffi::c_uint, 
 
 fn get_fmap(data: &FileData, arg: usize) -> Result {
     use kernel::uaccess::{UserPtr, UserSlice};
-    let user = UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of::<abi::GetFmapArgs>());
+    let user = UserSlice::new(
+        UserPtr::from_addr(arg),
+        core::mem::size_of::<abi::GetFmapArgs>(),
+    );
     let (mut reader, mut writer) = user.reader_writer();
     let mut args: abi::GetFmapArgs = reader.read()?;
     if args.reserved0 != 0 || args.reserved != 0 {
@@ -323,13 +433,19 @@ fn get_fmap(data: &FileData, arg: usize) -> Result {
     }
     let msg = data.fmap_bytes();
     args.fmap_len = u32::try_from(msg.len()).map_err(|_| EOVERFLOW)?;
-    args.flags = if data.read_only() { abi::CREATE_READ_ONLY } else { 0 };
+    args.flags = if data.read_only() {
+        abi::CREATE_READ_ONLY
+    } else {
+        0
+    };
     if (args.buf_len as usize) < msg.len() {
         writer.write(&args)?;
         return Err(ERANGE);
     }
     let buf = usize::try_from(args.buf_ptr).map_err(|_| EFAULT)?;
-    UserSlice::new(UserPtr::from_addr(buf), msg.len()).writer().write_slice(msg)?;
+    UserSlice::new(UserPtr::from_addr(buf), msg.len())
+        .writer()
+        .write_slice(msg)?;
     writer.write(&args)
 }
 
@@ -370,7 +486,8 @@ fn resolve(data: &FileData, pos: i64, length: i64) -> Result<(&Arc<Daxdev>, u64,
     let r = Fmap::from_trusted(&data.fmap).resolve(pos).ok_or(EIO)?;
     let dev = data.dev(r.devindex)?;
     dev.check_usable()?;
-    let len = r.len.min(length);
+    // Stops before a failed range; `EHWPOISON` when `pos` is in one.
+    let len = dev.usable_len(r.dev_offset, r.len.min(length))?;
     let end = r.dev_offset.checked_add(len).ok_or(EIO)?;
     if len == 0 || end > dev.size() {
         return Err(EIO);
@@ -383,7 +500,10 @@ unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t
     unsafe { dax_fault(vmf, 0) }
 }
 
-unsafe extern "C" fn huge_fault(vmf: *mut bindings::vm_fault, order: kernel::ffi::c_uint) -> bindings::vm_fault_t {
+unsafe extern "C" fn huge_fault(
+    vmf: *mut bindings::vm_fault,
+    order: kernel::ffi::c_uint,
+) -> bindings::vm_fault_t {
     // SAFETY: As above.
     unsafe { dax_fault(vmf, order) }
 }
@@ -403,17 +523,59 @@ unsafe fn dax_fault(vmf: *mut bindings::vm_fault, order: u32) -> bindings::vm_fa
             return bindings::vm_fault_reason_VM_FAULT_FALLBACK as bindings::vm_fault_t;
         }
         let file = (*(*vmf).__bindgen_anon_1.vma).vm_file;
-        match file_data(file_inode(file)).check_usable() {
+        let data = file_data(file_inode(file));
+        let mapping = (*file).f_mapping;
+        // Removal makes the state unusable and then unmaps under the exclusive lock: checked
+        // under the shared lock, a fault either installs its entry before that unmap or sees
+        // the new state (the ext4/xfs pattern).
+        ffi::famfs_glue_invalidate_lock_shared(mapping);
+        let ret = dax_fault_locked(vmf, order, data);
+        ffi::famfs_glue_invalidate_unlock_shared(mapping);
+        ret
+    }
+}
+
+/// [`dax_fault`] under the mapping's shared invalidate lock.
+///
+/// # Safety
+///
+/// As [`dax_fault`]; `data` is the file data of the faulting file.
+unsafe fn dax_fault_locked(
+    vmf: *mut bindings::vm_fault,
+    order: u32,
+    data: &FileData,
+) -> bindings::vm_fault_t {
+    // SAFETY: As the caller guarantees.
+    unsafe {
+        match data.check_usable() {
             Ok(()) => {}
-            Err(e) if e == EHWPOISON => return bindings::vm_fault_reason_VM_FAULT_HWPOISON as bindings::vm_fault_t,
+            Err(e) if e == EHWPOISON => {
+                return bindings::vm_fault_reason_VM_FAULT_HWPOISON as bindings::vm_fault_t
+            }
             Err(_) => return bindings::vm_fault_reason_VM_FAULT_SIGBUS as bindings::vm_fault_t,
+        }
+        // A failed page gets SIGBUS with BUS_MCEERR_AR, as after a machine check; a huge fault
+        // over one falls back to pages, so that only the failed pages are refused.
+        let pages = 1u64 << order;
+        let pos = ((*vmf).__bindgen_anon_1.pgoff as u64 & !(pages - 1))
+            .saturating_mul(bindings::PAGE_SIZE as u64);
+        if data.poisoned(pos, pages * bindings::PAGE_SIZE as u64) {
+            if order == 0 {
+                return bindings::vm_fault_reason_VM_FAULT_HWPOISON as bindings::vm_fault_t;
+            }
+            stats::FALLBACK_FAULTS.add(1);
+            return bindings::vm_fault_reason_VM_FAULT_FALLBACK as bindings::vm_fault_t;
         }
         let mut pfn: kernel::ffi::c_ulong = 0;
         let ret = ffi::dax_iomap_fault(vmf, order, &mut pfn, ptr::null_mut(), &IOMAP_OPS);
         if ret & bindings::vm_fault_reason_VM_FAULT_FALLBACK as bindings::vm_fault_t != 0 {
             stats::FALLBACK_FAULTS.add(1);
         } else if ret & bindings::vm_fault_reason_VM_FAULT_NOPAGE as bindings::vm_fault_t != 0 {
-            if order == 0 { stats::PTE_FAULTS.add(1) } else { stats::PMD_FAULTS.add(1) }
+            if order == 0 {
+                stats::PTE_FAULTS.add(1)
+            } else {
+                stats::PMD_FAULTS.add(1)
+            }
         }
         ret
     }

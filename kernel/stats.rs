@@ -3,8 +3,8 @@
 //! Module-wide counters, shown read-only in debugfs under `famfs/` (tests and benchmarks read
 //! them to prove which fault sizes served a mapping and that I/O bypassed user space).
 
-use core::sync::atomic::{AtomicU64, Ordering};
 use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::bindings;
 use kernel::prelude::*;
@@ -59,16 +59,21 @@ impl DebugfsDir {
     /// still counted, only not shown.
     pub(crate) fn create() -> Self {
         // SAFETY: A NUL-terminated name and no parent (the debugfs root).
-        let dir = unsafe { bindings::debugfs_create_dir(c"famfs".as_ptr().cast(), ptr::null_mut()) };
+        let dir =
+            unsafe { bindings::debugfs_create_dir(c"famfs".as_ptr().cast(), ptr::null_mut()) };
         if kernel::error::from_err_ptr(dir).is_err() {
             pr_warn!("no debugfs directory; counters are not shown\n");
-            return Self { dir: ptr::null_mut() };
+            return Self {
+                dir: ptr::null_mut(),
+            };
         }
         for (name, counter) in ENTRIES {
             // The counters are statics: they outlive the directory, which goes with the module.
             // SAFETY: `dir` is a live debugfs directory; `AtomicU64` has `u64`'s layout and
             // debugfs only reads it (mode 0444), so the statics serve as its value.
-            unsafe { bindings::debugfs_create_u64(name.as_ptr().cast(), 0o444, dir, counter.0.as_ptr()) };
+            unsafe {
+                bindings::debugfs_create_u64(name.as_ptr().cast(), 0o444, dir, counter.0.as_ptr())
+            };
         }
         Self { dir }
     }

@@ -27,15 +27,26 @@ const IOC_READ: u32 = 2;
 
 /// The generic Linux ioctl number encoding (x86, arm64, riscv: `include/uapi/asm-generic/ioctl.h`).
 const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
-    (dir << IOC_DIRSHIFT) | (IOC_MAGIC << IOC_TYPESHIFT) | (nr << IOC_NRSHIFT) | ((size as u32) << IOC_SIZESHIFT)
+    (dir << IOC_DIRSHIFT)
+        | (IOC_MAGIC << IOC_TYPESHIFT)
+        | (nr << IOC_NRSHIFT)
+        | ((size as u32) << IOC_SIZESHIFT)
 }
 
 /// `FAMFS_IOC_VERSION`: `_IOR(0xFA, 1, VersionArgs)`, on `/dev/famfs`.
 pub const IOC_VERSION: u32 = ioc(IOC_READ, 1, core::mem::size_of::<VersionArgs>());
 /// `FAMFS_IOC_ATTACH_DAXDEV`: `_IOWR(0xFA, 2, AttachDaxdevArgs)`, on `/dev/famfs`.
-pub const IOC_ATTACH_DAXDEV: u32 = ioc(IOC_READ | IOC_WRITE, 2, core::mem::size_of::<AttachDaxdevArgs>());
+pub const IOC_ATTACH_DAXDEV: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    2,
+    core::mem::size_of::<AttachDaxdevArgs>(),
+);
 /// `FAMFS_IOC_CREATE_FILE`: `_IOWR(0xFA, 3, CreateFileArgs)`, on `/dev/famfs`.
-pub const IOC_CREATE_FILE: u32 = ioc(IOC_READ | IOC_WRITE, 3, core::mem::size_of::<CreateFileArgs>());
+pub const IOC_CREATE_FILE: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    3,
+    core::mem::size_of::<CreateFileArgs>(),
+);
 /// `FAMFS_IOC_GET_FMAP`: `_IOWR(0xFA, 4, GetFmapArgs)`, on a file made by `IOC_CREATE_FILE`.
 pub const IOC_GET_FMAP: u32 = ioc(IOC_READ | IOC_WRITE, 4, core::mem::size_of::<GetFmapArgs>());
 

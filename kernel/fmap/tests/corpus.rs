@@ -85,7 +85,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn seed_corpus_is_current_and_valid() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../userspace/fuzz/corpus/parse_fmap");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../userspace/fuzz/corpus/parse_fmap");
     let write = std::env::var_os("FMAP_WRITE_CORPUS").is_some();
     if write {
         std::fs::create_dir_all(&dir).unwrap();

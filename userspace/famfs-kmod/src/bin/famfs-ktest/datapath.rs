@@ -10,22 +10,22 @@ use famfs_kmod::{abi, errno_of, get_fmap, Control, DaxFile};
 
 use crate::{ctx, expect_errno, open_dev, CheckResult, Env};
 
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
 
 /// An attached control device and the CXL device held open.
-struct Setup {
+pub(crate) struct Setup {
     ctl: Control,
     _dev: File,
 }
 
-fn setup(env: &Env) -> Result<Setup, String> {
+pub(crate) fn setup(env: &Env) -> Result<Setup, String> {
     let ctl = ctx("open /dev/famfs", Control::open())?;
     let dev = open_dev(&env.daxdev)?;
     ctx("attach", ctl.attach_daxdev(&dev, 0))?;
     Ok(Setup { ctl, _dev: dev })
 }
 
-fn simple(extents: &[(u64, u64)], size: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn simple(extents: &[(u64, u64)], size: u64) -> Result<Vec<u8>, String> {
     let ext: Vec<SimpleExtent> = extents.iter().map(|&(offset, len)| SimpleExtent { devindex: 0, offset, len }).collect();
     let mut buf = vec![0u8; 4096];
     let n = encode_simple(&mut buf, FileType::Regular, size, &ext).map_err(|e| format!("encode: {e}"))?;
@@ -33,11 +33,11 @@ fn simple(extents: &[(u64, u64)], size: u64) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-fn create(s: &Setup, msg: &[u8], flags: u32) -> Result<DaxFile, String> {
+pub(crate) fn create(s: &Setup, msg: &[u8], flags: u32) -> Result<DaxFile, String> {
     ctx("create file", s.ctl.create_file(msg, flags, 0o644, 0, 0))
 }
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -49,13 +49,13 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-struct Mapping {
-    addr: *mut u8,
-    len: usize,
+pub(crate) struct Mapping {
+    pub(crate) addr: *mut u8,
+    pub(crate) len: usize,
 }
 
 impl Mapping {
-    fn new(file: &File, len: usize, offset: u64, prot: i32) -> io::Result<Self> {
+    pub(crate) fn new(file: &File, len: usize, offset: u64, prot: i32) -> io::Result<Self> {
         // SAFETY: A fresh mapping; its memory is only reached through `Mapping`'s methods.
         let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, file.as_raw_fd(), offset as libc::off_t) };
         if addr == libc::MAP_FAILED {
@@ -91,7 +91,7 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.addr, self.len) }
     }
 
-    fn slice_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn slice_mut(&mut self) -> &mut [u8] {
         // SAFETY: As above, and the mapping is writable when callers use this.
         unsafe { std::slice::from_raw_parts_mut(self.addr, self.len) }
     }
@@ -104,14 +104,14 @@ impl Drop for Mapping {
     }
 }
 
-fn read_at(f: &File, len: usize, off: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn read_at(f: &File, len: usize, off: u64) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; len];
     let n = ctx("pread", f.read_at(&mut buf, off))?;
     buf.truncate(n);
     Ok(buf)
 }
 
-fn same(what: &str, got: &[u8], want: &[u8]) -> CheckResult {
+pub(crate) fn same(what: &str, got: &[u8], want: &[u8]) -> CheckResult {
     if got == want {
         return Ok(());
     }
@@ -203,6 +203,7 @@ pub(crate) fn check_pmd_faults(env: &Env) -> CheckResult {
     let s = setup(env)?;
     let gib = 1024 * MIB;
     let f = create(&s, &simple(&[(gib, gib)], gib)?, 0)?;
+    let trace = DaxFaultTrace::start()?;
     let (pmd0, pte0) = (counter("pmd_faults")?, counter("pte_faults")?);
     let map = ctx("mmap 1 GiB", Mapping::new(&f.file, gib as usize, 0, libc::PROT_READ))?;
     if (map.addr as usize) % (2 << 20) != 0 {
@@ -210,22 +211,77 @@ pub(crate) fn check_pmd_faults(env: &Env) -> CheckResult {
     }
     touch_pages(&map);
     let (pmd, pte) = (counter("pmd_faults")? - pmd0, counter("pte_faults")? - pte0);
-    println!("# aligned 1 GiB mapping: {pmd} PMD faults, {pte} PTE faults");
+    let (tpmd, tpte) = trace.take()?;
+    println!("# aligned 1 GiB mapping: {pmd} PMD faults, {pte} PTE faults (fs_dax tracepoints: {tpmd} PMD, {tpte} PTE)");
     if pmd != 512 || pte > 16 {
         return Err(format!("aligned 1 GiB mapping took {pmd} PMD and {pte} PTE faults (want 512 PMD)"));
+    }
+    if (tpmd, tpte) != (pmd, pte) {
+        return Err(format!("the fs_dax tracepoints saw {tpmd} PMD and {tpte} PTE faults, the module counted {pmd} and {pte}"));
     }
     drop(map);
     // At an address one page off the file's 2 MiB grid no block can be mapped by a PMD.
     let len = 64 * MIB as usize;
+    let trace = DaxFaultTrace::start()?;
     let (pmd0, pte0) = (counter("pmd_faults")?, counter("pte_faults")?);
     let map = ctx("mmap off the 2 MiB grid", Mapping::misaligned(&f.file, len))?;
     touch_pages(&map);
     let (pmd, pte) = (counter("pmd_faults")? - pmd0, counter("pte_faults")? - pte0);
-    println!("# misaligned 64 MiB mapping: {pmd} PMD faults, {pte} PTE faults");
+    let (tpmd, tpte) = trace.take()?;
+    println!("# misaligned 64 MiB mapping: {pmd} PMD faults, {pte} PTE faults (fs_dax tracepoints: {tpmd} PMD, {tpte} PTE)");
     if pmd != 0 || pte != (len / 4096) as u64 {
         return Err(format!("misaligned mapping took {pmd} PMD and {pte} PTE faults (want 0 and {})", len / 4096));
     }
+    if (tpmd, tpte) != (pmd, pte) {
+        return Err(format!("the fs_dax tracepoints saw {tpmd} PMD and {tpte} PTE faults, the module counted {pmd} and {pte}"));
+    }
     Ok(())
+}
+
+/// Counts the faults the dax core served (`dax_pmd_fault_done`/`dax_pte_fault_done` with a
+/// NOPAGE result) through tracefs: an oracle independent of the module's own counters.
+struct DaxFaultTrace {
+    dir: String,
+}
+
+impl DaxFaultTrace {
+    const EVENTS: [&'static str; 2] = ["dax_pmd_fault_done", "dax_pte_fault_done"];
+
+    fn start() -> Result<Self, String> {
+        let dir = "/sys/kernel/tracing".to_string();
+        if !std::path::Path::new(&format!("{dir}/trace")).exists() {
+            let _ = std::process::Command::new("mount").args(["-t", "tracefs", "tracefs", &dir]).status();
+        }
+        let put = |path: &str, text: &str| ctx(&format!("write {path}"), std::fs::write(format!("{dir}/{path}"), text));
+        put("tracing_on", "0")?;
+        // Room for 16384 PTE events per CPU.
+        put("buffer_size_kb", "8192")?;
+        put("trace", "")?;
+        for e in Self::EVENTS {
+            put(&format!("events/fs_dax/{e}/enable"), "1")?;
+        }
+        put("tracing_on", "1")?;
+        Ok(Self { dir })
+    }
+
+    /// Stops tracing and returns the (PMD, PTE) faults served.
+    fn take(self) -> Result<(u64, u64), String> {
+        let dir = &self.dir;
+        let _ = std::fs::write(format!("{dir}/tracing_on"), "0");
+        let text = ctx("read trace", std::fs::read_to_string(format!("{dir}/trace")))?;
+        let served = |event: &str| text.lines().filter(|l| l.contains(&format!("{event}:")) && l.contains("NOPAGE")).count() as u64;
+        Ok((served("dax_pmd_fault_done"), served("dax_pte_fault_done")))
+    }
+}
+
+impl Drop for DaxFaultTrace {
+    fn drop(&mut self) {
+        for e in Self::EVENTS {
+            let _ = std::fs::write(format!("{}/events/fs_dax/{e}/enable", self.dir), "0");
+        }
+        let _ = std::fs::write(format!("{}/trace", self.dir), "");
+        let _ = std::fs::write(format!("{}/tracing_on", self.dir), "1");
+    }
 }
 
 /// Reads stop at the file size and touching a mapped page past it raises SIGBUS, even though
@@ -418,33 +474,23 @@ pub(crate) fn hold_map(seconds: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reports a memory failure on one page of a file through MADV_HWPOISON (in a child, which the
-/// kernel may kill), then checks that the device's files fail with EHWPOISON.
-pub(crate) fn poison() -> Result<(), String> {
+/// Maps a famfs.ko file, closes every descriptor (file, control device, devdax device) so
+/// that only the mapping remains, says `mapped`, then waits for end of input before touching
+/// the mapping again: a test can try to unload the module meanwhile.
+pub(crate) fn hold_mapping_only() -> Result<(), String> {
+    use std::io::{Read, Write};
     let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let s = setup(&Env { daxdev })?;
-    let victim = create(&s, &simple(&[(3 * 1024 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
-    let other = create(&s, &simple(&[(3 * 1024 * MIB + 64 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
-    ctx("read before", other.file.read_at(&mut [0u8; 16], 0))?;
-    let map = ctx("mmap", Mapping::new(&victim.file, 4096, 0, libc::PROT_READ))?;
+    let f = create(&s, &simple(&[(1100 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
+    let map = ctx("mmap", Mapping::new(&f.file, 4096, 0, libc::PROT_READ))?;
     touch_pages(&map);
-    // SAFETY: fork in a single-threaded program; the child only makes one syscall and exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: Injects a (simulated) memory failure on our own mapped page.
-        let rc = unsafe { libc::madvise(map.addr.cast(), 4096, libc::MADV_HWPOISON) };
-        // SAFETY: Leave without running destructors.
-        unsafe { libc::_exit(if rc == 0 { 0 } else { 1 }) };
-    }
-    let mut status = 0;
-    // SAFETY: Our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    println!("# MADV_HWPOISON child wait status {status:#x}");
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 0 {
-        return Err("MADV_HWPOISON failed".into());
-    }
-    expect_errno("read of another file on the poisoned device", other.file.read_at(&mut [0u8; 16], 0), libc::EHWPOISON)?;
-    expect_errno("write", other.file.write_at(b"x", 0), libc::EHWPOISON)?;
-    expect_errno("new file on the poisoned device", s.ctl.create_file(&simple(&[(3 * 1024 * MIB + 128 * MIB, 2 * MIB)], 2 * MIB)?, 0, 0o644, 0, 0).map(|f| f.ino), libc::EHWPOISON)?;
+    drop(f);
+    drop(s);
+    println!("mapped");
+    let _ = std::io::stdout().flush();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    touch_pages(&map);
+    println!("touched");
     Ok(())
 }

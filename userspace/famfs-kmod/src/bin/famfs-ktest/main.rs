@@ -5,7 +5,10 @@
 //!   famfs-ktest list                    list the checks
 //!   famfs-ktest poke DEV OFFSET HEX     write bytes at OFFSET of a device_dax device via mmap
 //!   famfs-ktest hold-map SECONDS        map a famfs.ko file, hold it, then read and touch it
-//!   famfs-ktest poison                  inject a memory failure and check files then fail
+//!   famfs-ktest poison                  inject a memory failure; only the failed range fails
+//!   famfs-ktest hold-mapping-only       map a file, close every descriptor, wait for EOF on stdin
+//!   famfs-ktest pin-remove              remove the device while a page is pinned
+//!   famfs-ktest unload-race ROUNDS KO   rmmod racing the last close of a killed mapper
 //!   famfs-ktest hostile [SECONDS [SEED]] random and adversarial input against the module
 //!
 //! The device under test is $FAMFS_DAXDEV (bound to fsdev_dax, set by scripts/vm-guest-init).
@@ -44,10 +47,16 @@ const CHECKS: &[Check] = &[
     Check { name: "file-malformed-maps", run: datapath::check_malformed_maps },
     Check { name: "file-get-fmap", run: datapath::check_get_fmap },
     Check { name: "file-holds-device", run: datapath::check_file_holds_device },
+    Check { name: "file-splice", run: robust::check_splice },
+    Check { name: "file-odirect-nowait", run: robust::check_odirect_nowait },
+    Check { name: "file-write-privs", run: robust::check_write_privs },
+    Check { name: "attach-copyout-fault", run: robust::check_attach_copyout },
+    Check { name: "file-msync-writes-back", run: robust::check_msync_writes_back },
 ];
 
 mod datapath;
 mod hostile;
+mod robust;
 
 pub(crate) fn expect_errno<T: std::fmt::Debug>(what: &str, r: io::Result<T>, want: i32) -> CheckResult {
     match r {
@@ -198,6 +207,20 @@ fn poke(dev: &str, offset: u64, hex: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Prints `ok - NAME` or `not ok - NAME: WHY` for a subcommand's result.
+fn report(name: &str, r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => {
+            println!("ok - {name}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("not ok - {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -221,16 +244,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some("poison") => match datapath::poison() {
-            Ok(()) => {
-                println!("ok - memory-failure-poisons-device");
-                ExitCode::SUCCESS
-            }
+        Some("poison") => report("memory-failure-range", robust::poison()),
+        Some("hold-mapping-only") => match datapath::hold_mapping_only() {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                println!("not ok - memory-failure-poisons-device: {e}");
+                eprintln!("famfs-ktest: {e}");
                 ExitCode::FAILURE
             }
         },
+        Some("pin-remove") => report("removal-with-pinned-page", robust::pin_and_remove()),
+        Some("unload-race") if args.len() == 3 => {
+            let rounds = args[1].parse().unwrap_or(100);
+            report(&format!("unload-racing-last-close-{rounds}x"), robust::unload_race(rounds, &args[2]))
+        }
         Some("hold-map") if args.len() == 2 => match datapath::hold_map(&args[1]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
