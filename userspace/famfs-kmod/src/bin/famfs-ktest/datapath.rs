@@ -66,7 +66,7 @@ impl Mapping {
 
     /// A read-only mapping of `file` from offset 0 at a virtual address one page past a
     /// 2 MiB boundary (placed with MAP_FIXED inside a reserved anonymous range).
-    fn misaligned(file: &File, len: usize) -> io::Result<Self> {
+    pub(crate) fn misaligned(file: &File, len: usize) -> io::Result<Self> {
         let reserve = len + 4 * MIB as usize;
         // SAFETY: Reserves address space only (PROT_NONE, anonymous).
         let base = unsafe { libc::mmap(std::ptr::null_mut(), reserve, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };

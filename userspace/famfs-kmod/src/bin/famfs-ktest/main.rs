@@ -7,6 +7,7 @@
 //!   famfs-ktest hold-map SECONDS        map a famfs.ko file, hold it, then read and touch it
 //!   famfs-ktest poison                  inject a memory failure; only the failed range fails
 //!   famfs-ktest hold-mapping-only       map a file, close every descriptor, wait for EOF on stdin
+//!   famfs-ktest fault-race              remove the device while a thread faults pages
 //!   famfs-ktest pin-remove              remove the device while a page is pinned
 //!   famfs-ktest unload-race ROUNDS KO   rmmod racing the last close of a killed mapper
 //!   famfs-ktest hostile [SECONDS [SEED]] random and adversarial input against the module
@@ -252,6 +253,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("fault-race") => {
+            let r = robust::fault_race();
+            let code = report("removal-racing-faults", r);
+            // The faulting thread is parked in its SIGBUS handler: leave without joining it.
+            std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 })
+        }
         Some("pin-remove") => report("removal-with-pinned-page", robust::pin_and_remove()),
         Some("unload-race") if args.len() == 3 => {
             let rounds = args[1].parse().unwrap_or(100);

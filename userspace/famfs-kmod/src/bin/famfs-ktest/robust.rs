@@ -457,3 +457,86 @@ pub(crate) fn unload_race(rounds: u32, ko: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+static FAULTER_GOT_SIGBUS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn park_on_sigbus(_sig: libc::c_int) {
+    FAULTER_GOT_SIGBUS.store(true, std::sync::atomic::Ordering::SeqCst);
+    loop {
+        // SAFETY: pause(2) is async-signal-safe; the faulting thread parks here for good.
+        unsafe { libc::pause() };
+    }
+}
+
+/// Present page-table entries in `[addr, addr + len)` of this process (/proc/self/pagemap,
+/// bit 63), independent of the module.
+fn present_pages(addr: usize, len: usize) -> Result<usize, String> {
+    let pagemap = ctx("open pagemap", File::open("/proc/self/pagemap"))?;
+    let mut buf = vec![0u8; len / 4096 * 8];
+    ctx("read pagemap", pagemap.read_exact_at(&mut buf, (addr / 4096 * 8) as u64))?;
+    Ok(buf.chunks_exact(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap_or([0; 8])) >> 63 == 1).count())
+}
+
+/// Removal racing faults: one thread faults pages of a file without pause (touch, then
+/// MADV_DONTNEED so that the next touch faults again) while the device is unbound. After the
+/// unbind returns, no page of the file may be mapped in this process (checked in pagemap): a
+/// fault that passed its check before removal must have installed its entry before removal
+/// unmapped, never after. The faulting thread gets SIGBUS.
+pub(crate) fn fault_race() -> Result<(), String> {
+    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let name = daxdev.rsplit('/').next().unwrap_or(&daxdev).to_string();
+    let s = setup(&Env { daxdev })?;
+    let len = (64 * MIB) as usize;
+    let f = create(&s, &simple(&[(1500 * MIB, 64 * MIB)], 64 * MIB)?, 0)?;
+    drop(s);
+    let map = ctx("mmap", Mapping::misaligned(&f.file, len))?;
+    let (addr, pages) = (map.addr as usize, len / 4096);
+    // SAFETY: Installs a plain handler for SIGBUS.
+    unsafe { libc::signal(libc::SIGBUS, park_on_sigbus as *const () as libc::sighandler_t) };
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = started.clone();
+    std::thread::spawn(move || {
+        let mut i = 0usize;
+        loop {
+            let page = (addr + (i % pages) * 4096) as *mut u8;
+            // SAFETY: `page` lies in the mapping, which outlives this thread (the process
+            // exits with the mapping in place).
+            unsafe {
+                std::ptr::read_volatile(page);
+                libc::madvise(page.cast(), 4096, libc::MADV_DONTNEED);
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            i += 1;
+        }
+    });
+    while started.load(std::sync::atomic::Ordering::Relaxed) < 1000 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let unbind = std::thread::spawn(move || {
+        std::fs::write(format!("/sys/bus/dax/devices/{name}/driver/unbind"), &name).map_err(|e| e.to_string())
+    });
+    let start = Instant::now();
+    while !unbind.is_finished() {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err("the unbind did not return in 60 s (a mapping installed after the unmap pins a page?)".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unbind.join().map_err(|_| "unbind thread panicked".to_string())??;
+    let faults = started.load(std::sync::atomic::Ordering::Relaxed);
+    let present = present_pages(addr, len)?;
+    println!("# {faults} faults before the removal; {present} pages still mapped after it");
+    if present != 0 {
+        return Err(format!("{present} pages of the file are mapped after the removal returned"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !FAULTER_GOT_SIGBUS.load(std::sync::atomic::Ordering::SeqCst) {
+        if Instant::now() > deadline {
+            return Err("the faulting thread went on without SIGBUS after the removal".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::mem::forget(map);
+    std::mem::forget(f);
+    Ok(())
+}
