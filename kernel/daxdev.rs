@@ -41,6 +41,13 @@ pub(crate) fn init_registry() {
     unsafe { REGISTRY.init() };
 }
 
+/// Frees the registry's memory. Called once, from the module's exit, when no device can be
+/// held any more (every holder pins the module through the files or control opens holding it).
+pub(crate) fn free_registry() {
+    let all = core::mem::take(&mut *REGISTRY.lock());
+    drop(all);
+}
+
 /// The holder registered for `dax`, with a reference of its own.
 fn lookup(dax: *mut ffi::dax_device) -> Option<Arc<Holder>> {
     REGISTRY

@@ -62,6 +62,8 @@ impl kernel::InPlaceModule for FamfsModule {
 #[pinned_drop]
 impl PinnedDrop for FamfsModule {
     fn drop(self: Pin<&mut Self>) {
+        // The registry is a static: its buffer would outlive the module.
+        daxdev::free_registry();
         pr_info!("unloaded\n");
     }
 }

@@ -369,9 +369,24 @@ unsafe extern "C" fn fsync(
     end: bindings::loff_t,
     _datasync: kernel::ffi::c_int,
 ) -> kernel::ffi::c_int {
-    // Flushes CPU caches over the dirty DAX entries of the range (through `writepages`).
-    // SAFETY: `file` is one of our open files.
-    unsafe { bindings::file_write_and_wait_range(file, start, end) }
+    // Writes the CPU caches back over the dirty DAX entries of the range. Directly, not
+    // through `file_write_and_wait_range`: the internal mount's backing device (the pseudo
+    // file systems' `noop_backing_dev_info`) cannot write back, so the generic path never
+    // calls `writepages`.
+    // SAFETY: `file` is one of our open files; its mapping and inode live while it is open.
+    unsafe {
+        let mapping = (*file).f_mapping;
+        let data = file_data((*mapping).host);
+        let Some(dev) = data.devs.iter().flatten().next() else {
+            return 0;
+        };
+        let mut wbc: bindings::writeback_control = pin_init::zeroed();
+        wbc.sync_mode = bindings::writeback_sync_modes_WB_SYNC_ALL;
+        wbc.nr_to_write = isize::MAX as _;
+        wbc.range_start = start;
+        wbc.range_end = end;
+        ffi::dax_writeback_mapping_range(mapping, dev.as_raw(), &mut wbc)
+    }
 }
 
 unsafe extern "C" fn writepages(
