@@ -3,10 +3,9 @@
 //! Module-wide counters, shown read-only in debugfs under `famfs/` (tests and benchmarks read
 //! them to prove which fault sizes served a mapping and that I/O bypassed user space).
 
-use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::bindings;
+use kernel::debugfs;
 use kernel::prelude::*;
 
 /// One counter.
@@ -44,46 +43,38 @@ const ENTRIES: [(&CStr, &Counter); 7] = [
     (c"daxdevs", &DAXDEVS),
 ];
 
-/// The `famfs` debugfs directory; removed on drop.
-pub(crate) struct DebugfsDir {
-    dir: *mut bindings::dentry,
+/// Shown as the decimal value and a newline, as `debugfs_create_u64` would.
+impl core::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0.load(Ordering::Relaxed))
+    }
 }
 
-// SAFETY: The dentry pointer is only passed to `debugfs_remove`, which may run on any thread.
-unsafe impl Send for DebugfsDir {}
-// SAFETY: No `&self` method touches the pointer.
-unsafe impl Sync for DebugfsDir {}
+/// The `famfs` debugfs directory and its read-only counter files; removed on drop.
+pub(crate) struct DebugfsDir {
+    _files: KVec<Pin<KBox<debugfs::File<&'static Counter>>>>,
+    _dir: debugfs::Dir,
+}
 
 impl DebugfsDir {
     /// Creates `/sys/kernel/debug/famfs/*`. Debugfs failures are not fatal: the counters are
     /// still counted, only not shown.
     pub(crate) fn create() -> Self {
-        // SAFETY: A NUL-terminated name and no parent (the debugfs root).
-        let dir =
-            unsafe { bindings::debugfs_create_dir(c"famfs".as_ptr().cast(), ptr::null_mut()) };
-        if kernel::error::from_err_ptr(dir).is_err() {
-            pr_warn!("no debugfs directory; counters are not shown\n");
-            return Self {
-                dir: ptr::null_mut(),
-            };
-        }
+        let dir = debugfs::Dir::new(c"famfs");
+        let mut files = KVec::new();
         for (name, counter) in ENTRIES {
-            // The counters are statics: they outlive the directory, which goes with the module.
-            // SAFETY: `dir` is a live debugfs directory; `AtomicU64` has `u64`'s layout and
-            // debugfs only reads it (mode 0444), so the statics serve as its value.
-            unsafe {
-                bindings::debugfs_create_u64(name.as_ptr().cast(), 0o444, dir, counter.0.as_ptr())
-            };
+            match KBox::pin_init(dir.read_only_file(name, counter), GFP_KERNEL) {
+                Ok(file) => {
+                    if files.push(file, GFP_KERNEL).is_err() {
+                        pr_warn!("no memory for the debugfs counters\n");
+                    }
+                }
+                Err(_) => pr_warn!("no memory for the debugfs counters\n"),
+            }
         }
-        Self { dir }
-    }
-}
-
-impl Drop for DebugfsDir {
-    fn drop(&mut self) {
-        if !self.dir.is_null() {
-            // SAFETY: `dir` came from `debugfs_create_dir` and is removed exactly once.
-            unsafe { bindings::debugfs_remove(self.dir) };
+        Self {
+            _files: files,
+            _dir: dir,
         }
     }
 }
