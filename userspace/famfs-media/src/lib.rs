@@ -321,12 +321,22 @@ impl Media {
         }
         // The superblock file is read-only even on the master.
         let sb_file = open_file(&sb_path, Access::ReadOnly)?;
+        let log_file = open_file(&log_path, access)?;
+        Self::from_meta_files(mpt, sb_file, log_file, access)
+    }
+
+    /// Media made of two open meta files: the superblock file (its first 2 MiB mapped read-only)
+    /// and the log file (mapped with `access`; its descriptor also serves the log lock). Nothing
+    /// is opened by path: the FUSE server hands in the module's DAX files it made itself. `label`
+    /// names the media in messages.
+    pub fn from_meta_files(label: &Path, sb_file: File, log_file: File, access: Access) -> Result<Media, MediaError> {
+        let sb_path = label.join(".meta/.superblock");
+        let log_path = label.join(".meta/.log");
         let sb_len = sb_file.metadata().map_err(|e| MediaError::io(&sb_path, e))?.len().min(SB_REGION_LEN);
         if sb_len < SB_SIZE as u64 {
             return Err(MediaError::TooSmall { path: sb_path, size: sb_len });
         }
         let sb_map = map(&sb_file, &sb_path, sb_len, Access::ReadOnly)?;
-        let log_file = open_file(&log_path, access)?;
         let log_len = log_file.metadata().map_err(|e| MediaError::io(&log_path, e))?.len();
         if log_len < LOG_HEADER_SIZE as u64 {
             return Err(MediaError::TooSmall { path: log_path, size: log_len });
@@ -334,7 +344,7 @@ impl Media {
         let log_map = map(&log_file, &log_path, log_len, access)?;
         let mut m = Media {
             kind: MediaKind::MetaFiles,
-            path: mpt.into(),
+            path: label.into(),
             access,
             regions: vec![
                 Region { map: sb_map, base: 0, writable: false },
