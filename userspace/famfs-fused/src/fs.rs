@@ -29,10 +29,12 @@ pub const META_SB_INO: u64 = META_DIR_INO + 1;
 pub const META_LOG_INO: u64 = META_DIR_INO + 2;
 const META_DIR: &str = ".meta";
 
-/// A registered backing file: the module's DAX file and its FUSE backing id, kept for the life
-/// of the mount so that every open of the inode reuses the same id (design.md).
+/// A registered backing file: the FUSE backing id of the module's DAX file of an inode. The id
+/// holds its own reference to the DAX file (the kernel's), so the server keeps no descriptor per
+/// file; the id lives as long as the kernel knows the inode (until `forget`), so that every open of
+/// the inode reuses it (the kernel refuses a second backing file for an inode that is open), and
+/// is made again on the next open after that (design.md).
 struct Backing {
-    _file: std::fs::File,
     id: BackingId,
 }
 
@@ -48,10 +50,39 @@ struct State {
     famfs: Famfs,
     module: Option<ModuleCtx>,
     backing: HashMap<u64, Backing>,
+    /// The kernel's lookup count of each inode it was handed (entry replies), less its forgets:
+    /// at zero the kernel has dropped the inode, and its backing id is closed.
+    lookups: HashMap<u64, u64>,
     /// Directory listings snapshotted at opendir: the namespace only grows, but a listing that
     /// changed between two readdir calls of one stream would skip or repeat names.
     dirs: HashMap<u64, Vec<DirEnt>>,
     next_fh: u64,
+}
+
+impl State {
+    /// The kernel was handed `ino` in an entry reply (one more lookup reference).
+    fn looked_up(&mut self, ino: u64) {
+        *self.lookups.entry(ino).or_insert(0) += 1;
+    }
+
+    /// The kernel dropped `nlookup` references to `ino`: at zero it no longer has the inode, so no
+    /// file of it is open, and its backing id (and with it the module's DAX file) is released. The
+    /// meta files keep theirs: their DAX files were made once, at start.
+    fn forget(&mut self, ino: u64, nlookup: u64) {
+        let left = match self.lookups.get_mut(&ino) {
+            Some(n) => {
+                *n = n.saturating_sub(nlookup);
+                *n
+            }
+            None => 0,
+        };
+        if left == 0 {
+            self.lookups.remove(&ino);
+            if ino != META_SB_INO && ino != META_LOG_INO {
+                self.backing.remove(&ino);
+            }
+        }
+    }
 }
 
 /// What an inode is, resolved under the lock.
@@ -103,7 +134,7 @@ impl FamfsFs {
             log_len,
             device_size,
             stats,
-            state: Mutex::new(State { famfs, module, backing: HashMap::new(), dirs: HashMap::new(), next_fh: 1 }),
+            state: Mutex::new(State { famfs, module, backing: HashMap::new(), lookups: HashMap::new(), dirs: HashMap::new(), next_fh: 1 }),
         }
     }
 
@@ -354,7 +385,9 @@ impl FamfsFs {
                 log::error!("FUSE_DEV_IOC_BACKING_OPEN for inode {ino}: {e}");
                 Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
             })?;
-            st.backing.insert(ino, Backing { _file: file, id });
+            // The backing id now holds the file: our descriptor is closed here.
+            drop(file);
+            st.backing.insert(ino, Backing { id });
         }
         Ok(&st.backing[&ino].id)
     }
@@ -428,14 +461,19 @@ impl Filesystem for FamfsFs {
             found = self.lookup_in(&st, parent.0, name);
         }
         match found {
-            Some(attr) => reply.entry(&self.entry_ttl, &attr, Generation(0)),
+            Some(attr) => {
+                st.looked_up(attr.ino.0);
+                reply.entry(&self.entry_ttl, &attr, Generation(0))
+            }
             None => reply.error(Errno::ENOENT),
         }
     }
 
-    fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {
-        // Inodes live as long as the mount (famfs never deletes), so there is nothing to drop.
+    // BATCH_FORGET: fuser's default batch_forget calls this once per inode (its ForgetOne type is
+    // not public, so it cannot be overridden).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.stats.count(Op::Forget);
+        self.lock().forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -569,7 +607,8 @@ impl Filesystem for FamfsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // The backing id stays registered: the next open of the inode reuses it.
+        // The backing id stays registered until the kernel forgets the inode: the next open of
+        // the inode reuses it.
         self.stats.count(Op::Release);
         reply.ok();
     }
@@ -607,13 +646,22 @@ impl Filesystem for FamfsFs {
 
     fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         self.stats.count(Op::Readdirplus);
-        let st = self.lock();
+        let mut st = self.lock();
+        let st = &mut *st;
         let Some(list) = st.dirs.get(&fh.0) else { return reply.error(Errno::EBADF) };
+        let mut handed = Vec::new();
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let Some(attr) = self.attr_of(&st, e.ino) else { continue };
+            let Some(attr) = self.attr_of(st, e.ino) else { continue };
             if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &self.entry_ttl, &attr, Generation(0)) {
                 break;
             }
+            // The kernel takes a lookup reference on every entry it is handed but "." and "..".
+            if e.name != "." && e.name != ".." {
+                handed.push(e.ino);
+            }
+        }
+        for ino in handed {
+            st.looked_up(ino);
         }
         reply.ok();
     }
