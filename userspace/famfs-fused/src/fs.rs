@@ -515,7 +515,7 @@ impl Filesystem for FamfsFs {
         reply.attr(&self.attr_ttl, &attr);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.stats.count(Op::Open);
         let mut st = self.lock();
         let Some(target) = self.target(&st, ino.0) else { return reply.error(Errno::ENOENT) };
@@ -531,6 +531,11 @@ impl Filesystem for FamfsFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             if let Some(e) = self.write_refused(&st, ino.0) {
                 return reply.error(e);
+            }
+            // The log is root's alone to append to, whatever the mount options: the kernel's
+            // default_permissions check (mode 0644, owner root) is not the only guard.
+            if ino.0 == META_LOG_INO && req.uid() != 0 {
+                return reply.error(Errno::EACCES);
             }
         }
         let fh = st.next_fh;
