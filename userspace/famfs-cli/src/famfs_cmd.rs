@@ -827,12 +827,9 @@ fn servers_of(mpt: &Path) -> Vec<u32> {
 
 fn cmd_umount(mpt: &Path) -> Result<()> {
     let canon = std::fs::canonicalize(mpt).with_context(|| format!("cannot resolve {}", mpt.display()))?;
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let is_famfs = mounts.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 2 && Path::new(f[1]) == canon && f[2].starts_with("fuse") && l.contains("famfs")
-    });
-    if !is_famfs {
+    // By the mount table only: statfs of a mount whose server died fails (ENOTCONN), and such a
+    // mount is exactly one to unmount.
+    if !famfs_media::mounts::mount_at(&canon).is_some_and(|m| m.fstype == famfs_media::mounts::FAMFS_FSTYPE) {
         bail!("{} is not a famfs mount", mpt.display());
     }
     let servers = servers_of(&canon);

@@ -12,6 +12,7 @@
 //! covering the whole device; that file is mapped instead (see [`DaxDriver`]).
 
 pub mod cache;
+pub mod mounts;
 
 use famfs_format::{FormatError, LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET, SB_REGION_LEN, SB_SIZE};
 use memmap2::{MmapOptions, MmapRaw};
@@ -316,7 +317,8 @@ impl Media {
     pub fn open_mount(mpt: &Path, access: Access) -> Result<Media, MediaError> {
         let sb_path = mpt.join(".meta/.superblock");
         let log_path = mpt.join(".meta/.log");
-        if !sb_path.exists() || !log_path.exists() {
+        // A famfs mount is what the kernel says is one; any directory can hold .meta/.log.
+        if !mounts::is_famfs_mount(mpt) {
             return Err(MediaError::Unsupported(mpt.into()));
         }
         // The superblock file is read-only even on the master.
@@ -624,7 +626,11 @@ mod tests {
         let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
         log[..48].copy_from_slice(&LogHeader::new(sb.log_geometry()).encode());
         std::fs::write(dir.path().join(".meta/.log"), &log).unwrap();
-        let m = Media::open(dir.path(), Access::ReadWrite).unwrap();
+        // A directory holding meta files is not a mount.
+        assert!(matches!(Media::open(dir.path(), Access::ReadWrite), Err(MediaError::Unsupported(_))));
+        let f = |n: &str, a| open_file(&dir.path().join(".meta").join(n), a).unwrap();
+        let m = Media::from_meta_files(dir.path(), f(".superblock", Access::ReadOnly), f(".log", Access::ReadWrite), Access::ReadWrite)
+            .unwrap();
         assert_eq!(m.kind(), MediaKind::MetaFiles);
         assert_eq!(m.size(), 8 << 30);
         assert!(!m.has_data());
