@@ -342,18 +342,18 @@ fn socket_fds() -> std::collections::HashSet<i32> {
 /// after /dev/fuse, so by the time fusermount3 sees the end of the socket the connection is
 /// aborted. The helper sockets are the sockets that appeared during the mount.
 fn pin_helper_sockets(before: &std::collections::HashSet<i32>) {
-    // SAFETY: getrlimit fills a local struct.
-    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
-    let high = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
-        (rl.rlim_cur.saturating_sub(16)).clamp(16, 4000) as i32
-    } else {
-        512
+    use nix::sys::resource::{getrlimit, Resource};
+    let high = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => soft.saturating_sub(16).clamp(16, 4000) as i32,
+        Err(_) => 512,
     };
     for fd in socket_fds().difference(before) {
-        // SAFETY: duplicates a descriptor we own; the duplicate is deliberately kept until exit.
-        let dup = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, high) };
-        if dup < 0 {
-            log::warn!("cannot duplicate the fusermount3 socket: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was listed in /proc/self/fd just now and nothing in this process closes
+        // the helper socket (fuser keeps it for the session), so it is open for this borrow.
+        let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+        // The duplicate is deliberately kept (never closed) until exit.
+        if let Err(e) = nix::fcntl::fcntl(sock, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(high)) {
+            log::warn!("cannot duplicate the fusermount3 socket: {e}");
         }
     }
 }
