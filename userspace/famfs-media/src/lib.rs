@@ -4,8 +4,8 @@
 //! Everything is addressed by *device offset*. The memory is mapped shared and accessed only by
 //! copying into and out of private buffers ([`Media::read_at`], [`Media::write_at`]): the mapping may be
 //! changed by other processes or hosts at any time, so no Rust reference into it is ever handed out.
-//! Writes are followed by a cache flush, metadata reads are preceded by an invalidation (see
-//! [`cache`]).
+//! Writes are followed by a publish, metadata reads are preceded by an acquire, and the copies
+//! are volatile (see [`cache`] and Documentation/sharing.md).
 //!
 //! A devdax device bound to `device_dax` is mapped directly. One bound to `fsdev_dax` has no mmap
 //! of its own: it is reached through `famfs.ko` (`/dev/famfs`), which is asked for one DAX file
@@ -418,22 +418,24 @@ impl Media {
     /// Copies `buf.len()` bytes at device offset `off` into `buf` (no cache invalidation).
     pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<(), MediaError> {
         let (r, rel) = self.region(off, buf.len() as u64, "read")?;
-        // SAFETY: the range was checked to lie inside the mapping; the mapping lives as long as self.
-        unsafe { std::ptr::copy_nonoverlapping(r.map.as_ptr().add(rel), buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: the range was checked to lie inside the mapping, which lives as long as self and
+        // cannot overlap a Rust buffer; others may write it meanwhile: the copy is volatile.
+        unsafe { cache::copy_from_shared(r.map.as_ptr().add(rel), buf) };
         Ok(())
     }
 
-    /// Invalidates the cache lines of a range (before reading memory another host may have written).
-    pub fn invalidate(&self, off: u64, len: u64) -> Result<(), MediaError> {
-        let (r, rel) = self.region(off, len, "invalidate")?;
+    /// Acquire ([`cache::acquire`]) of a range: before reading memory another host may have
+    /// written (it also writes back lines this host dirtied).
+    pub fn acquire(&self, off: u64, len: u64) -> Result<(), MediaError> {
+        let (r, rel) = self.region(off, len, "acquire")?;
         // SAFETY: checked range inside the mapping.
-        unsafe { cache::invalidate(r.map.as_ptr().add(rel), len as usize) };
+        unsafe { cache::acquire(r.map.as_ptr().add(rel), len as usize) };
         Ok(())
     }
 
-    /// Invalidates then reads: the way to read shared metadata.
+    /// Acquires then reads: the way to read shared metadata.
     pub fn read_fresh(&self, off: u64, buf: &mut [u8]) -> Result<(), MediaError> {
-        self.invalidate(off, buf.len() as u64)?;
+        self.acquire(off, buf.len() as u64)?;
         self.read_at(off, buf)
     }
 
@@ -446,11 +448,12 @@ impl Media {
         if !r.writable {
             return Err(MediaError::ReadOnly);
         }
-        // SAFETY: checked range inside a writable shared mapping; no Rust reference aliases it.
+        // SAFETY: checked range inside a writable shared mapping, which no Rust reference aliases
+        // and `data` cannot overlap; the copy is volatile, then the range is published.
         unsafe {
             let dst = r.map.as_mut_ptr().add(rel);
-            std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
-            cache::flush(dst, data.len());
+            cache::copy_to_shared(data, dst);
+            cache::publish(dst, data.len());
         }
         Ok(())
     }
