@@ -682,10 +682,14 @@ fn cmd_flush(cli: &Cli, files: &[PathBuf]) -> Result<()> {
             None => t.fs.flush_data(ino)?,
             Some(p) => {
                 let file = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
-                // SAFETY: read-only shared mapping of a file we only flush; never dereferenced as
-                // Rust data while others may change it (the flush does not read the bytes).
-                let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", p.display()))?;
-                famfs_media::cache::flush_slice(&map);
+                // A raw mapping: its bytes are never touched as Rust data (others may change them).
+                let map = memmap2::MmapOptions::new()
+                    .map_raw_read_only(&file)
+                    .with_context(|| format!("cannot map {}", p.display()))?;
+                // Acquire writes dirty lines back and drops them: right for the writer handing
+                // the file over and for the reader taking it (sharing.md).
+                // SAFETY: the range is exactly the live mapping `map`.
+                unsafe { famfs_media::cache::acquire(map.as_ptr(), map.len()) };
             }
         }
     }
