@@ -42,8 +42,7 @@ pub struct Owner {
 
 impl Owner {
     fn ids(&self) -> (u32, u32) {
-        // SAFETY: trivial getters.
-        let (u, g) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (u, g) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         (self.uid.unwrap_or(u), self.gid.unwrap_or(g))
     }
 }
@@ -457,16 +456,9 @@ fn cmd_verify(cli: &Cli, seed: u64, file: &Path) -> Result<()> {
 
 /// Reads an xattr of `path` (a famfs mount's root answers `user.famfs.*`).
 pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let n = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
     let mut buf = vec![0u8; 64 << 10];
-    // SAFETY: valid C strings and a buffer of the given length.
-    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(r as usize);
+    let n = rustix::fs::getxattr(path, name, &mut buf[..])?;
+    buf.truncate(n);
     Ok(buf)
 }
 
@@ -746,7 +738,7 @@ fn set_dax_driver(sys: &Path, want: &famfs_media::DaxDriver) -> Result<()> {
 fn cmd_mount(r: &MountReq) -> Result<()> {
     use famfs_media::DaxDriver;
     // SAFETY: trivial getter.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("famfs mount must be run as root (the server needs CAP_SYS_ADMIN for FUSE passthrough and /dev/famfs)");
     }
     let mpt = std::fs::canonicalize(r.mpt).with_context(|| format!("mount point {}", r.mpt.display()))?;

@@ -58,6 +58,9 @@ mod imp {
     /// `[ptr, ptr + len)` must be mapped memory.
     pub unsafe fn publish(ptr: *const u8, len: usize) {
         let f = features();
+        // SAFETY (both loops below): each `p` is the start of a cache line overlapping the
+        // caller's mapped range; the cache instructions only write back or drop that line (no
+        // data changes, no fault on mapped memory) and are present per CPUID (clflush always).
         for p in lines(ptr, len) {
             if f.clwb {
                 core::arch::asm!("clwb [{0}]", in(reg) p, options(nostack, preserves_flags));

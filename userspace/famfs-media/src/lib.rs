@@ -18,7 +18,6 @@ use famfs_format::{FormatError, LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE,
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -184,8 +183,7 @@ pub struct LogLock {
 impl Drop for LogLock {
     fn drop(&mut self) {
         if let Some(file) = &self.file {
-            // SAFETY: plain syscall on an fd we own for at least the guard's lifetime.
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            let _ = rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock);
         }
     }
 }
@@ -479,14 +477,10 @@ impl Media {
         };
         let file = lock_file.try_clone().map_err(|e| MediaError::io(&self.path, e))?;
         loop {
-            // SAFETY: plain syscall on an fd owned by self.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(LogLock { file: Some(file) });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(MediaError::io(&self.path, e));
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(LogLock { file: Some(file) }),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(MediaError::io(&self.path, e.into())),
             }
         }
     }
