@@ -57,9 +57,47 @@ struct State {
     /// changed between two readdir calls of one stream would skip or repeat names.
     dirs: HashMap<u64, Vec<DirEnt>>,
     next_fh: u64,
+    /// The fs uuid and system uuid of the superblock this mount was made from.
+    mounted: ([u8; 16], [u8; 16]),
+    /// Set (for good) once the superblock no longer holds those uuids: the file system was
+    /// replaced (mkfs -f) or killed (mkfs -k) under the mount. Every file of the mounted
+    /// namespace then fails with ESTALE.
+    stale: Option<String>,
 }
 
+/// How often an idle server checks that the superblock is still the one it mounted.
+const SB_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
 impl State {
+    /// Checks that the superblock still holds the uuids this mount was made from; marks the mount
+    /// stale (and says so in the log, once) when not. Returns whether the mount is stale.
+    fn check_superblock(&mut self) -> bool {
+        if self.stale.is_some() {
+            return true;
+        }
+        let why = match self.famfs.media().read_superblock() {
+            Err(e) => format!("the superblock is no longer valid ({e}): the file system was killed"),
+            Ok(sb) if sb.fs_uuid != self.mounted.0 => format!(
+                "the device now holds another file system (fs uuid {} instead of {}): it was re-formatted",
+                famfs_format::format_uuid(&sb.fs_uuid),
+                famfs_format::format_uuid(&self.mounted.0)
+            ),
+            Ok(sb) if sb.system_uuid != self.mounted.1 => format!(
+                "the superblock's master changed (system uuid {} instead of {}): it was re-formatted",
+                famfs_format::format_uuid(&sb.system_uuid),
+                famfs_format::format_uuid(&self.mounted.1)
+            ),
+            Ok(_) => return false,
+        };
+        log::error!(
+            "STALE MOUNT: {why}. Every file of the mounted namespace now fails with ESTALE and new \
+             opens are refused; mappings made before stay (famfs.ko cannot revoke them yet). \
+             Unmount and mount again."
+        );
+        self.stale = Some(why);
+        true
+    }
+
     /// The kernel was handed `ino` in an entry reply (one more lookup reference).
     fn looked_up(&mut self, ino: u64) {
         *self.lookups.entry(ino).or_insert(0) += 1;
@@ -100,7 +138,7 @@ enum MetaKind {
 
 /// The famfs FUSE file system (implements [`fuser::Filesystem`]).
 pub struct FamfsFs {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     stats: Arc<Stats>,
     mode: Mode,
     role: Role,
@@ -134,7 +172,33 @@ impl FamfsFs {
             log_len,
             device_size,
             stats,
-            state: Mutex::new(State { famfs, module, backing: HashMap::new(), lookups: HashMap::new(), dirs: HashMap::new(), next_fh: 1 }),
+            state: Arc::new(Mutex::new(State {
+                mounted: (sb.fs_uuid, sb.system_uuid),
+                famfs,
+                module,
+                backing: HashMap::new(),
+                lookups: HashMap::new(),
+                dirs: HashMap::new(),
+                next_fh: 1,
+                stale: None,
+            })),
+        }
+    }
+
+    /// Starts the idle check of the superblock (every [`SB_CHECK_INTERVAL`]); the thread ends
+    /// with the file system.
+    fn watch_superblock(&self) {
+        let weak = Arc::downgrade(&self.state);
+        let r = std::thread::Builder::new().name("sb-watch".into()).spawn(move || loop {
+            std::thread::sleep(SB_CHECK_INTERVAL);
+            let Some(state) = weak.upgrade() else { return };
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.check_superblock() {
+                return;
+            }
+        });
+        if let Err(e) = r {
+            log::warn!("cannot start the superblock watch thread: {e}");
         }
     }
 
@@ -164,6 +228,9 @@ impl FamfsFs {
 
     /// Plays new log entries (cheap when there are none: one superblock and one header read).
     fn replay(&self, st: &mut State) -> Result<famfs_meta::PlayStats, famfs_meta::MetaError> {
+        if st.check_superblock() {
+            return Err(famfs_meta::MetaError::SuperblockChanged);
+        }
         let r = st.famfs.refresh();
         match &r {
             Ok(s) if s.played > 0 => {
@@ -399,7 +466,10 @@ impl FamfsFs {
         match name {
             XATTR_LOGPLAY => {
                 let before = st.famfs.played();
-                let s = self.replay(st).map_err(|_| Errno::EIO)?;
+                let s = self.replay(st).map_err(|e| match e {
+                    famfs_meta::MetaError::SuperblockChanged => Errno::ESTALE,
+                    _ => Errno::EIO,
+                })?;
                 Ok(format!(
                     "played {} new entries ({} files, {} dirs, {} problems); {} entries in the log\n",
                     s.played,
@@ -411,7 +481,11 @@ impl FamfsFs {
                 .into_bytes())
             }
             XATTR_STATS => Ok(self.stats.render().into_bytes()),
-            XATTR_MODE => Ok(format!("{} {}\n", self.mode, self.role).into_bytes()),
+            XATTR_MODE => Ok(match &st.stale {
+                None => format!("{} {}\n", self.mode, self.role),
+                Some(why) => format!("{} {} stale: {why}\n", self.mode, self.role),
+            }
+            .into_bytes()),
             _ => Err(Errno::NO_XATTR),
         }
     }
@@ -430,6 +504,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 impl Filesystem for FamfsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         self.stats.count(Op::Init);
+        self.watch_superblock();
         if config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS).is_err() {
             log::debug!("kernel has no readdirplus");
         }
@@ -452,12 +527,17 @@ impl Filesystem for FamfsFs {
         self.stats.count(Op::Lookup);
         let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
         let mut st = self.lock();
+        if st.stale.is_some() {
+            return reply.error(Errno::ESTALE);
+        }
         let mut found = self.lookup_in(&st, parent.0, name);
         if found.is_none() && parent.0 != META_DIR_INO {
             // A miss may be a file the master just created: play the tail and look again.
             // Misses are answered with ENOENT, which the kernel does not cache, so the next
             // lookup of the name comes back here.
-            let _ = self.replay(&mut st);
+            if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+                return reply.error(Errno::ESTALE);
+            }
             found = self.lookup_in(&st, parent.0, name);
         }
         match found {
@@ -479,6 +559,10 @@ impl Filesystem for FamfsFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.stats.count(Op::Getattr);
         let st = self.lock();
+        // The root stays: the mount point can still be stat'ed and unmounted.
+        if st.stale.is_some() && ino.0 != ROOT_INO {
+            return reply.error(Errno::ESTALE);
+        }
         match self.attr_of(&st, ino.0) {
             Some(a) => reply.attr(&self.attr_ttl, &a),
             None => reply.error(Errno::ENOENT),
@@ -518,6 +602,10 @@ impl Filesystem for FamfsFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.stats.count(Op::Open);
         let mut st = self.lock();
+        // Before any file's memory is handed out: is it still the file system we mounted?
+        if st.check_superblock() {
+            return reply.error(Errno::ESTALE);
+        }
         let Some(target) = self.target(&st, ino.0) else { return reply.error(Errno::ENOENT) };
         if let Target::Meta(MetaKind::Dir) = target {
             return reply.error(Errno::EISDIR);
@@ -568,6 +656,9 @@ impl Filesystem for FamfsFs {
     ) {
         self.stats.count(Op::Read);
         let st = self.lock();
+        if st.stale.is_some() {
+            return reply.error(Errno::ESTALE);
+        }
         match self.fallback_io(&st, ino.0, offset, size as usize, None) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(e),
@@ -588,6 +679,9 @@ impl Filesystem for FamfsFs {
     ) {
         self.stats.count(Op::Write);
         let st = self.lock();
+        if st.stale.is_some() {
+            return reply.error(Errno::ESTALE);
+        }
         if let Some(e) = self.write_refused(&st, ino.0) {
             return reply.error(e);
         }
@@ -627,7 +721,9 @@ impl Filesystem for FamfsFs {
         self.stats.count(Op::Opendir);
         let mut st = self.lock();
         // A listing shows what the log holds now: play the tail first.
-        let _ = self.replay(&mut st);
+        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+            return reply.error(Errno::ESTALE);
+        }
         let Some(list) = self.listing(&st, ino.0) else {
             return reply.error(if self.target(&st, ino.0).is_some() { Errno::ENOTDIR } else { Errno::ENOENT });
         };
@@ -680,7 +776,10 @@ impl Filesystem for FamfsFs {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         self.stats.count(Op::Statfs);
         let mut st = self.lock();
-        let _ = self.replay(&mut st);
+        // df and famfs fsck through the mount then say "Stale file handle".
+        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+            return reply.error(Errno::ESTALE);
+        }
         let bs = SB_REGION_LEN;
         let total = self.device_size / bs;
         let free = st.famfs.bitmap().free_bytes() / bs;

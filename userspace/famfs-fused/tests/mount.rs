@@ -327,3 +327,67 @@ fn sigterm_unmounts_cleanly_and_writes_stats() {
     assert!(s.iter().any(|(k, v)| k == "read" && *v > 0), "{text}");
     let _ = std::io::stdout().flush();
 }
+
+/// The file system replaced under a mounted server (another host's `mkfs.famfs -f` and new files
+/// at the same paths): old paths never return the new files' bytes; opens, listings and statfs
+/// fail with ESTALE; the mode xattr and the server's log say why.
+#[test]
+fn replaced_file_system_goes_stale() {
+    let mut fx = Fixture::new();
+    let log = fx._dir.path().join("server.log");
+    fx.mount_foreground(&["--log-file", log.to_str().unwrap()]);
+    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
+    // Another file system, same paths, other data, as a re-format by the master would leave.
+    let other = fx._dir.path().join("other");
+    File::create(&other).unwrap().set_len(8 << 30).unwrap();
+    {
+        let media = Media::open(&other, Access::ReadWrite).unwrap();
+        let uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
+        let opts = MkfsOptions {
+            log_len: DEFAULT_LOG_LEN,
+            fs_uuid: *uuid::Uuid::new_v4().as_bytes(),
+            dev_uuid: *uuid::Uuid::new_v4().as_bytes(),
+            system_uuid: uuid,
+            device_name: other.display().to_string(),
+        };
+        famfs_meta::mkfs(&media, &opts).unwrap();
+        drop(media);
+        let mut fs = Famfs::open(&other, Access::ReadWrite).unwrap();
+        fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
+        let f = fs.create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
+        fs.write_data(f, 0, &pattern(9, 1000)).unwrap();
+        fs.create_file(&rp("a/new"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    }
+    let mut head = vec![0u8; 64 << 20];
+    File::open(&other).unwrap().read_exact(&mut head).unwrap();
+    OpenOptions::new().write(true).open(&fx.img).unwrap().write_all_at(&head, 0).unwrap();
+
+    let estale = libc::ESTALE;
+    assert_eq!(errno(File::open(fx.p("a/small"))), estale, "open of an old path");
+    assert_eq!(errno(File::open(fx.p("a/new"))), estale, "lookup of a new path");
+    assert_eq!(errno(std::fs::read_dir(fx.p("a"))), estale, "listing");
+    assert_eq!(errno(nix::sys::statfs::statfs(&fx.mnt).map_err(std::io::Error::from)), estale, "statfs");
+    let mode = xattr(&fx.mnt, "user.famfs.mode").unwrap_or_default();
+    assert!(mode.contains("stale: the device now holds another file system"), "mode xattr: {mode}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("STALE MOUNT") && text.contains("re-formatted"), "server log: {text}");
+    // The mount point itself still answers, and unmounts.
+    assert!(fx.mnt.is_dir());
+    assert!(unmount(&fx.mnt));
+}
+
+/// An idle server notices within a few seconds, without any request.
+#[test]
+fn idle_server_notices_a_killed_superblock() {
+    let mut fx = Fixture::new();
+    let log = fx._dir.path().join("server.log");
+    fx.mount_foreground(&["--log-file", log.to_str().unwrap()]);
+    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
+    // mkfs.famfs -k: the magic zeroed.
+    OpenOptions::new().write(true).open(&fx.img).unwrap().write_all_at(&[0u8; 8], 0).unwrap();
+    wait_until("the server to log the stale mount", 15, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("STALE MOUNT") && t.contains("killed"))
+    });
+    assert_eq!(errno(File::open(fx.p("a/small"))), libc::ESTALE);
+    assert!(unmount(&fx.mnt));
+}

@@ -316,8 +316,16 @@ impl Media {
         let sb_path = mpt.join(".meta/.superblock");
         let log_path = mpt.join(".meta/.log");
         // A famfs mount is what the kernel says is one; any directory can hold .meta/.log.
-        if !mounts::is_famfs_mount(mpt) {
+        if !mounts::mount_at(mpt).is_some_and(|m| m.fstype == mounts::FAMFS_FSTYPE) {
             return Err(MediaError::Unsupported(mpt.into()));
+        }
+        match nix::sys::statfs::statfs(mpt) {
+            // A server that found its file system replaced answers ESTALE: say that.
+            Err(e) => return Err(MediaError::io(mpt, e.into())),
+            Ok(s) if s.filesystem_type() != nix::sys::statfs::FUSE_SUPER_MAGIC => {
+                return Err(MediaError::Unsupported(mpt.into()))
+            }
+            Ok(_) => {}
         }
         // The superblock file is read-only even on the master.
         let sb_file = open_file(&sb_path, Access::ReadOnly)?;
