@@ -72,3 +72,17 @@ mh_check() {
         MH_FAILED=$((MH_FAILED + 1))
     fi
 }
+
+# dmesg_clean: run inside a guest (declare -f it into a script): no kernel warning since the
+# test marker that vm-guest-init logs before famfs.ko is loaded (the single-VM suite's scan).
+dmesg_clean() {
+    local splat='BUG:|Oops|WARNING:|Call Trace:|KASAN|general protection|possible circular locking|possible recursive locking|inconsistent lock state|UBSAN'
+    sleep 1
+    if ! grep -q 'famfs-tests: start' /tmp/famfs-kmsg.log; then
+        echo "the start marker is missing from /tmp/famfs-kmsg.log"
+        return 1
+    fi
+    if sed -n '/famfs-tests: start/,$p' /tmp/famfs-kmsg.log | grep -E -B2 -A15 "$splat"; then
+        return 1
+    fi
+}

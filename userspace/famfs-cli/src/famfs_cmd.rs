@@ -42,8 +42,7 @@ pub struct Owner {
 
 impl Owner {
     fn ids(&self) -> (u32, u32) {
-        // SAFETY: trivial getters.
-        let (u, g) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (u, g) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         (self.uid.unwrap_or(u), self.gid.unwrap_or(g))
     }
 }
@@ -457,16 +456,9 @@ fn cmd_verify(cli: &Cli, seed: u64, file: &Path) -> Result<()> {
 
 /// Reads an xattr of `path` (a famfs mount's root answers `user.famfs.*`).
 pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    let n = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
     let mut buf = vec![0u8; 64 << 10];
-    // SAFETY: valid C strings and a buffer of the given length.
-    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(r as usize);
+    let n = rustix::fs::getxattr(path, name, &mut buf[..])?;
+    buf.truncate(n);
     Ok(buf)
 }
 
@@ -682,10 +674,14 @@ fn cmd_flush(cli: &Cli, files: &[PathBuf]) -> Result<()> {
             None => t.fs.flush_data(ino)?,
             Some(p) => {
                 let file = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
-                // SAFETY: read-only shared mapping of a file we only flush; never dereferenced as
-                // Rust data while others may change it (the flush does not read the bytes).
-                let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", p.display()))?;
-                famfs_media::cache::flush_slice(&map);
+                // A raw mapping: its bytes are never touched as Rust data (others may change them).
+                let map = memmap2::MmapOptions::new()
+                    .map_raw_read_only(&file)
+                    .with_context(|| format!("cannot map {}", p.display()))?;
+                // Acquire writes dirty lines back and drops them: right for the writer handing
+                // the file over and for the reader taking it (sharing.md).
+                // SAFETY: the range is exactly the live mapping `map`.
+                unsafe { famfs_media::cache::acquire(map.as_ptr(), map.len()) };
             }
         }
     }
@@ -742,7 +738,7 @@ fn set_dax_driver(sys: &Path, want: &famfs_media::DaxDriver) -> Result<()> {
 fn cmd_mount(r: &MountReq) -> Result<()> {
     use famfs_media::DaxDriver;
     // SAFETY: trivial getter.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("famfs mount must be run as root (the server needs CAP_SYS_ADMIN for FUSE passthrough and /dev/famfs)");
     }
     let mpt = std::fs::canonicalize(r.mpt).with_context(|| format!("mount point {}", r.mpt.display()))?;
@@ -827,12 +823,9 @@ fn servers_of(mpt: &Path) -> Vec<u32> {
 
 fn cmd_umount(mpt: &Path) -> Result<()> {
     let canon = std::fs::canonicalize(mpt).with_context(|| format!("cannot resolve {}", mpt.display()))?;
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let is_famfs = mounts.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 2 && Path::new(f[1]) == canon && f[2].starts_with("fuse") && l.contains("famfs")
-    });
-    if !is_famfs {
+    // By the mount table only: statfs of a mount whose server died fails (ENOTCONN), and such a
+    // mount is exactly one to unmount.
+    if !famfs_media::mounts::mount_at(&canon).is_some_and(|m| m.fstype == famfs_media::mounts::FAMFS_FSTYPE) {
         bail!("{} is not a famfs mount", mpt.display());
     }
     let servers = servers_of(&canon);

@@ -31,19 +31,9 @@ pub struct MkfsArgs {
     pub device: PathBuf,
 }
 
-/// Mount points whose source is `dev` (from /proc/mounts).
+/// Mount points whose source is `dev` (from mountinfo, unescaped).
 pub fn mounted_at(dev: &Path) -> Vec<String> {
-    let canon = std::fs::canonicalize(dev).unwrap_or_else(|_| dev.to_path_buf());
-    let Ok(m) = std::fs::read_to_string("/proc/mounts") else { return Vec::new() };
-    m.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let src = it.next()?;
-            let mpt = it.next()?;
-            let same = Path::new(src) == dev || std::fs::canonicalize(src).is_ok_and(|c| c == canon);
-            same.then(|| mpt.replace("\\040", " "))
-        })
-        .collect()
+    famfs_media::mounts::mount_points_of(dev).iter().map(|p| p.display().to_string()).collect()
 }
 
 fn uuid_arg(s: &Option<String>) -> Result<[u8; 16]> {

@@ -13,17 +13,11 @@ pub struct Target {
     pub mpt: Option<PathBuf>,
 }
 
-/// Finds the famfs mount containing `path` (the nearest ancestor holding `.meta/.log`).
+/// Finds the famfs mount containing `path`: the nearest mount point above it, if the kernel says
+/// it is a famfs (mountinfo type `fuse.famfs`, statfs FUSE). A directory merely holding
+/// `.meta/.log` is not one.
 pub fn find_mount(path: &Path) -> Option<PathBuf> {
-    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
-    let mut p = abs.as_path();
-    loop {
-        // The path itself may not exist yet (creat): start from the deepest existing ancestor.
-        if p.join(".meta/.log").exists() {
-            return Some(p.to_path_buf());
-        }
-        p = p.parent()?;
-    }
+    famfs_media::mounts::famfs_mount_containing(path)
 }
 
 impl Target {

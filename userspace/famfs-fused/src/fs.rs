@@ -29,10 +29,12 @@ pub const META_SB_INO: u64 = META_DIR_INO + 1;
 pub const META_LOG_INO: u64 = META_DIR_INO + 2;
 const META_DIR: &str = ".meta";
 
-/// A registered backing file: the module's DAX file and its FUSE backing id, kept for the life
-/// of the mount so that every open of the inode reuses the same id (design.md).
+/// A registered backing file: the FUSE backing id of the module's DAX file of an inode. The id
+/// holds its own reference to the DAX file (the kernel's), so the server keeps no descriptor per
+/// file; the id lives as long as the kernel knows the inode (until `forget`), so that every open of
+/// the inode reuses it (the kernel refuses a second backing file for an inode that is open), and
+/// is made again on the next open after that (design.md).
 struct Backing {
-    _file: std::fs::File,
     id: BackingId,
 }
 
@@ -48,10 +50,77 @@ struct State {
     famfs: Famfs,
     module: Option<ModuleCtx>,
     backing: HashMap<u64, Backing>,
+    /// The kernel's lookup count of each inode it was handed (entry replies), less its forgets:
+    /// at zero the kernel has dropped the inode, and its backing id is closed.
+    lookups: HashMap<u64, u64>,
     /// Directory listings snapshotted at opendir: the namespace only grows, but a listing that
     /// changed between two readdir calls of one stream would skip or repeat names.
     dirs: HashMap<u64, Vec<DirEnt>>,
     next_fh: u64,
+    /// The fs uuid and system uuid of the superblock this mount was made from.
+    mounted: ([u8; 16], [u8; 16]),
+    /// Set (for good) once the superblock no longer holds those uuids: the file system was
+    /// replaced (mkfs -f) or killed (mkfs -k) under the mount. Every file of the mounted
+    /// namespace then fails with ESTALE.
+    stale: Option<String>,
+}
+
+/// How often an idle server checks that the superblock is still the one it mounted.
+const SB_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+impl State {
+    /// Checks that the superblock still holds the uuids this mount was made from; marks the mount
+    /// stale (and says so in the log, once) when not. Returns whether the mount is stale.
+    fn check_superblock(&mut self) -> bool {
+        if self.stale.is_some() {
+            return true;
+        }
+        let why = match self.famfs.media().read_superblock() {
+            Err(e) => format!("the superblock is no longer valid ({e}): the file system was killed"),
+            Ok(sb) if sb.fs_uuid != self.mounted.0 => format!(
+                "the device now holds another file system (fs uuid {} instead of {}): it was re-formatted",
+                famfs_format::format_uuid(&sb.fs_uuid),
+                famfs_format::format_uuid(&self.mounted.0)
+            ),
+            Ok(sb) if sb.system_uuid != self.mounted.1 => format!(
+                "the superblock's master changed (system uuid {} instead of {}): it was re-formatted",
+                famfs_format::format_uuid(&sb.system_uuid),
+                famfs_format::format_uuid(&self.mounted.1)
+            ),
+            Ok(_) => return false,
+        };
+        log::error!(
+            "STALE MOUNT: {why}. Every file of the mounted namespace now fails with ESTALE and new \
+             opens are refused; mappings made before stay (famfs.ko cannot revoke them yet). \
+             Unmount and mount again."
+        );
+        self.stale = Some(why);
+        true
+    }
+
+    /// The kernel was handed `ino` in an entry reply (one more lookup reference).
+    fn looked_up(&mut self, ino: u64) {
+        *self.lookups.entry(ino).or_insert(0) += 1;
+    }
+
+    /// The kernel dropped `nlookup` references to `ino`: at zero it no longer has the inode, so no
+    /// file of it is open, and its backing id (and with it the module's DAX file) is released. The
+    /// meta files keep theirs: their DAX files were made once, at start.
+    fn forget(&mut self, ino: u64, nlookup: u64) {
+        let left = match self.lookups.get_mut(&ino) {
+            Some(n) => {
+                *n = n.saturating_sub(nlookup);
+                *n
+            }
+            None => 0,
+        };
+        if left == 0 {
+            self.lookups.remove(&ino);
+            if ino != META_SB_INO && ino != META_LOG_INO {
+                self.backing.remove(&ino);
+            }
+        }
+    }
 }
 
 /// What an inode is, resolved under the lock.
@@ -69,7 +138,7 @@ enum MetaKind {
 
 /// The famfs FUSE file system (implements [`fuser::Filesystem`]).
 pub struct FamfsFs {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     stats: Arc<Stats>,
     mode: Mode,
     role: Role,
@@ -103,7 +172,33 @@ impl FamfsFs {
             log_len,
             device_size,
             stats,
-            state: Mutex::new(State { famfs, module, backing: HashMap::new(), dirs: HashMap::new(), next_fh: 1 }),
+            state: Arc::new(Mutex::new(State {
+                mounted: (sb.fs_uuid, sb.system_uuid),
+                famfs,
+                module,
+                backing: HashMap::new(),
+                lookups: HashMap::new(),
+                dirs: HashMap::new(),
+                next_fh: 1,
+                stale: None,
+            })),
+        }
+    }
+
+    /// Starts the idle check of the superblock (every [`SB_CHECK_INTERVAL`]); the thread ends
+    /// with the file system.
+    fn watch_superblock(&self) {
+        let weak = Arc::downgrade(&self.state);
+        let r = std::thread::Builder::new().name("sb-watch".into()).spawn(move || loop {
+            std::thread::sleep(SB_CHECK_INTERVAL);
+            let Some(state) = weak.upgrade() else { return };
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.check_superblock() {
+                return;
+            }
+        });
+        if let Err(e) = r {
+            log::warn!("cannot start the superblock watch thread: {e}");
         }
     }
 
@@ -133,6 +228,9 @@ impl FamfsFs {
 
     /// Plays new log entries (cheap when there are none: one superblock and one header read).
     fn replay(&self, st: &mut State) -> Result<famfs_meta::PlayStats, famfs_meta::MetaError> {
+        if st.check_superblock() {
+            return Err(famfs_meta::MetaError::SuperblockChanged);
+        }
         let r = st.famfs.refresh();
         match &r {
             Ok(s) if s.played > 0 => {
@@ -354,7 +452,9 @@ impl FamfsFs {
                 log::error!("FUSE_DEV_IOC_BACKING_OPEN for inode {ino}: {e}");
                 Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
             })?;
-            st.backing.insert(ino, Backing { _file: file, id });
+            // The backing id now holds the file: our descriptor is closed here.
+            drop(file);
+            st.backing.insert(ino, Backing { id });
         }
         Ok(&st.backing[&ino].id)
     }
@@ -366,7 +466,10 @@ impl FamfsFs {
         match name {
             XATTR_LOGPLAY => {
                 let before = st.famfs.played();
-                let s = self.replay(st).map_err(|_| Errno::EIO)?;
+                let s = self.replay(st).map_err(|e| match e {
+                    famfs_meta::MetaError::SuperblockChanged => Errno::ESTALE,
+                    _ => Errno::EIO,
+                })?;
                 Ok(format!(
                     "played {} new entries ({} files, {} dirs, {} problems); {} entries in the log\n",
                     s.played,
@@ -378,7 +481,11 @@ impl FamfsFs {
                 .into_bytes())
             }
             XATTR_STATS => Ok(self.stats.render().into_bytes()),
-            XATTR_MODE => Ok(format!("{} {}\n", self.mode, self.role).into_bytes()),
+            XATTR_MODE => Ok(match &st.stale {
+                None => format!("{} {}\n", self.mode, self.role),
+                Some(why) => format!("{} {} stale: {why}\n", self.mode, self.role),
+            }
+            .into_bytes()),
             _ => Err(Errno::NO_XATTR),
         }
     }
@@ -397,6 +504,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, data: &[u8]) {
 impl Filesystem for FamfsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         self.stats.count(Op::Init);
+        self.watch_superblock();
         if config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS).is_err() {
             log::debug!("kernel has no readdirplus");
         }
@@ -419,28 +527,42 @@ impl Filesystem for FamfsFs {
         self.stats.count(Op::Lookup);
         let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
         let mut st = self.lock();
+        if st.stale.is_some() {
+            return reply.error(Errno::ESTALE);
+        }
         let mut found = self.lookup_in(&st, parent.0, name);
         if found.is_none() && parent.0 != META_DIR_INO {
             // A miss may be a file the master just created: play the tail and look again.
             // Misses are answered with ENOENT, which the kernel does not cache, so the next
             // lookup of the name comes back here.
-            let _ = self.replay(&mut st);
+            if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+                return reply.error(Errno::ESTALE);
+            }
             found = self.lookup_in(&st, parent.0, name);
         }
         match found {
-            Some(attr) => reply.entry(&self.entry_ttl, &attr, Generation(0)),
+            Some(attr) => {
+                st.looked_up(attr.ino.0);
+                reply.entry(&self.entry_ttl, &attr, Generation(0))
+            }
             None => reply.error(Errno::ENOENT),
         }
     }
 
-    fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {
-        // Inodes live as long as the mount (famfs never deletes), so there is nothing to drop.
+    // BATCH_FORGET: fuser's default batch_forget calls this once per inode (its ForgetOne type is
+    // not public, so it cannot be overridden).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.stats.count(Op::Forget);
+        self.lock().forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.stats.count(Op::Getattr);
         let st = self.lock();
+        // The root stays: the mount point can still be stat'ed and unmounted.
+        if st.stale.is_some() && ino.0 != ROOT_INO {
+            return reply.error(Errno::ESTALE);
+        }
         match self.attr_of(&st, ino.0) {
             Some(a) => reply.attr(&self.attr_ttl, &a),
             None => reply.error(Errno::ENOENT),
@@ -477,9 +599,13 @@ impl Filesystem for FamfsFs {
         reply.attr(&self.attr_ttl, &attr);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.stats.count(Op::Open);
         let mut st = self.lock();
+        // Before any file's memory is handed out: is it still the file system we mounted?
+        if st.check_superblock() {
+            return reply.error(Errno::ESTALE);
+        }
         let Some(target) = self.target(&st, ino.0) else { return reply.error(Errno::ENOENT) };
         if let Target::Meta(MetaKind::Dir) = target {
             return reply.error(Errno::EISDIR);
@@ -493,6 +619,11 @@ impl Filesystem for FamfsFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             if let Some(e) = self.write_refused(&st, ino.0) {
                 return reply.error(e);
+            }
+            // The log is root's alone to append to, whatever the mount options: the kernel's
+            // default_permissions check (mode 0644, owner root) is not the only guard.
+            if ino.0 == META_LOG_INO && req.uid() != 0 {
+                return reply.error(Errno::EACCES);
             }
         }
         let fh = st.next_fh;
@@ -525,6 +656,9 @@ impl Filesystem for FamfsFs {
     ) {
         self.stats.count(Op::Read);
         let st = self.lock();
+        if st.stale.is_some() {
+            return reply.error(Errno::ESTALE);
+        }
         match self.fallback_io(&st, ino.0, offset, size as usize, None) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(e),
@@ -545,6 +679,9 @@ impl Filesystem for FamfsFs {
     ) {
         self.stats.count(Op::Write);
         let st = self.lock();
+        if st.stale.is_some() {
+            return reply.error(Errno::ESTALE);
+        }
         if let Some(e) = self.write_refused(&st, ino.0) {
             return reply.error(e);
         }
@@ -569,7 +706,8 @@ impl Filesystem for FamfsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // The backing id stays registered: the next open of the inode reuses it.
+        // The backing id stays registered until the kernel forgets the inode: the next open of
+        // the inode reuses it.
         self.stats.count(Op::Release);
         reply.ok();
     }
@@ -583,7 +721,9 @@ impl Filesystem for FamfsFs {
         self.stats.count(Op::Opendir);
         let mut st = self.lock();
         // A listing shows what the log holds now: play the tail first.
-        let _ = self.replay(&mut st);
+        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+            return reply.error(Errno::ESTALE);
+        }
         let Some(list) = self.listing(&st, ino.0) else {
             return reply.error(if self.target(&st, ino.0).is_some() { Errno::ENOTDIR } else { Errno::ENOENT });
         };
@@ -607,13 +747,22 @@ impl Filesystem for FamfsFs {
 
     fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         self.stats.count(Op::Readdirplus);
-        let st = self.lock();
+        let mut st = self.lock();
+        let st = &mut *st;
         let Some(list) = st.dirs.get(&fh.0) else { return reply.error(Errno::EBADF) };
+        let mut handed = Vec::new();
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let Some(attr) = self.attr_of(&st, e.ino) else { continue };
+            let Some(attr) = self.attr_of(st, e.ino) else { continue };
             if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &self.entry_ttl, &attr, Generation(0)) {
                 break;
             }
+            // The kernel takes a lookup reference on every entry it is handed but "." and "..".
+            if e.name != "." && e.name != ".." {
+                handed.push(e.ino);
+            }
+        }
+        for ino in handed {
+            st.looked_up(ino);
         }
         reply.ok();
     }
@@ -627,7 +776,10 @@ impl Filesystem for FamfsFs {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         self.stats.count(Op::Statfs);
         let mut st = self.lock();
-        let _ = self.replay(&mut st);
+        // df and famfs fsck through the mount then say "Stale file handle".
+        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+            return reply.error(Errno::ESTALE);
+        }
         let bs = SB_REGION_LEN;
         let total = self.device_size / bs;
         let free = st.famfs.bitmap().free_bytes() / bs;

@@ -168,6 +168,7 @@ impl Server {
     /// the mode (module when `/dev/famfs` can be opened, the device is a character device and
     /// `force_fallback` is off).
     pub fn open(opts: &ServerOptions) -> Result<Server, FusedError> {
+        raise_nofile_limit();
         let md = std::fs::metadata(&opts.device).map_err(|e| io_err(&opts.device, e))?;
         let want_module = !opts.force_fallback && md.file_type().is_char_device();
         let module = if want_module {
@@ -261,8 +262,8 @@ impl Server {
 
 /// Module mode: attach the device, make DAX files for the superblock and the log, and play the
 /// log through them. The raw device cannot be mapped when it is bound to `fsdev_dax` (the only
-/// binding the module accepts), so all metadata is read through the module's files: famfs-media
-/// opens them as the meta files of a "mount" made of two symlinks to our own descriptors.
+/// binding the module accepts), so all metadata is read through the module's files, which
+/// famfs-media maps as the meta files of a mount (from our own descriptors, never by path).
 fn open_through_module(control: Control, device: &Path) -> Result<(Famfs, ModuleCtx), FusedError> {
     let modf = |what: &str| {
         let what = what.to_string();
@@ -294,23 +295,29 @@ fn open_through_module(control: Control, device: &Path) -> Result<(Famfs, Module
         Role::Client => (ro, 0o444),
     };
     let log_file = control.create_file(&log_msg, flags, mode, 0, 0).map_err(modf("create the log file"))?;
-    // The server itself only reads the log; appends come from the CLI through the mount.
-    let dir = std::env::temp_dir().join(format!("famfs-fused.{}", std::process::id()));
-    let meta = dir.join(".meta");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&meta).map_err(|e| io_err(&meta, e))?;
-    let link = |name: &str, f: &DaxFile| {
-        use std::os::fd::AsRawFd;
-        let target = format!("/proc/self/fd/{}", f.file.as_raw_fd());
-        std::os::unix::fs::symlink(&target, meta.join(name)).map_err(|e| io_err(&meta.join(name), e))
-    };
-    let opened = link(".superblock", &sb_file)
-        .and_then(|()| link(".log", &log_file))
-        .and_then(|()| Media::open_mount(&dir, Access::ReadOnly).map_err(FusedError::from));
-    let _ = std::fs::remove_dir_all(&dir);
-    let famfs = Famfs::from_media(opened?)?;
+    // The server itself only reads the log; appends come from the CLI through the mount. The
+    // media is built from duplicates of the two files just made: nothing goes through a path.
+    let dup = |f: &DaxFile, what: &str| f.file.try_clone().map_err(|e| io_err(Path::new(what), e));
+    let opened = Media::from_meta_files(device, dup(&sb_file, ".meta/.superblock")?, dup(&log_file, ".meta/.log")?, Access::ReadOnly)?;
+    let famfs = Famfs::from_media(opened)?;
     debug_assert_eq!(famfs.superblock().log_len, sb.log_len);
     Ok((famfs, ModuleCtx { control, _device: dev, sb_file: Some(sb_file), log_file: Some(log_file) }))
+}
+
+/// Raises the soft limit of open descriptors to the hard limit. The server keeps no descriptor per
+/// file (backing ids hold the module's files), but a burst of opens still passes through one
+/// descriptor each while the DAX file is made and registered, and several threads may do so at
+/// once.
+pub fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => log::info!("RLIMIT_NOFILE raised from {soft} to {hard}"),
+            Err(e) => log::warn!("cannot raise RLIMIT_NOFILE from {soft} to {hard}: {e}"),
+        },
+        Ok(_) => {}
+        Err(e) => log::warn!("getrlimit(RLIMIT_NOFILE): {e}"),
+    }
 }
 
 /// The descriptors of this process that are sockets.
@@ -335,18 +342,18 @@ fn socket_fds() -> std::collections::HashSet<i32> {
 /// after /dev/fuse, so by the time fusermount3 sees the end of the socket the connection is
 /// aborted. The helper sockets are the sockets that appeared during the mount.
 fn pin_helper_sockets(before: &std::collections::HashSet<i32>) {
-    // SAFETY: getrlimit fills a local struct.
-    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
-    let high = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
-        (rl.rlim_cur.saturating_sub(16)).clamp(16, 4000) as i32
-    } else {
-        512
+    use nix::sys::resource::{getrlimit, Resource};
+    let high = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => soft.saturating_sub(16).clamp(16, 4000) as i32,
+        Err(_) => 512,
     };
     for fd in socket_fds().difference(before) {
-        // SAFETY: duplicates a descriptor we own; the duplicate is deliberately kept until exit.
-        let dup = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, high) };
-        if dup < 0 {
-            log::warn!("cannot duplicate the fusermount3 socket: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was listed in /proc/self/fd just now and nothing in this process closes
+        // the helper socket (fuser keeps it for the session), so it is open for this borrow.
+        let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) };
+        // The duplicate is deliberately kept (never closed) until exit.
+        if let Err(e) = nix::fcntl::fcntl(sock, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(high)) {
+            log::warn!("cannot duplicate the fusermount3 socket: {e}");
         }
     }
 }

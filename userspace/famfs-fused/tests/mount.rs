@@ -7,7 +7,6 @@ use famfs_meta::{Famfs, Layout, MkfsOptions};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
@@ -22,8 +21,7 @@ fn preflight() {
         assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: these tests need FUSE (modprobe fuse)");
         let ok = Command::new("fusermount3").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
         assert!(ok, "fusermount3 is missing: install Debian's fuse3 package (apt-get install fuse3)");
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(unsafe { libc::geteuid() }, 0, "these tests mount file systems and must run as root");
+        assert!(nix::unistd::geteuid().is_root(), "these tests mount file systems and must run as root");
         // One system uuid file for the whole test process, so that the images we make are ours
         // (master role) in this process and in the servers it starts.
         let p = std::env::temp_dir().join("famfs-fused-tests.system_uuid");
@@ -166,13 +164,10 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     assert_eq!((log.len(), log.permissions().mode() & 0o777), (DEFAULT_LOG_LEN, 0o644));
 
     // statfs: famfs capacity and free space, not the host's.
-    let c = std::ffi::CString::new(fx.mnt.to_str().unwrap()).unwrap();
-    // SAFETY: statvfs into a zeroed struct with a valid path.
-    let mut sv: libc::statvfs = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut sv) }, 0);
+    let sv = nix::sys::statvfs::statvfs(&fx.mnt).unwrap();
     let fs = Famfs::open(&fx.img, Access::ReadOnly).unwrap();
-    assert_eq!(sv.f_blocks * sv.f_frsize, 8 << 30);
-    assert_eq!(sv.f_bfree * sv.f_frsize, fs.bitmap().free_bytes());
+    assert_eq!(sv.blocks() * sv.fragment_size(), 8 << 30);
+    assert_eq!(sv.blocks_free() * sv.fragment_size(), fs.bitmap().free_bytes());
     drop(fs);
 
     // Data reads equal what was written into the image.
@@ -235,12 +230,12 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     // flock on .meta/.log through the mount: exclusive among processes of this host.
     let l1 = File::open(fx.p(".meta/.log")).unwrap();
     let l2 = File::open(fx.p(".meta/.log")).unwrap();
-    // SAFETY: flock on descriptors we own.
-    unsafe {
-        assert_eq!(libc::flock(l1.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), 0);
-        assert_eq!(libc::flock(l2.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), -1);
-        assert_eq!(libc::flock(l1.as_raw_fd(), libc::LOCK_UN), 0);
-        assert_eq!(libc::flock(l2.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB), 0);
+    {
+        use rustix::fs::{flock, FlockOperation as F};
+        assert!(flock(&l1, F::NonBlockingLockExclusive).is_ok());
+        assert!(flock(&l2, F::NonBlockingLockExclusive).is_err());
+        assert!(flock(&l1, F::Unlock).is_ok());
+        assert!(flock(&l2, F::NonBlockingLockExclusive).is_ok());
     }
 
     // Request counts are exposed; in fallback mode reads do reach the server.
@@ -278,12 +273,9 @@ fn unmount(mnt: &Path) -> bool {
 }
 
 fn xattr(p: &Path, name: &str) -> Option<String> {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let n = std::ffi::CString::new(name).unwrap();
     let mut buf = vec![0u8; 8192];
-    // SAFETY: valid C strings and a buffer of the given length.
-    let r = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (r >= 0).then(|| String::from_utf8_lossy(&buf[..r as usize]).into_owned())
+    let n = rustix::fs::getxattr(p, name, &mut buf[..]).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 #[test]
@@ -309,8 +301,7 @@ fn sigterm_unmounts_cleanly_and_writes_stats() {
     assert_eq!(&b[..], &pattern(1, 20)[10..]);
     drop(f);
     let child = fx.child.as_mut().unwrap();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let end = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -326,4 +317,68 @@ fn sigterm_unmounts_cleanly_and_writes_stats() {
     assert!(s.contains(&("init".to_string(), 1)), "{text}");
     assert!(s.iter().any(|(k, v)| k == "read" && *v > 0), "{text}");
     let _ = std::io::stdout().flush();
+}
+
+/// The file system replaced under a mounted server (another host's `mkfs.famfs -f` and new files
+/// at the same paths): old paths never return the new files' bytes; opens, listings and statfs
+/// fail with ESTALE; the mode xattr and the server's log say why.
+#[test]
+fn replaced_file_system_goes_stale() {
+    let mut fx = Fixture::new();
+    let log = fx._dir.path().join("server.log");
+    fx.mount_foreground(&["--log-file", log.to_str().unwrap()]);
+    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
+    // Another file system, same paths, other data, as a re-format by the master would leave.
+    let other = fx._dir.path().join("other");
+    File::create(&other).unwrap().set_len(8 << 30).unwrap();
+    {
+        let media = Media::open(&other, Access::ReadWrite).unwrap();
+        let uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
+        let opts = MkfsOptions {
+            log_len: DEFAULT_LOG_LEN,
+            fs_uuid: *uuid::Uuid::new_v4().as_bytes(),
+            dev_uuid: *uuid::Uuid::new_v4().as_bytes(),
+            system_uuid: uuid,
+            device_name: other.display().to_string(),
+        };
+        famfs_meta::mkfs(&media, &opts).unwrap();
+        drop(media);
+        let mut fs = Famfs::open(&other, Access::ReadWrite).unwrap();
+        fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
+        let f = fs.create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
+        fs.write_data(f, 0, &pattern(9, 1000)).unwrap();
+        fs.create_file(&rp("a/new"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    }
+    let mut head = vec![0u8; 64 << 20];
+    File::open(&other).unwrap().read_exact(&mut head).unwrap();
+    OpenOptions::new().write(true).open(&fx.img).unwrap().write_all_at(&head, 0).unwrap();
+
+    let estale = libc::ESTALE;
+    assert_eq!(errno(File::open(fx.p("a/small"))), estale, "open of an old path");
+    assert_eq!(errno(File::open(fx.p("a/new"))), estale, "lookup of a new path");
+    assert_eq!(errno(std::fs::read_dir(fx.p("a"))), estale, "listing");
+    assert_eq!(errno(nix::sys::statfs::statfs(&fx.mnt).map_err(std::io::Error::from)), estale, "statfs");
+    let mode = xattr(&fx.mnt, "user.famfs.mode").unwrap_or_default();
+    assert!(mode.contains("stale: the device now holds another file system"), "mode xattr: {mode}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("STALE MOUNT") && text.contains("re-formatted"), "server log: {text}");
+    // The mount point itself still answers, and unmounts.
+    assert!(fx.mnt.is_dir());
+    assert!(unmount(&fx.mnt));
+}
+
+/// An idle server notices within a few seconds, without any request.
+#[test]
+fn idle_server_notices_a_killed_superblock() {
+    let mut fx = Fixture::new();
+    let log = fx._dir.path().join("server.log");
+    fx.mount_foreground(&["--log-file", log.to_str().unwrap()]);
+    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
+    // mkfs.famfs -k: the magic zeroed.
+    OpenOptions::new().write(true).open(&fx.img).unwrap().write_all_at(&[0u8; 8], 0).unwrap();
+    wait_until("the server to log the stale mount", 15, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("STALE MOUNT") && t.contains("killed"))
+    });
+    assert_eq!(errno(File::open(fx.p("a/small"))), libc::ESTALE);
+    assert!(unmount(&fx.mnt));
 }

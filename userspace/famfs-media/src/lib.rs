@@ -4,20 +4,20 @@
 //! Everything is addressed by *device offset*. The memory is mapped shared and accessed only by
 //! copying into and out of private buffers ([`Media::read_at`], [`Media::write_at`]): the mapping may be
 //! changed by other processes or hosts at any time, so no Rust reference into it is ever handed out.
-//! Writes are followed by a cache flush, metadata reads are preceded by an invalidation (see
-//! [`cache`]).
+//! Writes are followed by a publish, metadata reads are preceded by an acquire, and the copies
+//! are volatile (see [`cache`] and Documentation/sharing.md).
 //!
 //! A devdax device bound to `device_dax` is mapped directly. One bound to `fsdev_dax` has no mmap
 //! of its own: it is reached through `famfs.ko` (`/dev/famfs`), which is asked for one DAX file
 //! covering the whole device; that file is mapped instead (see [`DaxDriver`]).
 
 pub mod cache;
+pub mod mounts;
 
 use famfs_format::{FormatError, LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET, SB_REGION_LEN, SB_SIZE};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -183,8 +183,7 @@ pub struct LogLock {
 impl Drop for LogLock {
     fn drop(&mut self) {
         if let Some(file) = &self.file {
-            // SAFETY: plain syscall on an fd we own for at least the guard's lifetime.
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            let _ = rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock);
         }
     }
 }
@@ -316,17 +315,36 @@ impl Media {
     pub fn open_mount(mpt: &Path, access: Access) -> Result<Media, MediaError> {
         let sb_path = mpt.join(".meta/.superblock");
         let log_path = mpt.join(".meta/.log");
-        if !sb_path.exists() || !log_path.exists() {
+        // A famfs mount is what the kernel says is one; any directory can hold .meta/.log.
+        if !mounts::mount_at(mpt).is_some_and(|m| m.fstype == mounts::FAMFS_FSTYPE) {
             return Err(MediaError::Unsupported(mpt.into()));
+        }
+        match nix::sys::statfs::statfs(mpt) {
+            // A server that found its file system replaced answers ESTALE: say that.
+            Err(e) => return Err(MediaError::io(mpt, e.into())),
+            Ok(s) if s.filesystem_type() != nix::sys::statfs::FUSE_SUPER_MAGIC => {
+                return Err(MediaError::Unsupported(mpt.into()))
+            }
+            Ok(_) => {}
         }
         // The superblock file is read-only even on the master.
         let sb_file = open_file(&sb_path, Access::ReadOnly)?;
+        let log_file = open_file(&log_path, access)?;
+        Self::from_meta_files(mpt, sb_file, log_file, access)
+    }
+
+    /// Media made of two open meta files: the superblock file (its first 2 MiB mapped read-only)
+    /// and the log file (mapped with `access`; its descriptor also serves the log lock). Nothing
+    /// is opened by path: the FUSE server hands in the module's DAX files it made itself. `label`
+    /// names the media in messages.
+    pub fn from_meta_files(label: &Path, sb_file: File, log_file: File, access: Access) -> Result<Media, MediaError> {
+        let sb_path = label.join(".meta/.superblock");
+        let log_path = label.join(".meta/.log");
         let sb_len = sb_file.metadata().map_err(|e| MediaError::io(&sb_path, e))?.len().min(SB_REGION_LEN);
         if sb_len < SB_SIZE as u64 {
             return Err(MediaError::TooSmall { path: sb_path, size: sb_len });
         }
         let sb_map = map(&sb_file, &sb_path, sb_len, Access::ReadOnly)?;
-        let log_file = open_file(&log_path, access)?;
         let log_len = log_file.metadata().map_err(|e| MediaError::io(&log_path, e))?.len();
         if log_len < LOG_HEADER_SIZE as u64 {
             return Err(MediaError::TooSmall { path: log_path, size: log_len });
@@ -334,7 +352,7 @@ impl Media {
         let log_map = map(&log_file, &log_path, log_len, access)?;
         let mut m = Media {
             kind: MediaKind::MetaFiles,
-            path: mpt.into(),
+            path: label.into(),
             access,
             regions: vec![
                 Region { map: sb_map, base: 0, writable: false },
@@ -406,22 +424,24 @@ impl Media {
     /// Copies `buf.len()` bytes at device offset `off` into `buf` (no cache invalidation).
     pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<(), MediaError> {
         let (r, rel) = self.region(off, buf.len() as u64, "read")?;
-        // SAFETY: the range was checked to lie inside the mapping; the mapping lives as long as self.
-        unsafe { std::ptr::copy_nonoverlapping(r.map.as_ptr().add(rel), buf.as_mut_ptr(), buf.len()) };
+        // SAFETY: the range was checked to lie inside the mapping, which lives as long as self and
+        // cannot overlap a Rust buffer; others may write it meanwhile: the copy is volatile.
+        unsafe { cache::copy_from_shared(r.map.as_ptr().add(rel), buf) };
         Ok(())
     }
 
-    /// Invalidates the cache lines of a range (before reading memory another host may have written).
-    pub fn invalidate(&self, off: u64, len: u64) -> Result<(), MediaError> {
-        let (r, rel) = self.region(off, len, "invalidate")?;
+    /// Acquire ([`cache::acquire`]) of a range: before reading memory another host may have
+    /// written (it also writes back lines this host dirtied).
+    pub fn acquire(&self, off: u64, len: u64) -> Result<(), MediaError> {
+        let (r, rel) = self.region(off, len, "acquire")?;
         // SAFETY: checked range inside the mapping.
-        unsafe { cache::invalidate(r.map.as_ptr().add(rel), len as usize) };
+        unsafe { cache::acquire(r.map.as_ptr().add(rel), len as usize) };
         Ok(())
     }
 
-    /// Invalidates then reads: the way to read shared metadata.
+    /// Acquires then reads: the way to read shared metadata.
     pub fn read_fresh(&self, off: u64, buf: &mut [u8]) -> Result<(), MediaError> {
-        self.invalidate(off, buf.len() as u64)?;
+        self.acquire(off, buf.len() as u64)?;
         self.read_at(off, buf)
     }
 
@@ -434,11 +454,12 @@ impl Media {
         if !r.writable {
             return Err(MediaError::ReadOnly);
         }
-        // SAFETY: checked range inside a writable shared mapping; no Rust reference aliases it.
+        // SAFETY: checked range inside a writable shared mapping, which no Rust reference aliases
+        // and `data` cannot overlap; the copy is volatile, then the range is published.
         unsafe {
             let dst = r.map.as_mut_ptr().add(rel);
-            std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
-            cache::flush(dst, data.len());
+            cache::copy_to_shared(data, dst);
+            cache::publish(dst, data.len());
         }
         Ok(())
     }
@@ -464,14 +485,10 @@ impl Media {
         };
         let file = lock_file.try_clone().map_err(|e| MediaError::io(&self.path, e))?;
         loop {
-            // SAFETY: plain syscall on an fd owned by self.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(LogLock { file: Some(file) });
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(MediaError::io(&self.path, e));
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(LogLock { file: Some(file) }),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(MediaError::io(&self.path, e.into())),
             }
         }
     }
@@ -614,7 +631,11 @@ mod tests {
         let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
         log[..48].copy_from_slice(&LogHeader::new(sb.log_geometry()).encode());
         std::fs::write(dir.path().join(".meta/.log"), &log).unwrap();
-        let m = Media::open(dir.path(), Access::ReadWrite).unwrap();
+        // A directory holding meta files is not a mount.
+        assert!(matches!(Media::open(dir.path(), Access::ReadWrite), Err(MediaError::Unsupported(_))));
+        let f = |n: &str, a| open_file(&dir.path().join(".meta").join(n), a).unwrap();
+        let m = Media::from_meta_files(dir.path(), f(".superblock", Access::ReadOnly), f(".log", Access::ReadWrite), Access::ReadWrite)
+            .unwrap();
         assert_eq!(m.kind(), MediaKind::MetaFiles);
         assert_eq!(m.size(), 8 << 30);
         assert!(!m.has_data());

@@ -359,7 +359,7 @@ impl Famfs {
         }
         for e in info.fmap.extents() {
             // Invalidation writes dirty lines back as well.
-            self.media.invalidate(e.offset, e.len)?;
+            self.media.acquire(e.offset, e.len)?;
         }
         Ok(())
     }

@@ -50,8 +50,7 @@ fn run_ok(cmd: &mut Command) -> Result<()> {
 }
 
 fn is_mounted(mpt: &Path) -> bool {
-    let m = mpt.display().to_string();
-    std::fs::read_to_string("/proc/mounts").map(|s| s.lines().any(|l| l.split(' ').nth(1) == Some(&m))).unwrap_or(false)
+    famfs_media::mounts::is_mount_point(mpt)
 }
 
 /// Mounts `img` in fallback mode; returns the time until the mount answered (ms).

@@ -7,11 +7,61 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use famfs_fused::cli::Args;
 use famfs_fused::{check_mountable, Server, ServerOptions, Stats};
+use nix::sys::signal::{SigSet, Signal};
 use std::io::{BufRead, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The server's logger: env_logger on stderr, until the daemon detaches from its terminal; from
+/// then on (unless --log-file keeps stderr) syslog (facility daemon, ident famfs-fused), which the
+/// journal collects, so that errors of a detached server can be found
+/// (`journalctl -t famfs-fused`).
+struct ServerLog {
+    stderr: env_logger::Logger,
+    syslog: AtomicBool,
+}
+
+static LOGGER: std::sync::OnceLock<ServerLog> = std::sync::OnceLock::new();
+
+impl log::Log for ServerLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        self.stderr.enabled(m)
+    }
+
+    fn log(&self, r: &log::Record) {
+        if !self.stderr.matches(r) {
+            return;
+        }
+        if self.syslog.load(Ordering::Relaxed) {
+            use nix::syslog::Severity as S;
+            let sev = match r.level() {
+                log::Level::Error => S::LOG_ERR,
+                log::Level::Warn => S::LOG_WARNING,
+                log::Level::Info => S::LOG_INFO,
+                _ => S::LOG_DEBUG,
+            };
+            let _ = nix::syslog::syslog(sev, &format!("{}", r.args()));
+        } else {
+            self.stderr.log(r);
+        }
+    }
+
+    fn flush(&self) {
+        self.stderr.flush();
+    }
+}
+
+/// From now on, log to syslog (the daemon's stderr is about to go to /dev/null).
+fn log_to_syslog() {
+    use nix::syslog::{openlog, Facility, LogFlags};
+    if let Some(l) = LOGGER.get() {
+        if openlog(Some(c"famfs-fused"), LogFlags::LOG_PID, Facility::LOG_DAEMON).is_ok() {
+            l.syslog.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 fn secs(v: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(v).with_context(|| format!("bad time {v}"))
@@ -38,7 +88,12 @@ fn main() {
         (_, 1) => "info",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let stderr = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).build();
+    let max = stderr.filter();
+    let logger = LOGGER.get_or_init(|| ServerLog { stderr, syslog: AtomicBool::new(false) });
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(max);
+    }
     if let Err(e) = run(args) {
         eprintln!("famfs-fused: {e:#}");
         std::process::exit(1);
@@ -70,28 +125,24 @@ fn run(args: Args) -> Result<()> {
     }
     // Daemonize before any thread exists (fork only copies the calling thread). The child tells
     // the parent through a pipe whether the mount came up.
-    let mut fds = [0; 2];
-    // SAFETY: plain syscall with a valid two-int array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        bail!("pipe: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 just returned these descriptors; we own them.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: single-threaded here; the child continues with copies of our state.
-    match unsafe { libc::fork() } {
-        -1 => bail!("fork: {}", std::io::Error::last_os_error()),
-        0 => {
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    // SAFETY: no other thread exists yet (the server's threads start in `serve`), so the child
+    // is a complete copy of this process and may allocate, log and run as usual.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Child => {
             drop(rd);
-            // SAFETY: plain syscall; detaches from the terminal's session.
-            unsafe { libc::setsid() };
+            // Detaches from the terminal's session (cannot fail: we are not a group leader).
+            let _ = nix::unistd::setsid();
             let mut wr = std::fs::File::from(wr);
             if let Err(e) = serve(server, &opts, &args, Some(&mut wr), &summary) {
+                // Before READY the parent reports it; after, only the log (syslog) can.
+                log::error!("{e:#}");
                 let _ = writeln!(wr, "ERROR {e:#}");
                 std::process::exit(1);
             }
             std::process::exit(0);
         }
-        _ => {
+        nix::unistd::ForkResult::Parent { .. } => {
             drop(wr);
             drop(server); // the child owns the device now
             // One line: READY, or ERROR and the reason; EOF without it means the child died.
@@ -111,12 +162,8 @@ fn run(args: Args) -> Result<()> {
 
 /// Detaches the mount at `mpt`: umount2(MNT_DETACH) as root, else `fusermount3 -u -z`.
 fn lazy_unmount(mpt: &std::path::Path) {
-    use std::os::unix::ffi::OsStrExt;
-    if let Ok(c) = std::ffi::CString::new(mpt.as_os_str().as_bytes()) {
-        // SAFETY: plain syscall with a valid C string.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-            return;
-        }
+    if nix::mount::umount2(mpt, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+        return;
     }
     match std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(mpt).status() {
         Ok(s) if s.success() => {}
@@ -125,38 +172,39 @@ fn lazy_unmount(mpt: &std::path::Path) {
 }
 
 fn redirect_stderr(path: &std::path::Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("{}", path.display()))?;
-    // SAFETY: dup2 onto fd 2 with a descriptor we own.
-    unsafe { libc::dup2(f.as_raw_fd(), 2) };
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never follows a symlink planted at the log file's path (the server runs as root).
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("{}", path.display()))?;
+    nix::unistd::dup2_stderr(&f).with_context(|| format!("dup2 {} onto stderr", path.display()))?;
     Ok(())
 }
 
 fn redirect_stdio_to_null(keep_stderr: bool) {
-    use std::os::fd::AsRawFd;
+    if !keep_stderr {
+        log_to_syslog();
+    }
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        // SAFETY: dup2 onto the standard descriptors with a descriptor we own.
-        unsafe {
-            libc::dup2(null.as_raw_fd(), 0);
-            libc::dup2(null.as_raw_fd(), 1);
-            if !keep_stderr {
-                libc::dup2(null.as_raw_fd(), 2);
-            }
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        if !keep_stderr {
+            let _ = nix::unistd::dup2_stderr(&null);
         }
     }
 }
 
 /// The signals the server handles in a dedicated thread (blocked everywhere else).
-fn signal_set() -> libc::sigset_t {
-    // SAFETY: sigset manipulation on a local, zero-initialised set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
-            libc::sigaddset(&mut set, s);
-        }
-        set
+fn signal_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
+        set.add(s);
     }
+    set
 }
 
 fn write_stats(stats: &Stats, path: Option<&PathBuf>) {
@@ -169,9 +217,9 @@ fn write_stats(stats: &Stats, path: Option<&PathBuf>) {
 
 fn serve(server: Server, opts: &ServerOptions, args: &Args, ready: Option<&mut std::fs::File>, summary: &str) -> Result<()> {
     let set = signal_set();
-    // SAFETY: blocks the signals in this thread; threads spawned later inherit the mask, so only
-    // the signal thread's sigwait receives them.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // Blocks the signals in this thread; threads spawned later inherit the mask, so only the
+    // signal thread's sigwait receives them.
+    set.thread_block().context("pthread_sigmask")?;
     let stats: Arc<Stats> = server.stats();
     let mut session = server.mount(opts)?;
     let mut unmounter = session.unmount_callable();
@@ -181,13 +229,9 @@ fn serve(server: Server, opts: &ServerOptions, args: &Args, ready: Option<&mut s
         let stats_path = stats_path.clone();
         let mpt_sig = opts.mountpoint.clone();
         std::thread::Builder::new().name("signals".into()).spawn(move || loop {
-            let mut sig = 0;
-            // SAFETY: waits for one of the blocked signals of `set`.
-            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                continue;
-            }
+            let Ok(sig) = set.wait() else { continue };
             write_stats(&stats, stats_path.as_ref());
-            if sig == libc::SIGUSR1 {
+            if sig == Signal::SIGUSR1 {
                 continue;
             }
             log::info!("signal {sig}: unmounting");
