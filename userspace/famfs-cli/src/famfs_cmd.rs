@@ -563,6 +563,9 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) ->
             h.next_index()
         ));
     }
+    if let Some(e) = fs.system_uuid_error() {
+        warnings.push(format!("{e}: this host counts as a client"));
+    }
     let collisions = fs.problems().iter().filter(|p| matches!(p.kind, famfs_meta::ProblemKind::Collision(_))).count();
     let used = bm.used_units() * famfs_alloc::UNIT;
     if json {

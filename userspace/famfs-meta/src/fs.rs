@@ -83,6 +83,7 @@ pub struct Famfs {
     sb: Superblock,
     role: Role,
     local_uuid: Option<UuidBytes>,
+    uuid_error: Option<String>,
     ns: Namespace,
     bitmap: Bitmap,
     next_index: u64,
@@ -118,7 +119,10 @@ impl Famfs {
         }
         let sup = system_uuid_path();
         // A host that cannot create its uuid file (no permission) can still read as a client.
-        let local_uuid = local_system_uuid(&sup).ok();
+        let (local_uuid, uuid_error) = match local_system_uuid(&sup) {
+            Ok(u) => (Some(u), None),
+            Err(e) => (None, Some(format!("system uuid file {}: {e}", sup.display()))),
+        };
         let role = if local_uuid == Some(sb.system_uuid) { Role::Master } else { Role::Client };
         let mut fs = Famfs {
             bitmap: Bitmap::new(dev_size, log_end),
@@ -126,6 +130,7 @@ impl Famfs {
             sb,
             role,
             local_uuid,
+            uuid_error,
             ns: Namespace::default(),
             next_index: 0,
             problems: Vec::new(),
@@ -149,6 +154,11 @@ impl Famfs {
     /// This host's role.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Why this host's system uuid could not be read (it then counts as a client), if it could not.
+    pub fn system_uuid_error(&self) -> Option<&str> {
+        self.uuid_error.as_deref()
     }
 
     /// The media.
