@@ -483,22 +483,37 @@ fn cmd_logplay(cli: &Cli, dry_run: bool, mpt: &Option<PathBuf>) -> Result<()> {
     let t = need_dev_or_mount(cli, &hint, Access::ReadOnly)?;
     let ns = t.fs.namespace();
     println!(
-        "{}played {} log entries: {} files, {} directories{}",
+        "{}played {} log entries: {} files, {} directories{}{}",
         if dry_run { "(dry run) " } else { "" },
         t.fs.played(),
         ns.file_count(),
         ns.dir_count(),
+        match t.fs.daxdevs().len() {
+            0 => String::new(),
+            n => format!(", {n} ADD_DAXDEV"),
+        },
         if t.mpt.is_some() { " (the FUSE server plays the log itself; nothing to instantiate)" } else { "" }
     );
     if cli.verbose > 0 {
         for n in ns.nodes().skip(1) {
             println!("  {} /{}", if n.is_dir() { "dir " } else { "file" }, ns.path_of(n.ino).unwrap_or_default());
         }
+        for d in t.fs.daxdevs() {
+            println!("  {}", daxdev_line(d));
+        }
     }
     for p in t.fs.problems() {
         println!("  warning: {p}");
     }
     Ok(())
+}
+
+fn daxdev_json(d: &famfs_format::DaxdevEntry) -> serde_json::Value {
+    serde_json::json!({"index": d.index, "size": d.size, "uuid": format_uuid(&d.uuid)})
+}
+
+fn daxdev_line(d: &famfs_format::DaxdevEntry) -> String {
+    format!("daxdev index {} size {} uuid {}", d.index, d.size, format_uuid(&d.uuid))
 }
 
 fn fmap_json(f: &Fmap) -> serde_json::Value {
@@ -590,6 +605,7 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) ->
             "files": ns.file_count(), "directories": ns.dir_count(),
             "allocated_bytes": used, "free_bytes": bm.free_bytes(),
             "collisions": collisions, "damage": damage, "warnings": warnings,
+            "daxdevs": fs.daxdevs().iter().map(daxdev_json).collect::<Vec<_>>(),
             "file_list": if cli.verbose > 0 { serde_json::Value::Array(files) } else { serde_json::Value::Null },
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -606,6 +622,10 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) ->
     println!("  directories:  {}", ns.dir_count());
     println!("  allocated:    {} of {} (free {})", sz(used), sz(bm.total_units() * famfs_alloc::UNIT), sz(bm.free_bytes()));
     println!("  collisions:   {collisions}");
+    println!("  daxdevs:      {} ADD_DAXDEV entries{}", fs.daxdevs().len(), if fs.daxdevs().is_empty() { "" } else { " (recorded; only the superblock's device, index 0, is used)" });
+    for d in fs.daxdevs() {
+        println!("  {}", daxdev_line(d));
+    }
     if cli.verbose > 0 {
         for n in ns.nodes() {
             if let Some(f) = n.file() {

@@ -269,3 +269,46 @@ fn c_system_uuid_file_gives_the_roles() {
     assert_eq!(v["role"], json!("client"));
     assert!(v["warnings"].to_string().contains("system uuid file"), "{v:#}");
 }
+
+/// Appends an ADD_DAXDEV entry (index 1, 16 GiB) to the C-made log, as a C master adding a device
+/// would: the entry in the next slot, then the header's counters.
+fn append_daxdev(img: &str) {
+    use famfs_format::{DaxdevEntry, LogEntry, LogEntryBody, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET};
+    use std::io::Read;
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(img).unwrap();
+    let mut h = [0u8; LOG_HEADER_SIZE];
+    f.seek(SeekFrom::Start(LOG_OFFSET)).unwrap();
+    f.read_exact(&mut h).unwrap();
+    let next = u64::from_le_bytes(h[40..48].try_into().unwrap());
+    let e = LogEntry { seqnum: next, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 16 * G, uuid: [0xab; 16], index: 1 }) };
+    f.seek(SeekFrom::Start(LOG_OFFSET + LOG_HEADER_SIZE as u64 + next * LOG_ENTRY_SIZE as u64)).unwrap();
+    f.write_all(&e.encode()).unwrap();
+    f.seek(SeekFrom::Start(LOG_OFFSET + 32)).unwrap();
+    f.write_all(&(next + 1).to_le_bytes()).unwrap();
+    f.write_all(&(next + 1).to_le_bytes()).unwrap();
+}
+
+/// ADD_DAXDEV entries are reported by fsck (text, -v, --json) and logplay -v, and do not make the
+/// file system damaged.
+#[test]
+fn add_daxdev_reported() {
+    let e = Env::new(true);
+    let img = e.img();
+    let v = e.json(&["fsck", "--json", &img]);
+    assert_eq!(v["daxdevs"], json!([]));
+    append_daxdev(&img);
+    let line = "daxdev index 1 size 17179869184 uuid abababab-abab-abab-abab-abababababab";
+    let v = e.json(&["fsck", "--json", &img]);
+    assert_eq!(v["ok"], json!(true), "{v:#}");
+    assert_eq!(v["daxdevs"], json!([{"index": 1, "size": 16 * G, "uuid": "abababab-abab-abab-abab-abababababab"}]));
+    for args in [&["fsck", &img][..], &["fsck", "-v", &img][..]] {
+        let t = e.ok(args);
+        assert!(t.contains("daxdevs:      1 ADD_DAXDEV entries"), "{t}");
+        assert!(t.contains(line), "{t}");
+        assert!(t.trim_end().ends_with("clean"), "{t}");
+    }
+    let t = e.ok(&["logplay", "--device", &img]);
+    assert!(t.contains(", 1 ADD_DAXDEV"), "{t}");
+    let t = e.ok(&["logplay", "-v", "--device", &img]);
+    assert!(t.contains(line), "{t}");
+}
