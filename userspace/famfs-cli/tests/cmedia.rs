@@ -312,3 +312,156 @@ fn add_daxdev_reported() {
     let t = e.ok(&["logplay", "-v", "--device", &img]);
     assert!(t.contains(line), "{t}");
 }
+
+/// Appends a log entry to an image the way a master does (entry, then the header's counters).
+fn append_entry(img: &str, body: famfs_format::LogEntryBody) {
+    use famfs_format::{LogEntry, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET};
+    use std::io::Read;
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(img).unwrap();
+    let mut h = [0u8; LOG_HEADER_SIZE];
+    f.seek(SeekFrom::Start(LOG_OFFSET)).unwrap();
+    f.read_exact(&mut h).unwrap();
+    let next = u64::from_le_bytes(h[40..48].try_into().unwrap());
+    let e = LogEntry { seqnum: next, body };
+    f.seek(SeekFrom::Start(LOG_OFFSET + LOG_HEADER_SIZE as u64 + next * LOG_ENTRY_SIZE as u64)).unwrap();
+    f.write_all(&e.encode()).unwrap();
+    f.seek(SeekFrom::Start(LOG_OFFSET + 32)).unwrap();
+    f.write_all(&(next + 1).to_le_bytes()).unwrap();
+    f.write_all(&(next + 1).to_le_bytes()).unwrap();
+}
+
+/// A device whose size is not a multiple of 2 MiB, with a file the C allocator placed in the
+/// partial last unit: our readers call it clean with a warning, and we never allocate there.
+#[test]
+fn partial_last_unit_read_not_allocated() {
+    use famfs_format::{Extent, FileEntry, FileFlags, Fmap, LogEntryBody, RelPath};
+    let e = Env::new(true);
+    let img = e.img();
+    let dev = C_DEVICE_SIZE - (1 << 20);
+    // The superblock's device size (offset 112, outside the crc) and the device itself.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.seek(SeekFrom::Start(112)).unwrap();
+    f.write_all(&dev.to_le_bytes()).unwrap();
+    f.set_len(dev).unwrap();
+    drop(f);
+    let last = dev / (2 << 20) * (2 << 20); // start of the partial unit
+    let fmap = Fmap::simple(vec![Extent::new(last, 2 << 20)]).unwrap();
+    let body = LogEntryBody::File(FileEntry { size: 4096, flags: FileFlags::READ_WRITE, uid: 0, gid: 0, mode: 0o644, path: RelPath::new("tail").unwrap(), fmap });
+    append_entry(&img, body);
+    let v = e.json(&["fsck", "--json", &img]);
+    assert_eq!(v["ok"], json!(true), "{v:#}");
+    assert_eq!(v["damage"], json!([]));
+    assert!(v["warnings"].to_string().contains("partial last unit"), "{v:#}");
+    let text = e.ok(&["fsck", &img]);
+    assert!(text.trim_end().ends_with("clean"), "{text}");
+    // Fill every free run below the partial unit in one session (one file per run, in device
+    // order: the session's cursor moves forward run by run); then nothing is left, and no extent
+    // reaches the partial unit.
+    let mut used: Vec<(u64, u64)> = c_extents();
+    used.push((0, 10 << 20));
+    used.sort();
+    let (mut pos, mut runs) = (0u64, Vec::new());
+    for (o, l) in used {
+        if o > pos {
+            runs.push(o - pos);
+        }
+        pos = pos.max(o + l);
+    }
+    runs.push(last - pos);
+    assert_eq!(runs.iter().sum::<u64>(), v["free_bytes"].as_u64().unwrap());
+    let specs: Vec<String> = runs.iter().enumerate().map(|(i, r)| format!("fill{i},{r}")).collect();
+    let mut args = vec!["creat", "--device", &img];
+    for s in &specs {
+        args.extend(["-M", s.as_str()]);
+    }
+    e.ok(&args);
+    for i in 0..runs.len() {
+        let (_, x) = extents_of(&e, &img, &format!("/fill{i}"));
+        assert!(x[0].0 + x[0].1 <= last, "allocated up to {:#x}, past the last whole unit {last:#x}", x[0].0 + x[0].1);
+    }
+    let v = e.json(&["fsck", "--json", &img]);
+    assert_eq!((&v["ok"], &v["free_bytes"]), (&json!(true), &json!(0)));
+    let o = e.run(FAMFS, &["creat", "--device", &img, "-s", "1", "/more"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no space"));
+}
+
+/// A fresh image made by our mkfs, this host the master.
+fn fresh(e: &Env, size: u64) -> String {
+    let p = e.path("fresh.img");
+    std::fs::File::create(&p).unwrap().set_len(size).unwrap();
+    let o = e.run(MKFS, &[p.to_str().unwrap()]);
+    assert!(o.status.success());
+    p.to_string_lossy().into_owned()
+}
+
+fn extents_of(e: &Env, img: &str, path: &str) -> (String, Vec<(u64, u64)>) {
+    let g = e.json(&["getmap", "--json", "--device", img, path]);
+    let list = g["fmap"].get("extents").or_else(|| g["fmap"].get("strips")).unwrap().as_array().unwrap();
+    (g["fmap"]["type"].as_str().unwrap().to_string(), list.iter().map(|x| (x["offset"].as_u64().unwrap(), x["len"].as_u64().unwrap())).collect())
+}
+
+/// As the C allocator: an interleaved file smaller than one chunk gets one simple extent; one of
+/// a chunk or more is striped.
+#[test]
+fn small_interleaved_file_is_simple() {
+    let e = Env::new(false);
+    let img = fresh(&e, 8 * G);
+    e.ok(&["creat", "--device", &img, "-s", "1M", "-N", "4", "-B", "8", "/small"]);
+    assert_eq!(extents_of(&e, &img, "/small"), ("simple".into(), vec![(10 << 20, 2 << 20)]));
+    e.ok(&["creat", "--device", &img, "-s", "3M", "-N", "2", "-B", "4", "-C", "4M", "/small4"]);
+    assert_eq!(extents_of(&e, &img, "/small4"), ("simple".into(), vec![(12 << 20, 4 << 20)]));
+    e.ok(&["creat", "--device", &img, "-s", "2M", "-N", "4", "-B", "8", "/chunk"]);
+    let (ty, strips) = extents_of(&e, &img, "/chunk");
+    assert_eq!((ty.as_str(), strips.len()), ("interleaved", 4));
+}
+
+/// As the C allocator: within one locked session (creat -M, cp of several files) contiguous
+/// allocations continue from where the previous one ended; a new session starts first fit.
+#[test]
+fn allocation_cursor_kept_for_a_session() {
+    let e = Env::new(false);
+    let img = fresh(&e, 4 * G);
+    const M: u64 = 1 << 20;
+    // One 2 MiB strip at the start of each 1 GiB bucket: free runs of 1012M, then 1022M each.
+    e.ok(&["creat", "--device", &img, "-s", "8M", "-N", "4", "-B", "4", "/il"]);
+    let (_, mut strips) = extents_of(&e, &img, "/il");
+    strips.sort();
+    assert_eq!(strips, vec![(10 * M, 2 * M), (G, 2 * M), (2 * G, 2 * M), (3 * G, 2 * M)]);
+    // 1020M fits only after the second strip; the 2M file of the same session follows it.
+    e.ok(&["creat", "--device", &img, "-M", "a,1020M", "-M", "b,2M"]);
+    assert_eq!(extents_of(&e, &img, "/a").1, vec![(G + 2 * M, 1020 * M)]);
+    assert_eq!(extents_of(&e, &img, "/b").1, vec![(G + 1022 * M, 2 * M)]);
+    // A new session starts over: first fit.
+    e.ok(&["creat", "--device", &img, "-s", "2M", "/c"]);
+    assert_eq!(extents_of(&e, &img, "/c").1, vec![(12 * M, 2 * M)]);
+    // cp of several files is one session too.
+    std::fs::write(e.path("x1"), vec![1u8; 1500 * M as usize / 1000]).unwrap();
+    e.ok(&["mkdir", "--device", &img, "/d"]);
+    let big = e.path("big");
+    std::fs::File::create(&big).unwrap().set_len(1020 * M).unwrap();
+    e.ok(&["cp", "--device", &img, big.to_str().unwrap(), e.path("x1").to_str().unwrap(), "/d/"]);
+    assert_eq!(extents_of(&e, &img, "/d/big").1, vec![(2 * G + 2 * M, 1020 * M)]);
+    assert_eq!(extents_of(&e, &img, "/d/x1").1, vec![(2 * G + 1022 * M, 2 * M)]);
+}
+
+/// Our mkfs.famfs writes the same superblock bytes as the C one, apart from the uuids, the crc,
+/// the device size and name: magic, versions, log offset and length, alloc unit, and sb_flags
+/// (offset 104) = 0 with its padding.
+#[test]
+fn our_superblock_matches_the_c_bytes() {
+    let e = Env::new(false);
+    let img = fresh(&e, 8 * G);
+    let mut b = vec![0u8; 200];
+    std::io::Read::read_exact(&mut std::fs::File::open(&img).unwrap(), &mut b).unwrap();
+    let c = c_head();
+    assert_eq!(&b[..48], &c[..48], "magic, version, log offset/len, alloc unit, omf version");
+    assert_eq!(&b[104..120], &c[104..120], "sb_flags, padding, device size");
+    // The log header of an empty log vs the C one: magic and length (its counters differ).
+    let lo = 2 << 20;
+    let mut h = vec![0u8; 48];
+    let mut f = std::fs::File::open(&img).unwrap();
+    f.seek(SeekFrom::Start(lo as u64)).unwrap();
+    std::io::Read::read_exact(&mut f, &mut h).unwrap();
+    assert_eq!(&h[..24], &c[lo..lo + 24], "log magic, len, last_index");
+}

@@ -31,6 +31,9 @@ pub enum ProblemKind {
     Conflict(ApplyConflict),
     /// A FILE entry for a path that already exists: left as it is (a warning).
     Duplicate,
+    /// An extent ends in the partial last 2 MiB unit of a device whose size is not a multiple of
+    /// 2 MiB, as the C allocator makes them (a warning: famfs-rs never allocates there).
+    PartialUnit(AllocError),
 }
 
 /// A problem found while playing entry `index`.
@@ -44,7 +47,7 @@ pub struct Problem {
 impl Problem {
     /// Whether this is damage (as opposed to a harmless duplicate).
     pub fn is_damage(&self) -> bool {
-        !matches!(self.kind, ProblemKind::Duplicate)
+        !matches!(self.kind, ProblemKind::Duplicate | ProblemKind::PartialUnit(_))
     }
 }
 
@@ -60,6 +63,7 @@ impl std::fmt::Display for Problem {
             ProblemKind::Conflict(ApplyConflict::Exists { .. }) => write!(f, ": directory over an existing file"),
             ProblemKind::Conflict(ApplyConflict::ParentNotDir) => write!(f, ": a parent is a file"),
             ProblemKind::Duplicate => write!(f, ": path already exists; entry ignored"),
+            ProblemKind::PartialUnit(e) => write!(f, ": {e}"),
         }
     }
 }
@@ -253,8 +257,12 @@ impl Famfs {
                 // Every valid FILE entry owns its extents, even a duplicate path (fsck must see
                 // the space as used to report collisions correctly).
                 for e in f.fmap.extents() {
-                    if let Err(err) = self.bitmap.mark(e) {
-                        self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats);
+                    match self.bitmap.mark(e) {
+                        Ok(()) => {}
+                        Err(err @ AllocError::InPartialUnit { .. }) => {
+                            self.problem(index, Some(&f.path), ProblemKind::PartialUnit(err), stats)
+                        }
+                        Err(err) => self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats),
                     }
                 }
                 let info = FileInfo { size: f.size, flags: f.flags, fmap: f.fmap };
@@ -296,7 +304,7 @@ impl Famfs {
         self.check_writable()?;
         let _lock = self.media.lock_log()?;
         self.refresh()?;
-        f(&mut Appender { fs: self })
+        f(&mut Appender { fs: self, cursor: 0 })
     }
 
     /// Creates a directory (parent must exist).
@@ -378,6 +386,9 @@ impl Famfs {
 /// Appends entries while the log lock is held (see [`Famfs::with_log_lock`]).
 pub struct Appender<'a> {
     fs: &'a mut Famfs,
+    /// Where the next contiguous allocation of this session starts searching (as the C
+    /// allocator's cursor: kept for the whole locked session, from 0 at its start).
+    cursor: u64,
 }
 
 impl Appender<'_> {
@@ -461,7 +472,13 @@ impl Appender<'_> {
         // append leaves it untouched.
         let mut bm = self.fs.bitmap.clone();
         let fmap = match layout {
-            Layout::Contiguous => Fmap::simple(vec![bm.alloc_contiguous(size)?])?,
+            Layout::Contiguous => Fmap::simple(vec![bm.alloc_contiguous_from(size, &mut self.cursor)?])?,
+            // A file smaller than one chunk gets one simple extent, first fit from the start of
+            // the device (the C allocator does the same and resets its cursor).
+            Layout::Interleaved(p) if size < p.chunk_size() => {
+                self.cursor = 0;
+                Fmap::simple(vec![bm.alloc_contiguous_from(size, &mut self.cursor)?])?
+            }
             Layout::Interleaved(p) => {
                 let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
                 Fmap::Interleaved(bm.alloc_interleaved(size, &p, seed)?)
