@@ -455,6 +455,23 @@ impl Appender<'_> {
         Ok(ino)
     }
 
+    /// Logs a new file `dest` with the size, owner, mode and map of the file `src`: the two share
+    /// their memory (a cross-linked file, as the C `famfs clone` makes for testing; fsck reports
+    /// the collision).
+    pub fn clone_file(&mut self, src: &RelPath, dest: &RelPath) -> Result<Ino> {
+        let ns = &self.fs.ns;
+        let node = ns.resolve(src.as_str()).and_then(|i| ns.get(i)).ok_or_else(|| MetaError::NotFound(src.to_string()))?;
+        let f = node.file().ok_or_else(|| MetaError::IsADirectory(src.to_string()))?;
+        let entry = FileEntry { size: f.size, flags: f.flags, uid: node.uid, gid: node.gid, mode: node.mode, path: dest.clone(), fmap: f.fmap.clone() };
+        self.parent_of(dest)?;
+        if self.fs.ns.resolve(dest.as_str()).is_some() {
+            return Err(MetaError::Exists(dest.to_string()));
+        }
+        entry.validate()?;
+        self.append(LogEntryBody::File(entry))?;
+        self.fs.ns.resolve(dest.as_str()).ok_or_else(|| MetaError::NotFound(dest.to_string()))
+    }
+
     /// Allocates memory and creates a file (parent must exist; an existing path is an error).
     pub fn create_file(&mut self, path: &RelPath, size: u64, mode: u32, uid: u32, gid: u32, layout: Layout) -> Result<Ino> {
         if size == 0 {
