@@ -26,6 +26,11 @@ pub enum AllocError {
     Collision { offset: u64, len: u64 },
     #[error("extent [{offset:#x}, +{len:#x}) goes beyond the device ({device_size:#x} bytes)")]
     BeyondDevice { offset: u64, len: u64, device_size: u64 },
+    /// Not damage: the extent ends inside the last, partial 2 MiB unit of a device whose size is
+    /// not a multiple of 2 MiB. The C allocator counts that unit as allocatable (famfs-rs never
+    /// allocates it); the file's bytes past the device end are not reachable.
+    #[error("extent [{offset:#x}, +{len:#x}) reaches {past} bytes past the end of the device ({device_size:#x} bytes, not a multiple of 2 MiB): the C allocator hands out the partial last unit; those bytes do not exist")]
+    InPartialUnit { offset: u64, len: u64, device_size: u64, past: u64 },
     #[error("size 0 cannot be allocated")]
     ZeroSize,
     #[error("bad interleave parameters: {0}")]
@@ -162,10 +167,14 @@ impl Bitmap {
 
     /// Marks an extent of a played FILE entry. Everything inside the device is marked even when
     /// something collides, so one bad entry is reported once and not blamed on later ones.
+    /// An extent ending in the partial last unit of a device whose size is not a multiple of
+    /// 2 MiB (as the C allocator makes them) gives [`AllocError::InPartialUnit`], not
+    /// [`AllocError::BeyondDevice`]; collisions are reported first.
     pub fn mark(&mut self, e: &Extent) -> Result<(), AllocError> {
         let start = e.offset / UNIT;
         let end_units = e.end().div_ceil(UNIT);
         let in_dev_end = end_units.min(self.units);
+        let partial_end = self.device_size.div_ceil(UNIT) * UNIT;
         let mut first_collision = None;
         let mut ncollide = 0;
         for u in start.min(in_dev_end)..in_dev_end {
@@ -175,13 +184,18 @@ impl Bitmap {
             }
         }
         self.set_range(start.min(in_dev_end), in_dev_end - start.min(in_dev_end));
-        if end_units > self.units || e.offset.checked_add(e.len).is_none() {
+        let overflow = e.offset.checked_add(e.len).is_none();
+        if overflow || (end_units > self.units && e.end() > partial_end) {
             return Err(AllocError::BeyondDevice { offset: e.offset, len: e.len, device_size: self.device_size });
         }
-        match first_collision {
-            Some(u) => Err(AllocError::Collision { offset: u * UNIT, len: ncollide * UNIT }),
-            None => Ok(()),
+        if let Some(u) = first_collision {
+            return Err(AllocError::Collision { offset: u * UNIT, len: ncollide * UNIT });
         }
+        if end_units > self.units {
+            let past = e.end() - self.device_size.min(e.end());
+            return Err(AllocError::InPartialUnit { offset: e.offset, len: e.len, device_size: self.device_size, past });
+        }
+        Ok(())
     }
 
     /// First free run of `n` units within units `[lo, hi)`.
@@ -214,14 +228,26 @@ impl Bitmap {
 
     /// First-fit contiguous allocation of `size` bytes rounded up to 2 MiB: one extent.
     pub fn alloc_contiguous(&mut self, size: u64) -> Result<Extent, AllocError> {
+        self.alloc_contiguous_from(size, &mut 0)
+    }
+
+    /// Contiguous allocation from a cursor, as the C allocator does within one locked session
+    /// (several files created under one log lock): the first fit at or after `*cursor` (a byte
+    /// offset), which then moves to the end of the new extent. When nothing fits after the cursor
+    /// the search starts over from the beginning of the device (the C allocator fails there).
+    /// Only whole 2 MiB units inside the device are ever handed out.
+    pub fn alloc_contiguous_from(&mut self, size: u64, cursor: &mut u64) -> Result<Extent, AllocError> {
         if size == 0 {
             return Err(AllocError::ZeroSize);
         }
         let n = size.div_ceil(UNIT);
+        let from = (*cursor / UNIT).min(self.units);
         let start = self
-            .find_run(n, 0, self.units)
+            .find_run(n, from, self.units)
+            .or_else(|| self.find_run(n, 0, self.units))
             .ok_or(AllocError::NoSpace { needed: n * UNIT, free: self.free_bytes() })?;
         self.set_range(start, n);
+        *cursor = (start + n) * UNIT;
         Ok(Extent::new(start * UNIT, n * UNIT))
     }
 
@@ -282,6 +308,43 @@ mod tests {
         assert!(matches!(b.mark(&e), Err(AllocError::Collision { .. })));
         assert!(matches!(b.mark(&Extent::new(4 * G - UNIT, 2 * UNIT)), Err(AllocError::BeyondDevice { .. })));
         assert_eq!(b.alloc_contiguous(0), Err(AllocError::ZeroSize));
+    }
+
+    #[test]
+    fn cursor_kept_then_wraps() {
+        let mut b = Bitmap::new(4 * G, RESERVED);
+        // A hole of one unit at 12M: [10M,12M) and [14M,16M) taken.
+        b.mark(&Extent::new(10 << 20, 2 << 20)).unwrap();
+        b.mark(&Extent::new(14 << 20, 2 << 20)).unwrap();
+        let mut cur = 0;
+        assert_eq!(b.alloc_contiguous_from(4 << 20, &mut cur).unwrap(), Extent::new(16 << 20, 4 << 20));
+        assert_eq!(cur, 20 << 20);
+        // The cursor is past the hole: the next small file goes after it (as C does).
+        assert_eq!(b.alloc_contiguous_from(1, &mut cur).unwrap(), Extent::new(20 << 20, 2 << 20));
+        // Nothing fits after the cursor: start over from the beginning (C would fail).
+        let mut end = 4 * G - UNIT;
+        assert_eq!(b.alloc_contiguous_from(1, &mut end).unwrap(), Extent::new(4 * G - UNIT, UNIT));
+        assert_eq!(b.alloc_contiguous_from(1, &mut end).unwrap(), Extent::new(12 << 20, UNIT));
+        // A fresh cursor is first fit.
+        assert_eq!(b.alloc_contiguous(1).unwrap(), Extent::new(22 << 20, UNIT));
+    }
+
+    #[test]
+    fn partial_last_unit() {
+        let dev = 4 * G + (1 << 20); // not a multiple of 2 MiB
+        let mut b = Bitmap::new(dev, RESERVED);
+        assert_eq!(b.total_units(), 4 * G / UNIT);
+        // An extent covering the partial unit (as the C allocator makes it): not BeyondDevice.
+        let e = Extent::new(4 * G, UNIT);
+        assert_eq!(b.mark(&e), Err(AllocError::InPartialUnit { offset: 4 * G, len: UNIT, device_size: dev, past: 1 << 20 }));
+        assert_eq!(b.clone().mark(&e), Err(AllocError::InPartialUnit { offset: 4 * G, len: UNIT, device_size: dev, past: 1 << 20 }));
+        // One unit further is beyond the device.
+        assert!(matches!(b.mark(&Extent::new(4 * G, 2 * UNIT)), Err(AllocError::BeyondDevice { .. })));
+        // We never hand the partial unit out: filling the device ends at the last whole unit.
+        let free = b.free_bytes();
+        let e = b.alloc_contiguous(free).unwrap();
+        assert_eq!(e.end(), 4 * G);
+        assert!(matches!(b.alloc_contiguous(1), Err(AllocError::NoSpace { .. })));
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub enum Cmd {
         /// Create several files: name,size[,seed] (repeatable; seed fills it like -r -S).
         #[arg(short = 'M', long = "multi", value_name = "NAME,SIZE[,SEED]")]
         multi: Vec<String>,
+        /// Fill files with this many threads (one file per thread at a time).
+        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1)]
+        threads: usize,
         /// The file to create.
         file: Option<PathBuf>,
     },
@@ -114,8 +117,18 @@ pub enum Cmd {
         #[arg(short = 'r', long)]
         recursive: bool,
         /// Copy data with this many threads.
-        #[arg(short = 't', long, default_value_t = 1)]
+        #[arg(short = 't', long = "threadct", visible_alias = "threads", default_value_t = 1)]
         threads: usize,
+        /// Compare each copy with its source afterwards (exit 1 on a difference).
+        #[arg(short = 'c', long)]
+        compare: bool,
+        /// With -r: copy a source directory's contents into an existing DEST directory instead
+        /// of into DEST/NAME (what the C famfs's `cp -r SRC DEST/` does).
+        #[arg(long)]
+        contents: bool,
+        /// Apply this process's umask to -m MODE (as the C famfs does).
+        #[arg(long)]
+        umask: bool,
         #[command(flatten)]
         owner: Owner,
         #[command(flatten)]
@@ -126,16 +139,50 @@ pub enum Cmd {
     },
     /// Check that a file holds the pattern of a seed.
     Verify {
+        /// Seed of the pattern of every -f FILE.
         #[arg(short = 'S', long)]
-        seed: u64,
+        seed: Option<u64>,
+        /// A file to check (repeatable; files may also follow the options).
         #[arg(short = 'f', long)]
-        file: PathBuf,
+        file: Vec<PathBuf>,
+        /// NAME,SEED: a file and its own seed (repeatable).
+        #[arg(short = 'm', long = "multi", value_name = "NAME,SEED")]
+        multi: Vec<String>,
+        /// Check with this many threads (one file per thread at a time).
+        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1)]
+        threads: usize,
+        /// Print nothing; the exit code says whether every file matched.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// More files to check against -S SEED.
+        files: Vec<PathBuf>,
     },
     /// Play the log and report what it holds.
     Logplay {
         /// Dry run (report only).
-        #[arg(short = 'n', long)]
+        #[arg(short = 'n', long, visible_alias = "dryrun")]
         dry_run: bool,
+        /// C famfs: play as a client. Accepted: our log play never writes, on any host.
+        #[arg(short = 'c', long)]
+        client: bool,
+        /// The device or image to play (the same as --device DEV).
+        #[arg(short = 'd', long = "daxdev", value_name = "DEV")]
+        daxdev: Option<PathBuf>,
+        /// C famfs: read the log through mmap. Accepted: the only way here.
+        #[arg(short = 'm', long)]
+        mmap: bool,
+        /// C famfs: read the log with read(2). Accepted: the log is always mapped here.
+        #[arg(short = 'r', long)]
+        read: bool,
+        /// C famfs: play into a shadow YAML tree at PATH. Refused: no shadow trees here.
+        #[arg(short = 'S', long, value_name = "PATH")]
+        shadow: Option<PathBuf>,
+        /// C famfs: shadow-tree self test. Refused: no shadow trees here.
+        #[arg(short = 's', long)]
+        shadowtest: bool,
+        /// C famfs: switch a devdax device to fsdev_dax first. Accepted: not needed here.
+        #[arg(long)]
+        set_daxmode: bool,
         /// Mount point (not needed with --device).
         mpt: Option<PathBuf>,
     },
@@ -148,6 +195,25 @@ pub enum Cmd {
         /// JSON output.
         #[arg(long)]
         json: bool,
+        /// Also report used and free space in N equal buckets of the device (as interleaving
+        /// sees them).
+        #[arg(short = 'B', long, value_name = "N")]
+        nbuckets: Option<u64>,
+        /// C famfs: check even if mounted. Accepted: fsck only reads, mounted or not.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// C famfs: do not use dax. Accepted: images and devices are read alike.
+        #[arg(short = 'D', long)]
+        nodax: bool,
+        /// C famfs: read through mmap. Accepted: the only way here.
+        #[arg(short = 'm', long)]
+        mmap: bool,
+        /// C famfs: read with read(2). Accepted: the metadata is always mapped here.
+        #[arg(short = 'r', long)]
+        read: bool,
+        /// C famfs: switch a devdax device to fsdev_dax first. Accepted: not needed here.
+        #[arg(long)]
+        set_daxmode: bool,
         /// Print help.
         #[arg(long, action = ArgAction::Help)]
         help: Option<bool>,
@@ -165,10 +231,35 @@ pub enum Cmd {
     },
     /// Write a famfs file's content to standard output (handy with --device).
     Cat { file: PathBuf },
-    /// Flush the CPU caches of files' memory.
+    /// Flush the CPU caches of files' memory (every file under a directory; the meta files too
+    /// for the root).
     Flush {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Check every file of a mounted famfs against the log: each regular file must be a logged
+    /// file of the same size, and each logged path must be there.
+    Check {
+        /// The mount point (or a path inside it).
+        mpt: PathBuf,
+    },
+    /// Read a meta file (.meta/.superblock or .meta/.log, or a copy of one) and check it.
+    Chkread {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Log a new file DEST sharing SRC's memory (a cross-linked file, for testing fsck).
+    Clone {
+        /// The existing famfs file.
+        src: PathBuf,
+        /// The new file.
+        dest: PathBuf,
+    },
+    /// C famfs: create the meta files of a standalone mount. Nothing to do here: famfs-fused
+    /// serves .meta/.superblock and .meta/.log itself; says whether DEV is mounted.
+    Mkmeta {
+        /// The device.
+        device: PathBuf,
     },
     /// Mount a famfs through the FUSE server famfs-fused (root only).
     Mount {
@@ -185,10 +276,44 @@ pub enum Cmd {
         /// Serve data from the server itself instead of famfs.ko (slow; needs device_dax).
         #[arg(long)]
         fallback: bool,
+        /// Remount: if MPT is a famfs mount, unmount it first, then mount DEV there.
+        #[arg(short = 'R', long)]
+        remount: bool,
+        /// Cache time by name: always (one year), normal (1 s) or never (0); like -t.
+        #[arg(short = 'c', long, value_name = "always|normal|never", conflicts_with = "timeout")]
+        cache: Option<String>,
+        /// C famfs: use FUSE. Accepted: famfs-rs mounts are always FUSE mounts.
+        #[arg(short = 'f', long)]
+        fuse: bool,
+        /// C famfs: use the standalone v1 kernel module. Refused: famfs-rs has none.
+        #[arg(short = 'F', long)]
+        nofuse: bool,
+        /// C famfs: disable and re-enable the device first. Accepted: --set-daxmode rebinds here.
+        #[arg(short = 'b', long)]
+        bouncedax: bool,
+        /// C famfs: mmap (default) or read(2) access to the meta files. Accepted: always mmap.
+        #[arg(short = 'm', long)]
+        mmap: bool,
+        /// C famfs: see -m. Accepted.
+        #[arg(short = 'r', long)]
+        read: bool,
+        /// C famfs: no allow_other. Refused: the server relies on allow_other and
+        /// default_permissions (fuse-server.md).
+        #[arg(short = 'u', long)]
+        nouseraccess: bool,
+        /// C famfs: no default_permissions. Refused (see -u).
+        #[arg(short = 'p', long)]
+        nodefaultperm: bool,
+        /// C famfs: shadow YAML tree. Refused: no shadow trees here.
+        #[arg(short = 'S', long, value_name = "PATH")]
+        shadow: Option<PathBuf>,
+        /// C famfs: dummy mount of a device. Refused: not implemented here.
+        #[arg(short = 'D', long)]
+        dummy: bool,
         /// The devdax device or image file.
         device: PathBuf,
         /// The directory to mount on.
-        mpt: PathBuf,
+        mpt: Option<PathBuf>,
         /// Extra arguments for famfs-fused.
         #[arg(last = true)]
         extra: Vec<String>,
@@ -228,18 +353,53 @@ fn random_seed() -> u64 {
     u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-#[allow(clippy::too_many_arguments)] // the verb's options, passed straight from clap
-fn cmd_creat(cli: &Cli, size: Option<u64>, randomize: bool, seed: Option<u64>, owner: &Owner, stripe: &Stripe, multi: &[String], file: &Option<PathBuf>) -> Result<()> {
+/// Runs `f` over `items` with up to `threads` threads; returns the errors, in item order.
+fn parallel<T: Sync>(items: &[T], threads: usize, f: impl Fn(&T) -> Result<()> + Sync) -> Vec<(usize, anyhow::Error)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, 64).min(items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(it) = items.get(i) else { break };
+                if let Err(e) = f(it) {
+                    errors.lock().unwrap_or_else(|e| e.into_inner()).push((i, e));
+                }
+            });
+        }
+    });
+    let mut v = errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    v.sort_by_key(|(i, _)| *i);
+    v
+}
+
+/// Options of `famfs creat`.
+struct CreatOpts<'a> {
+    size: Option<u64>,
+    randomize: bool,
+    seed: Option<u64>,
+    owner: &'a Owner,
+    stripe: &'a Stripe,
+    multi: &'a [String],
+    file: &'a Option<PathBuf>,
+    threads: usize,
+}
+
+fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
     // (path, size, seed)
     let mut jobs: Vec<(PathBuf, u64, Option<u64>)> = Vec::new();
-    if let Some(f) = file {
-        let size = size.ok_or_else(|| anyhow!("creat needs -s SIZE"))?;
-        let seed = if randomize || seed.is_some() { Some(seed.unwrap_or_else(random_seed)) } else { None };
+    let mut failed: Vec<String> = Vec::new();
+    if (o.randomize || o.seed.is_some()) && !o.multi.is_empty() {
+        bail!("-r/-S do not combine with -M: give each file's seed in -M NAME,SIZE,SEED");
+    }
+    if let Some(f) = o.file {
+        let size = o.size.ok_or_else(|| anyhow!("creat needs -s SIZE"))?;
+        let seed = if o.randomize || o.seed.is_some() { Some(o.seed.unwrap_or_else(random_seed)) } else { None };
         jobs.push((f.clone(), size, seed));
-    } else if size.is_some() {
+    } else if o.size.is_some() {
         bail!("creat -s needs a FILE");
     }
-    for m in multi {
+    for m in o.multi {
         let parts: Vec<&str> = m.split(',').collect();
         if parts.len() < 2 || parts.len() > 3 {
             bail!("-M {m:?}: expected name,size[,seed]");
@@ -252,26 +412,61 @@ fn cmd_creat(cli: &Cli, size: Option<u64>, randomize: bool, seed: Option<u64>, o
         bail!("nothing to create: give FILE with -s SIZE, or -M name,size[,seed]");
     }
     let mut t = need_dev_or_mount(cli, &jobs[0].0, Access::ReadWrite)?;
-    let layout = stripe.layout(t.fs.superblock().device_size.min(t.fs.bitmap().device_size()))?;
-    let (uid, gid) = owner.ids();
-    let mode = owner.mode.unwrap_or(0o644);
-    let rels: Vec<RelPath> = jobs.iter().map(|(p, _, _)| t.rel(p)).collect::<Result<_>>()?;
-    let created: Vec<Ino> = t.fs.with_log_lock(|a: &mut Appender<'_>| {
-        let mut v = Vec::new();
-        for (rel, (_, size, _)) in rels.iter().zip(&jobs) {
-            v.push(a.create_file(rel, *size, mode, uid, gid, layout)?);
+    let layout = o.stripe.layout(t.fs.superblock().device_size.min(t.fs.bitmap().device_size()))?;
+    let (uid, gid) = o.owner.ids();
+    let mode = o.owner.mode.unwrap_or(0o644);
+    // A bad name in one -M does not stop the others (as the C tool); the exit code says.
+    let single = jobs.len() == 1;
+    let mut good: Vec<(RelPath, u64, Option<u64>)> = Vec::new();
+    for (p, size, seed) in &jobs {
+        match t.rel(p) {
+            Ok(r) => good.push((r, *size, *seed)),
+            Err(e) if single => return Err(e),
+            Err(e) => failed.push(format!("{e:#}")),
         }
-        Ok(v)
-    })?;
-    // A seed we picked ourselves is printed: without it the file could not be verified.
-    let seed_picked = randomize && seed.is_none();
-    for ((ino, rel), (_, size, fill_seed)) in created.iter().zip(&rels).zip(&jobs) {
-        if let Some(seed) = fill_seed {
-            fill_file(&t, *ino, rel, *size, *seed).with_context(|| format!("cannot fill /{rel}"))?;
-            if cli.verbose > 0 || seed_picked {
-                eprintln!("/{rel}: filled with seed {seed}");
+    }
+    let mut created: Vec<(Ino, RelPath, u64, Option<u64>)> = Vec::new();
+    t.fs.with_log_lock(|a: &mut Appender<'_>| {
+        for (rel, size, seed) in &good {
+            // An existing file of the same size is re-initialised (refilled with -r/-S), as the C
+            // tool does; a famfs file cannot change size.
+            let existing = a.namespace().resolve(rel.as_str()).and_then(|i| a.namespace().get(i)).map(|n| (n.ino, n.file().map(|f| f.size)));
+            let r = match existing {
+                Some((ino, Some(sz))) if sz == *size => Ok(ino),
+                Some((_, Some(sz))) => Err(MetaError::Exists(format!("{rel} ({sz} bytes, not {size}: a famfs file cannot change size)"))),
+                Some((_, None)) => Err(MetaError::IsADirectory(rel.to_string())),
+                None => a.create_file(rel, *size, mode, uid, gid, layout),
+            };
+            match r {
+                Ok(ino) => created.push((ino, rel.clone(), *size, *seed)),
+                Err(e) if single => return Err(e),
+                // Out of space or a full log ends the session (as in C); other errors skip one file.
+                Err(e @ (MetaError::Alloc(_) | MetaError::LogFull { .. })) => {
+                    failed.push(e.to_string());
+                    break;
+                }
+                Err(e) => failed.push(e.to_string()),
             }
         }
+        Ok(())
+    })?;
+    // A seed we picked ourselves is printed: without it the file could not be verified.
+    let seed_picked = o.randomize && o.seed.is_none();
+    let fills: Vec<_> = created.iter().filter(|c| c.3.is_some()).collect();
+    let errors = parallel(&fills, o.threads, |(ino, rel, size, seed)| {
+        let seed = seed.unwrap_or_default();
+        fill_file(&t, *ino, rel, *size, seed).with_context(|| format!("cannot fill /{rel}"))?;
+        if cli.verbose > 0 || seed_picked {
+            eprintln!("/{rel}: filled with seed {seed}");
+        }
+        Ok(())
+    });
+    failed.extend(errors.into_iter().map(|(_, e)| format!("{e:#}")));
+    if !failed.is_empty() {
+        for f in &failed {
+            eprintln!("famfs creat: {f}");
+        }
+        bail!("{} of {} files not created", failed.len(), jobs.len());
     }
     Ok(())
 }
@@ -280,7 +475,20 @@ fn cmd_mkdir(cli: &Cli, parents: bool, owner: &Owner, dirs: &[PathBuf]) -> Resul
     let mut t = need_dev_or_mount(cli, &dirs[0], Access::ReadWrite)?;
     let (uid, gid) = owner.ids();
     let mode = owner.mode.unwrap_or(0o755);
-    let rels: Vec<RelPath> = dirs.iter().map(|d| t.rel(d)).collect::<Result<_>>()?;
+    let mut rels: Vec<RelPath> = Vec::new();
+    for d in dirs {
+        // The root (the mount point itself) exists: fine with -p, as for any directory.
+        if t.rel_str(d)?.is_empty() {
+            if !parents {
+                bail!("{}: already exists (the root)", d.display());
+            }
+            continue;
+        }
+        rels.push(t.rel(d)?);
+    }
+    if rels.is_empty() {
+        return Ok(());
+    }
     t.fs.with_log_lock(|a| {
         for r in &rels {
             if parents {
@@ -302,13 +510,32 @@ struct CopyJob {
     ino: Ino,
 }
 
-fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &Stripe, paths: &[PathBuf]) -> Result<()> {
+/// Options of `famfs cp`.
+struct CpOpts<'a> {
+    recursive: bool,
+    threads: usize,
+    compare: bool,
+    contents: bool,
+    umask: bool,
+    owner: &'a Owner,
+    stripe: &'a Stripe,
+}
+
+/// This process's umask (from /proc/self/status; 022 when it cannot be read).
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok())))
+        .unwrap_or(0o022)
+}
+
+fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
     let (srcs, dest) = paths.split_at(paths.len() - 1);
     let dest = &dest[0];
     let mut t = need_dev_or_mount(cli, dest, Access::ReadWrite)?;
-    let layout = stripe.layout(t.fs.bitmap().device_size())?;
-    let (uid, gid) = owner.ids();
-    let fmode = owner.mode;
+    let layout = o.stripe.layout(t.fs.bitmap().device_size())?;
+    let (uid, gid) = o.owner.ids();
+    let fmode = o.owner.mode.map(|m| if o.umask { m & !process_umask() } else { m });
     let dest_rel = t.rel_str(dest)?;
     let dest_is_dir = t.fs.namespace().resolve(&dest_rel).and_then(|i| t.fs.namespace().get(i)).is_some_and(|n| n.is_dir());
     if srcs.len() > 1 && !dest_is_dir {
@@ -316,18 +543,17 @@ fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &St
     }
     // Plan: (src, destination rel path, is_dir)
     let mut plan: Vec<(PathBuf, String, bool)> = Vec::new();
-    fn walk(src: &Path, dst: String, recursive: bool, plan: &mut Vec<(PathBuf, String, bool)>) -> Result<()> {
+    let mut refused: Vec<String> = Vec::new();
+    let join = |dir: &str, name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+    fn walk(src: &Path, dst: String, plan: &mut Vec<(PathBuf, String, bool)>) -> Result<()> {
         let md = std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
         if md.is_dir() {
-            if !recursive {
-                bail!("{} is a directory (use -r)", src.display());
-            }
             plan.push((src.to_path_buf(), dst.clone(), true));
             let mut entries: Vec<_> = std::fs::read_dir(src)?.collect::<std::io::Result<_>>()?;
             entries.sort_by_key(|e| e.file_name());
             for e in entries {
                 let name = e.file_name().to_string_lossy().into_owned();
-                walk(&e.path(), format!("{dst}/{name}"), recursive, plan)?;
+                walk(&e.path(), format!("{dst}/{name}"), plan)?;
             }
         } else if md.is_file() {
             plan.push((src.to_path_buf(), dst, false));
@@ -337,19 +563,37 @@ fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &St
         Ok(())
     }
     for s in srcs {
+        let is_dir = std::fs::metadata(s).with_context(|| format!("cannot read {}", s.display()))?.is_dir();
+        if is_dir && !o.recursive {
+            // As the C tool: the other sources are still copied; the exit code says one was not.
+            refused.push(format!("{} is a directory (use -r)", s.display()));
+            continue;
+        }
         let base = s.file_name().ok_or_else(|| anyhow!("{}: no file name", s.display()))?.to_string_lossy().into_owned();
-        let dst = if dest_is_dir { if dest_rel.is_empty() { base } else { format!("{dest_rel}/{base}") } } else { dest_rel.clone() };
-        walk(s, dst, recursive, &mut plan)?;
+        if is_dir && o.contents && dest_is_dir {
+            let mut entries: Vec<_> = std::fs::read_dir(s)?.collect::<std::io::Result<_>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                walk(&e.path(), join(&dest_rel, &e.file_name().to_string_lossy()), &mut plan)?;
+            }
+            continue;
+        }
+        let dst = if dest_is_dir { join(&dest_rel, &base) } else { dest_rel.clone() };
+        walk(s, dst, &mut plan)?;
     }
     let mut jobs: Vec<CopyJob> = Vec::new();
     let mut skipped = 0;
     t.fs.with_log_lock(|a| {
         for (src, dst, is_dir) in &plan {
             let rel = RelPath::from_fs_path(dst)?;
+            let existing = a.namespace().resolve(rel.as_str()).and_then(|i| a.namespace().get(i)).map(|n| (n.ino, n.is_dir(), n.size()));
             if *is_dir {
-                let exists = a.namespace().resolve(rel.as_str()).is_some();
-                if !exists {
-                    a.mkdir(&rel, fmode.unwrap_or(0o755), uid, gid)?;
+                match existing {
+                    Some((_, true, _)) => {}
+                    Some((_, false, _)) => return Err(MetaError::NotADirectory(rel.to_string())),
+                    None => {
+                        a.mkdir(&rel, fmode.unwrap_or(0o755), uid, gid)?;
+                    }
                 }
                 continue;
             }
@@ -359,6 +603,18 @@ fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &St
                 skipped += 1;
                 continue;
             }
+            // An existing file of the same size is overwritten in place (as the C tool does); a
+            // famfs file cannot change size.
+            if let Some((ino, is_dir, size)) = existing {
+                if is_dir {
+                    return Err(MetaError::IsADirectory(rel.to_string()));
+                }
+                if size != md.len() {
+                    return Err(MetaError::Exists(format!("{rel} ({size} bytes; the source has {}: a famfs file cannot change size)", md.len())));
+                }
+                jobs.push(CopyJob { src: src.clone(), rel, size, ino });
+                continue;
+            }
             use std::os::unix::fs::PermissionsExt;
             let mode = fmode.unwrap_or(md.permissions().mode() & 0o777);
             let ino = a.create_file(&rel, md.len(), mode, uid, gid, layout)?;
@@ -366,6 +622,8 @@ fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &St
         }
         Ok(())
     })?;
+    let threads = o.threads;
+    let compare = o.compare;
     let total: u64 = jobs.iter().map(|j| j.size).sum();
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);
@@ -377,7 +635,6 @@ fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &St
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let threads = threads.clamp(1, 64);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let errors = std::sync::Mutex::new(Vec::<String>::new());
     std::thread::scope(|s| {
@@ -385,7 +642,8 @@ fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &St
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(j) = jobs.get(i) else { break };
-                if let Err(e) = copy_one(&t, j, &bar) {
+                let r = copy_one(&t, j, &bar).and_then(|()| if compare { compare_one(&t, j) } else { Ok(()) });
+                if let Err(e) = r {
                     errors.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", j.src.display()));
                 }
             });
@@ -393,11 +651,36 @@ fn cmd_cp(cli: &Cli, recursive: bool, threads: usize, owner: &Owner, stripe: &St
     });
     bar.finish_and_clear();
     let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
-    for e in &errors {
+    for e in errors.iter().chain(&refused) {
         eprintln!("famfs cp: {e}");
     }
-    if !errors.is_empty() || skipped > 0 {
-        bail!("{} of {} files not copied", errors.len() + skipped, jobs.len() + skipped);
+    if !errors.is_empty() || skipped > 0 || !refused.is_empty() {
+        bail!("{} of {} sources not copied", errors.len() + skipped + refused.len(), jobs.len() + skipped + refused.len());
+    }
+    Ok(())
+}
+
+/// Reads a copy back and compares it with its source (`cp -c`).
+fn compare_one(t: &Target, j: &CopyJob) -> Result<()> {
+    let mut src = std::fs::File::open(&j.src)?;
+    let mut host = match t.host_path(&j.rel) {
+        Some(p) => Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?),
+        None => None,
+    };
+    let n = (4 << 20).min(j.size as usize);
+    let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+    let mut off = 0u64;
+    while off < j.size {
+        let len = (j.size - off).min(n as u64) as usize;
+        src.read_exact(&mut a[..len])?;
+        match &mut host {
+            Some(f) => f.read_exact(&mut b[..len])?,
+            None => t.fs.read_data(j.ino, off, &mut b[..len])?,
+        }
+        if let Some(i) = a[..len].iter().zip(&b[..len]).position(|(x, y)| x != y) {
+            bail!("/{}: the copy differs from its source at offset {}", j.rel, off + i as u64);
+        }
+        off += len as u64;
     }
     Ok(())
 }
@@ -426,8 +709,46 @@ fn copy_one(t: &Target, j: &CopyJob, bar: &indicatif::ProgressBar) -> Result<()>
     Ok(())
 }
 
-fn cmd_verify(cli: &Cli, seed: u64, file: &Path) -> Result<()> {
-    let t = need_dev_or_mount(cli, file, Access::ReadOnly)?;
+/// Options of `famfs verify`.
+struct VerifyOpts<'a> {
+    seed: Option<u64>,
+    files: Vec<PathBuf>,
+    multi: &'a [String],
+    threads: usize,
+    quiet: bool,
+}
+
+fn cmd_verify(cli: &Cli, o: &VerifyOpts) -> Result<bool> {
+    let mut jobs: Vec<(PathBuf, u64)> = Vec::new();
+    if !o.files.is_empty() {
+        let seed = o.seed.ok_or_else(|| anyhow!("verify -f FILE needs -S SEED"))?;
+        jobs.extend(o.files.iter().map(|f| (f.clone(), seed)));
+    }
+    for m in o.multi {
+        let (name, seed) = m.rsplit_once(',').ok_or_else(|| anyhow!("-m {m:?}: expected NAME,SEED"))?;
+        let seed = seed.parse::<u64>().map_err(|_| anyhow!("-m {m:?}: bad seed"))?;
+        jobs.push((PathBuf::from(name), seed));
+    }
+    if jobs.is_empty() {
+        bail!("nothing to verify: give -S SEED -f FILE, or -m NAME,SEED");
+    }
+    let t = need_dev_or_mount(cli, &jobs[0].0, Access::ReadOnly)?;
+    let errors = parallel(&jobs, o.threads, |(file, seed)| {
+        verify_one(&t, file, *seed)?;
+        if cli.verbose > 0 && !o.quiet {
+            println!("{}: matches seed {seed}", file.display());
+        }
+        Ok(())
+    });
+    if !o.quiet {
+        for (_, e) in &errors {
+            eprintln!("famfs verify: {e:#}");
+        }
+    }
+    Ok(errors.is_empty())
+}
+
+fn verify_one(t: &Target, file: &Path, seed: u64) -> Result<()> {
     let rel = t.rel(file)?;
     let ino = t.fs.namespace().resolve(rel.as_str()).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
     let size = t.fs.namespace().get(ino).and_then(|n| n.file()).ok_or_else(|| anyhow!("/{rel}: not a file"))?.size;
@@ -448,9 +769,6 @@ fn cmd_verify(cli: &Cli, seed: u64, file: &Path) -> Result<()> {
         }
         off += n as u64;
     }
-    if cli.verbose > 0 {
-        println!("/{rel}: {size} bytes match seed {seed}");
-    }
     Ok(())
 }
 
@@ -462,9 +780,41 @@ pub fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn cmd_logplay(cli: &Cli, dry_run: bool, mpt: &Option<PathBuf>) -> Result<()> {
+/// Options of `famfs logplay`.
+struct LogplayOpts<'a> {
+    dry_run: bool,
+    client: bool,
+    daxdev: &'a Option<PathBuf>,
+    mmap: bool,
+    read: bool,
+    shadow: &'a Option<PathBuf>,
+    shadowtest: bool,
+    set_daxmode: bool,
+    mpt: &'a Option<PathBuf>,
+}
+
+/// Says on stderr why an option of the C famfs is accepted and does nothing here.
+fn note(verb: &str, given: bool, opt: &str, why: &str) {
+    if given {
+        eprintln!("famfs {verb}: note: {opt} accepted and not needed: {why}");
+    }
+}
+
+const SET_DAXMODE_WHY: &str = "famfs-rs reads devices bound to fsdev_dax (through famfs.ko) and to device_dax alike";
+
+fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
+    if o.shadow.is_some() || o.shadowtest {
+        bail!("logplay -S/--shadow and -s/--shadowtest (shadow YAML trees) belong to the C famfs's FUSE server; famfs-rs has no shadow tree (use logplay -v or fsck --json to see the namespace)");
+    }
+    note("logplay", o.client, "-c/--client", "this log play never writes, on any host");
+    note("logplay", o.mmap, "-m/--mmap", "the log is always mapped");
+    note("logplay", o.read, "-r/--read", "the log is always mapped (and cache lines invalidated first)");
+    note("logplay", o.set_daxmode, "--set-daxmode", SET_DAXMODE_WHY);
+    let device = o.daxdev.clone().or_else(|| cli.device.clone());
+    let dry_run = o.dry_run;
+    let mpt = o.mpt;
     let hint = mpt.clone().unwrap_or_else(|| PathBuf::from("."));
-    if cli.device.is_none() && !dry_run {
+    if device.is_none() && !dry_run {
         // On a mount the server owns the namespace: ask it to play the log tail now.
         if let Some(m) = crate::target::find_mount(&hint) {
             let v = get_xattr(&m, "user.famfs.logplay")
@@ -472,25 +822,40 @@ fn cmd_logplay(cli: &Cli, dry_run: bool, mpt: &Option<PathBuf>) -> Result<()> {
             println!("{}: server {}", m.display(), String::from_utf8_lossy(&v).trim_end());
         }
     }
-    let t = need_dev_or_mount(cli, &hint, Access::ReadOnly)?;
+    let t = Target::open(device.as_deref(), &hint, Access::ReadOnly)?;
     let ns = t.fs.namespace();
     println!(
-        "{}played {} log entries: {} files, {} directories{}",
+        "{}played {} log entries: {} files, {} directories{}{}",
         if dry_run { "(dry run) " } else { "" },
         t.fs.played(),
         ns.file_count(),
         ns.dir_count(),
+        match t.fs.daxdevs().len() {
+            0 => String::new(),
+            n => format!(", {n} ADD_DAXDEV"),
+        },
         if t.mpt.is_some() { " (the FUSE server plays the log itself; nothing to instantiate)" } else { "" }
     );
     if cli.verbose > 0 {
         for n in ns.nodes().skip(1) {
             println!("  {} /{}", if n.is_dir() { "dir " } else { "file" }, ns.path_of(n.ino).unwrap_or_default());
         }
+        for d in t.fs.daxdevs() {
+            println!("  {}", daxdev_line(d));
+        }
     }
     for p in t.fs.problems() {
         println!("  warning: {p}");
     }
     Ok(())
+}
+
+fn daxdev_json(d: &famfs_format::DaxdevEntry) -> serde_json::Value {
+    serde_json::json!({"index": d.index, "size": d.size, "uuid": format_uuid(&d.uuid)})
+}
+
+fn daxdev_line(d: &famfs_format::DaxdevEntry) -> String {
+    format!("daxdev index {} size {} uuid {}", d.index, d.size, format_uuid(&d.uuid))
 }
 
 fn fmap_json(f: &Fmap) -> serde_json::Value {
@@ -522,7 +887,25 @@ fn print_fmap(f: &Fmap, indent: &str) {
 }
 
 /// fsck: returns whether damage was found.
-fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) -> Result<bool> {
+/// Options of `famfs fsck` beyond -h and --json.
+struct FsckExtra {
+    nbuckets: Option<u64>,
+    force: bool,
+    nodax: bool,
+    mmap: bool,
+    read: bool,
+    set_daxmode: bool,
+}
+
+fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x: &FsckExtra) -> Result<bool> {
+    note("fsck", x.force, "-f/--force", "fsck only reads, mounted or not");
+    note("fsck", x.nodax, "-D/--nodax", "images and devices are read alike");
+    note("fsck", x.mmap, "-m/--mmap", "the metadata is always mapped");
+    note("fsck", x.read, "-r/--read", "the metadata is always mapped (and cache lines invalidated first)");
+    note("fsck", x.set_daxmode, "--set-daxmode", SET_DAXMODE_WHY);
+    if x.nbuckets == Some(0) || x.nbuckets.is_some_and(|n| n > famfs_alloc::MAX_BUCKETS) {
+        bail!("-B: between 1 and {} buckets", famfs_alloc::MAX_BUCKETS);
+    }
     let dev = path.clone().or_else(|| cli.device.clone()).ok_or_else(|| anyhow!("fsck needs a device, image or mount path"))?;
     let fs = match Famfs::open(&dev, Access::ReadOnly) {
         Ok(fs) => fs,
@@ -555,8 +938,24 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) ->
             h.next_index()
         ));
     }
+    if let Some(e) = fs.system_uuid_error() {
+        warnings.push(format!("{e}: this host counts as a client"));
+    }
     let collisions = fs.problems().iter().filter(|p| matches!(p.kind, famfs_meta::ProblemKind::Collision(_))).count();
     let used = bm.used_units() * famfs_alloc::UNIT;
+    // Used and free units per bucket (-B N): what interleaved allocation will find.
+    let buckets: Vec<(u64, u64, u64)> = match x.nbuckets {
+        None => Vec::new(),
+        Some(n) => {
+            let per = bm.total_units() / n;
+            (0..n)
+                .map(|b| {
+                    let used = (b * per..(b + 1) * per).filter(|u| bm.is_set(*u)).count() as u64;
+                    (b * per * famfs_alloc::UNIT, used * famfs_alloc::UNIT, (per - used) * famfs_alloc::UNIT)
+                })
+                .collect()
+        }
+    };
     if json {
         let files: Vec<_> = ns
             .nodes()
@@ -579,6 +978,8 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) ->
             "files": ns.file_count(), "directories": ns.dir_count(),
             "allocated_bytes": used, "free_bytes": bm.free_bytes(),
             "collisions": collisions, "damage": damage, "warnings": warnings,
+            "daxdevs": fs.daxdevs().iter().map(daxdev_json).collect::<Vec<_>>(),
+            "buckets": buckets.iter().map(|(o, u, f)| serde_json::json!({"offset": o, "used_bytes": u, "free_bytes": f})).collect::<Vec<_>>(),
             "file_list": if cli.verbose > 0 { serde_json::Value::Array(files) } else { serde_json::Value::Null },
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -595,6 +996,13 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) ->
     println!("  directories:  {}", ns.dir_count());
     println!("  allocated:    {} of {} (free {})", sz(used), sz(bm.total_units() * famfs_alloc::UNIT), sz(bm.free_bytes()));
     println!("  collisions:   {collisions}");
+    for (i, (o, u, f)) in buckets.iter().enumerate() {
+        println!("  bucket {i:2}:    offset {o:#x}: used {}, free {}", sz(*u), sz(*f));
+    }
+    println!("  daxdevs:      {} ADD_DAXDEV entries{}", fs.daxdevs().len(), if fs.daxdevs().is_empty() { "" } else { " (recorded; only the superblock's device, index 0, is used)" });
+    for d in fs.daxdevs() {
+        println!("  {}", daxdev_line(d));
+    }
     if cli.verbose > 0 {
         for n in ns.nodes() {
             if let Some(f) = n.file() {
@@ -609,6 +1017,15 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>) ->
     for d in &damage {
         println!("  DAMAGE: {d}");
     }
+    // The C famfs fsck's capacity lines, for scripts that parse them (--json is the stable
+    // interface).
+    let sum_sizes: u64 = ns.nodes().filter_map(|n| n.file().map(|f| f.size)).sum();
+    println!("Capacity:");
+    println!("  Device capacity:        {}", sz(sb.device_size));
+    println!("  Bitmap capacity:        {}", sz(bm.total_units() * famfs_alloc::UNIT));
+    println!("  Sum of file sizes:      {}", sz(sum_sizes));
+    println!("  Allocated space:        {}", sz(used));
+    println!("  Free space:             {}", sz(bm.free_bytes()));
     println!("{}", if damage.is_empty() { "clean" } else { "damaged" });
     Ok(!damage.is_empty())
 }
@@ -665,27 +1082,163 @@ fn cmd_cat(cli: &Cli, file: &Path) -> Result<()> {
     Ok(())
 }
 
+fn flush_host_file(p: &Path) -> Result<()> {
+    let file = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+    // A raw mapping: its bytes are never touched as Rust data (others may change them).
+    let map = memmap2::MmapOptions::new()
+        .map_raw_read_only(&file)
+        .with_context(|| format!("cannot map {}", p.display()))?;
+    // Acquire writes dirty lines back and drops them: right for the writer handing the file
+    // over and for the reader taking it (sharing.md).
+    // SAFETY: the range is exactly the live mapping `map`.
+    unsafe { famfs_media::cache::acquire(map.as_ptr(), map.len()) };
+    Ok(())
+}
+
 fn cmd_flush(cli: &Cli, files: &[PathBuf]) -> Result<()> {
     let t = need_dev_or_mount(cli, &files[0], Access::ReadOnly)?;
+    let ns = t.fs.namespace();
+    let mut n = 0;
     for f in files {
-        let rel = t.rel(f)?;
-        let ino = t.fs.namespace().resolve(rel.as_str()).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
-        match t.host_path(&rel) {
-            None => t.fs.flush_data(ino)?,
-            Some(p) => {
-                let file = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
-                // A raw mapping: its bytes are never touched as Rust data (others may change them).
-                let map = memmap2::MmapOptions::new()
-                    .map_raw_read_only(&file)
-                    .with_context(|| format!("cannot map {}", p.display()))?;
-                // Acquire writes dirty lines back and drops them: right for the writer handing
-                // the file over and for the reader taking it (sharing.md).
-                // SAFETY: the range is exactly the live mapping `map`.
-                unsafe { famfs_media::cache::acquire(map.as_ptr(), map.len()) };
+        let rel = t.rel_str(f)?;
+        let ino = ns.resolve(&rel).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
+        // A directory: every file under it; the root also has the meta files (superblock, log).
+        let mut todo = vec![ino];
+        if rel.is_empty() {
+            match &t.mpt {
+                Some(m) => {
+                    flush_host_file(&m.join(".meta/.superblock"))?;
+                    flush_host_file(&m.join(".meta/.log"))?;
+                }
+                None => t.fs.media().acquire(0, t.fs.superblock().data_offset())?,
+            }
+            n += 2;
+        }
+        while let Some(i) = todo.pop() {
+            if let Some(children) = ns.children(i) {
+                todo.extend(children.map(|(_, c)| c));
+                continue;
+            }
+            let r = RelPath::from_fs_path(&ns.path_of(i).unwrap_or_default())?;
+            match t.host_path(&r) {
+                None => t.fs.flush_data(i)?,
+                Some(p) => flush_host_file(&p)?,
+            }
+            n += 1;
+        }
+    }
+    if cli.verbose > 0 {
+        println!("flushed {n} files");
+    }
+    Ok(())
+}
+
+/// `famfs check`: every regular file of the mount is a logged file of the same size, and every
+/// logged path is there.
+fn cmd_check(cli: &Cli, mpt: &Path) -> Result<bool> {
+    let t = Target::open(None, mpt, Access::ReadOnly)?;
+    let root = t.mpt.clone().ok_or_else(|| anyhow!("{} is not a famfs mount", mpt.display()))?;
+    let ns = t.fs.namespace();
+    let (mut files, mut dirs, mut errors) = (0u64, 0u64, Vec::<String>::new());
+    let mut stack = vec![root.clone()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+            let e = e?;
+            let p = e.path();
+            if d == root && e.file_name() == ".meta" {
+                continue;
+            }
+            let rel = t.rel_str(&p)?;
+            let md = std::fs::symlink_metadata(&p)?;
+            let node = ns.resolve(&rel).and_then(|i| ns.get(i));
+            seen.insert(rel.clone());
+            if md.is_dir() {
+                dirs += 1;
+                stack.push(p);
+                if !node.is_some_and(|n| n.is_dir()) {
+                    errors.push(format!("/{rel}: a directory the log does not hold"));
+                }
+            } else {
+                files += 1;
+                match node.and_then(|n| n.file()) {
+                    Some(f) if f.size == md.len() => {}
+                    Some(f) => errors.push(format!("/{rel}: size {} but the log says {}", md.len(), f.size)),
+                    None => errors.push(format!("/{rel}: a file the log does not hold")),
+                }
             }
         }
     }
+    for n in ns.nodes().skip(1) {
+        let p = ns.path_of(n.ino).unwrap_or_default();
+        if !seen.contains(&p) {
+            errors.push(format!("/{p}: logged but missing from the mount"));
+        }
+    }
+    for e in &errors {
+        println!("  error: {e}");
+    }
+    if cli.verbose > 0 || !errors.is_empty() {
+        println!("{}: {files} files, {dirs} directories, {} errors", root.display(), errors.len());
+    } else {
+        println!("{}: {files} files, {dirs} directories, 0 errors", root.display());
+    }
+    Ok(errors.is_empty())
+}
+
+/// `famfs chkread`: checks a superblock or log meta file (or a copy of one).
+fn cmd_chkread(file: &Path) -> Result<bool> {
+    use famfs_format::{LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_MAGIC, SB_MAGIC};
+    let b = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let magic = b.get(..8).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+    if magic == SB_MAGIC {
+        let sb = Superblock::decode(&b).with_context(|| format!("{}: bad superblock", file.display()))?;
+        println!("{}: valid superblock (fs uuid {}, log {} bytes, device {} bytes)", file.display(), format_uuid(&sb.fs_uuid), sb.log_len, sb.device_size);
+        return Ok(true);
+    }
+    if magic == LOG_MAGIC {
+        let len = b.get(8..16).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+        let h = LogHeader::decode(&b, len).with_context(|| format!("{}: bad log header", file.display()))?;
+        let n = h.next_index();
+        let mut bad = 0;
+        for i in 0..n {
+            let off = LOG_HEADER_SIZE + i as usize * LOG_ENTRY_SIZE;
+            let ok = b.get(off..off + LOG_ENTRY_SIZE).is_some_and(|e| LogEntry::decode(e, i).is_ok());
+            if !ok {
+                println!("  entry {i}: damaged");
+                bad += 1;
+            }
+        }
+        println!("{}: log with {n} entries, {bad} damaged", file.display());
+        return Ok(bad == 0);
+    }
+    bail!("{}: neither a famfs superblock nor a famfs log (magic {magic:#x})", file.display())
+}
+
+/// `famfs clone`: a new file sharing SRC's memory (cross-linked; fsck reports it).
+fn cmd_clone(cli: &Cli, src: &Path, dest: &Path) -> Result<()> {
+    let mut t = need_dev_or_mount(cli, dest, Access::ReadWrite)?;
+    let s = t.rel(src)?;
+    let d = t.rel(dest)?;
+    t.fs.with_log_lock(|a| a.clone_file(&s, &d))?;
+    eprintln!("famfs clone: /{d} shares the memory of /{s}: fsck reports the two as cross-linked");
     Ok(())
+}
+
+/// `famfs mkmeta`: nothing to create here; says whether the device is mounted.
+fn cmd_mkmeta(device: &Path) -> Result<bool> {
+    let mounts = crate::mkfs_cmd::mounted_at(device);
+    println!("famfs mkmeta: not needed with famfs-rs: famfs-fused serves .meta/.superblock and .meta/.log of every mount itself");
+    match mounts.first() {
+        Some(m) => {
+            println!("{} is mounted at {m}; its meta files are {m}/.meta/.superblock and {m}/.meta/.log", device.display());
+            Ok(true)
+        }
+        None => {
+            println!("{} is not mounted (famfs mount DEV MPT)", device.display());
+            Ok(false)
+        }
+    }
 }
 
 /// Finds an executable next to ours or on PATH.
@@ -697,12 +1250,15 @@ fn find_helper(name: &str) -> Option<PathBuf> {
 
 /// What `famfs mount` was asked for.
 struct MountReq<'a> {
+    remount: bool,
+    refused: Vec<&'static str>,
+    accepted: Vec<(&'static str, &'static str)>,
     timeout: Option<f64>,
     debug: bool,
     set_daxmode: bool,
     fallback: bool,
     device: &'a Path,
-    mpt: &'a Path,
+    mpt: Option<&'a Path>,
     extra: &'a [String],
     verbose: u8,
 }
@@ -737,15 +1293,31 @@ fn set_dax_driver(sys: &Path, want: &famfs_media::DaxDriver) -> Result<()> {
 
 fn cmd_mount(r: &MountReq) -> Result<()> {
     use famfs_media::DaxDriver;
+    if !r.refused.is_empty() {
+        bail!(
+            "famfs mount: {} of the C famfs not supported: {}",
+            r.refused.join(", "),
+            "famfs-rs has no standalone v1 module (-F), no shadow YAML tree (-S) and no dummy mount (-D); \
+             famfs-fused always mounts with allow_other and default_permissions, which its permission \
+             checks rely on (-u, -p; fuse-server.md)"
+        );
+    }
+    for (opt, why) in &r.accepted {
+        note("mount", true, opt, why);
+    }
+    let Some(r_mpt) = r.mpt else { bail!("famfs mount needs DEV and MPT") };
     // SAFETY: trivial getter.
     if !nix::unistd::geteuid().is_root() {
         bail!("famfs mount must be run as root (the server needs CAP_SYS_ADMIN for FUSE passthrough and /dev/famfs)");
     }
-    let mpt = std::fs::canonicalize(r.mpt).with_context(|| format!("mount point {}", r.mpt.display()))?;
+    let mpt = std::fs::canonicalize(r_mpt).with_context(|| format!("mount point {}", r_mpt.display()))?;
     if !mpt.is_dir() {
         bail!("mount point {} is not a directory", mpt.display());
     }
     let device = std::fs::canonicalize(r.device).with_context(|| format!("device {}", r.device.display()))?;
+    if r.remount && is_famfs_mount(&mpt) {
+        cmd_umount(&mpt).with_context(|| format!("remount: cannot unmount {}", mpt.display()))?;
+    }
     let mounts = crate::mkfs_cmd::mounted_at(&device);
     if !mounts.is_empty() {
         bail!("{} is already mounted at {}", device.display(), mounts.join(", "));
@@ -821,11 +1393,18 @@ fn servers_of(mpt: &Path) -> Vec<u32> {
     .collect()
 }
 
+/// Whether `canon` (a canonical path) is a famfs FUSE mount point (/proc/mounts).
+fn is_famfs_mount(canon: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 2 && Path::new(f[1]) == canon && f[2].starts_with("fuse") && l.contains("famfs")
+    })
+}
+
 fn cmd_umount(mpt: &Path) -> Result<()> {
     let canon = std::fs::canonicalize(mpt).with_context(|| format!("cannot resolve {}", mpt.display()))?;
-    // By the mount table only: statfs of a mount whose server died fails (ENOTCONN), and such a
-    // mount is exactly one to unmount.
-    if !famfs_media::mounts::mount_at(&canon).is_some_and(|m| m.fstype == famfs_media::mounts::FAMFS_FSTYPE) {
+    if !is_famfs_mount(&canon) {
         bail!("{} is not a famfs mount", mpt.display());
     }
     let servers = servers_of(&canon);
@@ -856,35 +1435,100 @@ fn cmd_umount(mpt: &Path) -> Result<()> {
 pub fn run(cli: &Cli) -> Result<bool> {
     match &cli.cmd {
         Cmd::Mkdir { parents, owner, dirs } => cmd_mkdir(cli, *parents, owner, dirs).map(|()| true),
-        Cmd::Creat { size, randomize, seed, owner, stripe, multi, file } => {
-            cmd_creat(cli, *size, *randomize, *seed, owner, stripe, multi, file).map(|()| true)
+        Cmd::Creat { size, randomize, seed, owner, stripe, multi, file, threads } => {
+            let o = CreatOpts { size: *size, randomize: *randomize, seed: *seed, owner, stripe, multi, file, threads: *threads };
+            cmd_creat(cli, &o).map(|()| true)
         }
-        Cmd::Cp { recursive, threads, owner, stripe, paths } => cmd_cp(cli, *recursive, *threads, owner, stripe, paths).map(|()| true),
-        Cmd::Verify { seed, file } => cmd_verify(cli, *seed, file).map(|()| true),
-        Cmd::Logplay { dry_run, mpt } => cmd_logplay(cli, *dry_run, mpt).map(|()| true),
-        Cmd::Fsck { human, json, path, .. } => cmd_fsck(cli, *human, *json, path).map(|damaged| !damaged),
+        Cmd::Cp { recursive, threads, compare, contents, umask, owner, stripe, paths } => {
+            let o = CpOpts { recursive: *recursive, threads: (*threads).clamp(1, 64), compare: *compare, contents: *contents, umask: *umask, owner, stripe };
+            cmd_cp(cli, &o, paths).map(|()| true)
+        }
+        Cmd::Verify { seed, file, multi, threads, quiet, files } => {
+            let o = VerifyOpts { seed: *seed, files: file.iter().chain(files).cloned().collect(), multi, threads: *threads, quiet: *quiet };
+            cmd_verify(cli, &o)
+        }
+        Cmd::Logplay { dry_run, client, daxdev, mmap, read, shadow, shadowtest, set_daxmode, mpt } => {
+            let o = LogplayOpts { dry_run: *dry_run, client: *client, daxdev, mmap: *mmap, read: *read, shadow, shadowtest: *shadowtest, set_daxmode: *set_daxmode, mpt };
+            cmd_logplay(cli, &o).map(|()| true)
+        }
+        Cmd::Fsck { human, json, path, nbuckets, force, nodax, mmap, read, set_daxmode, .. } => {
+            let x = FsckExtra { nbuckets: *nbuckets, force: *force, nodax: *nodax, mmap: *mmap, read: *read, set_daxmode: *set_daxmode };
+            cmd_fsck(cli, *human, *json, path, &x).map(|damaged| !damaged)
+        }
         Cmd::Getmap { quiet, json, file } => cmd_getmap(cli, *quiet, *json, file),
         Cmd::Cat { file } => cmd_cat(cli, file).map(|()| true),
         Cmd::Flush { files } => cmd_flush(cli, files).map(|()| true),
-        Cmd::Mount { timeout, debug, set_daxmode, fallback, device, mpt, extra } => cmd_mount(&MountReq {
-            timeout: *timeout,
-            debug: *debug,
-            set_daxmode: *set_daxmode,
-            fallback: *fallback,
-            device,
-            mpt,
-            extra,
-            verbose: cli.verbose,
-        })
-        .map(|()| true),
+        Cmd::Check { mpt } => cmd_check(cli, mpt),
+        Cmd::Chkread { file } => cmd_chkread(file),
+        Cmd::Clone { src, dest } => cmd_clone(cli, src, dest).map(|()| true),
+        Cmd::Mkmeta { device } => cmd_mkmeta(device),
+        Cmd::Mount {
+            timeout, debug, set_daxmode, fallback, remount, cache, fuse, nofuse, bouncedax, mmap, read, nouseraccess, nodefaultperm, shadow, dummy, device, mpt, extra,
+        } => {
+            let mut refused = Vec::new();
+            for (on, opt) in [(*nofuse, "-F/--nofuse"), (shadow.is_some(), "-S/--shadow"), (*dummy, "-D/--dummy"), (*nouseraccess, "-u/--nouseraccess"), (*nodefaultperm, "-p/--nodefaultperm")] {
+                if on {
+                    refused.push(opt);
+                }
+            }
+            let mut accepted = Vec::new();
+            for (on, opt, why) in [
+                (*fuse, "-f/--fuse", "famfs-rs mounts are always FUSE mounts"),
+                (*bouncedax, "-b/--bouncedax", "the device is rebound only when the mode needs it (--set-daxmode)"),
+                (*mmap, "-m/--mmap", "the meta files are always mapped"),
+                (*read, "-r/--read", "the meta files are always mapped"),
+            ] {
+                if on {
+                    accepted.push((opt, why));
+                }
+            }
+            let timeout = match cache.as_deref() {
+                None => *timeout,
+                Some("always") => Some(3600.0 * 24.0 * 365.0),
+                Some("normal") => Some(1.0),
+                Some("never") => Some(0.0),
+                Some(other) => bail!("-c/--cache {other:?}: use always, normal or never"),
+            };
+            cmd_mount(&MountReq {
+                remount: *remount,
+                refused,
+                accepted,
+                timeout,
+                debug: *debug,
+                set_daxmode: *set_daxmode,
+                fallback: *fallback,
+                device,
+                mpt: mpt.as_deref(),
+                extra,
+                verbose: cli.verbose,
+            })
+            .map(|()| true)
+        }
         Cmd::Umount { mpt } => cmd_umount(mpt).map(|()| true),
         Cmd::GenMan { dir } => crate::man::write_all(dir).map(|()| true),
     }
 }
 
+/// `-?` is help, as in the C tools (until a `--`).
+pub fn help_alias(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut seen_dashdash = false;
+    args.into_iter()
+        .map(|a| {
+            if a == "--" {
+                seen_dashdash = true;
+            }
+            if !seen_dashdash && a == "-?" {
+                std::ffi::OsString::from("--help")
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
 /// Entry point of the binary; returns the exit code.
 pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let cli = Cli::parse_from(args);
+    let cli = Cli::parse_from(help_alias(args));
     match run(&cli) {
         Ok(true) => 0,
         Ok(false) => crate::EXIT_ERROR,

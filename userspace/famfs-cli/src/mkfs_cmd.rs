@@ -21,6 +21,16 @@ pub struct MkfsArgs {
     /// Log length (power of two, at least 8M; default 8M).
     #[arg(short = 'l', long, value_parser = crate::parse_size_arg)]
     pub loglen: Option<u64>,
+    /// More detail (the superblock fields written).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// C famfs: format without dax access. Accepted: images and devices are written alike.
+    #[arg(short = 'D', long)]
+    pub nodax: bool,
+    /// C famfs: switch a devdax device to fsdev_dax first. Accepted: famfs-rs writes devices
+    /// bound to fsdev_dax (through famfs.ko) and to device_dax alike.
+    #[arg(long)]
+    pub set_daxmode: bool,
     /// Fixed file system uuid (for reproducible images).
     #[arg(long, hide = true)]
     pub fs_uuid: Option<String>,
@@ -46,6 +56,12 @@ fn uuid_arg(s: &Option<String>) -> Result<[u8; 16]> {
 /// Runs mkfs.famfs.
 pub fn run(a: &MkfsArgs) -> Result<()> {
     let dev = &a.device;
+    if a.nodax {
+        eprintln!("mkfs.famfs: note: -D/--nodax accepted and not needed: images and devices are written alike");
+    }
+    if a.set_daxmode {
+        eprintln!("mkfs.famfs: note: --set-daxmode accepted and not needed: devices bound to fsdev_dax and device_dax are written alike");
+    }
     let mounts = mounted_at(dev);
     if !mounts.is_empty() {
         bail!("{} is mounted at {}; unmount it first", dev.display(), mounts.join(", "));
@@ -105,12 +121,19 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
     println!("  log:         {} ({} entries)", human(sb.log_len), sb.log_geometry().capacity());
     println!("  fs uuid:     {}", format_uuid(&sb.fs_uuid));
     println!("  system uuid: {} (this host is the master)", format_uuid(&sb.system_uuid));
+    if a.verbose > 0 {
+        println!("  device uuid: {}", format_uuid(&sb.dev_uuid));
+        println!("  alloc unit:  {} bytes", sb.alloc_unit);
+        println!("  log offset:  {:#x}", famfs_format::LOG_OFFSET);
+        println!("  data from:   {:#x}", sb.data_offset());
+        println!("  device name: {}", sb.device_name_str());
+    }
     Ok(())
 }
 
 /// Entry point of the binary; returns the exit code.
 pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let a = MkfsArgs::parse_from(args);
+    let a = MkfsArgs::parse_from(crate::famfs_cmd::help_alias(args));
     match run(&a) {
         Ok(()) => 0,
         Err(e) => crate::report("mkfs.famfs", &e),

@@ -1,7 +1,9 @@
 use crate::bytes::{get_arr, get_u32, get_u64, need, put_u32, put_u64};
 use crate::*;
 
-/// Superblock flag: this is the primary superblock (informational).
+/// Superblock flag: this is the primary superblock. The C header defines it, but the C
+/// `mkfs.famfs` writes `sb_flags` = 0 and no reader of either implementation looks at the field;
+/// famfs-rs writes 0 as well, so both make the same bytes (it is not covered by the crc).
 pub const SB_FLAG_PRIMARY: u32 = 1;
 
 /// The superblock exactly as on media (200 bytes, little-endian fields). Its size and every field
@@ -126,7 +128,7 @@ impl Superblock {
             fs_uuid,
             dev_uuid,
             system_uuid,
-            sb_flags: SB_FLAG_PRIMARY,
+            sb_flags: 0,
             device_size,
             daxdev_uuid: [0; 16],
             device_name: name,
@@ -265,7 +267,7 @@ mod tests {
         assert_eq!(&b[64..80], &[2; 16]);
         assert_eq!(&b[80..96], &[3; 16]);
         assert_eq!(&b[96..104], &(crc32(&b[..96]) as u64).to_le_bytes());
-        assert_eq!(&b[104..108], &1u32.to_le_bytes());
+        assert_eq!(&b[104..108], &0u32.to_le_bytes()); // as the C mkfs.famfs writes it
         assert_eq!(&b[108..112], &[0; 4]);
         assert_eq!(&b[112..120], &(8u64 << 30).to_le_bytes());
         assert_eq!(&b[136..147], b"/dev/dax0.0");

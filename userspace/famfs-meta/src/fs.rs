@@ -31,6 +31,9 @@ pub enum ProblemKind {
     Conflict(ApplyConflict),
     /// A FILE entry for a path that already exists: left as it is (a warning).
     Duplicate,
+    /// An extent ends in the partial last 2 MiB unit of a device whose size is not a multiple of
+    /// 2 MiB, as the C allocator makes them (a warning: famfs-rs never allocates there).
+    PartialUnit(AllocError),
 }
 
 /// A problem found while playing entry `index`.
@@ -44,7 +47,7 @@ pub struct Problem {
 impl Problem {
     /// Whether this is damage (as opposed to a harmless duplicate).
     pub fn is_damage(&self) -> bool {
-        !matches!(self.kind, ProblemKind::Duplicate)
+        !matches!(self.kind, ProblemKind::Duplicate | ProblemKind::PartialUnit(_))
     }
 }
 
@@ -60,6 +63,7 @@ impl std::fmt::Display for Problem {
             ProblemKind::Conflict(ApplyConflict::Exists { .. }) => write!(f, ": directory over an existing file"),
             ProblemKind::Conflict(ApplyConflict::ParentNotDir) => write!(f, ": a parent is a file"),
             ProblemKind::Duplicate => write!(f, ": path already exists; entry ignored"),
+            ProblemKind::PartialUnit(e) => write!(f, ": {e}"),
         }
     }
 }
@@ -83,6 +87,7 @@ pub struct Famfs {
     sb: Superblock,
     role: Role,
     local_uuid: Option<UuidBytes>,
+    uuid_error: Option<String>,
     ns: Namespace,
     bitmap: Bitmap,
     next_index: u64,
@@ -118,7 +123,10 @@ impl Famfs {
         }
         let sup = system_uuid_path();
         // A host that cannot create its uuid file (no permission) can still read as a client.
-        let local_uuid = local_system_uuid(&sup).ok();
+        let (local_uuid, uuid_error) = match local_system_uuid(&sup) {
+            Ok(u) => (Some(u), None),
+            Err(e) => (None, Some(format!("system uuid file {}: {e}", sup.display()))),
+        };
         let role = if local_uuid == Some(sb.system_uuid) { Role::Master } else { Role::Client };
         let mut fs = Famfs {
             bitmap: Bitmap::new(dev_size, log_end),
@@ -126,6 +134,7 @@ impl Famfs {
             sb,
             role,
             local_uuid,
+            uuid_error,
             ns: Namespace::default(),
             next_index: 0,
             problems: Vec::new(),
@@ -149,6 +158,11 @@ impl Famfs {
     /// This host's role.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Why this host's system uuid could not be read (it then counts as a client), if it could not.
+    pub fn system_uuid_error(&self) -> Option<&str> {
+        self.uuid_error.as_deref()
     }
 
     /// The media.
@@ -243,8 +257,12 @@ impl Famfs {
                 // Every valid FILE entry owns its extents, even a duplicate path (fsck must see
                 // the space as used to report collisions correctly).
                 for e in f.fmap.extents() {
-                    if let Err(err) = self.bitmap.mark(e) {
-                        self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats);
+                    match self.bitmap.mark(e) {
+                        Ok(()) => {}
+                        Err(err @ AllocError::InPartialUnit { .. }) => {
+                            self.problem(index, Some(&f.path), ProblemKind::PartialUnit(err), stats)
+                        }
+                        Err(err) => self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats),
                     }
                 }
                 let info = FileInfo { size: f.size, flags: f.flags, fmap: f.fmap };
@@ -286,7 +304,7 @@ impl Famfs {
         self.check_writable()?;
         let _lock = self.media.lock_log()?;
         self.refresh()?;
-        f(&mut Appender { fs: self })
+        f(&mut Appender { fs: self, cursor: 0 })
     }
 
     /// Creates a directory (parent must exist).
@@ -368,6 +386,9 @@ impl Famfs {
 /// Appends entries while the log lock is held (see [`Famfs::with_log_lock`]).
 pub struct Appender<'a> {
     fs: &'a mut Famfs,
+    /// Where the next contiguous allocation of this session starts searching (as the C
+    /// allocator's cursor: kept for the whole locked session, from 0 at its start).
+    cursor: u64,
 }
 
 impl Appender<'_> {
@@ -434,6 +455,23 @@ impl Appender<'_> {
         Ok(ino)
     }
 
+    /// Logs a new file `dest` with the size, owner, mode and map of the file `src`: the two share
+    /// their memory (a cross-linked file, as the C `famfs clone` makes for testing; fsck reports
+    /// the collision).
+    pub fn clone_file(&mut self, src: &RelPath, dest: &RelPath) -> Result<Ino> {
+        let ns = &self.fs.ns;
+        let node = ns.resolve(src.as_str()).and_then(|i| ns.get(i)).ok_or_else(|| MetaError::NotFound(src.to_string()))?;
+        let f = node.file().ok_or_else(|| MetaError::IsADirectory(src.to_string()))?;
+        let entry = FileEntry { size: f.size, flags: f.flags, uid: node.uid, gid: node.gid, mode: node.mode, path: dest.clone(), fmap: f.fmap.clone() };
+        self.parent_of(dest)?;
+        if self.fs.ns.resolve(dest.as_str()).is_some() {
+            return Err(MetaError::Exists(dest.to_string()));
+        }
+        entry.validate()?;
+        self.append(LogEntryBody::File(entry))?;
+        self.fs.ns.resolve(dest.as_str()).ok_or_else(|| MetaError::NotFound(dest.to_string()))
+    }
+
     /// Allocates memory and creates a file (parent must exist; an existing path is an error).
     pub fn create_file(&mut self, path: &RelPath, size: u64, mode: u32, uid: u32, gid: u32, layout: Layout) -> Result<Ino> {
         if size == 0 {
@@ -451,7 +489,13 @@ impl Appender<'_> {
         // append leaves it untouched.
         let mut bm = self.fs.bitmap.clone();
         let fmap = match layout {
-            Layout::Contiguous => Fmap::simple(vec![bm.alloc_contiguous(size)?])?,
+            Layout::Contiguous => Fmap::simple(vec![bm.alloc_contiguous_from(size, &mut self.cursor)?])?,
+            // A file smaller than one chunk gets one simple extent, first fit from the start of
+            // the device (the C allocator does the same and resets its cursor).
+            Layout::Interleaved(p) if size < p.chunk_size() => {
+                self.cursor = 0;
+                Fmap::simple(vec![bm.alloc_contiguous_from(size, &mut self.cursor)?])?
+            }
             Layout::Interleaved(p) => {
                 let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
                 Fmap::Interleaved(bm.alloc_interleaved(size, &p, seed)?)

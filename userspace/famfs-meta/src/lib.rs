@@ -20,7 +20,7 @@ mod role;
 pub use famfs_media::{Access, MediaKind};
 pub use fs::{Appender, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind, mkfs, MAX_DEVICE_SIZE};
 pub use namespace::{ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, ROOT_INO};
-pub use role::{local_system_uuid, system_uuid_path, Role, SYSTEM_UUID_ENV, SYSTEM_UUID_PATH};
+pub use role::{local_system_uuid, parse_uuid_file, system_uuid_path, Role, SYSTEM_UUID_ENV, SYSTEM_UUID_PATH};
 
 use famfs_alloc::AllocError;
 use famfs_format::FormatError;
