@@ -59,6 +59,10 @@ struct PathArgs {
     /// Where this runs: vm-tcg, vm-kvm, host.
     #[arg(long, default_value = "host")]
     env: String,
+    /// Prefix of the section names (e.g. `cxl-` for the CXL-model boot; none for the RAM-speed
+    /// device, whose tables are the main ones).
+    #[arg(long, default_value = "")]
+    prefix: String,
     /// Append JSON-lines records here (default stdout).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -69,7 +73,7 @@ impl PathArgs {
     fn params(self, window: u64, bytes: u64, reps: usize, touch_reps: usize) -> (DataParams, Option<PathBuf>) {
         let famfs = self.famfs_targets.unwrap_or(self.label == "module" || self.label == "fuse");
         let touch_size = self.touch_size.unwrap_or(self.size);
-        let p = DataParams { label: self.label, env: self.env, window, touch_size, bytes, reps, touch_reps, threads: self.threads, famfs, prefix: String::new(), ceiling: "raw".into() };
+        let p = DataParams { label: self.label, env: self.env, window, touch_size, bytes, reps, touch_reps, threads: self.threads, famfs, prefix: self.prefix, ceiling: "raw".into() };
         (p, self.out)
     }
 }
