@@ -49,7 +49,7 @@ fn run_ok(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn is_mounted(mpt: &Path) -> bool {
+pub(crate) fn is_mounted(mpt: &Path) -> bool {
     let m = mpt.display().to_string();
     std::fs::read_to_string("/proc/mounts").map(|s| s.lines().any(|l| l.split(' ').nth(1) == Some(&m))).unwrap_or(false)
 }
