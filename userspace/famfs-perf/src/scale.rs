@@ -75,9 +75,11 @@ fn server_pid(mpt: &Path) -> Option<u32> {
     None
 }
 
+/// The server's own memory: anonymous resident pages (RssAnon). Its mapping of the device or
+/// image (RssFile, RssShmem) is the data it serves in fallback mode, not per-file state.
 fn rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix(" kB")?.trim().parse().ok())
+    s.lines().find_map(|l| l.strip_prefix("RssAnon:")?.trim().strip_suffix(" kB")?.trim().parse().ok())
 }
 
 fn fd_count(pid: u32) -> Option<u64> {
@@ -272,13 +274,13 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
     let fds = pid.and_then(fd_count);
     let slab1 = slab_kb();
     let kib = |v: Option<u64>, what: &str| v.map(|x| vec![x as f64]).ok_or_else(|| anyhow!("{what} not found"));
-    out(rec("server-rss-mount", format!("server RSS after mount ({n} files)"), "KiB", false), kib(rss_mount, "server process"));
+    out(rec("server-rss-mount", format!("server anonymous RSS after mount ({n} files)"), "KiB", false), kib(rss_mount, "server process"));
     let per_file = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => Ok(vec![(a as f64 * 1024.0) / n as f64, (b as f64 - a as f64) * 1024.0 / n as f64]),
         _ => Err(anyhow!("server process not found")),
     };
     out(
-        rec("server-bytes-per-file", "server memory per file: RSS at mount / N, and growth after every file was opened / N".into(), "bytes", false),
+        rec("server-bytes-per-file", "server memory per file (anonymous RSS): at mount / N, and growth after every file was opened / N".into(), "bytes", false),
         opened.as_ref().map_err(|e| anyhow!("{e:#}")).and_then(|_| per_file(rss_mount, rss_open)),
     );
     out(rec("server-fds", format!("server descriptors after opening all {n} files"), "fds", false), kib(fds, "server process"));
