@@ -57,24 +57,11 @@ fn block_label(b: usize) -> String {
 
 impl Op {
     pub fn key(&self) -> String {
-        format!(
-            "{}/{}-{}/{}/t{}",
-            self.api.name(),
-            if self.random { "rand" } else { "seq" },
-            if self.write { "write" } else { "read" },
-            block_label(self.block),
-            self.threads
-        )
+        format!("{}/{}-{}/{}/t{}", self.api.name(), if self.random { "rand" } else { "seq" }, if self.write { "write" } else { "read" }, block_label(self.block), self.threads)
     }
     pub fn figure(&self) -> String {
         let t = if self.threads > 1 { format!(", {} threads", self.threads) } else { String::new() };
-        format!(
-            "{} {} {} {}{t}",
-            self.api.label(self.write),
-            if self.random { "random" } else { "sequential" },
-            if self.write { "write" } else { "read" },
-            block_label(self.block)
-        )
+        format!("{} {} {} {}{t}", self.api.label(self.write), if self.random { "random" } else { "sequential" }, if self.write { "write" } else { "read" }, block_label(self.block))
     }
     /// The raw device's mmap figure with the same pattern: every data figure's ceiling.
     pub fn ceiling_key(&self) -> String {
@@ -257,6 +244,11 @@ impl Source {
     pub fn has_rw(&self) -> bool {
         !matches!(self, Source::Device { rw: false, .. })
     }
+
+    /// Whether writes through a mapping are followed by msync (not on device_dax).
+    pub fn has_msync(&self) -> bool {
+        self.has_rw()
+    }
 }
 
 /// Maps the first `window` bytes of the source read-write and faults every page in (write),
@@ -269,9 +261,18 @@ pub fn bench_map(src: &Source, window: u64) -> Result<Map> {
     Ok(map)
 }
 
+/// Samples of one bandwidth figure: MB/s of the copies alone, and (writes) the milliseconds of
+/// the msync/fdatasync that follows each repetition, timed apart.
+#[derive(Debug, Default, Clone)]
+pub struct Bandwidth {
+    pub mbs: Vec<f64>,
+    pub sync_ms: Vec<f64>,
+}
+
 /// MB/s of `op`, moving `bytes` per repetition within the first `window` bytes of the source,
-/// `reps` times. mmap figures use `map` (from [`bench_map`]); writes end with msync/fdatasync.
-pub fn bandwidth(src: &Source, map: Option<&Map>, window: u64, op: Op, bytes: u64, reps: usize) -> Result<Vec<f64>> {
+/// `reps` times. mmap figures use `map` (from [`bench_map`]). Writes are followed by
+/// msync/fdatasync (where the source has them), timed separately from the copies.
+pub fn bandwidth(src: &Source, map: Option<&Map>, window: u64, op: Op, bytes: u64, reps: usize) -> Result<Bandwidth> {
     let n = (bytes / op.block as u64).max(op.threads as u64) as usize;
     let offs = offsets(n, op.random, window, op.block, 0x1234_5678 + op.block as u64);
     let total = (n * op.block) as f64;
@@ -279,7 +280,7 @@ pub fn bandwidth(src: &Source, map: Option<&Map>, window: u64, op: Op, bytes: u6
     for (i, b) in pattern.iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(31).wrapping_add(7);
     }
-    let mut out = Vec::new();
+    let mut out = Bandwidth::default();
     match op.api {
         Api::Mmap => {
             let map = map.ok_or_else(|| anyhow!("no mapping"))?;
@@ -307,10 +308,12 @@ pub fn bandwidth(src: &Source, map: Option<&Map>, window: u64, op: Op, bytes: u6
                         });
                     }
                 });
-                if op.write {
-                    src.sync(&map)?;
+                out.mbs.push(total / t.elapsed().as_secs_f64() / 1e6);
+                if op.write && src.has_msync() {
+                    let t = Instant::now();
+                    src.sync(map)?;
+                    out.sync_ms.push(t.elapsed().as_secs_f64() * 1e3);
                 }
-                out.push(total / t.elapsed().as_secs_f64() / 1e6);
             }
         }
         Api::Rw => {
@@ -330,10 +333,12 @@ pub fn bandwidth(src: &Source, map: Option<&Map>, window: u64, op: Op, bytes: u6
                     }
                     std::hint::black_box(&mut buf);
                 }
+                out.mbs.push(total / t.elapsed().as_secs_f64() / 1e6);
                 if op.write {
-                    let _ = file.sync_data();
+                    let t = Instant::now();
+                    file.sync_data().context("fdatasync")?;
+                    out.sync_ms.push(t.elapsed().as_secs_f64() * 1e3);
                 }
-                out.push(total / t.elapsed().as_secs_f64() / 1e6);
             }
         }
     }
@@ -354,6 +359,70 @@ fn minflt() -> u64 {
     }
 }
 
+/// Counts one kernel trace event in a tracefs instance of its own (entries + overruns of its
+/// buffers, so nothing is lost when the buffer wraps); removed on drop.
+pub struct TraceCount {
+    dir: PathBuf,
+    event: String,
+}
+
+impl TraceCount {
+    /// `event` is `system/name` (e.g. `fs_dax/dax_pmd_fault_done`), `filter` an ftrace filter.
+    pub fn new(tag: &str, event: &str, filter: Option<&str>) -> Result<TraceCount> {
+        let root = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("instances").is_dir())
+            .ok_or_else(|| anyhow!("no tracefs (mount -t tracefs nodev /sys/kernel/tracing)"))?;
+        let dir = root.join("instances").join(format!("famfs-perf-{tag}-{}", std::process::id()));
+        if !dir.is_dir() {
+            std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        }
+        let t = TraceCount { dir, event: event.to_string() };
+        let ev = t.dir.join("events").join(event);
+        if !ev.is_dir() {
+            return Err(anyhow!("no trace event {event} (kernel without it?)"));
+        }
+        std::fs::write(t.dir.join("buffer_size_kb"), "64").context("buffer_size_kb")?;
+        if let Some(f) = filter {
+            std::fs::write(ev.join("filter"), f).with_context(|| format!("filter {f}"))?;
+        }
+        std::fs::write(ev.join("enable"), "1").with_context(|| format!("enable {event}"))?;
+        Ok(t)
+    }
+
+    /// Empties the buffers (and their counts).
+    pub fn reset(&self) -> Result<()> {
+        std::fs::write(self.dir.join("trace"), "").context("clear trace")
+    }
+
+    /// Events recorded since the last reset (entries plus those overwritten).
+    pub fn count(&self) -> Result<u64> {
+        let mut n = 0;
+        for cpu in std::fs::read_dir(self.dir.join("per_cpu")).context("per_cpu")? {
+            let stats = std::fs::read_to_string(cpu?.path().join("stats"))?;
+            for l in stats.lines() {
+                if let Some(v) = l.strip_prefix("entries: ").or_else(|| l.strip_prefix("overrun: ")) {
+                    n += v.trim().parse::<u64>().context("stats")?;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for TraceCount {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("events").join(&self.event).join("enable"), "0");
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The fs_dax fault events of successful faults: PMD (VM_FAULT_NOPAGE) and PTE.
+fn dax_fault_counters() -> Result<(TraceCount, TraceCount)> {
+    Ok((TraceCount::new("pmd", "fs_dax/dax_pmd_fault_done", Some("result == 256"))?, TraceCount::new("pte", "fs_dax/dax_pte_fault_done", None)?))
+}
+
 /// First touch of a fresh mapping of the whole file (opened afresh each time).
 #[derive(Debug, Default, Clone)]
 pub struct Touch {
@@ -361,22 +430,35 @@ pub struct Touch {
     pub pte: Vec<f64>,
     pub pmd: Vec<f64>,
     pub minflt: Vec<f64>,
+    /// fs_dax tracepoint counts (successful PMD faults, PTE faults), when tracefs is there.
+    pub tp_pmd: Vec<f64>,
+    pub tp_pte: Vec<f64>,
+    /// Why there are no tracepoint counts.
+    pub tp_error: Option<String>,
 }
 
 pub fn first_touch(src: &Source, size: u64, misalign: bool, reps: usize) -> Result<Touch> {
     let mut t = Touch::default();
+    let tp = dax_fault_counters().map_err(|e| format!("{e:#}"));
+    if let Err(e) = &tp {
+        t.tp_error = Some(e.clone());
+    }
     for _ in 0..reps {
         let file = src.open().context("open")?;
+        if let Ok((a, b)) = &tp {
+            a.reset()?;
+            b.reset()?;
+        }
         let (pte0, pmd0, mf0) = (famfs_counter("pte_faults"), famfs_counter("pmd_faults"), minflt());
         let start = Instant::now();
-        let map = Map::new(&file, size as usize, src.base(), libc::PROT_READ, misalign).context(if misalign {
-            "mmap one page off the 2 MiB grid"
-        } else {
-            "mmap"
-        })?;
+        let map = Map::new(&file, size as usize, src.base(), libc::PROT_READ, misalign).context(if misalign { "mmap one page off the 2 MiB grid" } else { "mmap" })?;
         std::hint::black_box(map.touch(false));
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let mf1 = minflt();
+        if let Ok((a, b)) = &tp {
+            t.tp_pmd.push(a.count()? as f64);
+            t.tp_pte.push(b.count()? as f64);
+        }
         drop(map);
         t.ms.push(ms);
         t.minflt.push((mf1 - mf0) as f64);
@@ -443,9 +525,25 @@ pub fn data_records(p: &DataParams, rw: bool) -> Vec<(Record, Option<Op>, Option
                 pmd.target = Some(Target::Equals((p.touch_size / PMD) as f64));
                 pte.target = Some(Target::Equals(0.0));
             }
+            // The same faults seen by the kernel's fs_dax tracepoints, independent of famfs.ko.
+            let mut tpmd = record(p, "first-touch", format!("{a}/tp-pmd"), format!("{what}: fs_dax tracepoint PMD faults (dax_pmd_fault_done, NOPAGE)"), "faults", false);
+            let mut tpte = record(p, "first-touch", format!("{a}/tp-pte"), format!("{what}: fs_dax tracepoint PTE faults (dax_pte_fault_done)"), "faults", false);
+            if !misalign {
+                tpmd.target = Some(Target::Equals((p.touch_size / PMD) as f64));
+                tpte.target = Some(Target::Equals(0.0));
+            }
             v.push((pmd, None, Some(misalign)));
             v.push((pte, None, Some(misalign)));
+            v.push((tpmd, None, Some(misalign)));
+            v.push((tpte, None, Some(misalign)));
         }
+    }
+    // msync/fdatasync after each repetition of the single-thread write figures, timed apart.
+    for op in data_ops(rw).into_iter().filter(|o| o.write) {
+        let what = if op.api == Api::Mmap { "msync" } else { "fdatasync" };
+        let mib = p.bytes as f64 / MIB as f64;
+        let r = record(p, "sync", op.key(), format!("{what} after {} ({mib} MiB written)", op.figure()), "ms", false);
+        v.push((r, Some(op), None));
     }
     v
 }
@@ -455,8 +553,17 @@ pub fn run(src: &Source, p: &DataParams, emit: &mut dyn FnMut(Record)) {
     let rw = src.has_rw();
     let mut map: Option<std::result::Result<Map, String>> = None;
     let mut touched: Option<(bool, std::result::Result<Touch, String>)> = None;
+    let mut syncs: std::collections::HashMap<String, std::result::Result<Vec<f64>, String>> = Default::default();
+    let sync_section = format!("{}sync", p.prefix);
     for (mut r, op, touch) in data_records(p, true) {
-        if let Some(op) = op {
+        if let (Some(op), true) = (op, r.section == sync_section) {
+            match syncs.remove(&op.key()) {
+                Some(Ok(v)) if !v.is_empty() => r.samples = v,
+                Some(Ok(_)) => r.not_measured = Some(if rw { "no sync samples".into() } else { "device_dax: no msync (plain memory)".into() }),
+                Some(Err(e)) => r.not_measured = Some(e),
+                None => r.not_measured = Some(if rw { "not measured".into() } else { "device_dax: no write(2)".into() }),
+            }
+        } else if let Some(op) = op {
             if op.api == Api::Rw && !rw {
                 r.not_measured = Some("device_dax has no read(2)/write(2)".into());
             } else {
@@ -473,8 +580,16 @@ pub fn run(src: &Source, p: &DataParams, emit: &mut dyn FnMut(Record)) {
                     Ok(None)
                 };
                 match m.and_then(|m| bandwidth(src, m, p.window, op, p.bytes, p.reps)) {
-                    Ok(s) => r.samples = s,
-                    Err(e) => r.not_measured = Some(format!("{e:#}")),
+                    Ok(b) => {
+                        r.samples = b.mbs;
+                        if op.threads == 1 {
+                            syncs.insert(op.key(), Ok(b.sync_ms));
+                        }
+                    }
+                    Err(e) => {
+                        r.not_measured = Some(format!("{e:#}"));
+                        syncs.insert(op.key(), Err(format!("{e:#}")));
+                    }
                 }
             }
         } else if let Some(mis) = touch {
@@ -492,10 +607,15 @@ pub fn run(src: &Source, p: &DataParams, emit: &mut dyn FnMut(Record)) {
                         "minflt" => t.minflt.clone(),
                         "pmd" => t.pmd.clone(),
                         "pte" => t.pte.clone(),
+                        "tp-pmd" => t.tp_pmd.clone(),
+                        "tp-pte" => t.tp_pte.clone(),
                         _ => Vec::new(),
                     };
                     if r.samples.is_empty() {
-                        r.not_measured = Some("no famfs debugfs counters".into());
+                        r.not_measured = Some(match (which, &t.tp_error) {
+                            ("tp-pmd" | "tp-pte", Some(e)) => e.clone(),
+                            _ => "no famfs debugfs counters".into(),
+                        });
                     }
                 }
             }
@@ -569,9 +689,10 @@ mod tests {
         let src = Source::File { path: path.clone() };
         let map = bench_map(&src, 8 << 20).unwrap();
         for op in data_ops(true).into_iter().chain(thread_ops(&[2])) {
-            let s = bandwidth(&src, Some(&map), 8 << 20, op, 1 << 20, 2).unwrap();
-            assert_eq!(s.len(), 2);
-            assert!(s.iter().all(|x| *x > 0.0));
+            let b = bandwidth(&src, Some(&map), 8 << 20, op, 1 << 20, 2).unwrap();
+            assert_eq!(b.mbs.len(), 2);
+            assert!(b.mbs.iter().all(|x| *x > 0.0));
+            assert_eq!(b.sync_ms.len(), if op.write { 2 } else { 0 });
         }
         let t = first_touch(&src, 8 << 20, true, 1).unwrap();
         assert_eq!(t.ms.len(), 1);

@@ -8,6 +8,7 @@
 mod data;
 mod meta;
 mod report;
+mod scale;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,10 @@ struct PathArgs {
     /// Where this runs: vm-tcg, vm-kvm, host.
     #[arg(long, default_value = "host")]
     env: String,
+    /// Prefix of the section names (e.g. `cxl-` for the CXL-model boot; none for the RAM-speed
+    /// device, whose tables are the main ones).
+    #[arg(long, default_value = "")]
+    prefix: String,
     /// Append JSON-lines records here (default stdout).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -69,7 +74,7 @@ impl PathArgs {
     fn params(self, window: u64, bytes: u64, reps: usize, touch_reps: usize) -> (DataParams, Option<PathBuf>) {
         let famfs = self.famfs_targets.unwrap_or(self.label == "module" || self.label == "fuse");
         let touch_size = self.touch_size.unwrap_or(self.size);
-        let p = DataParams { label: self.label, env: self.env, window, touch_size, bytes, reps, touch_reps, threads: self.threads, famfs, prefix: String::new(), ceiling: "raw".into() };
+        let p = DataParams { label: self.label, env: self.env, window, touch_size, bytes, reps, touch_reps, threads: self.threads, famfs, prefix: self.prefix, ceiling: "raw".into() };
         (p, self.out)
     }
 }
@@ -141,6 +146,34 @@ enum Cmd {
         /// Where the (sparse) images go.
         #[arg(long, default_value = "/tmp")]
         workdir: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Metadata at scale: N files in one directory (log sized for them), log play, mount and
+    /// umount time, `ls -l`, `find`, the first open (+ read + mmap) of every file through the
+    /// mount, and the server's and kernel's memory per file. Needs root.
+    Scale {
+        /// Number of files (each takes one 2 MiB allocation unit of the device).
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        #[arg(long, value_enum, default_value = "fallback")]
+        mode: scale::Mode,
+        /// A devdax device (in the VM); default: a sparse image in --workdir.
+        #[arg(long)]
+        device: Option<PathBuf>,
+        #[arg(long, default_value = "/tmp")]
+        workdir: PathBuf,
+        /// Directory of famfs and famfs-fused (default: next to famfs-perf).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Path label in the table (e.g. host-fallback, vm-module).
+        #[arg(long)]
+        label: String,
+        #[arg(long, default_value = "host")]
+        env: String,
+        /// Repetitions of log play and of mount + umount.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -230,6 +263,15 @@ fn main() -> Result<()> {
             let p = meta::MetaParams { n: n.max(1), reps: reps.max(1), depth: depth.max(1), data_size, data_bytes, data_reps: data_reps.max(1), bin_dir, workdir };
             let mut emit = sink(&out)?;
             meta::run(&p, &mut *emit)?;
+        }
+        Cmd::Scale { n, mode, device, workdir, bin_dir, label, env, reps, out } => {
+            let bin_dir = match bin_dir {
+                Some(d) => d,
+                None => std::env::current_exe()?.parent().ok_or_else(|| anyhow!("no exe dir"))?.to_path_buf(),
+            };
+            let p = scale::ScaleParams { n: n.max(1), mode, device, workdir, bin_dir, label, env, reps: reps.max(1) };
+            let mut emit = sink(&out)?;
+            scale::run(&p, &mut *emit)?;
         }
         Cmd::Report { inputs, info, json, md } => {
             let mut records = Vec::new();

@@ -49,7 +49,7 @@ fn run_ok(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn is_mounted(mpt: &Path) -> bool {
+pub(crate) fn is_mounted(mpt: &Path) -> bool {
     famfs_media::mounts::is_mount_point(mpt)
 }
 

@@ -64,7 +64,13 @@ pub enum Verdict {
     Misses,
     /// The spread straddles the target: the run cannot tell.
     Inconclusive,
+    /// The path beats its own ceiling by more than [`CEILING_SLACK`]: the ceiling or the method
+    /// is wrong (different fault sizes, caching, timing), so the figure proves nothing.
+    MethodError,
 }
+
+/// A ratio to a ceiling above this is a method error, never a "meets".
+pub const CEILING_SLACK: f64 = 1.05;
 
 impl Verdict {
     pub fn label(self) -> &'static str {
@@ -72,6 +78,7 @@ impl Verdict {
             Verdict::Meets => "meets",
             Verdict::Misses => "MISSES",
             Verdict::Inconclusive => "inconclusive",
+            Verdict::MethodError => "METHOD ERROR (> 1.05 of its ceiling)",
         }
     }
 }
@@ -84,6 +91,16 @@ pub fn at_least(lo: f64, hi: f64, target: f64) -> Verdict {
         Verdict::Misses
     } else {
         Verdict::Inconclusive
+    }
+}
+
+/// Verdict of "ratio >= target" for a ratio to a ceiling (`target <= 1`): a median ratio above
+/// [`CEILING_SLACK`] is a method error.
+pub fn at_least_of_ceiling(r: &Ratio, target: f64) -> Verdict {
+    if r.value > CEILING_SLACK {
+        Verdict::MethodError
+    } else {
+        at_least(r.lo, r.hi, target)
     }
 }
 
@@ -144,5 +161,9 @@ mod tests {
         assert_eq!(below(1.2, 1.4, 1.0), Verdict::Misses);
         assert_eq!(below(0.8, 1.4, 1.0), Verdict::Inconclusive);
         assert_eq!(Verdict::Misses.label(), "MISSES");
+        let r = |value| Ratio { value, lo: value - 0.01, hi: value + 0.01 };
+        assert_eq!(at_least_of_ceiling(&r(1.2), 0.95), Verdict::MethodError);
+        assert_eq!(at_least_of_ceiling(&r(1.04), 0.95), Verdict::Meets);
+        assert_eq!(at_least_of_ceiling(&r(0.5), 0.95), Verdict::Misses);
     }
 }
