@@ -178,8 +178,7 @@ fn verbs_on_an_image() {
     e.fails(FAMFS, &["creat", "--device", "img", "-s", "1M", &format!("/{}", "n".repeat(80))], 1, "too long");
     e.fails(FAMFS, &["creat", "--device", "img", "-s", "0", "/z"], 1, "size 0");
     e.fails(FAMFS, &["creat", "--device", "img", "-s", "1X", "/z"], 2, "suffix");
-    // SAFETY: trivial getter.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         e.fails(FAMFS, &["mount", "img", "/nonexistent-mpt"], 1, "mount point /nonexistent-mpt");
         // An image without a famfs is refused before any server starts.
         e.image("blank", 4 * G);

@@ -43,19 +43,18 @@ impl Env {
 /// with their offsets), plus the mtime: any write, even into a hole, changes it.
 fn fingerprint(img: &Path) -> (u64, i64, i64) {
     use std::hash::Hasher;
-    use std::os::unix::io::AsRawFd;
     let f = std::fs::File::open(img).unwrap();
     let len = f.metadata().unwrap().len() as i64;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let mut pos = 0i64;
     let mut buf = vec![0u8; 1 << 20];
     while pos < len {
-        // SAFETY: plain syscalls on an fd we own.
-        let data = unsafe { libc::lseek(f.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if data < 0 {
+        use nix::unistd::{lseek, Whence};
+        // ENXIO: no data at or after `pos`.
+        let Ok(data) = lseek(&f, pos, Whence::SeekData) else {
             break;
-        }
-        let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
+        };
+        let hole = lseek(&f, data, Whence::SeekHole).unwrap();
         h.write_i64(data);
         let mut off = data;
         while off < hole {
