@@ -297,11 +297,11 @@ pub enum Cmd {
         /// C famfs: see -m. Accepted.
         #[arg(short = 'r', long)]
         read: bool,
-        /// C famfs: no allow_other. Refused: the server relies on allow_other and
-        /// default_permissions (fuse-server.md).
+        /// Only the user who mounts may use the mount (no allow_other), as the C famfs -u
         #[arg(short = 'u', long)]
         nouseraccess: bool,
-        /// C famfs: no default_permissions. Refused (see -u).
+        /// C famfs: no default_permissions. Refused: the kernel's mode checks are what keeps
+        /// other users out of files (famfs-fused relies on them, fuse-server.md).
         #[arg(short = 'p', long)]
         nodefaultperm: bool,
         /// C famfs: shadow YAML tree. Refused: no shadow trees here.
@@ -1257,6 +1257,7 @@ struct MountReq<'a> {
     debug: bool,
     set_daxmode: bool,
     fallback: bool,
+    owner_only: bool,
     device: &'a Path,
     mpt: Option<&'a Path>,
     extra: &'a [String],
@@ -1369,6 +1370,9 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
     if fallback {
         cmd.arg("--fallback");
     }
+    if r.owner_only {
+        cmd.arg("--owner-only");
+    }
     cmd.arg(&device).arg(&mpt).args(r.extra);
     // famfs-fused daemonizes and returns once the mount answers, printing role and mode.
     let st = cmd.status().with_context(|| format!("cannot run {}", server.display()))?;
@@ -1466,7 +1470,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
             timeout, debug, set_daxmode, fallback, remount, cache, fuse, nofuse, bouncedax, mmap, read, nouseraccess, nodefaultperm, shadow, dummy, device, mpt, extra,
         } => {
             let mut refused = Vec::new();
-            for (on, opt) in [(*nofuse, "-F/--nofuse"), (shadow.is_some(), "-S/--shadow"), (*dummy, "-D/--dummy"), (*nouseraccess, "-u/--nouseraccess"), (*nodefaultperm, "-p/--nodefaultperm")] {
+            for (on, opt) in [(*nofuse, "-F/--nofuse"), (shadow.is_some(), "-S/--shadow"), (*dummy, "-D/--dummy"), (*nodefaultperm, "-p/--nodefaultperm")] {
                 if on {
                     refused.push(opt);
                 }
@@ -1497,6 +1501,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
                 debug: *debug,
                 set_daxmode: *set_daxmode,
                 fallback: *fallback,
+                owner_only: *nouseraccess,
                 device,
                 mpt: mpt.as_deref(),
                 extra,

@@ -318,7 +318,7 @@ fn mkmeta_and_mount_c_options() {
     let e = Env::new();
     e.fails(&["mkmeta", "img"], 1, "img is not mounted");
     assert!(e.run(FAMFS, &["mkmeta", "img"]).stdout.starts_with(b"famfs mkmeta: not needed"));
-    for opt in [&["-D", "img"][..], &["-S", "/tmp/sh", "img", "/mnt"][..], &["-F", "img", "/mnt"][..], &["-u", "img", "/mnt"][..], &["-p", "img", "/mnt"][..]] {
+    for opt in [&["-D", "img"][..], &["-S", "/tmp/sh", "img", "/mnt"][..], &["-F", "img", "/mnt"][..], &["-p", "img", "/mnt"][..]] {
         let mut a = vec!["mount"];
         a.extend_from_slice(opt);
         e.fails(&a, 1, "of the C famfs not supported");

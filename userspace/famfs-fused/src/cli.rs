@@ -38,7 +38,7 @@ pub struct Args {
     /// Write the per-opcode request counts here on SIGUSR1 and at exit
     #[arg(long, value_name = "PATH")]
     pub stats_file: Option<PathBuf>,
-    /// Daemon log file (default: none once the mount is up; stderr with -f)
+    /// Daemon log file (default: syslog, ident famfs-fused, once the mount is up; stderr with -f)
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
     /// The module's control device
@@ -47,6 +47,9 @@ pub struct Args {
     /// Request-serving threads
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Only the user who mounts (and root) may use the mount: allow_root instead of allow_other (famfs mount -u)
+    #[arg(long)]
+    pub owner_only: bool,
 }
 
 /// Writes famfs-fused(8) into `dir` (`famfs-fused --gen-man DIR`, run by make install).

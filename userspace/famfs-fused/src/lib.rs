@@ -116,6 +116,8 @@ pub struct ServerOptions {
     pub extra_options: Vec<String>,
     /// Request-serving threads.
     pub threads: usize,
+    /// Only the mounting user and root may use the mount: `allow_root`, not `allow_other`.
+    pub owner_only: bool,
 }
 
 impl ServerOptions {
@@ -130,6 +132,7 @@ impl ServerOptions {
             control_path: PathBuf::from(famfs_kmod::CONTROL_PATH),
             extra_options: Vec::new(),
             threads: 1,
+            owner_only: false,
         }
     }
 }
@@ -233,8 +236,8 @@ impl Server {
         self.fs.stats()
     }
 
-    /// Mounts (fsname = device, type `fuse.famfs`, `default_permissions`, `allow_other`,
-    /// `auto_unmount`) and completes the FUSE INIT handshake; serve with `Session::run`.
+    /// Mounts (fsname = device, type `fuse.famfs`, `default_permissions`, `allow_other`, or
+    /// `allow_root` when `owner_only`, `auto_unmount`) and completes the FUSE INIT handshake; serve with `Session::run`.
     pub fn mount(self, opts: &ServerOptions) -> Result<fuser::Session<FamfsFs>, FusedError> {
         use fuser::MountOption as O;
         let mut mo = vec![
@@ -250,7 +253,15 @@ impl Server {
         mo.extend(opts.extra_options.iter().map(|o| O::CUSTOM(o.clone())));
         let mut cfg = fuser::Config::default();
         cfg.mount_options = mo;
-        cfg.acl = fuser::SessionACL::All;
+        // The kernel checks every request against the files' modes (`default_permissions`), so
+        // other users may be let in; `owner_only` shuts them out entirely (EACCES on any access).
+        // `allow_root` rather than nothing: auto_unmount needs one of the two, and the mounting
+        // user is root anyway (mounting a device takes root).
+        cfg.acl = if opts.owner_only {
+            fuser::SessionACL::RootAndOwner
+        } else {
+            fuser::SessionACL::All
+        };
         cfg.n_threads = Some(opts.threads.max(1));
         let before = socket_fds();
         let session = fuser::Session::new(self.fs, &opts.mountpoint, &cfg)

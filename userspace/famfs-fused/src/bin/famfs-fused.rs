@@ -114,6 +114,7 @@ fn run(args: Args) -> Result<()> {
     opts.extra_options = args.options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()).map(String::from).collect();
     opts.control_path = args.control.clone();
     opts.threads = args.threads;
+    opts.owner_only = args.owner_only;
     check_mountable(&device, &mountpoint)?;
     if let Some(p) = &args.log_file {
         redirect_stderr(p)?;
