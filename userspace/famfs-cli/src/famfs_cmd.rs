@@ -1397,13 +1397,11 @@ fn servers_of(mpt: &Path) -> Vec<u32> {
     .collect()
 }
 
-/// Whether `canon` (a canonical path) is a famfs FUSE mount point (/proc/mounts).
+/// Whether `canon` (a canonical path) is a famfs FUSE mount point, by the mount table only:
+/// statfs of a mount whose server died fails (ENOTCONN), and such a mount is exactly one to
+/// unmount (or remount).
 fn is_famfs_mount(canon: &Path) -> bool {
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    mounts.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 2 && Path::new(f[1]) == canon && f[2].starts_with("fuse") && l.contains("famfs")
-    })
+    famfs_media::mounts::mount_at(canon).is_some_and(|m| m.fstype == famfs_media::mounts::FAMFS_FSTYPE)
 }
 
 fn cmd_umount(mpt: &Path) -> Result<()> {
