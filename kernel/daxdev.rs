@@ -352,7 +352,8 @@ impl Holder {
         }
         self.record_poison(offset, len);
         pr_err!(
-            "memory failure on dax device at offset {:#x} len {:#x}: that range now fails with EHWPOISON\n",
+            "memory failure on dax device at offset {:#x} len {:#x}: \
+             that range now fails with EHWPOISON\n",
             offset,
             len
         );
@@ -482,9 +483,9 @@ impl Holder {
                 };
                 let mut step = Step::Done;
                 while !l.is_null() {
-                    // SAFETY: Linked links, their inodes and the inodes' super blocks are live
-                    // while the lock is held (an inode leaves the list under this lock, at the
-                    // start of its eviction, before it or its super block can be freed).
+                    // An inode leaves the list under this lock, at the start of its eviction,
+                    // before it or its super block can be freed.
+                    // SAFETY: Linked links, their inodes and super blocks live while locked.
                     let (inode, sb) = unsafe { ((*l).inode.get(), (*(*l).inode.get()).i_sb) };
                     // SAFETY: `sb` is live (above).
                     if !unsafe { ffi::famfs_glue_sb_get_active(sb) } {
@@ -618,10 +619,9 @@ impl PinnedDrop for Holder {
         if !self.held.load(Ordering::Acquire) {
             return;
         }
-        // SAFETY: By the type invariant (`held`) we are the holder with key `holder_key()` and
-        // own one reference, which `fs_put_dax` releases along with the holder role. A
-        // callback that `fs_put_dax` does not wait for finds no holder in the registry (we
-        // were taken out before our last reference went) and touches nothing of ours.
+        // A callback that `fs_put_dax` does not wait for finds no holder in the registry (we were
+        // taken out before our last reference went) and touches nothing of ours.
+        // SAFETY: By the type invariant (`held`) we hold the role and one reference (`holder_key`).
         unsafe {
             ffi::dax_write_cache(
                 self.dax.as_ptr(),

@@ -189,9 +189,9 @@ fn create_pinned(
     let ino = NEXT_INO.fetch_add(1, Ordering::Relaxed);
     // INVARIANT: `i_private` owns `data` from here on; `evict_inode` untracks and frees it
     // (also when an error below drops the inode through `iput`).
-    // SAFETY: `inode` is new and ours alone until the file below publishes it; the
-    // operation tables are statics that outlive every inode (each pins the module through
+    // The operation tables are statics that outlive every inode (each pins the module through
     // its super block). The data is boxed, so its links keep their addresses.
+    // SAFETY: `inode` is new and ours alone until the file below publishes it.
     unsafe {
         (*inode).i_ino = ino as _;
         ffi::famfs_glue_inode_init(

@@ -33,6 +33,7 @@ pub struct DaxFile {
 /// # Safety
 ///
 /// `cmd` must be an ioctl whose argument is a `T` that the kernel reads and/or writes.
+// SAFETY: (contract) callers uphold `# Safety` above, which the ioctl below relies on.
 unsafe fn ioctl_ptr<T>(fd: &impl AsRawFd, cmd: u32, arg: &mut T) -> io::Result<libc::c_int> {
     // SAFETY: The caller guarantees `cmd` takes a `*mut T`; `arg` is a valid, exclusive `T`.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as libc::c_ulong, arg as *mut T) };

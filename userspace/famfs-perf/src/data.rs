@@ -140,6 +140,7 @@ pub struct Map {
 // SAFETY: The mapping is plain shared memory; threads only copy to/from disjoint or racing bytes
 // of a benchmark buffer, which is harmless.
 unsafe impl Sync for Map {}
+// SAFETY: Map owns its mapping, which stays valid in any thread until Map's drop unmaps it.
 unsafe impl Send for Map {}
 
 impl Map {

@@ -88,9 +88,9 @@ fn mutate(rng: &mut Rng, msg: &mut Vec<u8>) {
 }
 
 fn raw_ioctl(fd: i32, cmd: u64, arg: usize) -> i32 {
-    // SAFETY: The module must validate everything; the argument may point anywhere on purpose,
-    // but never into this process's own live data structures (only null, unmapped, kernel or
-    // a scratch buffer address), so a wrong write could only hit the scratch buffer.
+    // The argument may point anywhere on purpose (the module must validate everything), but
+    // never into this process's live data: only null, unmapped, kernel or scratch addresses.
+    // SAFETY: A wrong write by the kernel could only hit the scratch buffer.
     let rc = unsafe { libc::ioctl(fd, cmd as libc::c_ulong, arg) };
     if rc < 0 { io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { 0 }
 }
