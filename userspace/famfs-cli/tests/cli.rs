@@ -1,52 +1,9 @@
 //! End-to-end tests of the `famfs` and `mkfs-famfs` binaries on image files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-const FAMFS: &str = env!("CARGO_BIN_EXE_famfs");
-const MKFS: &str = env!("CARGO_BIN_EXE_mkfs-famfs");
-const SYSTEM_UUID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("system_uuid"), format!("{SYSTEM_UUID}\n")).unwrap();
-        Env { dir }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, bin: &str, args: &[&str]) -> Output {
-        let o = Command::new(bin)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("FAMFS_SYSTEM_UUID_FILE", self.path("system_uuid"))
-            .output()
-            .unwrap();
-        println!("$ {} {}\n{}{}", Path::new(bin).file_name().unwrap().to_string_lossy(), args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        o
-    }
-    fn ok(&self, bin: &str, args: &[&str]) -> String {
-        let o = self.run(bin, args);
-        assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    fn fails(&self, bin: &str, args: &[&str], code: i32, msg: &str) {
-        let o = self.run(bin, args);
-        assert_eq!(o.status.code(), Some(code), "{args:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains(msg), "{args:?}: {err:?} lacks {msg:?}");
-    }
-    fn image(&self, name: &str, size: u64) {
-        std::fs::File::create(self.path(name)).unwrap().set_len(size).unwrap();
-    }
-}
-
-const G: u64 = 1 << 30;
+mod common;
+use common::*;
 
 fn read_head(img: &Path, entries: usize) -> Vec<u8> {
     use std::io::{Read, Seek, SeekFrom};
@@ -71,13 +28,13 @@ fn hexdump(b: &[u8]) -> String {
 fn golden_image() {
     let e = Env::new();
     e.image("golden.img", 4 * G);
-    e.ok(MKFS, &["--fs-uuid", "11111111-2222-3333-4444-555555555555", "--dev-uuid", "66666666-7777-8888-9999-aaaaaaaaaaaa", "golden.img"]);
-    e.ok(FAMFS, &["mkdir", "--device", "golden.img", "-m", "0755", "-u", "0", "-g", "0", "/dir"]);
-    e.ok(FAMFS, &["creat", "--device", "golden.img", "-s", "3M", "-m", "0644", "-u", "1000", "-g", "100", "/dir/file"]);
-    e.ok(FAMFS, &["creat", "--device", "golden.img", "-s", "5000", "-m", "0600", "-u", "0", "-g", "0", "/top"]);
+    e.ok_bin(MKFS, &["--fs-uuid", "11111111-2222-3333-4444-555555555555", "--dev-uuid", "66666666-7777-8888-9999-aaaaaaaaaaaa", "golden.img"]);
+    e.ok(&["mkdir", "--device", "golden.img", "-m", "0755", "-u", "0", "-g", "0", "/dir"]);
+    e.ok(&["creat", "--device", "golden.img", "-s", "3M", "-m", "0644", "-u", "1000", "-g", "100", "/dir/file"]);
+    e.ok(&["creat", "--device", "golden.img", "-s", "5000", "-m", "0600", "-u", "0", "-g", "0", "/top"]);
     let head = read_head(&e.path("golden.img"), 3);
-    let ns = e.ok(FAMFS, &["logplay", "--device", "golden.img", "-v"]);
-    let fsck = e.ok(FAMFS, &["fsck", "--json", "-v", "golden.img"]);
+    let ns = e.ok(&["logplay", "--device", "golden.img", "-v"]);
+    let fsck = e.ok(&["fsck", "--json", "-v", "golden.img"]);
     let v: serde_json::Value = serde_json::from_str(&fsck).unwrap();
     let namespace = format!("{ns}{}\n", serde_json::to_string_pretty(&v["file_list"]).unwrap());
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
@@ -111,20 +68,20 @@ fn golden_image() {
 fn mkfs_policy() {
     let e = Env::new();
     e.image("small.img", 4 * G - (2 << 20));
-    e.fails(MKFS, &["small.img"], 1, "at least 4 GiB");
+    e.fails_bin(MKFS, &["small.img"], 1, "at least 4 GiB");
     e.image("img", 4 * G);
-    e.ok(MKFS, &["img"]);
-    e.fails(MKFS, &["img"], 1, "use -f");
-    e.ok(MKFS, &["-f", "img"]);
-    e.fails(MKFS, &["-k", "img"], 1, "add -f");
-    e.ok(MKFS, &["-f", "-k", "img"]);
-    e.fails(FAMFS, &["fsck", "img"], 1, "");
-    e.ok(MKFS, &["-l", "16M", "img"]);
-    assert!(e.ok(FAMFS, &["fsck", "img"]).contains("of 30840 entries"));
-    e.fails(MKFS, &["-l", "12M", "-f", "img"], 1, "power of two");
-    e.fails(MKFS, &["nope.img"], 1, "No such file");
-    e.fails(MKFS, &[], 2, "Usage");
-    let v = e.ok(MKFS, &["--version"]);
+    e.ok_bin(MKFS, &["img"]);
+    e.fails_bin(MKFS, &["img"], 1, "use -f");
+    e.ok_bin(MKFS, &["-f", "img"]);
+    e.fails_bin(MKFS, &["-k", "img"], 1, "add -f");
+    e.ok_bin(MKFS, &["-f", "-k", "img"]);
+    e.fails(&["fsck", "img"], 1, "");
+    e.ok_bin(MKFS, &["-l", "16M", "img"]);
+    assert!(e.ok(&["fsck", "img"]).contains("of 30840 entries"));
+    e.fails_bin(MKFS, &["-l", "12M", "-f", "img"], 1, "power of two");
+    e.fails_bin(MKFS, &["nope.img"], 1, "No such file");
+    e.fails_bin(MKFS, &[], 2, "Usage");
+    let v = e.ok_bin(MKFS, &["--version"]);
     assert!(v.contains("mkfs.famfs"));
 }
 
@@ -132,83 +89,83 @@ fn mkfs_policy() {
 fn verbs_on_an_image() {
     let e = Env::new();
     e.image("img", 8 * G);
-    e.ok(MKFS, &["img"]);
-    e.ok(FAMFS, &["mkdir", "--device", "img", "-p", "/a/b/c"]);
-    e.fails(FAMFS, &["mkdir", "--device", "img", "/a"], 1, "already exists");
-    e.fails(FAMFS, &["mkdir", "--device", "img", "/q/r"], 1, "no such file");
-    e.ok(FAMFS, &["creat", "--device", "img", "-s", "5M", "-S", "42", "/a/rand"]);
-    e.ok(FAMFS, &["verify", "--device", "img", "-S", "42", "-f", "/a/rand"]);
-    e.fails(FAMFS, &["verify", "--device", "img", "-S", "41", "-f", "/a/rand"], 1, "differs");
-    e.ok(FAMFS, &["creat", "--device", "img", "-M", "/m1,1M,1", "-M", "/m2,7M,2", "-M", "/m3,100"]);
-    e.ok(FAMFS, &["verify", "--device", "img", "-S", "2", "-f", "/m2"]);
-    e.ok(FAMFS, &["creat", "--device", "img", "-s", "100M", "-N", "3", "-B", "4", "-C", "4M", "-S", "9", "/striped"]);
-    e.ok(FAMFS, &["verify", "--device", "img", "-S", "9", "-f", "/striped"]);
-    let m: serde_json::Value = serde_json::from_str(&e.ok(FAMFS, &["getmap", "--json", "--device", "img", "/striped"])).unwrap();
+    e.ok_bin(MKFS, &["img"]);
+    e.ok(&["mkdir", "--device", "img", "-p", "/a/b/c"]);
+    e.fails(&["mkdir", "--device", "img", "/a"], 1, "already exists");
+    e.fails(&["mkdir", "--device", "img", "/q/r"], 1, "no such file");
+    e.ok(&["creat", "--device", "img", "-s", "5M", "-S", "42", "/a/rand"]);
+    e.ok(&["verify", "--device", "img", "-S", "42", "-f", "/a/rand"]);
+    e.fails(&["verify", "--device", "img", "-S", "41", "-f", "/a/rand"], 1, "differs");
+    e.ok(&["creat", "--device", "img", "-M", "/m1,1M,1", "-M", "/m2,7M,2", "-M", "/m3,100"]);
+    e.ok(&["verify", "--device", "img", "-S", "2", "-f", "/m2"]);
+    e.ok(&["creat", "--device", "img", "-s", "100M", "-N", "3", "-B", "4", "-C", "4M", "-S", "9", "/striped"]);
+    e.ok(&["verify", "--device", "img", "-S", "9", "-f", "/striped"]);
+    let m: serde_json::Value = serde_json::from_str(&e.ok(&["getmap", "--json", "--device", "img", "/striped"])).unwrap();
     assert_eq!(m["fmap"]["type"], "interleaved");
     assert_eq!(m["fmap"]["nstrips"], 3);
-    e.fails(FAMFS, &["creat", "--device", "img", "-s", "1M", "-N", "5", "-B", "4", "/bad"], 1, "nstrips");
-    e.fails(FAMFS, &["creat", "--device", "img", "-s", "1M", "-C", "3M", "-N", "2", "/bad"], 1, "power of two");
-    e.fails(FAMFS, &["creat", "--device", "img", "-s", "9G", "/huge"], 1, "no space");
+    e.fails(&["creat", "--device", "img", "-s", "1M", "-N", "5", "-B", "4", "/bad"], 1, "nstrips");
+    e.fails(&["creat", "--device", "img", "-s", "1M", "-C", "3M", "-N", "2", "/bad"], 1, "power of two");
+    e.fails(&["creat", "--device", "img", "-s", "9G", "/huge"], 1, "no space");
     // cp, with data read back.
     let data: Vec<u8> = (0..3_000_001u32).map(|i| (i * 7 + i / 256) as u8).collect();
     std::fs::write(e.path("local.bin"), &data).unwrap();
     std::fs::create_dir_all(e.path("tree/sub")).unwrap();
     std::fs::write(e.path("tree/sub/x"), b"xx").unwrap();
     std::fs::write(e.path("tree/y"), b"yyy").unwrap();
-    e.ok(FAMFS, &["cp", "--device", "img", "local.bin", "/copy.bin"]);
-    e.ok(FAMFS, &["cp", "--device", "img", "-r", "-t", "2", "tree", "local.bin", "/a"]);
+    e.ok(&["cp", "--device", "img", "local.bin", "/copy.bin"]);
+    e.ok(&["cp", "--device", "img", "-r", "-t", "2", "tree", "local.bin", "/a"]);
     let o = e.run(FAMFS, &["cat", "--device", "img", "/copy.bin"]);
     assert!(o.stdout == data, "cp data differs");
     let o = e.run(FAMFS, &["cat", "--device", "img", "/a/tree/sub/x"]);
     assert_eq!(o.stdout, b"xx");
-    e.fails(FAMFS, &["cp", "--device", "img", "tree", "/b"], 1, "use -r");
-    e.fails(FAMFS, &["cp", "--device", "img", "local.bin", "tree/y", "/copy.bin"], 1, "existing directory");
+    e.fails(&["cp", "--device", "img", "tree", "/b"], 1, "use -r");
+    e.fails(&["cp", "--device", "img", "local.bin", "tree/y", "/copy.bin"], 1, "existing directory");
     // getmap, fsck.
-    assert!(e.ok(FAMFS, &["getmap", "--device", "img", "/copy.bin"]).contains("extent type: simple"));
-    e.fails(FAMFS, &["getmap", "-q", "--device", "img", "/a"], 1, "");
-    e.ok(FAMFS, &["getmap", "-q", "--device", "img", "/copy.bin"]);
-    e.ok(FAMFS, &["flush", "--device", "img", "/copy.bin"]);
-    let f: serde_json::Value = serde_json::from_str(&e.ok(FAMFS, &["fsck", "--json", "img"])).unwrap();
+    assert!(e.ok(&["getmap", "--device", "img", "/copy.bin"]).contains("extent type: simple"));
+    e.fails(&["getmap", "-q", "--device", "img", "/a"], 1, "");
+    e.ok(&["getmap", "-q", "--device", "img", "/copy.bin"]);
+    e.ok(&["flush", "--device", "img", "/copy.bin"]);
+    let f: serde_json::Value = serde_json::from_str(&e.ok(&["fsck", "--json", "img"])).unwrap();
     assert_eq!(f["ok"], true);
     assert_eq!(f["files"], 9);
     assert_eq!(f["directories"], 5);
     assert_eq!(f["role"], "master");
     // Paths that must be refused.
-    e.fails(FAMFS, &["creat", "--device", "img", "-s", "1M", "/../x"], 1, "'..'");
-    e.fails(FAMFS, &["creat", "--device", "img", "-s", "1M", &format!("/{}", "n".repeat(80))], 1, "too long");
-    e.fails(FAMFS, &["creat", "--device", "img", "-s", "0", "/z"], 1, "size 0");
-    e.fails(FAMFS, &["creat", "--device", "img", "-s", "1X", "/z"], 2, "suffix");
+    e.fails(&["creat", "--device", "img", "-s", "1M", "/../x"], 1, "'..'");
+    e.fails(&["creat", "--device", "img", "-s", "1M", &format!("/{}", "n".repeat(80))], 1, "too long");
+    e.fails(&["creat", "--device", "img", "-s", "0", "/z"], 1, "size 0");
+    e.fails(&["creat", "--device", "img", "-s", "1X", "/z"], 2, "suffix");
     if nix::unistd::geteuid().is_root() {
-        e.fails(FAMFS, &["mount", "img", "/nonexistent-mpt"], 1, "mount point /nonexistent-mpt");
+        e.fails(&["mount", "img", "/nonexistent-mpt"], 1, "mount point /nonexistent-mpt");
         // An image without a famfs is refused before any server starts.
         e.image("blank", 4 * G);
         std::fs::create_dir(e.path("mpt")).unwrap();
-        e.fails(FAMFS, &["mount", "blank", "mpt"], 1, "holds no valid famfs superblock");
+        e.fails(&["mount", "blank", "mpt"], 1, "holds no valid famfs superblock");
     } else {
-        e.fails(FAMFS, &["mount", "img", "/nonexistent-mpt"], 1, "must be run as root");
+        e.fails(&["mount", "img", "/nonexistent-mpt"], 1, "must be run as root");
     }
-    e.fails(FAMFS, &["creat", "-s", "1M", "/definitely/not/famfs"], 1, "--device");
+    e.fails(&["creat", "-s", "1M", "/definitely/not/famfs"], 1, "--device");
 }
 
 #[test]
 fn client_gets_clear_errors() {
     let e = Env::new();
     e.image("img", 4 * G);
-    e.ok(MKFS, &["img"]);
+    e.ok_bin(MKFS, &["img"]);
     // Become another host.
     std::fs::remove_file(e.path("system_uuid")).unwrap();
     std::fs::write(e.path("system_uuid"), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\n").unwrap();
-    e.fails(FAMFS, &["mkdir", "--device", "img", "/d"], 1, "only the master");
-    assert!(e.ok(FAMFS, &["fsck", "img"]).contains("this host is client"));
+    e.fails(&["mkdir", "--device", "img", "/d"], 1, "only the master");
+    assert!(e.ok(&["fsck", "img"]).contains("this host is client"));
 }
 
 #[test]
 fn corrupt_images_fail_without_panic() {
     let e = Env::new();
     e.image("img", 4 * G);
-    e.ok(MKFS, &["img"]);
-    e.ok(FAMFS, &["mkdir", "--device", "img", "/d"]);
-    e.ok(FAMFS, &["creat", "--device", "img", "-s", "1M", "/d/f"]);
+    e.ok_bin(MKFS, &["img"]);
+    e.ok(&["mkdir", "--device", "img", "/d"]);
+    e.ok(&["creat", "--device", "img", "-s", "1M", "/d/f"]);
     let pristine = read_head(&e.path("img"), 2);
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new().read(true).write(true).open(e.path("img")).unwrap();
@@ -249,7 +206,7 @@ fn corrupt_images_fail_without_panic() {
         assert_eq!(o.status.code(), Some(1), "offset {off}");
         restore(&f);
     }
-    e.ok(FAMFS, &["fsck", "img"]);
+    e.ok(&["fsck", "img"]);
     // Truncated images.
     for len in [0u64, 150, 4096, (2 << 20) + 20, (2 << 20) + 48 + 600, 9 << 20] {
         f.set_len(len).unwrap();
@@ -264,9 +221,9 @@ fn corrupt_images_fail_without_panic() {
 fn fsck_reports_collisions() {
     let e = Env::new();
     e.image("img", 4 * G);
-    e.ok(MKFS, &["img"]);
-    e.ok(FAMFS, &["creat", "--device", "img", "-s", "4M", "/a"]);
-    e.ok(FAMFS, &["creat", "--device", "img", "-s", "4M", "/b"]);
+    e.ok_bin(MKFS, &["img"]);
+    e.ok(&["creat", "--device", "img", "-s", "4M", "/a"]);
+    e.ok(&["creat", "--device", "img", "-s", "4M", "/b"]);
     // Point /b's extent at /a's memory (rewriting its crc like a buggy writer would).
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new().read(true).write(true).open(e.path("img")).unwrap();
@@ -289,7 +246,7 @@ fn fsck_reports_collisions() {
 fn concurrent_creators_lose_nothing() {
     let e = Env::new();
     e.image("img", 8 * G);
-    e.ok(MKFS, &["img"]);
+    e.ok_bin(MKFS, &["img"]);
     let procs = 6;
     let per = 25;
     let children: Vec<_> = (0..procs)
@@ -300,20 +257,14 @@ fn concurrent_creators_lose_nothing() {
                 args.push(format!("/p{p}-f{i},{},{}", 1 + i * 4096, p * 1000 + i));
             }
             // One file per invocation too, to interleave lock holders more.
-            Command::new(FAMFS)
-                .args(&args)
-                .current_dir(e.dir.path())
-                .env("FAMFS_SYSTEM_UUID_FILE", e.path("system_uuid"))
-                .spawn()
+            e.command(FAMFS).args(&args).spawn()
                 .unwrap()
         })
         .collect();
     let singles: Vec<_> = (0..procs * 4)
         .map(|i| {
-            Command::new(FAMFS)
+            e.command(FAMFS)
                 .args(["creat", "--device", "img", "-s", "3M", "-S", &i.to_string(), &format!("/single{i}")])
-                .current_dir(e.dir.path())
-                .env("FAMFS_SYSTEM_UUID_FILE", e.path("system_uuid"))
                 .spawn()
                 .unwrap()
         })
@@ -321,13 +272,13 @@ fn concurrent_creators_lose_nothing() {
     for mut c in children.into_iter().chain(singles) {
         assert!(c.wait().unwrap().success());
     }
-    let v: serde_json::Value = serde_json::from_str(&e.ok(FAMFS, &["fsck", "--json", "img"])).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["fsck", "--json", "img"])).unwrap();
     assert_eq!(v["ok"], true);
     assert_eq!(v["files"], (procs * per + procs * 4) as u64);
     assert_eq!(v["log"]["entries"], (procs * per + procs * 4) as u64);
     assert_eq!(v["collisions"], 0);
     for i in 0..procs * 4 {
-        e.ok(FAMFS, &["verify", "--device", "img", "-S", &i.to_string(), "-f", &format!("/single{i}")]);
+        e.ok(&["verify", "--device", "img", "-S", &i.to_string(), "-f", &format!("/single{i}")]);
     }
-    e.ok(FAMFS, &["verify", "--device", "img", "-S", "5024", "-f", "/p5-f24"]);
+    e.ok(&["verify", "--device", "img", "-S", "5024", "-f", "/p5-f24"]);
 }

@@ -8,12 +8,12 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const FAMFS: &str = env!("CARGO_BIN_EXE_famfs");
-const MKFS: &str = env!("CARGO_BIN_EXE_mkfs-famfs");
+mod common;
+use common::*;
+
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/c-famfs");
-const G: u64 = 1 << 30;
 /// The size of the device the C tools formatted (also in the superblock's daxdev_size).
 const C_DEVICE_SIZE: u64 = 8 * G;
 
@@ -54,54 +54,32 @@ fn c_extents() -> Vec<(u64, u64)> {
     out
 }
 
-struct Env {
-    dir: tempfile::TempDir,
-    uuid_file: PathBuf,
+/// A test directory holding `c.img`: a sparse 8 GiB image whose first 10 MiB are the C-made ones.
+/// `master`: the system uuid file holds the image's master uuid, written the way the C tools write
+/// it (36 characters and a NUL); otherwise it is the C-made file of another host.
+fn c_env(master: bool) -> Env {
+    let head = c_head();
+    let e = if master {
+        let mut b = c_master_uuid(&head).into_bytes();
+        b.push(0);
+        Env::with_system_uuid_file(&b)
+    } else {
+        Env::with_system_uuid_file(&std::fs::read(data("system_uuid.c-made")).unwrap())
+    };
+    let mut f = std::fs::File::create(e.path("c.img")).unwrap();
+    f.set_len(C_DEVICE_SIZE).unwrap();
+    f.write_all(&head).unwrap();
+    e
 }
 
-impl Env {
-    /// A sparse 8 GiB image whose first 10 MiB are the C-made ones. `master`: the system uuid file
-    /// holds the image's master uuid, written the way the C tools write it (36 characters and a
-    /// NUL); otherwise it is the C-made file of another host.
-    fn new(master: bool) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let head = c_head();
-        let mut f = std::fs::File::create(dir.path().join("c.img")).unwrap();
-        f.set_len(C_DEVICE_SIZE).unwrap();
-        f.write_all(&head).unwrap();
-        let uuid_file = dir.path().join("system_uuid");
-        if master {
-            let mut b = c_master_uuid(&head).into_bytes();
-            b.push(0);
-            std::fs::write(&uuid_file, b).unwrap();
-        } else {
-            std::fs::copy(data("system_uuid.c-made"), &uuid_file).unwrap();
-        }
-        Env { dir, uuid_file }
-    }
-    fn img(&self) -> String {
-        self.dir.path().join("c.img").to_string_lossy().into_owned()
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, bin: &str, args: &[&str]) -> Output {
-        let o = Command::new(bin).args(args).current_dir(self.dir.path()).env("FAMFS_SYSTEM_UUID_FILE", &self.uuid_file).output().unwrap();
-        println!("$ {} {}\n{}{}", Path::new(bin).file_name().unwrap().to_string_lossy(), args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        o
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(FAMFS, args);
-        assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-    fn open(&self) -> famfs_meta::Famfs {
-        std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, &self.uuid_file);
-        famfs_meta::Famfs::open(Path::new(&self.img()), famfs_meta::Access::ReadOnly).unwrap()
-    }
+fn img(e: &Env) -> String {
+    e.path("c.img").to_string_lossy().into_owned()
+}
+
+/// The image played by our library, as this host.
+fn open(e: &Env) -> famfs_meta::Famfs {
+    std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, e.uuid_file());
+    famfs_meta::Famfs::open(Path::new(&img(e)), famfs_meta::Access::ReadOnly).unwrap()
 }
 
 /// Our namespace in the oracle's form (path -> kind, mode, uid, gid[, size, fmap]).
@@ -133,13 +111,13 @@ fn our_namespace(fs: &famfs_meta::Famfs) -> BTreeMap<String, Value> {
 /// Our log play sees exactly the namespace the C tools made, and no problem.
 #[test]
 fn log_play_sees_the_c_namespace() {
-    let e = Env::new(true);
-    let fs = e.open();
+    let e = c_env(true);
+    let fs = open(&e);
     assert_eq!(our_namespace(&fs), expected());
     assert!(fs.problems().is_empty(), "{:?}", fs.problems());
     assert_eq!(fs.role(), famfs_meta::Role::Master);
     // The CLI's log play lists the same paths with the same kinds.
-    let out = e.ok(&["logplay", "-v", "--device", &e.img()]);
+    let out = e.ok(&["logplay", "-v", "--device", &img(&e)]);
     let listed: BTreeMap<String, String> = out
         .lines()
         .filter_map(|l| {
@@ -156,9 +134,9 @@ fn log_play_sees_the_c_namespace() {
 /// fsck calls the C-made image clean, counts what the oracle holds, and lists the same maps.
 #[test]
 fn fsck_clean_with_the_c_maps() {
-    let e = Env::new(true);
+    let e = c_env(true);
     let want = expected();
-    let v = e.json(&["fsck", "--json", "-v", &e.img()]);
+    let v = e.json(&["fsck", "--json", "-v", &img(&e)]);
     assert_eq!(v["ok"], json!(true), "{v:#}");
     assert_eq!(v["damage"], json!([]));
     assert_eq!(v["warnings"], json!([]));
@@ -185,16 +163,16 @@ fn fsck_clean_with_the_c_maps() {
         assert_eq!((&f["uid"], &f["gid"]), (&w["uid"], &w["gid"]), "{p}");
         assert_eq!(f["fmap"], ours_fmap(&w["fmap"]), "{p}");
         // getmap agrees, and -q says it is a famfs file.
-        let g = e.json(&["getmap", "--json", "--device", &e.img(), p]);
+        let g = e.json(&["getmap", "--json", "--device", &img(&e), p]);
         assert_eq!(g["fmap"], ours_fmap(&w["fmap"]), "{p}");
         assert_eq!(g["size"], w["size"], "{p}");
-        e.ok(&["getmap", "-q", "--device", &e.img(), p]);
+        e.ok(&["getmap", "-q", "--device", &img(&e), p]);
     }
     assert_eq!(listed.len(), nfiles);
     // Allocated space: the superblock and log (10 MiB) and every extent of the oracle.
     let used: u64 = 10 * (1 << 20) + c_extents().iter().map(|(_, l)| l).sum::<u64>();
     assert_eq!(v["allocated_bytes"], json!(used));
-    let text = e.ok(&["fsck", &e.img()]);
+    let text = e.ok(&["fsck", &img(&e)]);
     assert!(text.trim_end().ends_with("clean"), "{text}");
 }
 
@@ -202,8 +180,8 @@ fn fsck_clean_with_the_c_maps() {
 /// only space the C files do not use, and every reader still agrees.
 #[test]
 fn our_writers_extend_c_media() {
-    let e = Env::new(true);
-    let img = e.img();
+    let e = c_env(true);
+    let img = img(&e);
     std::fs::write(e.path("src"), vec![7u8; 3_000_000]).unwrap();
     e.ok(&["mkdir", "--device", &img, "/rs"]);
     e.ok(&["mkdir", "--device", &img, "-p", "/a/b/deep"]);
@@ -211,7 +189,7 @@ fn our_writers_extend_c_media() {
     e.ok(&["creat", "--device", &img, "-s", "8M", "-N", "2", "-B", "4", "/rs/il"]);
     e.ok(&["cp", "--device", &img, "src", "/a/b/deep/"]);
     e.ok(&["verify", "--device", &img, "-S", "5", "-f", "/rs/f"]);
-    let fs = e.open();
+    let fs = open(&e);
     assert!(fs.problems().is_empty(), "{:?}", fs.problems());
     let ours = our_namespace(&fs);
     let want = expected();
@@ -240,11 +218,11 @@ fn our_writers_extend_c_media() {
 /// client of the C image (another host's), and becomes the master of what our mkfs.famfs makes.
 #[test]
 fn c_system_uuid_file_gives_the_roles() {
-    let e = Env::new(false);
+    let e = c_env(false);
     let c_uuid = String::from_utf8(std::fs::read(data("system_uuid.c-made")).unwrap()[..36].to_vec()).unwrap();
-    let v = e.json(&["fsck", "--json", &e.img()]);
+    let v = e.json(&["fsck", "--json", &img(&e)]);
     assert_eq!(v["role"], json!("client"));
-    let o = e.run(FAMFS, &["mkdir", "--device", &e.img(), "/nope"]);
+    let o = e.run(FAMFS, &["mkdir", "--device", &img(&e), "/nope"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("ours {c_uuid}")));
     // mkfs.famfs with that file: the superblock carries its uuid and this host is the master.
@@ -261,10 +239,10 @@ fn c_system_uuid_file_gives_the_roles() {
     assert_eq!(v["role"], json!("master"));
     e.ok(&["mkdir", "--device", fresh.to_str().unwrap(), "/yes"]);
     // The file is left as the C tools wrote it (nothing rewrites it).
-    assert_eq!(std::fs::read(&e.uuid_file).unwrap(), std::fs::read(data("system_uuid.c-made")).unwrap());
+    assert_eq!(std::fs::read(e.uuid_file()).unwrap(), std::fs::read(data("system_uuid.c-made")).unwrap());
     // An unreadable uuid file is not silently taken for "client": fsck warns.
-    std::fs::remove_file(&e.uuid_file).unwrap();
-    std::fs::write(&e.uuid_file, "garbage").unwrap();
+    std::fs::remove_file(e.uuid_file()).unwrap();
+    std::fs::write(e.uuid_file(), "garbage").unwrap();
     let v = e.json(&["fsck", "--json", fresh.to_str().unwrap()]);
     assert_eq!(v["role"], json!("client"));
     assert!(v["warnings"].to_string().contains("system uuid file"), "{v:#}");
@@ -292,8 +270,8 @@ fn append_daxdev(img: &str) {
 /// file system damaged.
 #[test]
 fn add_daxdev_reported() {
-    let e = Env::new(true);
-    let img = e.img();
+    let e = c_env(true);
+    let img = img(&e);
     let v = e.json(&["fsck", "--json", &img]);
     assert_eq!(v["daxdevs"], json!([]));
     append_daxdev(&img);
@@ -335,8 +313,8 @@ fn append_entry(img: &str, body: famfs_format::LogEntryBody) {
 #[test]
 fn partial_last_unit_read_not_allocated() {
     use famfs_format::{Extent, FileEntry, FileFlags, Fmap, LogEntryBody, RelPath};
-    let e = Env::new(true);
-    let img = e.img();
+    let e = c_env(true);
+    let img = img(&e);
     let dev = C_DEVICE_SIZE - (1 << 20);
     // The superblock's device size (offset 112, outside the crc) and the device itself.
     let mut f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
@@ -405,7 +383,7 @@ fn extents_of(e: &Env, img: &str, path: &str) -> (String, Vec<(u64, u64)>) {
 /// a chunk or more is striped.
 #[test]
 fn small_interleaved_file_is_simple() {
-    let e = Env::new(false);
+    let e = c_env(false);
     let img = fresh(&e, 8 * G);
     e.ok(&["creat", "--device", &img, "-s", "1M", "-N", "4", "-B", "8", "/small"]);
     assert_eq!(extents_of(&e, &img, "/small"), ("simple".into(), vec![(10 << 20, 2 << 20)]));
@@ -420,7 +398,7 @@ fn small_interleaved_file_is_simple() {
 /// allocations continue from where the previous one ended; a new session starts first fit.
 #[test]
 fn allocation_cursor_kept_for_a_session() {
-    let e = Env::new(false);
+    let e = c_env(false);
     let img = fresh(&e, 4 * G);
     const M: u64 = 1 << 20;
     // One 2 MiB strip at the start of each 1 GiB bucket: free runs of 1012M, then 1022M each.
@@ -450,7 +428,7 @@ fn allocation_cursor_kept_for_a_session() {
 /// (offset 104) = 0 with its padding.
 #[test]
 fn our_superblock_matches_the_c_bytes() {
-    let e = Env::new(false);
+    let e = c_env(false);
     let img = fresh(&e, 8 * G);
     let mut b = vec![0u8; 200];
     std::io::Read::read_exact(&mut std::fs::File::open(&img).unwrap(), &mut b).unwrap();

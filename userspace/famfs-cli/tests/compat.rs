@@ -2,73 +2,30 @@
 
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const FAMFS: &str = env!("CARGO_BIN_EXE_famfs");
-const MKFS: &str = env!("CARGO_BIN_EXE_mkfs-famfs");
-const G: u64 = 1 << 30;
+mod common;
+use common::*;
 
-struct Env {
-    dir: tempfile::TempDir,
+/// A test directory whose `img` is a fresh 8 GiB famfs (this host is its master).
+fn formatted() -> Env {
+    let e = Env::new();
+    e.image("img", 8 * G);
+    e.ok_bin(MKFS, &["img"]);
+    e
 }
 
-impl Env {
-    /// A temporary directory with a system uuid file and a fresh 8 GiB image `img` (this host
-    /// is its master).
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("system_uuid"), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n").unwrap();
-        let e = Env { dir };
-        std::fs::File::create(e.path("img")).unwrap().set_len(8 * G).unwrap();
-        let o = e.run(MKFS, &["img"]);
-        assert!(o.status.success());
-        e
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    /// Runs under `sh -c 'umask 022; exec ...'` so the umask is known.
-    fn run(&self, bin: &str, args: &[&str]) -> Output {
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg("umask 022; exec \"$@\"")
-            .arg("sh")
-            .arg(bin)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("FAMFS_SYSTEM_UUID_FILE", self.path("system_uuid"))
-            .output()
-            .unwrap();
-        println!("$ {} {}\n{}{}", Path::new(bin).file_name().unwrap().to_string_lossy(), args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        o
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(FAMFS, args);
-        assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    /// famfs ARGS fails with exit `code` and says `msg` (stderr or stdout).
-    fn fails(&self, args: &[&str], code: i32, msg: &str) -> Output {
-        let o = self.run(FAMFS, args);
-        assert_eq!(o.status.code(), Some(code), "{args:?}");
-        let all = format!("{}{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
-        assert!(all.contains(msg), "{args:?}: {all:?} lacks {msg:?}");
-        o
-    }
-    /// path -> (mode, size) of every file and "dir" entries, from fsck --json -v and logplay -v.
-    fn files(&self) -> std::collections::BTreeMap<String, (String, u64)> {
-        let v: Value = serde_json::from_str(&self.ok(&["fsck", "--json", "-v", "img"])).unwrap();
-        v["file_list"].as_array().unwrap().iter().map(|f| (f["path"].as_str().unwrap().to_string(), (f["mode"].as_str().unwrap().to_string(), f["size"].as_u64().unwrap()))).collect()
-    }
-    fn dirs(&self) -> Vec<String> {
-        self.ok(&["logplay", "-v", "--device", "img"]).lines().filter_map(|l| l.trim().strip_prefix("dir ").map(|p| p.trim().to_string())).collect()
-    }
-    fn cat(&self, p: &str) -> Vec<u8> {
-        let o = self.run(FAMFS, &["cat", "--device", "img", p]);
-        assert!(o.status.success());
-        o.stdout
-    }
+/// path -> (mode, size) of every file and "dir" entries, from fsck --json -v and logplay -v.
+fn files(e: &Env) -> std::collections::BTreeMap<String, (String, u64)> {
+    let v: Value = serde_json::from_str(&e.ok(&["fsck", "--json", "-v", "img"])).unwrap();
+    v["file_list"].as_array().unwrap().iter().map(|f| (f["path"].as_str().unwrap().to_string(), (f["mode"].as_str().unwrap().to_string(), f["size"].as_u64().unwrap()))).collect()
+}
+fn dirs(e: &Env) -> Vec<String> {
+    e.ok(&["logplay", "-v", "--device", "img"]).lines().filter_map(|l| l.trim().strip_prefix("dir ").map(|p| p.trim().to_string())).collect()
+}
+fn cat(e: &Env, p: &str) -> Vec<u8> {
+    let o = e.run(FAMFS, &["cat", "--device", "img", p]);
+    assert!(o.status.success());
+    o.stdout
 }
 
 /// The C test tree of userspace/testdata/c-famfs/README: SRCDIR 0755 holding one (0600) and
@@ -88,13 +45,13 @@ fn src_tree(e: &Env) -> String {
 /// source's name is kept (C: its contents go straight in, here with --contents).
 #[test]
 fn cp_recursive_layout_and_modes() {
-    let e = Env::new();
+    let e = formatted();
     let src = src_tree(&e);
     e.ok(&["cp", "--device", "img", "-r", &src, "/cpr"]);
     e.ok(&["mkdir", "--device", "img", "/cprx", "/cpry"]);
     e.ok(&["cp", "--device", "img", "-r", &src, "/cprx/"]);
     e.ok(&["cp", "--device", "img", "-r", "--contents", &src, "/cpry/"]);
-    let f = e.files();
+    let f = files(&e);
     assert_eq!(f["/cpr/one"], ("600".into(), 300_000));
     assert_eq!(f["/cpr/sub/two"], ("644".into(), 4 << 20));
     assert_eq!(f["/cprx/SRCDIR/one"], ("600".into(), 300_000));
@@ -102,19 +59,19 @@ fn cp_recursive_layout_and_modes() {
     assert_eq!(f["/cpry/one"], ("600".into(), 300_000));
     assert_eq!(f["/cpry/sub/two"], ("644".into(), 4 << 20));
     assert_eq!(f.len(), 6);
-    let d = e.dirs();
+    let d = dirs(&e);
     assert_eq!(d, ["/cpr", "/cpr/sub", "/cprx", "/cpry", "/cprx/SRCDIR", "/cprx/SRCDIR/sub", "/cpry/sub"]);
-    assert_eq!(e.cat("/cpry/sub/two"), vec![2u8; 4 << 20]);
+    assert_eq!(cat(&e, "/cpry/sub/two"), vec![2u8; 4 << 20]);
 }
 
 /// cp -m MODE is taken as given; --umask applies the umask (022 here) as the C tool does.
 #[test]
 fn cp_mode_and_umask() {
-    let e = Env::new();
+    let e = formatted();
     std::fs::write(e.path("src"), vec![3u8; 5000]).unwrap();
     e.ok(&["cp", "--device", "img", "-m", "0666", "src", "/plain"]);
     e.ok(&["cp", "--device", "img", "-m", "0666", "--umask", "src", "/masked"]);
-    let f = e.files();
+    let f = files(&e);
     assert_eq!(f["/plain"].0, "666");
     assert_eq!(f["/masked"].0, "644");
 }
@@ -123,38 +80,38 @@ fn cp_mode_and_umask() {
 /// compares the copy with its source.
 #[test]
 fn cp_overwrite_same_size_and_compare() {
-    let e = Env::new();
+    let e = formatted();
     std::fs::write(e.path("a"), vec![0xaau8; 3 << 20]).unwrap();
     std::fs::write(e.path("b"), vec![0xbbu8; 3 << 20]).unwrap();
     std::fs::write(e.path("c"), vec![0xccu8; 1 << 20]).unwrap();
     e.ok(&["cp", "--device", "img", "a", "/f"]);
     let before = e.ok(&["logplay", "--device", "img"]);
     e.ok(&["cp", "--device", "img", "-c", "b", "/f"]);
-    assert_eq!(e.cat("/f"), vec![0xbbu8; 3 << 20]);
+    assert_eq!(cat(&e, "/f"), vec![0xbbu8; 3 << 20]);
     // No new log entry: the same file was rewritten.
     assert_eq!(e.ok(&["logplay", "--device", "img"]), before);
     e.fails(&["cp", "--device", "img", "c", "/f"], 1, "cannot change size");
-    assert_eq!(e.cat("/f"), vec![0xbbu8; 3 << 20]);
+    assert_eq!(cat(&e, "/f"), vec![0xbbu8; 3 << 20]);
 }
 
 /// cp of several sources where one is a directory (without -r): the files are copied, the
 /// directory is reported, the exit code is 1.
 #[test]
 fn cp_several_sources_with_a_directory() {
-    let e = Env::new();
+    let e = formatted();
     std::fs::write(e.path("a"), b"aaaa").unwrap();
     std::fs::write(e.path("b"), b"bbbb").unwrap();
     std::fs::create_dir(e.path("adir")).unwrap();
     e.ok(&["mkdir", "--device", "img", "/d"]);
     e.fails(&["cp", "--device", "img", "a", "adir", "b", "/d"], 1, "adir is a directory (use -r)");
-    assert_eq!(e.cat("/d/a"), b"aaaa");
-    assert_eq!(e.cat("/d/b"), b"bbbb");
+    assert_eq!(cat(&e, "/d/a"), b"aaaa");
+    assert_eq!(cat(&e, "/d/b"), b"bbbb");
 }
 
 /// `-?` prints help and exits 0 on every verb and on mkfs.famfs (the C CLI's habit).
 #[test]
 fn question_mark_is_help() {
-    let e = Env::new();
+    let e = formatted();
     for v in ["mkdir", "creat", "cp", "verify", "logplay", "fsck", "getmap", "cat", "flush", "check", "chkread", "clone", "mkmeta", "mount", "umount"] {
         let o = e.run(FAMFS, &[v, "-?"]);
         assert_eq!(o.status.code(), Some(0), "{v}");
@@ -170,9 +127,9 @@ fn question_mark_is_help() {
 /// Sizes in hexadecimal, as the C CLI takes them; mkfs.famfs -v prints more.
 #[test]
 fn hex_sizes_and_mkfs_verbose() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["creat", "--device", "img", "-s", "0x800000", "/hex"]);
-    assert_eq!(e.files()["/hex"].1, 0x800000);
+    assert_eq!(files(&e)["/hex"].1, 0x800000);
     let o = e.run(MKFS, &["-f", "-v", "img"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
@@ -186,7 +143,7 @@ fn hex_sizes_and_mkfs_verbose() {
 /// log entry; another size fails.
 #[test]
 fn creat_existing_same_size() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["creat", "--device", "img", "-s", "3M", "-S", "1", "/f"]);
     let before = e.ok(&["logplay", "--device", "img"]);
     e.ok(&["creat", "--device", "img", "-s", "3M", "-S", "9", "/f"]);
@@ -199,19 +156,19 @@ fn creat_existing_same_size() {
 /// creat -M: a bad name does not stop the good ones (exit 1); -S/-r with -M is refused.
 #[test]
 fn creat_multi_partial_success() {
-    let e = Env::new();
+    let e = formatted();
     e.fails(&["creat", "--device", "img", "-M", "/good1,1M", "-M", "/nodir/x,1M", "-M", "/good2,2M,5"], 1, "1 of 3 files not created");
-    let f = e.files();
+    let f = files(&e);
     assert_eq!((f["/good1"].1, f["/good2"].1, f.len()), (1 << 20, 2 << 20, 2));
     e.ok(&["verify", "--device", "img", "-S", "5", "-f", "/good2"]);
     e.fails(&["creat", "--device", "img", "-S", "3", "-M", "/m,1M"], 1, "do not combine with -M");
-    assert_eq!(e.files().len(), 2);
+    assert_eq!(files(&e).len(), 2);
 }
 
 /// verify: several files, -m NAME,SEED pairs, threads, -q.
 #[test]
 fn verify_several() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["creat", "--device", "img", "-M", "/a,3M,1", "-M", "/b,5M,2", "-M", "/c,1M,1"]);
     e.ok(&["verify", "--device", "img", "-S", "1", "-f", "/a", "-f", "/c"]);
     e.ok(&["verify", "--device", "img", "-S", "1", "/a", "/c"]);
@@ -225,17 +182,17 @@ fn verify_several() {
 /// mkdir -p of the root (a mount point, or / of a device) succeeds; without -p it exists.
 #[test]
 fn mkdir_p_root() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["mkdir", "--device", "img", "-p", "/"]);
     e.ok(&["mkdir", "--device", "img", "-p", "/", "/x/y"]);
     e.fails(&["mkdir", "--device", "img", "/"], 1, "already exists");
-    assert_eq!(e.dirs(), ["/x", "/x/y"]);
+    assert_eq!(dirs(&e), ["/x", "/x/y"]);
 }
 
 /// fsck: the C tool's capacity lines beside ours; -B N buckets; C options accepted with a note.
 #[test]
 fn fsck_capacity_lines_and_c_options() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["creat", "--device", "img", "-s", "3M", "/f"]);
     let t = e.ok(&["fsck", "img"]);
     assert!(t.contains("  Device capacity:        8589934592\n"), "{t}");
@@ -258,7 +215,7 @@ fn fsck_capacity_lines_and_c_options() {
 /// logplay: -d DEV is --device; -c/-m accepted; shadow options refused with the reason.
 #[test]
 fn logplay_c_options() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["mkdir", "--device", "img", "/d"]);
     let out = e.ok(&["logplay", "-d", "img", "-c", "-m", "-v"]);
     assert!(out.contains("played 1 log entries: 0 files, 1 directories") && out.contains("dir  /d"), "{out}");
@@ -269,7 +226,7 @@ fn logplay_c_options() {
 /// clone: a second file sharing the first's memory; fsck reports the cross-link.
 #[test]
 fn clone_makes_a_cross_linked_file() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["creat", "--device", "img", "-s", "3M", "-S", "4", "/a"]);
     e.ok(&["fsck", "img"]);
     e.ok(&["clone", "--device", "img", "/a", "/b"]);
@@ -283,7 +240,7 @@ fn clone_makes_a_cross_linked_file() {
 /// chkread: a superblock or a log, as bytes copied out of the image (as .meta files hold them).
 #[test]
 fn chkread_superblock_and_log() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["creat", "--device", "img", "-M", "/a,1M", "-M", "/b,1M"]);
     let mut f = std::fs::File::open(e.path("img")).unwrap();
     let mut sb = vec![0u8; 2 << 20];
@@ -303,7 +260,7 @@ fn chkread_superblock_and_log() {
 /// flush of a directory flushes every file under it; the root adds the superblock and log.
 #[test]
 fn flush_directories() {
-    let e = Env::new();
+    let e = formatted();
     e.ok(&["mkdir", "--device", "img", "-p", "/d/e"]);
     e.ok(&["creat", "--device", "img", "-M", "/d/a,1M", "-M", "/d/e/b,1M", "-M", "/c,1M"]);
     assert!(e.ok(&["flush", "--device", "img", "-v", "/d"]).contains("flushed 2 files"));
@@ -315,7 +272,7 @@ fn flush_directories() {
 /// with the reason, before anything else happens.
 #[test]
 fn mkmeta_and_mount_c_options() {
-    let e = Env::new();
+    let e = formatted();
     e.fails(&["mkmeta", "img"], 1, "img is not mounted");
     assert!(e.run(FAMFS, &["mkmeta", "img"]).stdout.starts_with(b"famfs mkmeta: not needed"));
     for opt in [&["-D", "img"][..], &["-S", "/tmp/sh", "img", "/mnt"][..], &["-F", "img", "/mnt"][..], &["-p", "img", "/mnt"][..]] {

@@ -4,40 +4,11 @@
 //! of the sparse image plus its mtime).
 
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-const FAMFS: &str = env!("CARGO_BIN_EXE_famfs");
-const MKFS: &str = env!("CARGO_BIN_EXE_mkfs-famfs");
-const M: u64 = 2 << 20;
+mod common;
+use common::*;
 const LOG: u64 = 2 << 20;
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("system_uuid"), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n").unwrap();
-        Env { dir }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, bin: &str, args: &[&str]) -> Output {
-        let o = Command::new(bin).args(args).current_dir(self.dir.path()).env("FAMFS_SYSTEM_UUID_FILE", self.path("system_uuid")).output().unwrap();
-        println!("$ famfs {}\n{}{}", args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        assert!(o.status.code().is_some_and(|c| c <= 2), "{args:?} died: {:?}", o.status);
-        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{args:?} panicked");
-        o
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(FAMFS, args);
-        assert!(o.status.success(), "{args:?} failed");
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-}
 
 /// Hash of every byte the sparse image holds (data segments found with SEEK_DATA/SEEK_HOLE,
 /// with their offsets), plus the mtime: any write, even into a hole, changes it.
