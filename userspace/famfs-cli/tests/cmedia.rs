@@ -251,19 +251,8 @@ fn c_system_uuid_file_gives_the_roles() {
 /// Appends an ADD_DAXDEV entry (index 1, 16 GiB) to the C-made log, as a C master adding a device
 /// would: the entry in the next slot, then the header's counters.
 fn append_daxdev(img: &str) {
-    use famfs_format::{DaxdevEntry, LogEntry, LogEntryBody, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET};
-    use std::io::Read;
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(img).unwrap();
-    let mut h = [0u8; LOG_HEADER_SIZE];
-    f.seek(SeekFrom::Start(LOG_OFFSET)).unwrap();
-    f.read_exact(&mut h).unwrap();
-    let next = u64::from_le_bytes(h[40..48].try_into().unwrap());
-    let e = LogEntry { seqnum: next, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 16 * G, uuid: [0xab; 16], index: 1 }) };
-    f.seek(SeekFrom::Start(LOG_OFFSET + LOG_HEADER_SIZE as u64 + next * LOG_ENTRY_SIZE as u64)).unwrap();
-    f.write_all(&e.encode()).unwrap();
-    f.seek(SeekFrom::Start(LOG_OFFSET + 32)).unwrap();
-    f.write_all(&(next + 1).to_le_bytes()).unwrap();
-    f.write_all(&(next + 1).to_le_bytes()).unwrap();
+    use famfs_format::{DaxdevEntry, LogEntryBody};
+    append_entry(img, LogEntryBody::AddDaxdev(DaxdevEntry { size: 16 * G, uuid: [0xab; 16], index: 1 }));
 }
 
 /// ADD_DAXDEV entries are reported by fsck (text, -v, --json) and logplay -v, and do not make the

@@ -30,6 +30,21 @@ fn preflight() {
     });
 }
 
+/// A fresh 8 GiB sparse famfs image at `img`, this test process as its master.
+fn format_image(img: &Path) {
+    File::create(img).unwrap().set_len(8 << 30).unwrap();
+    let media = Media::open(img, Access::ReadWrite).unwrap();
+    let uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
+    let opts = MkfsOptions {
+        log_len: DEFAULT_LOG_LEN,
+        fs_uuid: *uuid::Uuid::new_v4().as_bytes(),
+        dev_uuid: *uuid::Uuid::new_v4().as_bytes(),
+        system_uuid: uuid,
+        device_name: img.display().to_string(),
+    };
+    famfs_meta::mkfs(&media, &opts).unwrap();
+}
+
 /// A temp dir with an 8 GiB sparse famfs image and a mount point; unmounts (lazily) and kills
 /// the server on drop, even when the test failed.
 struct Fixture {
@@ -79,18 +94,7 @@ impl Fixture {
         let img = dir.path().join("img");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        File::create(&img).unwrap().set_len(8 << 30).unwrap();
-        let media = Media::open(&img, Access::ReadWrite).unwrap();
-        let uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
-        let opts = MkfsOptions {
-            log_len: DEFAULT_LOG_LEN,
-            fs_uuid: *uuid::Uuid::new_v4().as_bytes(),
-            dev_uuid: *uuid::Uuid::new_v4().as_bytes(),
-            system_uuid: uuid,
-            device_name: img.display().to_string(),
-        };
-        famfs_meta::mkfs(&media, &opts).unwrap();
-        drop(media);
+        format_image(&img);
         let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
         fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
         let f1 = fs.create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
@@ -330,19 +334,8 @@ fn replaced_file_system_goes_stale() {
     assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
     // Another file system, same paths, other data, as a re-format by the master would leave.
     let other = fx._dir.path().join("other");
-    File::create(&other).unwrap().set_len(8 << 30).unwrap();
+    format_image(&other);
     {
-        let media = Media::open(&other, Access::ReadWrite).unwrap();
-        let uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
-        let opts = MkfsOptions {
-            log_len: DEFAULT_LOG_LEN,
-            fs_uuid: *uuid::Uuid::new_v4().as_bytes(),
-            dev_uuid: *uuid::Uuid::new_v4().as_bytes(),
-            system_uuid: uuid,
-            device_name: other.display().to_string(),
-        };
-        famfs_meta::mkfs(&media, &opts).unwrap();
-        drop(media);
         let mut fs = Famfs::open(&other, Access::ReadWrite).unwrap();
         fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
         let f = fs.create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
