@@ -24,7 +24,7 @@ fn preflight() {
         assert!(nix::unistd::geteuid().is_root(), "these tests mount file systems and must run as root");
         // One system uuid file for the whole test process, so that the images we make are ours
         // (master role) in this process and in the servers it starts.
-        let p = std::env::temp_dir().join("famfs-fused-tests.system_uuid");
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("famfs-fused-tests.system_uuid");
         std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, &p);
         famfs_meta::local_system_uuid(&p).expect("system uuid file");
     });

@@ -14,7 +14,7 @@ const MASTER: UuidBytes = [0x77; 16];
 fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let d = std::env::temp_dir().join(format!("famfs-meta-corrupt-{}", std::process::id()));
+        let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("famfs-meta-corrupt.system_uuid");
         std::fs::write(&d, format!("{}\n", format_uuid(&MASTER))).unwrap();
         std::env::set_var(SYSTEM_UUID_ENV, &d);
     });
