@@ -280,7 +280,7 @@ fn append_daxdev(img: &str) {
     f.seek(SeekFrom::Start(LOG_OFFSET)).unwrap();
     f.read_exact(&mut h).unwrap();
     let next = u64::from_le_bytes(h[40..48].try_into().unwrap());
-    let e = LogEntry { seqnum: next, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 16 * G, uuid: [0xab; 16], index: 1 }) };
+    let e = LogEntry { seqnum: next, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 16 * G, uuid: [0xab; 16], index: 1, name: String::new() }) };
     f.seek(SeekFrom::Start(LOG_OFFSET + LOG_HEADER_SIZE as u64 + next * LOG_ENTRY_SIZE as u64)).unwrap();
     f.write_all(&e.encode()).unwrap();
     f.seek(SeekFrom::Start(LOG_OFFSET + 32)).unwrap();
