@@ -45,6 +45,8 @@ pub struct Problem {
     pub index: u64,
     pub path: Option<String>,
     pub kind: ProblemKind,
+    /// The device a collision or partial unit is on (0 otherwise).
+    pub device: u64,
 }
 
 impl Problem {
@@ -59,6 +61,9 @@ impl std::fmt::Display for Problem {
         write!(f, "entry {}", self.index)?;
         if let Some(p) = &self.path {
             write!(f, " (/{p})")?;
+        }
+        if self.device != 0 {
+            write!(f, " on device {}", self.device)?;
         }
         match &self.kind {
             ProblemKind::BadEntry(e) => write!(f, ": invalid entry: {e}"),
@@ -277,7 +282,7 @@ impl Famfs {
 
     /// Looks for every secondary device not looked for yet (only when the media reaches file
     /// data: through meta files nothing but the log is used). Candidates, in order: the paths
-    /// given to [`Famfs::open_with`], the name the log recorded for it, the other secondaries'
+    /// given to [`Famfs::open_with`], the host's cache ([`crate::resolver`]), the name the log recorded for it, the other secondaries'
     /// names, then every `/dev/dax*`; each is
     /// used only once its superblock shows this file system's uuid and the device's uuid.
     pub fn attach_missing(&mut self) {
@@ -290,6 +295,7 @@ impl Famfs {
             }
             let dev = self.devices[i].clone();
             let mut cands: Vec<PathBuf> = self.candidates.clone();
+            cands.extend(crate::resolver::cached_paths(&self.sb.fs_uuid, &dev.uuid));
             // Its own name hint first, then the other devices' (names may have been swapped).
             let hints = std::iter::once(&dev).chain(self.devices.iter().skip(1).filter(|d| d.index != dev.index));
             cands.extend(hints.filter(|d| !d.name.is_empty()).map(|d| PathBuf::from(&d.name)));
@@ -446,7 +452,7 @@ impl Famfs {
 
     fn problem(&mut self, index: u64, path: Option<&RelPath>, kind: ProblemKind, stats: &mut PlayStats) {
         stats.problems += 1;
-        self.problems.push(Problem { index, path: path.map(|p| p.to_string()), kind });
+        self.problems.push(Problem { index, path: path.map(|p| p.to_string()), kind, device: 0 });
     }
 
     fn apply(&mut self, index: u64, entry: std::result::Result<LogEntry, FormatError>, stats: &mut PlayStats) {
@@ -464,12 +470,19 @@ impl Famfs {
                         self.problem(index, Some(&f.path), ProblemKind::BadDevice(why), stats);
                         continue;
                     };
-                    match bm.mark(e) {
+                    let r = bm.mark(e);
+                    let failed = r.is_err();
+                    match r {
                         Ok(()) => {}
                         Err(err @ AllocError::InPartialUnit { .. }) => {
                             self.problem(index, Some(&f.path), ProblemKind::PartialUnit(err), stats)
                         }
                         Err(err) => self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats),
+                    }
+                    if failed {
+                        if let Some(p) = self.problems.last_mut() {
+                            p.device = e.devindex;
+                        }
                     }
                 }
                 let info = FileInfo { size: f.size, flags: f.flags, fmap: f.fmap };

@@ -15,6 +15,7 @@
 
 mod fs;
 mod namespace;
+pub mod resolver;
 mod role;
 
 pub use famfs_media::{Access, MediaKind};
