@@ -129,6 +129,37 @@ fn two_devices_end_to_end() {
     assert_eq!(read_backing(&[&p0, &p1], &fa, sa), da);
     assert_eq!(read_backing(&[&p0, &p1], &fb, sb), db);
     println!("ok - bytes in the backing files at the offsets the maps give");
+    // A file on device 0 only, then the primary as a single-device reader sees it: a valid
+    // primary superblock, an intact log whose every entry is FILE, MKDIR or ADD_DAXDEV (which
+    // such a reader skips), and the device-0 file's bytes at its extents in the primary image.
+    let z = fs.create_file(&RelPath::new("zero").unwrap(), 3 * M, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    let (_, fz, szz) = fmap_of(&fs, "zero");
+    assert!(fz.extents().iter().all(|e| e.devindex == 0), "{fz:?}");
+    let dz = pattern(11, szz as usize);
+    fs.write_data(z, 0, &dz).unwrap();
+    {
+        let img = std::fs::File::open(&p0).unwrap();
+        let mut sbb = vec![0u8; SB_SIZE];
+        img.read_exact_at(&mut sbb, 0).unwrap();
+        let psb = Superblock::decode(&sbb).unwrap();
+        let mut hb = vec![0u8; LOG_HEADER_SIZE];
+        img.read_exact_at(&mut hb, LOG_OFFSET).unwrap();
+        let h = LogHeader::decode(&hb, psb.log_len).unwrap();
+        let mut zero_map = None;
+        for i in 0..h.next_index() {
+            let mut eb = vec![0u8; LOG_ENTRY_SIZE];
+            img.read_exact_at(&mut eb, LOG_OFFSET + LOG_HEADER_SIZE as u64 + i * LOG_ENTRY_SIZE as u64).unwrap();
+            let raw = LogEntry::check_integrity(&eb, i).unwrap();
+            assert!(matches!(raw.entry_type, 0 | 1 | 3), "entry {i} type {}", raw.entry_type);
+            if let LogEntryBody::File(f) = LogEntry::decode_body(&raw).unwrap().body {
+                if f.path.as_str() == "zero" {
+                    zero_map = Some(f.fmap);
+                }
+            }
+        }
+        assert_eq!(read_backing(&[&p0], &zero_map.unwrap(), szz), dz);
+    }
+    println!("ok - the extended primary still reads as a single-device famfs (device 0's files)");
     drop(fs);
 
     // Reopen: the secondary is found by its uuid (from the log's name hint) and reads back.
