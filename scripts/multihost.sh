@@ -1,7 +1,9 @@
 # Sourced by multi-host tests: several famfs VMs sharing one CXL memory (the same /dev/shm file
 # behind each VM's cxl-type3 device), each with its own system uuid, driven from the host.
 #
-#   mh_start NAME UUID CXL_FILE   start booting a VM running scripts/vm-agent
+#   mh_start NAME UUID CXL_FILE [VM-ARGS...]
+#                                 start booting a VM running scripts/vm-agent (VM-ARGS: more
+#                                 scripts/vm options, e.g. --dax-backend ram --second-dax-file F)
 #   mh_ready NAME                 wait until it answers (boot VMs in parallel, then wait)
 #   mh_run NAME SCRIPT            run SCRIPT (bash) in the VM; prints its output, returns its status
 #   mh_stop NAME                  stop the VM
@@ -13,10 +15,11 @@ declare -A MH_PID MH_N
 
 mh_start() {
     local name=$1 uuid=$2 cxl=$3 dir=$MH_DIR/$1 i
+    shift 3
     rm -rf "$dir"
     mkdir -p "$dir"
     MH_N[$name]=0
-    "$MH_TOP/scripts/vm" --cpus 1 --memory 1536M --cxl-file "$cxl" --system-uuid "$uuid" \
+    "$MH_TOP/scripts/vm" --cpus 1 --memory 1536M --cxl-file "$cxl" --system-uuid "$uuid" "$@" \
         -- scripts/vm-agent ".vm-out/mh/$name" >"$dir/console.log" 2>&1 &
     MH_PID[$name]=$!
 }

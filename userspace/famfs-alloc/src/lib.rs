@@ -251,6 +251,19 @@ impl Bitmap {
         Ok(Extent::new(start * UNIT, n * UNIT))
     }
 
+    /// First-fit run of `len` bytes (a multiple of 2 MiB) anywhere on the device, without
+    /// touching any cursor: one strip of an interleaved file spread over several devices.
+    /// `None` when no run is free.
+    pub fn alloc_strip(&mut self, len: u64) -> Option<Extent> {
+        let n = len.div_ceil(UNIT);
+        if n == 0 {
+            return None;
+        }
+        let start = self.find_run(n, 0, self.units)?;
+        self.set_range(start, n);
+        Some(Extent::new(start * UNIT, n * UNIT))
+    }
+
     /// Interleaved allocation: the device is split into `nbuckets` equal buckets, visited in an order
     /// shuffled by `seed`, and one first-fit strip is taken from each until `nstrips` strips are found.
     /// On failure nothing stays allocated.

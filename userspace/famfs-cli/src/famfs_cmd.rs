@@ -320,6 +320,25 @@ pub enum Cmd {
     },
     /// Unmount a famfs.
     Umount { mpt: PathBuf },
+    /// Add a memory device to a file system (a secondary: its own superblock, no log).
+    Devadd {
+        /// Overwrite a famfs (primary or secondary) already on DEVICE.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// The file system: its mount point (online, under the log lock) or its primary device
+        /// or image (offline).
+        target: PathBuf,
+        /// The devdax device or image file to add.
+        device: PathBuf,
+    },
+    /// Find famfs devices on this host by uuid (names differ between hosts).
+    Daxdev {
+        /// JSON output.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: crate::devices::DaxdevAction,
+    },
     /// Write the man pages of famfs, its verbs and mkfs.famfs into DIR (used by make install).
     #[command(hide = true)]
     GenMan { dir: PathBuf },
@@ -851,11 +870,11 @@ fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
 }
 
 fn daxdev_json(d: &famfs_format::DaxdevEntry) -> serde_json::Value {
-    serde_json::json!({"index": d.index, "size": d.size, "uuid": format_uuid(&d.uuid)})
+    serde_json::json!({"index": d.index, "size": d.size, "uuid": format_uuid(&d.uuid), "name": d.name})
 }
 
 fn daxdev_line(d: &famfs_format::DaxdevEntry) -> String {
-    format!("daxdev index {} size {} uuid {}", d.index, d.size, format_uuid(&d.uuid))
+    format!("daxdev index {} size {} uuid {} name {:?}", d.index, d.size, format_uuid(&d.uuid), d.name)
 }
 
 fn fmap_json(f: &Fmap) -> serde_json::Value {
@@ -906,7 +925,27 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     if x.nbuckets == Some(0) || x.nbuckets.is_some_and(|n| n > famfs_alloc::MAX_BUCKETS) {
         bail!("-B: between 1 and {} buckets", famfs_alloc::MAX_BUCKETS);
     }
-    let dev = path.clone().or_else(|| cli.device.clone()).ok_or_else(|| anyhow!("fsck needs a device, image or mount path"))?;
+    let mut dev = path.clone().or_else(|| cli.device.clone()).ok_or_else(|| anyhow!("fsck needs a device, image or mount path"))?;
+    // A secondary device leads to its primary (the log is there).
+    if !dev.is_dir() {
+        if let Ok(Some(p)) = crate::devices::primary_of(&dev) {
+            if !json {
+                println!("{} is a secondary device; checking the file system on its primary {}", dev.display(), p.display());
+            }
+            dev = p;
+        } else if famfs_media::Media::open(&dev, Access::ReadOnly)
+            .ok()
+            .is_some_and(|m| matches!(m.read_any_superblock(), Ok(famfs_format::AnySuperblock::Secondary(_))))
+        {
+            let msg = format!("{} is a secondary device and its primary was not found on this host", dev.display());
+            if json {
+                println!("{}", serde_json::json!({"path": dev, "ok": false, "error": msg}));
+            } else {
+                println!("{msg}");
+            }
+            return Ok(true);
+        }
+    }
     let fs = match Famfs::open(&dev, Access::ReadOnly) {
         Ok(fs) => fs,
         Err(e) => {
@@ -942,6 +981,27 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
         warnings.push(format!("{e}: this host counts as a client"));
     }
     let collisions = fs.problems().iter().filter(|p| matches!(p.kind, famfs_meta::ProblemKind::Collision(_))).count();
+    // Per device: used, free, collisions, and where this host found it.
+    let per_device: Vec<serde_json::Value> = fs
+        .devices()
+        .iter()
+        .zip(fs.bitmaps())
+        .map(|(d, b)| {
+            let coll = fs
+                .problems()
+                .iter()
+                .filter(|p| p.device == d.index as u64 && matches!(p.kind, famfs_meta::ProblemKind::Collision(_)))
+                .count();
+            let local = if d.index == 0 { Some(dev.display().to_string()) } else { fs.device_path(d.index).map(|p| p.display().to_string()) };
+            serde_json::json!({
+                "index": d.index, "uuid": format_uuid(&d.uuid), "size": d.size, "name": d.name,
+                "kind": if d.index == 0 { "primary" } else { "secondary" },
+                "local_path": local, "missing": fs.device_missing(d.index),
+                "allocated_bytes": b.used_units() * famfs_alloc::UNIT, "free_bytes": b.free_bytes(),
+                "collisions": coll,
+            })
+        })
+        .collect();
     let used = bm.used_units() * famfs_alloc::UNIT;
     // Used and free units per bucket (-B N): what interleaved allocation will find.
     let buckets: Vec<(u64, u64, u64)> = match x.nbuckets {
@@ -979,6 +1039,7 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
             "allocated_bytes": used, "free_bytes": bm.free_bytes(),
             "collisions": collisions, "damage": damage, "warnings": warnings,
             "daxdevs": fs.daxdevs().iter().map(daxdev_json).collect::<Vec<_>>(),
+            "devices": per_device,
             "buckets": buckets.iter().map(|(o, u, f)| serde_json::json!({"offset": o, "used_bytes": u, "free_bytes": f})).collect::<Vec<_>>(),
             "file_list": if cli.verbose > 0 { serde_json::Value::Array(files) } else { serde_json::Value::Null },
         });
@@ -999,9 +1060,25 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     for (i, (o, u, f)) in buckets.iter().enumerate() {
         println!("  bucket {i:2}:    offset {o:#x}: used {}, free {}", sz(*u), sz(*f));
     }
-    println!("  daxdevs:      {} ADD_DAXDEV entries{}", fs.daxdevs().len(), if fs.daxdevs().is_empty() { "" } else { " (recorded; only the superblock's device, index 0, is used)" });
-    for d in fs.daxdevs() {
-        println!("  {}", daxdev_line(d));
+    println!("  devices:      {} (the primary and {} added by ADD_DAXDEV)", fs.devices().len(), fs.devices().len() - 1);
+    for v in &per_device {
+        let g = |k: &str| v[k].as_u64().unwrap_or(0);
+        let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        println!(
+            "    device {}: {} uuid {} size {}, allocated {}, free {}, collisions {}, {}",
+            g("index"),
+            s("kind"),
+            s("uuid"),
+            sz(g("size")),
+            sz(g("allocated_bytes")),
+            sz(g("free_bytes")),
+            g("collisions"),
+            match (v["local_path"].as_str(), v["missing"].as_str()) {
+                (Some(p), _) => format!("here: {p}"),
+                (None, Some(why)) => format!("MISSING: {why}"),
+                (None, None) => format!("added as {}", s("name")),
+            }
+        );
     }
     if cli.verbose > 0 {
         for n in ns.nodes() {
@@ -1508,6 +1585,8 @@ pub fn run(cli: &Cli) -> Result<bool> {
             .map(|()| true)
         }
         Cmd::Umount { mpt } => cmd_umount(mpt).map(|()| true),
+        Cmd::Devadd { force, target, device } => crate::devices::cmd_devadd(*force, target, device).map(|()| true),
+        Cmd::Daxdev { json, action } => crate::devices::cmd_daxdev(action, *json),
         Cmd::GenMan { dir } => crate::man::write_all(dir).map(|()| true),
     }
 }

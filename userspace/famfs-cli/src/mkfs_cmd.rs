@@ -37,8 +37,11 @@ pub struct MkfsArgs {
     /// Fixed device uuid (for reproducible images).
     #[arg(long, hide = true)]
     pub dev_uuid: Option<String>,
-    /// The devdax device (/dev/daxX.Y) or image file.
+    /// The devdax device (/dev/daxX.Y) or image file: the primary, which holds the log.
     pub device: PathBuf,
+    /// More devices (or image files) of the same file system: each gets a secondary
+    /// superblock and an ADD_DAXDEV log entry, as `famfs devadd` does.
+    pub secondaries: Vec<PathBuf>,
 }
 
 /// Mount points whose source is `dev` (from mountinfo, unescaped).
@@ -62,9 +65,20 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
     if a.set_daxmode {
         eprintln!("mkfs.famfs: note: --set-daxmode accepted and not needed: devices bound to fsdev_dax and device_dax are written alike");
     }
+    if a.kill && !a.secondaries.is_empty() {
+        bail!("-k kills the superblock of one device; give only that device");
+    }
     let mounts = mounted_at(dev);
     if !mounts.is_empty() {
         bail!("{} is mounted at {}; unmount it first", dev.display(), mounts.join(", "));
+    }
+    // Every secondary passes the devadd checks before anything is written.
+    let mut secondaries = Vec::new();
+    for (i, s) in a.secondaries.iter().enumerate() {
+        if a.secondaries[..i].iter().any(|o| crate::devices::same_device(o, s)) {
+            bail!("{} is given twice", s.display());
+        }
+        secondaries.push((s, crate::devices::open_new_secondary(s, dev, None, a.force)?));
     }
     let media = Media::open(dev, Access::ReadWrite).with_context(|| format!("cannot open {}", dev.display()))?;
     if media.kind() == famfs_media::MediaKind::MetaFiles {
@@ -117,6 +131,17 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
     };
     let sb = mkfs(&media, &opts).with_context(|| format!("mkfs on {} failed", dev.display()))?;
     println!("famfs file system created on {}", dev.display());
+    if !secondaries.is_empty() {
+        let mut fs = famfs_meta::Famfs::from_media(media).context("cannot open the new file system")?;
+        for (path, m) in secondaries {
+            let name = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+            let size = m.size();
+            let index = fs
+                .with_log_lock(|ap| ap.add_device(m, &name, *uuid::Uuid::new_v4().as_bytes()))
+                .with_context(|| format!("cannot add {}", path.display()))?;
+            println!("  device {index}:    {} ({}), secondary", path.display(), human(size));
+        }
+    }
     println!("  device size: {} ({} bytes)", human(sb.device_size), sb.device_size);
     println!("  log:         {} ({} entries)", human(sb.log_len), sb.log_geometry().capacity());
     println!("  fs uuid:     {}", format_uuid(&sb.fs_uuid));

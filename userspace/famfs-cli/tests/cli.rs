@@ -282,3 +282,74 @@ fn concurrent_creators_lose_nothing() {
     }
     e.ok(&["verify", "--device", "img", "-S", "5024", "-f", "/p5-f24"]);
 }
+
+/// Several devices through the binaries: mkfs.famfs with a secondary, devadd offline and its
+/// refusals, allocation across devices (getmap), data through --device checked in the images at
+/// the offsets getmap gives, fsck per device and from a secondary, famfs daxdev with the cache.
+#[test]
+fn multi_device_cli() {
+    use std::os::unix::fs::FileExt;
+    let e = Env::new();
+    for n in ["p", "s1", "s2", "other"] {
+        e.image(n, 4 * G);
+    }
+    e.image("small", G);
+    e.ok_bin(MKFS, &["p", "s1"]);
+    e.fails_bin(MKFS, &["-f", "p", "p"], 1, "primary device");
+    e.fails(&["devadd", "p", "p"], 1, "primary device");
+    e.fails(&["devadd", "p", "s1"], 1, "already device 1");
+    e.fails(&["devadd", "p", "small"], 1, "at least 4 GiB");
+    e.ok_bin(MKFS, &["other"]);
+    e.fails(&["devadd", "p", "other"], 1, "already holds a famfs file system");
+    let out = e.ok(&["devadd", "p", "s2"]);
+    assert!(out.contains("added as device 2"), "{out}");
+    // Files: plain on the most-free device (1), striped over 3 devices.
+    e.ok(&["--device", "p", "creat", "-s", "3M", "-S", "5", "/a"]);
+    e.ok(&["--device", "p", "creat", "-s", "11M", "-N", "3", "-S", "6", "/b"]);
+    e.fails(&["--device", "p", "creat", "-s", "11M", "-N", "4", "/c"], 1, "-N at most 3");
+    let map = |f: &str| -> serde_json::Value { serde_json::from_str(&e.ok(&["--device", "p", "getmap", "--json", f])).unwrap() };
+    let ma = map("/a");
+    assert_eq!(ma["fmap"]["extents"][0]["devindex"], serde_json::json!(1), "{ma:#}");
+    let mb = map("/b");
+    let mut devs: Vec<u64> = mb["fmap"]["strips"].as_array().unwrap().iter().map(|s| s["devindex"].as_u64().unwrap()).collect();
+    devs.sort();
+    assert_eq!(devs, vec![0, 1, 2]);
+    e.ok(&["--device", "p", "verify", "-S", "5", "-f", "/a", "-m", "/b,6"]);
+    // Oracle: the bytes `famfs cat` prints equal the images' bytes at the strips' offsets.
+    let content = e.run(FAMFS, &["--device", "p", "cat", "/b"]).stdout;
+    assert_eq!(content.len(), 11 << 20);
+    let imgs: Vec<std::fs::File> = ["p", "s1", "s2"].iter().map(|n| std::fs::File::open(e.path(n)).unwrap()).collect();
+    let chunk = mb["fmap"]["chunk_size"].as_u64().unwrap();
+    let strips = mb["fmap"]["strips"].as_array().unwrap();
+    for (i, piece) in content.chunks(chunk as usize).enumerate() {
+        let s = &strips[i % strips.len()];
+        let off = s["offset"].as_u64().unwrap() + (i / strips.len()) as u64 * chunk;
+        let mut buf = vec![0u8; piece.len()];
+        imgs[s["devindex"].as_u64().unwrap() as usize].read_exact_at(&mut buf, off).unwrap();
+        assert!(buf == piece, "chunk {i} differs from the image of device {}", s["devindex"]);
+    }
+    // fsck: per device, and a secondary leads to its primary.
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["fsck", "--json", "p"])).unwrap();
+    assert_eq!(v["ok"], serde_json::json!(true));
+    let d = v["devices"].as_array().unwrap();
+    assert_eq!(d.len(), 3);
+    assert!(d.iter().all(|x| x["collisions"] == serde_json::json!(0) && x["missing"].is_null()), "{v:#}");
+    assert_eq!(d[1]["allocated_bytes"].as_u64(), Some((2 + 4 + 4) << 20), "{v:#}");
+    let t = e.ok(&["fsck", "s2"]);
+    assert!(t.contains("secondary device; checking the file system on its primary"), "{t}");
+    assert!(t.trim_end().ends_with("clean"), "{t}");
+    // daxdev: resolve by uuid (the images given with --also), the cache, a wrong uuid.
+    let fs_uuid = v["fs_uuid"].as_str().unwrap().to_string();
+    let u2 = d[2]["uuid"].as_str().unwrap().to_string();
+    let s2 = e.path("s2").display().to_string();
+    let p = e.ok(&["daxdev", "resolve", &fs_uuid, &u2, "--also", &s2]);
+    assert_eq!(p.trim(), s2);
+    let cached = std::fs::read_to_string(e.path("cache/daxdevs.json")).unwrap();
+    assert!(cached.contains(&u2), "{cached}");
+    // From the cache alone (no --also): the entry is checked against the device and used.
+    assert_eq!(e.ok(&["daxdev", "resolve", &fs_uuid, &u2]).trim(), s2);
+    let o = e.run(FAMFS, &["daxdev", "resolve", &fs_uuid, "00000000-0000-0000-0000-000000000001"]);
+    assert_eq!(o.status.code(), Some(1));
+    let l: serde_json::Value = serde_json::from_str(&e.ok(&["daxdev", "--json", "list", "--also", &s2])).unwrap();
+    assert_eq!(l[0]["kind"], serde_json::json!("secondary"));
+}

@@ -252,11 +252,12 @@ fn c_system_uuid_file_gives_the_roles() {
 /// would: the entry in the next slot, then the header's counters.
 fn append_daxdev(img: &str) {
     use famfs_format::{DaxdevEntry, LogEntryBody};
-    append_entry(img, LogEntryBody::AddDaxdev(DaxdevEntry { size: 16 * G, uuid: [0xab; 16], index: 1 }));
+    append_entry(img, LogEntryBody::AddDaxdev(DaxdevEntry { size: 16 * G, uuid: [0xab; 16], index: 1, name: String::new() }));
 }
 
-/// ADD_DAXDEV entries are reported by fsck (text, -v, --json) and logplay -v, and do not make the
-/// file system damaged.
+/// ADD_DAXDEV entries (as a C master writes them: no name hint) are reported by fsck (text, -v,
+/// --json) and logplay -v, and do not make the file system damaged: the device joins the device
+/// table and, absent from this host, is reported missing.
 #[test]
 fn add_daxdev_reported() {
     let e = c_env(true);
@@ -267,11 +268,16 @@ fn add_daxdev_reported() {
     let line = "daxdev index 1 size 17179869184 uuid abababab-abab-abab-abab-abababababab";
     let v = e.json(&["fsck", "--json", &img]);
     assert_eq!(v["ok"], json!(true), "{v:#}");
-    assert_eq!(v["daxdevs"], json!([{"index": 1, "size": 16 * G, "uuid": "abababab-abab-abab-abab-abababababab"}]));
+    assert_eq!(v["daxdevs"], json!([{"index": 1, "size": 16 * G, "uuid": "abababab-abab-abab-abab-abababababab", "name": ""}]));
+    assert_eq!(v["devices"].as_array().map(|a| a.len()), Some(2), "{v:#}");
+    assert_eq!(v["devices"][1]["uuid"], json!("abababab-abab-abab-abab-abababababab"));
+    assert_eq!(v["devices"][1]["local_path"], json!(null));
+    assert!(v["devices"][1]["missing"].as_str().is_some_and(|m| m.contains("not found on this host")), "{v:#}");
     for args in [&["fsck", &img][..], &["fsck", "-v", &img][..]] {
         let t = e.ok(args);
-        assert!(t.contains("daxdevs:      1 ADD_DAXDEV entries"), "{t}");
-        assert!(t.contains(line), "{t}");
+        assert!(t.contains("devices:      2 (the primary and 1 added by ADD_DAXDEV)"), "{t}");
+        assert!(t.contains("device 1: secondary uuid abababab-abab-abab-abab-abababababab size 17179869184"), "{t}");
+        assert!(t.contains("MISSING"), "{t}");
         assert!(t.trim_end().ends_with("clean"), "{t}");
     }
     let t = e.ok(&["logplay", "--device", &img]);

@@ -101,13 +101,23 @@ pub struct MkdirEntry {
     pub path: RelPath,
 }
 
-/// An ADD_DAXDEV entry (recorded, not used by current readers).
+/// An ADD_DAXDEV entry: device `index` of the file system is the device whose (secondary)
+/// superblock carries `uuid`. Indexes are dense in log order; 0 is the primary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaxdevEntry {
     pub size: u64,
     pub uuid: UuidBytes,
     pub index: u32,
+    /// The path the device was added by on the master (famfs-rs extension at body offset 32,
+    /// 64 bytes NUL-padded; zero in C-made entries). A hint only: names differ between hosts,
+    /// and a device is used only after its superblock showed the right uuids.
+    pub name: String,
 }
+
+/// Bytes of the ADD_DAXDEV name hint.
+pub const DAXDEV_ENTRY_NAME_LEN: usize = 64;
+/// Offset of the name hint in the ADD_DAXDEV body.
+const DAXDEV_ENTRY_NAME_OFF: usize = 32;
 
 /// The typed body of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +160,12 @@ impl LogEntry {
                 put_u64(&mut body, 0, x.size);
                 body[8..24].copy_from_slice(&x.uuid);
                 put_u32(&mut body, 24, x.index);
+                // At most 63 bytes, so the field always ends with a NUL; cut at a char boundary.
+                let mut n = x.name.len().min(DAXDEV_ENTRY_NAME_LEN - 1);
+                while !x.name.is_char_boundary(n) {
+                    n -= 1;
+                }
+                body[DAXDEV_ENTRY_NAME_OFF..DAXDEV_ENTRY_NAME_OFF + n].copy_from_slice(&x.name.as_bytes()[..n]);
                 EntryType::AddDaxdev
             }
         };
@@ -196,7 +212,12 @@ impl LogEntry {
                 mode: get_u32(b, 8),
                 path: RelPath::decode(&b[12..])?,
             }),
-            3 => LogEntryBody::AddDaxdev(DaxdevEntry { size: get_u64(b, 0), uuid: get_arr(b, 8), index: get_u32(b, 24) }),
+            3 => {
+                let field = &b[DAXDEV_ENTRY_NAME_OFF..DAXDEV_ENTRY_NAME_OFF + DAXDEV_ENTRY_NAME_LEN];
+                let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
+                let name = String::from_utf8_lossy(&field[..end]).into_owned();
+                LogEntryBody::AddDaxdev(DaxdevEntry { size: get_u64(b, 0), uuid: get_arr(b, 8), index: get_u32(b, 24), name })
+            }
             other => return Err(FormatError::BadEntryType { index: raw.seqnum, found: other }),
         };
         Ok(LogEntry { seqnum: raw.seqnum, body })
@@ -279,13 +300,31 @@ mod tests {
         assert_eq!(&b[28..32], b"a/b\0");
         assert!(b[16 + 92..536].iter().all(|&x| x == 0));
         assert_eq!(LogEntry::decode(&b, 0).unwrap(), d);
-        let x = LogEntry { seqnum: 1, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 1 << 34, uuid: [9; 16], index: 1 }) };
+        let x = LogEntry {
+            seqnum: 1,
+            body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 1 << 34, uuid: [9; 16], index: 1, name: "/dev/dax1.0".into() }),
+        };
         let b = x.encode();
         assert_eq!(get_u32(&b, 8), 3);
         assert_eq!(get_u64(&b, 16), 1 << 34);
         assert_eq!(&b[24..40], &[9; 16]);
         assert_eq!(get_u32(&b, 40), 1);
+        assert_eq!(&b[16 + 28..16 + 32], &[0; 4]);
+        assert_eq!(&b[16 + 32..16 + 44], b"/dev/dax1.0\0");
+        assert!(b[16 + 44..536].iter().all(|&c| c == 0));
         assert_eq!(LogEntry::decode(&b, 1).unwrap(), x);
+        // A C-made entry has no name: it decodes as an empty one.
+        let mut raw = RawLogEntry::from_bytes(&b).unwrap();
+        raw.body[32..96].fill(0);
+        raw.crc = raw.compute_crc();
+        match LogEntry::decode(&raw.to_bytes(), 1).unwrap().body {
+            LogEntryBody::AddDaxdev(d) => assert_eq!(d.name, ""),
+            other => panic!("{other:?}"),
+        }
+        // A long name is cut to 63 bytes and keeps its NUL.
+        let long = LogEntry { seqnum: 1, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 1, uuid: [1; 16], index: 1, name: "x".repeat(100) }) };
+        let b = long.encode();
+        assert_eq!(b[16 + 32 + 63], 0);
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub enum FormatError {
     BadSuperblockCrc { stored: u64, computed: u64 },
     #[error("bad allocation unit {found:#x} (expected 0x200000 or 0x1000)")]
     BadAllocUnit { found: u64 },
+    #[error("not a secondary superblock (sb_flags lacks the secondary bit)")]
+    NotSecondary,
+    #[error("a secondary superblock must have no log (found log offset {log_offset:#x}, length {log_len:#x})")]
+    SecondaryWithLog { log_offset: u64, log_len: u64 },
     #[error("bad log offset {found:#x} (expected 0x200000)")]
     BadLogOffset { found: u64 },
     #[error("bad log length {found:#x}: must be a power of two of at least 8 MiB")]

@@ -19,12 +19,12 @@ mod path;
 mod superblock;
 
 pub use consts::*;
-pub use entry::{DaxdevEntry, EntryType, FileEntry, FileFlags, LogEntry, LogEntryBody, MkdirEntry, RawLogEntry};
+pub use entry::{DaxdevEntry, DAXDEV_ENTRY_NAME_LEN, EntryType, FileEntry, FileFlags, LogEntry, LogEntryBody, MkdirEntry, RawLogEntry};
 pub use error::FormatError;
 pub use fmap::{Extent, Fmap, Interleave, Segment};
 pub use log::{LogGeometry, LogHeader, RawLogHeader};
 pub use path::RelPath;
-pub use superblock::{RawSuperblock, Superblock, SB_FLAG_PRIMARY};
+pub use superblock::{AnySuperblock, RawSuperblock, SecondarySuperblock, Superblock, SB_FLAG_PRIMARY, SB_FLAG_SECONDARY};
 
 /// zlib-compatible crc32 (initial value 0, as `crc32(0, buf, len)` in zlib).
 pub fn crc32(bytes: &[u8]) -> u32 {

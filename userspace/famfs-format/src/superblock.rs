@@ -5,6 +5,10 @@ use crate::*;
 /// `mkfs.famfs` writes `sb_flags` = 0 and no reader of either implementation looks at the field;
 /// famfs-rs writes 0 as well, so both make the same bytes (it is not covered by the crc).
 pub const SB_FLAG_PRIMARY: u32 = 1;
+/// Superblock flag: a secondary device of a multi-device file system (famfs-rs; the C header
+/// defines the value). Such a superblock has no log (log offset and length 0): see
+/// [`SecondarySuperblock`]. A primary superblock never has this bit.
+pub const SB_FLAG_SECONDARY: u32 = 2;
 
 /// The superblock exactly as on media (200 bytes, little-endian fields). Its size and every field
 /// offset are pinned by tests; it is converted to and from bytes field by field.
@@ -168,19 +172,7 @@ impl Superblock {
     /// geometry this implementation relies on for bounds.
     pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
         let r = RawSuperblock::from_bytes(b)?;
-        if r.magic != SB_MAGIC {
-            return Err(FormatError::BadMagic { found: r.magic });
-        }
-        if r.version != SB_VERSION {
-            return Err(FormatError::BadVersion { found: r.version });
-        }
-        let computed = r.compute_crc();
-        if r.crc != computed {
-            return Err(FormatError::BadSuperblockCrc { stored: r.crc, computed });
-        }
-        if r.alloc_unit != ALLOC_UNIT && r.alloc_unit != ALLOC_UNIT_4K {
-            return Err(FormatError::BadAllocUnit { found: r.alloc_unit });
-        }
+        check_common(&r)?;
         if r.log_offset != LOG_OFFSET {
             return Err(FormatError::BadLogOffset { found: r.log_offset });
         }
@@ -213,6 +205,160 @@ impl Superblock {
     pub fn log_geometry(&self) -> LogGeometry {
         LogGeometry::new(self.log_len).expect("log_len validated at construction")
     }
+}
+
+/// The superblock of a secondary device (one added by `mkfs.famfs PRIMARY SECONDARY...` or
+/// `famfs devadd`). Same 200-byte layout as the primary's; what differs
+/// (Documentation/on-media-format.md, "Secondary superblock"):
+///
+/// - `log_offset` and `log_len` are 0: the log lives on the primary only;
+/// - `sb_flags` has [`SB_FLAG_SECONDARY`] (bit 1) set;
+/// - `fs_uuid` and `system_uuid` are the primary's, `dev_uuid` is this device's own;
+/// - `daxdev.uuid` (offset 120, not crc-covered) holds the primary's device uuid;
+/// - `daxdev.size` is this device's size, `daxdev.name` the path it was added by.
+///
+/// A reader that only knows primaries refuses it (log offset 0), so a secondary is never taken
+/// for a file system of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondarySuperblock {
+    /// The file system's uuid (the primary's).
+    pub fs_uuid: UuidBytes,
+    /// This device's uuid (the one its ADD_DAXDEV entry names).
+    pub dev_uuid: UuidBytes,
+    /// The master's system uuid (the primary's).
+    pub system_uuid: UuidBytes,
+    /// The primary device's uuid.
+    pub primary_dev_uuid: UuidBytes,
+    /// This device's size in bytes.
+    pub device_size: u64,
+    /// The path it was added by, NUL-padded.
+    pub device_name: [u8; DAXDEV_NAME_LEN],
+}
+
+impl SecondarySuperblock {
+    /// A secondary superblock for a device of `device_size` bytes joining the file system of
+    /// `primary`.
+    pub fn new(primary: &Superblock, dev_uuid: UuidBytes, device_size: u64, device_name: &str) -> Self {
+        let mut name = [0u8; DAXDEV_NAME_LEN];
+        let n = device_name.len().min(DAXDEV_NAME_LEN);
+        name[..n].copy_from_slice(&device_name.as_bytes()[..n]);
+        SecondarySuperblock {
+            fs_uuid: primary.fs_uuid,
+            dev_uuid,
+            system_uuid: primary.system_uuid,
+            primary_dev_uuid: primary.dev_uuid,
+            device_size,
+            device_name: name,
+        }
+    }
+
+    /// The raw form, crc included.
+    pub fn to_raw(&self) -> RawSuperblock {
+        let mut r = RawSuperblock {
+            magic: SB_MAGIC,
+            version: SB_VERSION,
+            log_offset: 0,
+            log_len: 0,
+            alloc_unit: ALLOC_UNIT,
+            omf_ver_major: OMF_VER_MAJOR,
+            omf_ver_minor: OMF_VER_MINOR,
+            fs_uuid: self.fs_uuid,
+            dev_uuid: self.dev_uuid,
+            system_uuid: self.system_uuid,
+            crc: 0,
+            sb_flags: SB_FLAG_SECONDARY,
+            pad: 0,
+            daxdev_size: self.device_size,
+            daxdev_uuid: self.primary_dev_uuid,
+            daxdev_name: self.device_name,
+        };
+        r.crc = r.compute_crc();
+        r
+    }
+
+    /// The 200 on-media bytes.
+    pub fn encode(&self) -> [u8; SB_SIZE] {
+        self.to_raw().to_bytes()
+    }
+
+    /// Decodes and validates a secondary superblock: magic, version, crc, alloc unit 2 MiB,
+    /// the secondary flag, and no log.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        let r = RawSuperblock::from_bytes(b)?;
+        check_common(&r)?;
+        if r.sb_flags & SB_FLAG_SECONDARY == 0 {
+            return Err(FormatError::NotSecondary);
+        }
+        if r.log_offset != 0 || r.log_len != 0 {
+            return Err(FormatError::SecondaryWithLog { log_offset: r.log_offset, log_len: r.log_len });
+        }
+        Ok(SecondarySuperblock {
+            fs_uuid: r.fs_uuid,
+            dev_uuid: r.dev_uuid,
+            system_uuid: r.system_uuid,
+            primary_dev_uuid: r.daxdev_uuid,
+            device_size: r.daxdev_size,
+            device_name: r.daxdev_name,
+        })
+    }
+
+    /// The device name as text (up to the first NUL; lossy).
+    pub fn device_name_str(&self) -> String {
+        let end = self.device_name.iter().position(|&b| b == 0).unwrap_or(DAXDEV_NAME_LEN);
+        String::from_utf8_lossy(&self.device_name[..end]).into_owned()
+    }
+}
+
+/// Any famfs superblock: a primary (with the log) or a secondary device's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnySuperblock {
+    Primary(Superblock),
+    Secondary(SecondarySuperblock),
+}
+
+impl AnySuperblock {
+    /// Decodes either kind: a superblock with [`SB_FLAG_SECONDARY`] must be a valid secondary,
+    /// any other a valid primary.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        let r = RawSuperblock::from_bytes(b)?;
+        if r.magic == SB_MAGIC && r.sb_flags & SB_FLAG_SECONDARY != 0 {
+            return SecondarySuperblock::decode(b).map(AnySuperblock::Secondary);
+        }
+        Superblock::decode(b).map(AnySuperblock::Primary)
+    }
+
+    /// The file system uuid.
+    pub fn fs_uuid(&self) -> UuidBytes {
+        match self {
+            AnySuperblock::Primary(s) => s.fs_uuid,
+            AnySuperblock::Secondary(s) => s.fs_uuid,
+        }
+    }
+
+    /// The device's own uuid.
+    pub fn dev_uuid(&self) -> UuidBytes {
+        match self {
+            AnySuperblock::Primary(s) => s.dev_uuid,
+            AnySuperblock::Secondary(s) => s.dev_uuid,
+        }
+    }
+}
+
+fn check_common(r: &RawSuperblock) -> Result<(), FormatError> {
+    if r.magic != SB_MAGIC {
+        return Err(FormatError::BadMagic { found: r.magic });
+    }
+    if r.version != SB_VERSION {
+        return Err(FormatError::BadVersion { found: r.version });
+    }
+    let computed = r.compute_crc();
+    if r.crc != computed {
+        return Err(FormatError::BadSuperblockCrc { stored: r.crc, computed });
+    }
+    if r.alloc_unit != ALLOC_UNIT && r.alloc_unit != ALLOC_UNIT_4K {
+        return Err(FormatError::BadAllocUnit { found: r.alloc_unit });
+    }
+    Ok(())
 }
 
 pub(crate) fn check_log_len(len: u64) -> Result<(), FormatError> {
@@ -273,6 +419,40 @@ mod tests {
         assert_eq!(&b[136..147], b"/dev/dax0.0");
         assert!(b[147..200].iter().all(|&x| x == 0));
         assert_eq!(Superblock::decode(&b).unwrap(), sample());
+    }
+
+    #[test]
+    fn secondary_superblock_bytes() {
+        let p = sample();
+        let s = SecondarySuperblock::new(&p, [7; 16], 16 << 30, "/dev/dax1.0");
+        let b = s.encode();
+        assert_eq!(&b[0..8], &SB_MAGIC.to_le_bytes());
+        assert_eq!(&b[8..16], &48u64.to_le_bytes());
+        assert_eq!(&b[16..32], &[0; 16], "no log: offset and length 0");
+        assert_eq!(&b[32..40], &0x20_0000u64.to_le_bytes());
+        assert_eq!(&b[48..64], &[1; 16], "the primary's fs uuid");
+        assert_eq!(&b[64..80], &[7; 16], "its own device uuid");
+        assert_eq!(&b[80..96], &[3; 16], "the primary's system uuid");
+        assert_eq!(&b[96..104], &(crc32(&b[..96]) as u64).to_le_bytes());
+        assert_eq!(&b[104..108], &2u32.to_le_bytes(), "sb_flags secondary");
+        assert_eq!(&b[112..120], &(16u64 << 30).to_le_bytes());
+        assert_eq!(&b[120..136], &[2; 16], "the primary's device uuid");
+        assert_eq!(&b[136..147], b"/dev/dax1.0");
+        assert_eq!(SecondarySuperblock::decode(&b).unwrap(), s);
+        assert_eq!(AnySuperblock::decode(&b).unwrap(), AnySuperblock::Secondary(s.clone()));
+        // A reader of primaries only refuses it (no log).
+        assert_eq!(Superblock::decode(&b), Err(FormatError::BadLogOffset { found: 0 }));
+        // The primary decodes as a primary, and is not a secondary.
+        let pb = p.encode();
+        assert_eq!(AnySuperblock::decode(&pb).unwrap(), AnySuperblock::Primary(p));
+        assert_eq!(SecondarySuperblock::decode(&pb), Err(FormatError::NotSecondary));
+        // A secondary flag on a superblock with a log is damage, not a primary.
+        let mut r = RawSuperblock::from_bytes(&pb).unwrap();
+        r.sb_flags = SB_FLAG_SECONDARY;
+        assert!(matches!(AnySuperblock::decode(&r.to_bytes()), Err(FormatError::SecondaryWithLog { .. })));
+        let mut bad = b;
+        bad[50] ^= 1;
+        assert!(matches!(AnySuperblock::decode(&bad), Err(FormatError::BadSuperblockCrc { .. })));
     }
 
     #[test]

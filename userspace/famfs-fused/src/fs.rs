@@ -354,7 +354,7 @@ impl FamfsFs {
 
     /// Where a file's bytes live and how long it is, for the fallback data path.
     fn fallback_io(&self, st: &State, ino: u64, off: u64, len: usize, write: Option<&[u8]>) -> Result<Vec<u8>, Errno> {
-        let media = st.famfs.media();
+        let mut media = st.famfs.media();
         let (size, meta_base) = match ino {
             META_SB_INO => (SB_REGION_LEN, Some(0)),
             META_LOG_INO => (self.log_len, Some(LOG_OFFSET)),
@@ -377,7 +377,13 @@ impl FamfsFs {
                     let f = st.famfs.namespace().get(ino).and_then(Node::file).ok_or(Errno::EIO)?;
                     let s = f.fmap.resolve(foff).ok_or(Errno::EIO)?;
                     if s.devindex != 0 {
-                        return Err(Errno::ENXIO); // only the superblock's device is mapped here
+                        media = st.famfs.device_media(s.devindex).map_err(|e| {
+                            let path = st.famfs.namespace().path_of(ino).unwrap_or_default();
+                            log::error!("/{path}: {e}");
+                            Errno::ENXIO
+                        })?;
+                    } else {
+                        media = st.famfs.media();
                     }
                     (s.offset, s.len)
                 }
@@ -429,6 +435,21 @@ impl FamfsFs {
             let file = match file {
                 Some(f) => f,
                 None => {
+                    let node = st.famfs.namespace().get(ino).ok_or(Errno::ENOENT)?;
+                    let f = node.file().ok_or(Errno::EISDIR)?;
+                    // Every device the map uses must be in the module's table.
+                    let mut devs: Vec<u64> = f.fmap.extents().iter().map(|e| e.devindex).collect();
+                    devs.sort_unstable();
+                    devs.dedup();
+                    for d in devs {
+                        let module = st.module.as_mut().ok_or(Errno::EIO)?;
+                        let idx = u32::try_from(d).map_err(|_| Errno::ENXIO)?;
+                        if let Err(why) = module.ensure_device(&st.famfs, idx) {
+                            let path = st.famfs.namespace().path_of(ino).unwrap_or_default();
+                            log::error!("/{path}: its memory is on a device this host does not have: {why}");
+                            return Err(Errno::ENXIO);
+                        }
+                    }
                     let node = st.famfs.namespace().get(ino).ok_or(Errno::ENOENT)?;
                     let f = node.file().ok_or(Errno::EISDIR)?;
                     let msg = wire::wire_fmap(WireType::Regular, f.size, &f.fmap).map_err(|e| {

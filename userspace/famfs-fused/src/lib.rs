@@ -159,6 +159,54 @@ pub(crate) struct ModuleCtx {
     pub _device: std::fs::File,
     pub sb_file: Option<DaxFile>,
     pub log_file: Option<DaxFile>,
+    /// Secondary devices attached to the module's table, by index (the descriptor and where
+    /// it was found). Index 0, the primary, is `_device`.
+    pub secondaries: std::collections::HashMap<u32, (std::fs::File, PathBuf)>,
+}
+
+impl ModuleCtx {
+    /// Attaches secondary device `index` of `famfs` to the module's table at slot `index`,
+    /// once: the device is found by uuid (the host cache, the log's name hints, every
+    /// `/dev/dax*`) and used only after its superblock was read (through a short-lived module
+    /// open of its own) and shows this file system's uuid and that device's uuid.
+    pub fn ensure_device(&mut self, famfs: &Famfs, index: u32) -> Result<(), String> {
+        if index == 0 || self.secondaries.contains_key(&index) {
+            return Ok(());
+        }
+        let dev = famfs.devices().get(index as usize).ok_or_else(|| format!("device {index} is not in the log's device table"))?;
+        let mut cands = famfs_meta::resolver::cached_paths(&famfs.superblock().fs_uuid, &dev.uuid);
+        cands.extend(famfs.devices().iter().skip(1).filter(|d| !d.name.is_empty()).map(|d| PathBuf::from(&d.name)));
+        cands.extend(famfs_meta::dax_devices());
+        let mut checked = 0;
+        let mut last = String::new();
+        for c in cands {
+            if self.secondaries.values().any(|(_, p)| *p == c) {
+                continue;
+            }
+            let media = match Media::open(&c, Access::ReadOnly) {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            checked += 1;
+            if let Err(e) = famfs.check_secondary(index, &media) {
+                last = e.to_string();
+                continue;
+            }
+            // The check's own module access goes before the device is attached here.
+            drop(media);
+            let f = std::fs::OpenOptions::new().read(true).write(true).open(&c).map_err(|e| format!("{}: {e}", c.display()))?;
+            let size = self.control.attach_daxdev(&f, index).map_err(|e| format!("famfs.ko: attach {} at index {index}: {e}", c.display()))?;
+            log::info!("attached {} ({size} bytes) at index {index} (device uuid {})", c.display(), famfs_format::format_uuid(&dev.uuid));
+            self.secondaries.insert(index, (f, c));
+            return Ok(());
+        }
+        Err(format!(
+            "device {index} (uuid {}, added as {:?}) was not found on this host ({checked} candidates read{}{last})",
+            famfs_format::format_uuid(&dev.uuid),
+            dev.name,
+            if last.is_empty() { "" } else { "; last: " }
+        ))
+    }
 }
 
 /// An opened famfs, ready to mount.
@@ -312,7 +360,15 @@ fn open_through_module(control: Control, device: &Path) -> Result<(Famfs, Module
     let opened = Media::from_meta_files(device, dup(&sb_file, ".meta/.superblock")?, dup(&log_file, ".meta/.log")?, Access::ReadOnly)?;
     let famfs = Famfs::from_media(opened)?;
     debug_assert_eq!(famfs.superblock().log_len, sb.log_len);
-    Ok((famfs, ModuleCtx { control, _device: dev, sb_file: Some(sb_file), log_file: Some(log_file) }))
+    let mut ctx = ModuleCtx { control, _device: dev, sb_file: Some(sb_file), log_file: Some(log_file), secondaries: Default::default() };
+    // Every secondary the log names now, so that the mount log says early what is missing; a
+    // device missing here is looked for again when a file needs it.
+    for i in 1..famfs.devices().len() as u32 {
+        if let Err(why) = ctx.ensure_device(&famfs, i) {
+            log::warn!("{why}: files with memory on it will fail to open (ENXIO)");
+        }
+    }
+    Ok((famfs, ctx))
 }
 
 /// Raises the soft limit of open descriptors to the hard limit. The server keeps no descriptor per

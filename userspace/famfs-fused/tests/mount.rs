@@ -375,3 +375,68 @@ fn idle_server_notices_a_killed_superblock() {
     assert_eq!(errno(File::open(fx.p("a/small"))), libc::ESTALE);
     assert!(unmount(&fx.mnt));
 }
+
+/// Several devices in fallback mode: files on device 1 and striped over devices 0 and 1 read
+/// through the mount; a write through the mount lands in the backing image of device 1 at the
+/// offset the map gives; a device added online (devadd through the mount's meta files) serves a
+/// new file; a missing device fails only its files (ENXIO).
+#[test]
+fn several_devices_fallback() {
+    let mut fx = Fixture::new();
+    let dir = fx.img.parent().unwrap().to_path_buf();
+    let img1 = dir.join("img1");
+    let img2 = dir.join("img2");
+    // Sizes make the most-free policy pick device 1, then device 2 (the primary is 8 GiB).
+    File::create(&img1).unwrap().set_len(8 << 30).unwrap();
+    File::create(&img2).unwrap().set_len(16 << 30).unwrap();
+    let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
+    let m1 = Media::open(&img1, Access::ReadWrite).unwrap();
+    let name1 = img1.display().to_string();
+    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes())).unwrap();
+    let one = fs.create_file(&rp("one"), 3 * M2 + 5, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    let p = famfs_alloc::InterleaveParams::new(2, 2, M2, 8 << 30).unwrap();
+    let st = fs.create_file(&rp("striped"), 7 * M2 + 1, 0o644, 0, 0, Layout::Interleaved(p)).unwrap();
+    let d1 = pattern(5, (3 * M2 + 5) as usize);
+    let ds = pattern(6, (7 * M2 + 1) as usize);
+    fs.write_data(one, 0, &d1).unwrap();
+    fs.write_data(st, 0, &ds).unwrap();
+    let fmap_one = fs.namespace().get(one).unwrap().file().unwrap().fmap.clone();
+    assert!(fmap_one.extents().iter().all(|e| e.devindex == 1), "{fmap_one:?}");
+    let devs: std::collections::BTreeSet<u64> = fs.namespace().get(st).unwrap().file().unwrap().fmap.extents().iter().map(|e| e.devindex).collect();
+    assert_eq!(devs.into_iter().collect::<Vec<_>>(), vec![0, 1]);
+    drop(fs);
+    fx.mount_foreground(&["--fallback"]);
+    assert_eq!(std::fs::read(fx.p("one")).unwrap(), d1);
+    assert_eq!(std::fs::read(fx.p("striped")).unwrap(), ds);
+    // A write through the mount, checked in the image of device 1.
+    let f = OpenOptions::new().write(true).open(fx.p("one")).unwrap();
+    f.write_all_at(b"THROUGH-FUSE", 4096).unwrap();
+    drop(f);
+    let seg = fmap_one.resolve(4096).unwrap();
+    let mut got = [0u8; 12];
+    File::open(&img1).unwrap().read_exact_at(&mut got, seg.offset).unwrap();
+    assert_eq!(&got, b"THROUGH-FUSE");
+    // Online devadd through the mount, then a file on the new device.
+    let mut online = Famfs::open(&fx.mnt, Access::ReadWrite).unwrap();
+    let m2 = Media::open(&img2, Access::ReadWrite).unwrap();
+    let name2 = img2.display().to_string();
+    let idx = online.with_log_lock(|a| a.add_device(m2, &name2, *uuid::Uuid::new_v4().as_bytes())).unwrap();
+    assert_eq!(idx, 2);
+    online.create_file(&rp("two"), M2, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    let two = online.namespace().resolve("two").unwrap();
+    assert_eq!(online.namespace().get(two).unwrap().file().unwrap().fmap.extents()[0].devindex, 2);
+    drop(online);
+    OpenOptions::new().write(true).open(fx.p("two")).unwrap().write_all_at(&vec![0x5a; M2 as usize], 0).unwrap();
+    assert_eq!(std::fs::read(fx.p("two")).unwrap(), vec![0x5a; M2 as usize]);
+    unmount(&fx.mnt);
+    if let Some(mut c) = fx.child.take() {
+        let _ = c.wait();
+    }
+    // Device 1 missing: its files fail with ENXIO, the rest is served.
+    std::fs::rename(&img1, dir.join("gone")).unwrap();
+    fx.mount_foreground(&["--fallback"]);
+    assert_eq!(errno(std::fs::read(fx.p("one"))), libc::ENXIO);
+    assert_eq!(errno(std::fs::read(fx.p("striped"))), libc::ENXIO);
+    assert_eq!(std::fs::read(fx.p("two")).unwrap(), vec![0x5a; M2 as usize]);
+    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
+}

@@ -500,6 +500,13 @@ impl Media {
         Ok(Superblock::decode(&b)?)
     }
 
+    /// Reads and validates a primary or a secondary superblock (fresh from memory).
+    pub fn read_any_superblock(&self) -> Result<famfs_format::AnySuperblock, MediaError> {
+        let mut b = [0u8; SB_SIZE];
+        self.read_fresh(0, &mut b)?;
+        Ok(famfs_format::AnySuperblock::decode(&b)?)
+    }
+
     /// Reads and validates the log header (fresh from memory).
     pub fn read_log_header(&self, sb: &Superblock) -> Result<LogHeader, MediaError> {
         let mut b = [0u8; LOG_HEADER_SIZE];

@@ -6,7 +6,7 @@ use crate::{MetaError, Result};
 use famfs_alloc::{AllocError, Bitmap, InterleaveParams};
 use famfs_format::*;
 use famfs_media::{Access, Media, MediaKind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Largest device size believed from a superblock (1 PiB: a 64 MiB allocation bitmap).
 pub const MAX_DEVICE_SIZE: u64 = 1 << 50;
@@ -34,6 +34,9 @@ pub enum ProblemKind {
     /// An extent ends in the partial last 2 MiB unit of a device whose size is not a multiple of
     /// 2 MiB, as the C allocator makes them (a warning: famfs-rs never allocates there).
     PartialUnit(AllocError),
+    /// An ADD_DAXDEV entry that cannot be the next device (index out of order, a uuid already in
+    /// the table, an implausible size), or an extent on a device the log has not added (damage).
+    BadDevice(String),
 }
 
 /// A problem found while playing entry `index`.
@@ -42,6 +45,8 @@ pub struct Problem {
     pub index: u64,
     pub path: Option<String>,
     pub kind: ProblemKind,
+    /// The device a collision or partial unit is on (0 otherwise).
+    pub device: u64,
 }
 
 impl Problem {
@@ -57,6 +62,9 @@ impl std::fmt::Display for Problem {
         if let Some(p) = &self.path {
             write!(f, " (/{p})")?;
         }
+        if self.device != 0 {
+            write!(f, " on device {}", self.device)?;
+        }
         match &self.kind {
             ProblemKind::BadEntry(e) => write!(f, ": invalid entry: {e}"),
             ProblemKind::Collision(e) => write!(f, ": {e}"),
@@ -64,6 +72,7 @@ impl std::fmt::Display for Problem {
             ProblemKind::Conflict(ApplyConflict::ParentNotDir) => write!(f, ": a parent is a file"),
             ProblemKind::Duplicate => write!(f, ": path already exists; entry ignored"),
             ProblemKind::PartialUnit(e) => write!(f, ": {e}"),
+            ProblemKind::BadDevice(why) => write!(f, ": {why}"),
         }
     }
 }
@@ -80,8 +89,31 @@ pub struct PlayStats {
     pub problems: u64,
 }
 
+/// One device of the file system, from the device table the log builds: index 0 is the primary
+/// (the superblock's device), every later index comes from an ADD_DAXDEV entry, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub index: u32,
+    /// The device uuid its superblock carries.
+    pub uuid: UuidBytes,
+    /// Size in bytes (the superblock's for the primary, the entry's for a secondary).
+    pub size: u64,
+    /// The path the master added it by (a hint: names differ between hosts).
+    pub name: String,
+}
+
+/// Where a secondary device of this host was found, or why it was not.
+enum Attached {
+    /// Not looked for yet (the media has no data access, e.g. meta files).
+    No,
+    /// Open, superblock checked.
+    Yes { media: Media, path: PathBuf },
+    /// Looked for and not found (or found wrong): why.
+    Missing(String),
+}
+
 /// An open famfs: the media, its validated superblock, this host's role, and the namespace and
-/// allocation bitmap as of the last played entry.
+/// allocation bitmaps (one per device) as of the last played entry.
 pub struct Famfs {
     media: Media,
     sb: Superblock,
@@ -89,7 +121,13 @@ pub struct Famfs {
     local_uuid: Option<UuidBytes>,
     uuid_error: Option<String>,
     ns: Namespace,
-    bitmap: Bitmap,
+    /// The device table (index 0 = primary), one bitmap per device, and for each secondary
+    /// (index >= 1) whether this host has it open (`attached[0]` is unused: the primary is `media`).
+    devices: Vec<Device>,
+    bitmaps: Vec<Bitmap>,
+    attached: Vec<Attached>,
+    /// Extra paths to try first when looking for secondary devices.
+    candidates: Vec<PathBuf>,
     next_index: u64,
     problems: Vec<Problem>,
     daxdevs: Vec<DaxdevEntry>,
@@ -128,8 +166,12 @@ impl Famfs {
             Err(e) => (None, Some(format!("system uuid file {}: {e}", sup.display()))),
         };
         let role = if local_uuid == Some(sb.system_uuid) { Role::Master } else { Role::Client };
+        let primary = Device { index: 0, uuid: sb.dev_uuid, size: dev_size, name: sb.device_name_str() };
         let mut fs = Famfs {
-            bitmap: Bitmap::new(dev_size, log_end),
+            bitmaps: vec![Bitmap::new(dev_size, log_end)],
+            devices: vec![primary],
+            attached: vec![Attached::No],
+            candidates: Vec::new(),
             media,
             sb,
             role,
@@ -143,6 +185,168 @@ impl Famfs {
         };
         fs.refresh()?;
         Ok(fs)
+    }
+
+    /// Like [`Famfs::open`], trying `candidates` first (before the log's name hints and the
+    /// host's `/dev/dax*` devices) when looking for secondary devices.
+    pub fn open_with(path: &Path, access: Access, candidates: &[PathBuf]) -> Result<Famfs> {
+        let media = Media::open(path, access)?;
+        let mut fs = Self::from_media_with(media, candidates)?;
+        fs.attach_missing();
+        Ok(fs)
+    }
+
+    /// Like [`Famfs::from_media`], with candidate paths for secondary devices.
+    pub fn from_media_with(media: Media, candidates: &[PathBuf]) -> Result<Famfs> {
+        let mut fs = Self::from_media(media)?;
+        if !candidates.is_empty() {
+            fs.candidates = candidates.to_vec();
+            for a in fs.attached.iter_mut().skip(1) {
+                if matches!(a, Attached::Missing(_)) {
+                    *a = Attached::No;
+                }
+            }
+            fs.attach_missing();
+        }
+        Ok(fs)
+    }
+
+    /// The device table: index 0 is the primary, then every device ADD_DAXDEV entries added.
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// The allocation bitmap of each device (same indexes as [`Famfs::devices`]).
+    pub fn bitmaps(&self) -> &[Bitmap] {
+        &self.bitmaps
+    }
+
+    /// Where this host found device `index` (`None` for the primary, for a device not looked for
+    /// and for one missing).
+    pub fn device_path(&self, index: u32) -> Option<&Path> {
+        match self.attached.get(index as usize)? {
+            Attached::Yes { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Why device `index` is not usable on this host (`None` when it is, or was not looked for).
+    pub fn device_missing(&self, index: u32) -> Option<&str> {
+        match self.attached.get(index as usize)? {
+            Attached::Missing(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Checks that `media` holds secondary device `index` of this file system (a secondary
+    /// superblock with our fs uuid and that device's uuid, and at least its size).
+    pub fn check_secondary(&self, index: u32, media: &Media) -> Result<SecondarySuperblock> {
+        let dev = self.devices.get(index as usize).filter(|_| index > 0).ok_or(MetaError::NoSuchDevice(index))?;
+        let wrong = |why: String| MetaError::WrongDevice { index, path: media.path().to_path_buf(), why };
+        let sb = match media.read_any_superblock() {
+            Ok(AnySuperblock::Secondary(s)) => s,
+            Ok(AnySuperblock::Primary(p)) => {
+                return Err(wrong(format!("it holds a primary superblock (fs uuid {})", format_uuid(&p.fs_uuid))))
+            }
+            Err(e) => return Err(wrong(format!("no valid famfs superblock: {e}"))),
+        };
+        if sb.fs_uuid != self.sb.fs_uuid {
+            return Err(wrong(format!(
+                "it belongs to another file system (fs uuid {}, want {})",
+                format_uuid(&sb.fs_uuid),
+                format_uuid(&self.sb.fs_uuid)
+            )));
+        }
+        if sb.dev_uuid != dev.uuid {
+            return Err(wrong(format!(
+                "it is another device of this file system (device uuid {}, want {})",
+                format_uuid(&sb.dev_uuid),
+                format_uuid(&dev.uuid)
+            )));
+        }
+        if media.size() < dev.size {
+            return Err(wrong(format!("it is {} bytes, the log says {}", media.size(), dev.size)));
+        }
+        Ok(sb)
+    }
+
+    /// Uses `media` as secondary device `index` after [`Famfs::check_secondary`].
+    pub fn attach_device(&mut self, index: u32, media: Media) -> Result<()> {
+        self.check_secondary(index, &media)?;
+        let path = media.path().to_path_buf();
+        if let Some(slot) = self.attached.get_mut(index as usize) {
+            *slot = Attached::Yes { media, path };
+        }
+        Ok(())
+    }
+
+    /// Looks for every secondary device not looked for yet (only when the media reaches file
+    /// data: through meta files nothing but the log is used). Candidates, in order: the paths
+    /// given to [`Famfs::open_with`], the host's cache ([`crate::resolver`]), the name the log recorded for it, the other secondaries'
+    /// names, then every `/dev/dax*`; each is
+    /// used only once its superblock shows this file system's uuid and the device's uuid.
+    pub fn attach_missing(&mut self) {
+        if !self.media.has_data() || self.media.kind() == MediaKind::Memory {
+            return;
+        }
+        for i in 1..self.devices.len() {
+            if !matches!(self.attached[i], Attached::No) {
+                continue;
+            }
+            let dev = self.devices[i].clone();
+            let mut cands: Vec<PathBuf> = self.candidates.clone();
+            cands.extend(crate::resolver::cached_paths(&self.sb.fs_uuid, &dev.uuid));
+            // Its own name hint first, then the other devices' (names may have been swapped).
+            let hints = std::iter::once(&dev).chain(self.devices.iter().skip(1).filter(|d| d.index != dev.index));
+            cands.extend(hints.filter(|d| !d.name.is_empty()).map(|d| PathBuf::from(&d.name)));
+            cands.extend(dax_devices());
+            let mut tried = Vec::new();
+            let mut found = None;
+            let mine: Vec<PathBuf> = std::iter::once(self.media.path().to_path_buf())
+                .chain(self.attached.iter().filter_map(|a| match a {
+                    Attached::Yes { path, .. } => Some(path.clone()),
+                    _ => None,
+                }))
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .collect();
+            for c in cands {
+                let Ok(canon) = std::fs::canonicalize(&c) else { continue };
+                if mine.contains(&canon) || tried.contains(&canon) {
+                    continue;
+                }
+                tried.push(canon);
+                let Ok(m) = Media::open(&c, self.media.access()) else { continue };
+                if self.check_secondary(i as u32, &m).is_ok() {
+                    found = Some((m, c));
+                    break;
+                }
+            }
+            self.attached[i] = match found {
+                Some((media, path)) => Attached::Yes { media, path },
+                None => Attached::Missing(format!(
+                    "device {i} (uuid {}, added as {}) was not found on this host ({} candidates checked)",
+                    format_uuid(&dev.uuid),
+                    if dev.name.is_empty() { "?" } else { &dev.name },
+                    tried.len()
+                )),
+            };
+        }
+    }
+
+    /// The media holding device `index` on this host.
+    pub fn device_media(&self, index: u64) -> Result<&Media> {
+        if index == 0 {
+            return Ok(&self.media);
+        }
+        let i = usize::try_from(index).ok().filter(|&i| i < self.devices.len()).ok_or(MetaError::NoSuchDevice(index as u32))?;
+        match &self.attached[i] {
+            Attached::Yes { media, .. } => Ok(media),
+            Attached::Missing(why) => Err(MetaError::DeviceMissing(why.clone())),
+            Attached::No => Err(MetaError::DeviceMissing(format!(
+                "device {i} (uuid {}) is not open here",
+                format_uuid(&self.devices[i].uuid)
+            ))),
+        }
     }
 
     /// Gives the media back (e.g. to open it again and replay the log from the start).
@@ -175,9 +379,9 @@ impl Famfs {
         &self.ns
     }
 
-    /// The allocation bitmap as of the last play.
+    /// The allocation bitmap of the primary device as of the last play.
     pub fn bitmap(&self) -> &Bitmap {
-        &self.bitmap
+        &self.bitmaps[0]
     }
 
     /// Number of log entries played so far (the next index to play).
@@ -190,7 +394,7 @@ impl Famfs {
         &self.problems
     }
 
-    /// Devices added by ADD_DAXDEV entries (recorded, not used).
+    /// Every ADD_DAXDEV entry played, valid or not (the device table is [`Famfs::devices`]).
     pub fn daxdevs(&self) -> &[DaxdevEntry] {
         &self.daxdevs
     }
@@ -214,6 +418,7 @@ impl Famfs {
             return Err(MetaError::LogWentBackwards { played: self.next_index, now: end });
         }
         let mut stats = PlayStats::default();
+        let ndev = self.devices.len();
         let first = self.next_index;
         let mut buf = std::mem::take(&mut self.scratch);
         let r = self.media.read_log_range(&self.sb, first, end - first, &mut buf);
@@ -239,12 +444,15 @@ impl Famfs {
             Ok(stats)
         });
         self.scratch = buf;
+        if self.devices.len() > ndev {
+            self.attach_missing();
+        }
         result
     }
 
     fn problem(&mut self, index: u64, path: Option<&RelPath>, kind: ProblemKind, stats: &mut PlayStats) {
         stats.problems += 1;
-        self.problems.push(Problem { index, path: path.map(|p| p.to_string()), kind });
+        self.problems.push(Problem { index, path: path.map(|p| p.to_string()), kind, device: 0 });
     }
 
     fn apply(&mut self, index: u64, entry: std::result::Result<LogEntry, FormatError>, stats: &mut PlayStats) {
@@ -257,12 +465,24 @@ impl Famfs {
                 // Every valid FILE entry owns its extents, even a duplicate path (fsck must see
                 // the space as used to report collisions correctly).
                 for e in f.fmap.extents() {
-                    match self.bitmap.mark(e) {
+                    let Some(bm) = usize::try_from(e.devindex).ok().and_then(|i| self.bitmaps.get_mut(i)) else {
+                        let why = format!("extent on device {}, which the log has not added", e.devindex);
+                        self.problem(index, Some(&f.path), ProblemKind::BadDevice(why), stats);
+                        continue;
+                    };
+                    let r = bm.mark(e);
+                    let failed = r.is_err();
+                    match r {
                         Ok(()) => {}
                         Err(err @ AllocError::InPartialUnit { .. }) => {
                             self.problem(index, Some(&f.path), ProblemKind::PartialUnit(err), stats)
                         }
                         Err(err) => self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats),
+                    }
+                    if failed {
+                        if let Some(p) = self.problems.last_mut() {
+                            p.device = e.devindex;
+                        }
                     }
                 }
                 let info = FileInfo { size: f.size, flags: f.flags, fmap: f.fmap };
@@ -279,7 +499,27 @@ impl Famfs {
                     Err(c) => self.problem(index, Some(&d.path), ProblemKind::Conflict(c), stats),
                 }
             }
-            LogEntryBody::AddDaxdev(x) => self.daxdevs.push(x),
+            LogEntryBody::AddDaxdev(x) => {
+                self.daxdevs.push(x.clone());
+                let why = if x.index as usize != self.devices.len() {
+                    Some(format!("ADD_DAXDEV index {} out of order (the next device is {})", x.index, self.devices.len()))
+                } else if let Some(d) = self.devices.iter().find(|d| d.uuid == x.uuid) {
+                    Some(format!("ADD_DAXDEV uuid {} is already device {}", format_uuid(&x.uuid), d.index))
+                } else if x.size < SB_REGION_LEN || x.size > MAX_DEVICE_SIZE {
+                    Some(format!("ADD_DAXDEV size {} is implausible", x.size))
+                } else if x.index as usize >= MAX_DEVICES {
+                    Some(format!("ADD_DAXDEV index {} beyond the {MAX_DEVICES} devices supported", x.index))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return self.problem(index, None, ProblemKind::BadDevice(why), stats);
+                }
+                self.devices.push(Device { index: x.index, uuid: x.uuid, size: x.size, name: x.name });
+                // The secondary superblock's 2 MiB unit is never allocated.
+                self.bitmaps.push(Bitmap::new(x.size, SB_REGION_LEN));
+                self.attached.push(Attached::No);
+            }
         }
     }
 
@@ -304,7 +544,7 @@ impl Famfs {
         self.check_writable()?;
         let _lock = self.media.lock_log()?;
         self.refresh()?;
-        f(&mut Appender { fs: self, cursor: 0 })
+        f(&mut Appender { fs: self, cursors: Vec::new() })
     }
 
     /// Creates a directory (parent must exist).
@@ -333,7 +573,7 @@ impl Famfs {
         }
     }
 
-    fn data_op(&self, ino: Ino, offset: u64, len: usize, mut op: impl FnMut(u64, std::ops::Range<usize>) -> Result<()>) -> Result<()> {
+    fn data_op(&self, ino: Ino, offset: u64, len: usize, mut op: impl FnMut(&Media, u64, std::ops::Range<usize>) -> Result<()>) -> Result<()> {
         if !self.media.has_data() {
             return Err(MetaError::NoData(self.media.kind()));
         }
@@ -351,7 +591,11 @@ impl Famfs {
                 size: info.size,
             })?;
             let n = (seg.len.min((len - done) as u64)) as usize;
-            op(seg.offset, done..done + n)?;
+            let media = self.device_media(seg.devindex).map_err(|e| match e {
+                MetaError::DeviceMissing(why) => MetaError::FileDeviceMissing { path: path.clone(), why },
+                e => e,
+            })?;
+            op(media, seg.offset, done..done + n)?;
             done += n;
         }
         Ok(())
@@ -359,14 +603,14 @@ impl Famfs {
 
     /// Writes file data directly into device memory (flushed from the CPU caches).
     pub fn write_data(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
-        self.data_op(ino, offset, data.len(), |dev_off, r| Ok(self.media.write_at(dev_off, &data[r])?))
+        self.data_op(ino, offset, data.len(), |m, dev_off, r| Ok(m.write_at(dev_off, &data[r])?))
     }
 
     /// Reads file data from device memory (cache lines invalidated first: another host may have
     /// written it).
     pub fn read_data(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<()> {
         let len = buf.len();
-        self.data_op(ino, offset, len, |dev_off, r| Ok(self.media.read_fresh(dev_off, &mut buf[r])?))
+        self.data_op(ino, offset, len, |m, dev_off, r| Ok(m.read_fresh(dev_off, &mut buf[r])?))
     }
 
     /// Flushes the CPU cache lines of a file's whole memory.
@@ -377,7 +621,7 @@ impl Famfs {
         }
         for e in info.fmap.extents() {
             // Invalidation writes dirty lines back as well.
-            self.media.acquire(e.offset, e.len)?;
+            self.device_media(e.devindex)?.acquire(e.offset, e.len)?;
         }
         Ok(())
     }
@@ -386,9 +630,9 @@ impl Famfs {
 /// Appends entries while the log lock is held (see [`Famfs::with_log_lock`]).
 pub struct Appender<'a> {
     fs: &'a mut Famfs,
-    /// Where the next contiguous allocation of this session starts searching (as the C
-    /// allocator's cursor: kept for the whole locked session, from 0 at its start).
-    cursor: u64,
+    /// Where the next contiguous allocation of this session starts searching on each device (as
+    /// the C allocator's cursor: kept for the whole locked session, from 0 at its start).
+    cursors: Vec<u64>,
 }
 
 impl Appender<'_> {
@@ -472,6 +716,123 @@ impl Appender<'_> {
         self.fs.ns.resolve(dest.as_str()).ok_or_else(|| MetaError::NotFound(dest.to_string()))
     }
 
+    /// The devices in the order a new file tries them: most free space first (ties: lowest
+    /// index). On a fresh two-device file system the secondary comes first (the primary holds the
+    /// log), and files then alternate as space evens out.
+    fn device_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.fs.bitmaps.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(self.fs.bitmaps[i].free_bytes()), i));
+        order
+    }
+
+    /// One contiguous extent on the first device (in [`Appender::device_order`]) with room.
+    fn alloc_one(&mut self, size: u64, reset_cursor: bool) -> Result<Extent> {
+        let n = self.fs.bitmaps.len();
+        self.cursors.resize(n, 0);
+        let mut first_err = None;
+        for i in self.device_order() {
+            if reset_cursor {
+                self.cursors[i] = 0;
+            }
+            // Allocate on a copy: the real bitmap is updated when the entry is applied, so a
+            // failed append leaves it untouched.
+            let mut bm = self.fs.bitmaps[i].clone();
+            match bm.alloc_contiguous_from(size, &mut self.cursors[i]) {
+                Ok(e) => return Ok(Extent { devindex: i as u64, ..e }),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or(AllocError::ZeroSize).into())
+    }
+
+    /// The map of a new file of `size` bytes (allocated on copies of the bitmaps; nothing is
+    /// marked until the entry is applied).
+    fn allocate(&mut self, size: u64, layout: Layout) -> Result<Fmap> {
+        let ndev = self.fs.bitmaps.len();
+        Ok(match layout {
+            Layout::Contiguous => Fmap::simple(vec![self.alloc_one(size, false)?])?,
+            // A file smaller than one chunk gets one simple extent, first fit from the start of
+            // the device (the C allocator does the same and resets its cursor).
+            Layout::Interleaved(p) if size < p.chunk_size() => Fmap::simple(vec![self.alloc_one(size, true)?])?,
+            Layout::Interleaved(p) if ndev == 1 => {
+                let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
+                let mut bm = self.fs.bitmaps[0].clone();
+                Fmap::Interleaved(bm.alloc_interleaved(size, &p, seed)?)
+            }
+            Layout::Interleaved(p) => {
+                // Several devices: one strip per device, on nstrips distinct devices (most free
+                // first); the bucket count does not apply.
+                let nstrips = p.nstrips();
+                if nstrips > ndev as u64 {
+                    return Err(AllocError::BadInterleave(format!(
+                        "{nstrips} strips on a file system of {ndev} devices: a multi-device file system puts one strip on each device (-N at most {ndev})"
+                    ))
+                    .into());
+                }
+                let strip_len = p.strip_len(size);
+                let mut strips = Vec::new();
+                for i in self.device_order() {
+                    if strips.len() as u64 == nstrips {
+                        break;
+                    }
+                    let mut bm = self.fs.bitmaps[i].clone();
+                    if let Some(e) = bm.alloc_strip(strip_len) {
+                        strips.push(Extent { devindex: i as u64, ..e });
+                    }
+                }
+                if (strips.len() as u64) < nstrips {
+                    return Err(AllocError::NoSpaceInterleaved { nstrips, found: strips.len() as u64, strip_len }.into());
+                }
+                Fmap::Interleaved(Interleave::new(p.chunk_size(), strips)?)
+            }
+        })
+    }
+
+    /// Adds `media` to the file system as its next device: writes a secondary superblock on it
+    /// (zeroing its first 2 MiB), then logs an ADD_DAXDEV entry naming its new device uuid, its
+    /// size and `name`. Returns the device index. Policy (an existing famfs on it, the minimum
+    /// size, the primary itself) is the caller's; a device already in the table is refused here.
+    pub fn add_device(&mut self, media: Media, name: &str, dev_uuid: UuidBytes) -> Result<u32> {
+        if !media.has_data() || media.access() != Access::ReadWrite {
+            return Err(MetaError::NoData(media.kind()));
+        }
+        if let Ok(AnySuperblock::Secondary(s)) = media.read_any_superblock() {
+            if s.fs_uuid == self.fs.sb.fs_uuid && self.fs.devices.iter().any(|d| d.uuid == s.dev_uuid) {
+                return Err(MetaError::AlreadyMember(media.path().to_path_buf()));
+            }
+        }
+        if self.fs.devices.iter().any(|d| d.uuid == dev_uuid) {
+            return Err(MetaError::AlreadyMember(media.path().to_path_buf()));
+        }
+        let index = self.fs.devices.len() as u32;
+        if index as usize >= MAX_DEVICES {
+            return Err(MetaError::TooManyDevices(MAX_DEVICES));
+        }
+        let size = media.size();
+        if size > MAX_DEVICE_SIZE {
+            return Err(MetaError::ImplausibleDeviceSize { size, max: MAX_DEVICE_SIZE });
+        }
+        let h = self.fs.log_header()?;
+        if h.is_full() {
+            return Err(MetaError::LogFull { capacity: h.geometry().capacity() });
+        }
+        // The superblock first: a reader that sees the entry finds the device ready.
+        let sb = SecondarySuperblock::new(&self.fs.sb, dev_uuid, size, name);
+        media.zero(0, SB_REGION_LEN.min(size))?;
+        media.write_at(0, &sb.encode())?;
+        self.append(LogEntryBody::AddDaxdev(DaxdevEntry { size, uuid: dev_uuid, index, name: name.to_string() }))?;
+        if self.fs.devices.len() as u32 != index + 1 {
+            return Err(MetaError::NoSuchDevice(index));
+        }
+        if self.fs.media.has_data() {
+            let path = media.path().to_path_buf();
+            self.fs.attached[index as usize] = Attached::Yes { media, path };
+        }
+        Ok(index)
+    }
+
     /// Allocates memory and creates a file (parent must exist; an existing path is an error).
     pub fn create_file(&mut self, path: &RelPath, size: u64, mode: u32, uid: u32, gid: u32, layout: Layout) -> Result<Ino> {
         if size == 0 {
@@ -485,27 +846,27 @@ impl Appender<'_> {
         if h.is_full() {
             return Err(MetaError::LogFull { capacity: h.geometry().capacity() });
         }
-        // Allocate on a copy: the real bitmap is updated when the entry is applied, so a failed
-        // append leaves it untouched.
-        let mut bm = self.fs.bitmap.clone();
-        let fmap = match layout {
-            Layout::Contiguous => Fmap::simple(vec![bm.alloc_contiguous_from(size, &mut self.cursor)?])?,
-            // A file smaller than one chunk gets one simple extent, first fit from the start of
-            // the device (the C allocator does the same and resets its cursor).
-            Layout::Interleaved(p) if size < p.chunk_size() => {
-                self.cursor = 0;
-                Fmap::simple(vec![bm.alloc_contiguous_from(size, &mut self.cursor)?])?
-            }
-            Layout::Interleaved(p) => {
-                let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
-                Fmap::Interleaved(bm.alloc_interleaved(size, &p, seed)?)
-            }
-        };
+        let fmap = self.allocate(size, layout)?;
         let f = FileEntry { size, flags: FileFlags::READ_WRITE, uid, gid, mode: mode & 0o7777, path: path.clone(), fmap };
         f.validate()?;
         self.append(LogEntryBody::File(f))?;
         self.fs.ns.resolve(path.as_str()).ok_or_else(|| MetaError::NotFound(path.to_string()))
     }
+}
+
+/// Most devices a file system may have (famfs.ko's daxdev table has 64 slots).
+pub const MAX_DEVICES: usize = 64;
+
+/// Every devdax character device of this host (`/dev/daxN.M`), in name order.
+pub fn dax_devices() -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir("/dev") else { return Vec::new() };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("dax") && n.contains('.')))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
 }
 
 /// Options of [`mkfs`].

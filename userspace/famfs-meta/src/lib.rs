@@ -15,10 +15,11 @@
 
 mod fs;
 mod namespace;
+pub mod resolver;
 mod role;
 
 pub use famfs_media::{Access, MediaKind};
-pub use fs::{Appender, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind, mkfs, MAX_DEVICE_SIZE};
+pub use fs::{dax_devices, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind, MAX_DEVICES, MAX_DEVICE_SIZE};
 pub use namespace::{ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, ROOT_INO};
 pub use role::{local_system_uuid, parse_uuid_file, system_uuid_path, Role, SYSTEM_UUID_ENV, SYSTEM_UUID_PATH};
 
@@ -63,6 +64,18 @@ pub enum MetaError {
     BeyondEof { path: String, offset: u64, len: u64, size: u64 },
     #[error("the superblock's device size {size} is implausible (more than {max} bytes): damaged superblock")]
     ImplausibleDeviceSize { size: u64, max: u64 },
+    #[error("device {0} is not in this file system's device table")]
+    NoSuchDevice(u32),
+    #[error("{path} is not device {index} of this file system: {why}")]
+    WrongDevice { index: u32, path: PathBuf, why: String },
+    #[error("{0}")]
+    DeviceMissing(String),
+    #[error("/{path}: its memory is on a device this host does not have: {why}")]
+    FileDeviceMissing { path: String, why: String },
+    #[error("{0} is already a device of this file system")]
+    AlreadyMember(PathBuf),
+    #[error("a file system has at most {0} devices")]
+    TooManyDevices(usize),
     #[error("system uuid file {path}: {source}")]
     SystemUuid { path: PathBuf, source: std::io::Error },
 }

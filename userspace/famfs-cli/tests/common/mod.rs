@@ -52,7 +52,9 @@ impl Env {
     /// `bin` to be run in the directory, as this host (for tests that spawn processes themselves).
     pub fn command(&self, bin: &str) -> Command {
         let mut c = Command::new(bin);
-        c.current_dir(self.dir.path()).env("FAMFS_SYSTEM_UUID_FILE", &self.uuid_file);
+        c.current_dir(self.dir.path())
+            .env("FAMFS_SYSTEM_UUID_FILE", &self.uuid_file)
+            .env("FAMFS_DAXDEV_CACHE", self.path("cache/daxdevs.json"));
         c
     }
 
@@ -67,6 +69,7 @@ impl Env {
             .args(args)
             .current_dir(self.dir.path())
             .env("FAMFS_SYSTEM_UUID_FILE", &self.uuid_file)
+            .env("FAMFS_DAXDEV_CACHE", self.path("cache/daxdevs.json"))
             .output()
             .expect("run the binary");
         let name = Path::new(bin).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
