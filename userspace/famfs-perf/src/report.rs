@@ -253,6 +253,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("host-data", "Fallback mode data path on the host (real speed; ceiling: the image file itself)"),
     ("host-threads", "Fallback mode thread scaling on the host"),
     ("host-first-touch", "Fallback mode first touch on the host"),
+    ("host-sync", "Fallback mode msync/fdatasync on the host (after the writes of its data table)"),
 ];
 
 fn section_title(s: &str) -> String {
