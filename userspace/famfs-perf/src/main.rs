@@ -67,6 +67,10 @@ struct PathArgs {
     /// Append JSON-lines records here (default stdout).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Interleaving round of these figures (scripts/bench runs every path once per round, in
+    /// alternating order): ratios pair samples of the same round.
+    #[arg(long)]
+    round: Option<u32>,
 }
 
 impl PathArgs {
@@ -74,7 +78,7 @@ impl PathArgs {
     fn params(self, window: u64, bytes: u64, reps: usize, touch_reps: usize) -> (DataParams, Option<PathBuf>) {
         let famfs = self.famfs_targets.unwrap_or(self.label == "module" || self.label == "fuse");
         let touch_size = self.touch_size.unwrap_or(self.size);
-        let p = DataParams { label: self.label, env: self.env, window, touch_size, bytes, reps, touch_reps, threads: self.threads, famfs, prefix: self.prefix, ceiling: "raw".into() };
+        let p = DataParams { label: self.label, env: self.env, window, touch_size, bytes, reps, touch_reps, threads: self.threads, famfs, prefix: self.prefix, ceiling: "raw".into(), round: self.round };
         (p, self.out)
     }
 }

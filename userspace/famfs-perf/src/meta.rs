@@ -346,6 +346,7 @@ fn host_data(p: &MetaParams, img: &Path, mpt: &Path, emit: &mut dyn FnMut(Record
         famfs: false,
         prefix: "host-".into(),
         ceiling: "image".into(),
+        round: None,
     };
     let img_src = Source::Device { path: img.to_path_buf(), offset, rw: true };
     data::run(&img_src, &base, emit);

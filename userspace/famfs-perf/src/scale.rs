@@ -60,6 +60,63 @@ fn slab_kb() -> Option<u64> {
     meminfo_kb("Slab")
 }
 
+/// Bytes in every slab cache (`/proc/slabinfo`: active objects x object size), by cache name.
+fn slabinfo() -> Option<std::collections::BTreeMap<String, u64>> {
+    let s = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    let mut m = std::collections::BTreeMap::new();
+    for l in s.lines().skip(2) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let (Some(name), Some(Ok(active)), Some(Ok(size))) = (f.first(), f.get(1).map(|x| x.parse::<u64>()), f.get(3).map(|x| x.parse::<u64>())) {
+            m.insert(name.to_string(), active * size);
+        }
+    }
+    Some(m)
+}
+
+/// Total growth between two slabinfo snapshots, and the caches that grew most (name, bytes).
+fn slab_growth(a: &std::collections::BTreeMap<String, u64>, b: &std::collections::BTreeMap<String, u64>) -> (i64, Vec<(String, i64)>) {
+    let mut v: Vec<(String, i64)> = b.iter().map(|(k, y)| (k.clone(), *y as i64 - a.get(k).copied().unwrap_or(0) as i64)).collect();
+    let total = v.iter().map(|(_, d)| d).sum();
+    v.sort_by_key(|(_, d)| -d);
+    v.truncate(6);
+    (total, v)
+}
+
+/// The server's request counters (the `user.famfs.stats` xattr of the mount's root: one
+/// `name count` line per FUSE opcode).
+fn server_stats(mpt: &Path) -> Option<std::collections::BTreeMap<String, u64>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(mpt.as_os_str().as_bytes()).ok()?;
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: Both names are NUL-terminated C strings; buf is writable for buf.len() bytes.
+    let n = unsafe { libc::getxattr(path.as_ptr(), c"user.famfs.stats".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Some(text.lines().filter_map(|l| l.split_once(' ').and_then(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))).collect())
+}
+
+/// Requests the server received between two snapshots, per `per` operations: the total (less
+/// the one getxattr that reads the second snapshot) and the opcodes that grew, as text.
+fn requests_per(a: &Option<std::collections::BTreeMap<String, u64>>, b: &Option<std::collections::BTreeMap<String, u64>>, per: usize) -> Result<(f64, String)> {
+    let (Some(a), Some(b)) = (a, b) else { bail!("no server stats (user.famfs.stats)") };
+    let events = ["passthrough_opens", "dax_files_created", "log_plays"];
+    let mut total = 0u64;
+    let mut parts = Vec::new();
+    for (k, y) in b {
+        let mut d = y.saturating_sub(a.get(k).copied().unwrap_or(0));
+        if k == "getxattr" {
+            d = d.saturating_sub(1);
+        }
+        if d > 0 {
+            if !events.contains(&k.as_str()) {
+                total += d;
+            }
+            parts.push(format!("{k} {:.2}", d as f64 / per as f64));
+        }
+    }
+    Ok((total as f64 / per as f64, parts.join(", ")))
+}
+
 /// The pid of the famfs-fused serving `mpt`.
 fn server_pid(mpt: &Path) -> Option<u32> {
     let want = mpt.display().to_string();
@@ -173,6 +230,14 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
     );
 
     std::fs::create_dir_all(mpt)?;
+    if let (Some(d), Mode::Module) = (&p.device, p.mode) {
+        // Rebinding to fsdev_dax builds the device's struct pages (64 bytes per 4 KiB page):
+        // timed apart, so that the mount figures below are the mount alone.
+        let t = Instant::now();
+        let r = run_ok(Command::new("daxmode").arg(d).arg("fsdev_dax")).map(|_| vec![t.elapsed().as_secs_f64() * 1e3]);
+        let gib = Media::open(d, Access::ReadOnly).map(|m| m.size() as f64 / (1u64 << 30) as f64).unwrap_or(0.0);
+        out(rec("daxmode", format!("rebind the {gib:.0} GiB device device_dax -> fsdev_dax (its struct pages), before the mounts"), "ms", false), r);
+    }
     let mount = || -> Result<f64> {
         let mut c = Command::new(&famfs);
         c.arg("mount");
@@ -223,6 +288,8 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
     let up = mount();
     let pid = server_pid(mpt);
     let rss_mount = pid.and_then(rss_kb);
+    let fds_mount = pid.and_then(fd_count);
+    let files0 = crate::data::famfs_counter("files");
     let timed = |what: &str, cmd: &mut Command| -> Result<Vec<f64>> {
         if let Err(e) = &up {
             bail!("mount failed: {e:#}");
@@ -240,10 +307,28 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
         Ok(vec![ms])
     };
     let big = mpt.join("big");
-    out(rec("ls-l-cold", format!("ls -l of the {n}-entry directory, first after mount"), "ms", false), timed("ls -l", Command::new("ls").arg("-l").arg(&big)));
-    out(rec("ls-l-warm", format!("ls -l of the {n}-entry directory, again"), "ms", false), timed("ls -l", Command::new("ls").arg("-l").arg(&big)));
-    out(rec("find", format!("find over the mount ({} entries)", n + 2), "ms", false), timed("find", Command::new("find").arg(mpt)));
+    // Each walk with the FUSE requests it sent per entry (the server's counters).
+    let mut walk = |key: &str, figure: String, what: &str, cmd: &mut Command| {
+        let s0 = server_stats(mpt);
+        let r = timed(what, cmd);
+        let s1 = server_stats(mpt);
+        let ok = r.is_ok();
+        out(rec(key, figure.clone(), "ms", false), r);
+        if ok {
+            let (v, parts) = match requests_per(&s0, &s1, n) {
+                Ok((v, parts)) => (Ok(vec![v]), parts),
+                Err(e) => (Err(e), String::new()),
+            };
+            out(rec(&format!("{key}-requests"), format!("FUSE requests per entry during: {figure} ({parts})"), "requests", false), v);
+        }
+    };
+    walk("ls-l-cold", format!("ls -l of the {n}-entry directory, first after mount"), "ls -l", Command::new("ls").arg("-l").arg(&big));
+    walk("ls-l-warm", format!("ls -l of the {n}-entry directory, again"), "ls -l", Command::new("ls").arg("-l").arg(&big));
+    walk("find", format!("find over the mount ({} entries)", n + 2), "find", Command::new("find").arg(mpt));
 
+    // Kernel memory of the walk (a FUSE inode and dentry per entry), then of the opens.
+    let si_walk = slabinfo();
+    let st_walk = server_stats(mpt);
     // First open of every file: open, read its first 4 KiB, map and touch it, close.
     let mut first1000 = None;
     let mut all = None;
@@ -283,9 +368,19 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
         rec("first-open-all", format!("first open + read 4K + mmap, per file, over all {n} files"), "µs", false),
         opened.as_ref().map_err(failed).and_then(|_| all.map(|v| vec![v]).ok_or_else(|| anyhow!("not timed"))),
     );
+    let st_open = server_stats(mpt);
+    if opened.is_ok() {
+        let (v, parts) = match requests_per(&st_walk, &st_open, n) {
+            Ok((v, parts)) => (Ok(vec![v]), parts),
+            Err(e) => (Err(e), String::new()),
+        };
+        out(rec("first-open-requests", format!("FUSE requests per file during the first opens ({parts})"), "requests", false), v);
+    }
     let rss_open = pid.and_then(rss_kb);
     let fds = pid.and_then(fd_count);
     let slab1 = slab_kb();
+    let si_open = slabinfo();
+    let files1 = crate::data::famfs_counter("files");
     let kib = |v: Option<u64>, what: &str| v.map(|x| vec![x as f64]).ok_or_else(|| anyhow!("{what} not found"));
     out(rec("server-rss-mount", format!("server anonymous RSS after mount ({n} files)"), "KiB", false), kib(rss_mount, "server process"));
     out(
@@ -299,7 +394,30 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
             _ => Err(anyhow!("server process not found")),
         }),
     );
+    out(rec("server-fds-mount", "server descriptors after mount".into(), "fds", false), kib(fds_mount, "server process"));
     out(rec("server-fds", format!("server descriptors after opening all {n} files"), "fds", false), kib(fds, "server process"));
+    if p.mode == Mode::Module {
+        out(
+            rec("famfs-files", format!("famfs.ko files alive after opening all {n} files (debugfs famfs/files, less at mount)"), "files", false),
+            match (files0, files1, &opened) {
+                (Some(a), Some(b), Ok(())) => Ok(vec![b as f64 - a as f64]),
+                (_, _, Err(e)) => Err(failed(e)),
+                _ => Err(anyhow!("no famfs debugfs counters")),
+            },
+        );
+    }
+    // Slab growth over the opens alone: in module mode the famfs.ko file, its backing file and
+    // FUSE's file state per file; the walk before it made the FUSE inodes and dentries.
+    match (&si_walk, &si_open, &opened) {
+        (Some(a), Some(b), Ok(())) => {
+            let (total, top) = slab_growth(a, b);
+            let top: Vec<String> = top.iter().filter(|(_, d)| *d > 0).map(|(k, d)| format!("{k} {:.0}", *d as f64 / n as f64)).collect();
+            eprintln!("famfs-perf: scale {label}: slab growth over the opens {total} bytes; per file by cache: {}", top.join(", "));
+            out(rec("kernel-bytes-per-opened-file", format!("kernel slab growth over the first opens / N (/proc/slabinfo; largest: {})", top.join(", ")), "bytes", false), Ok(vec![total as f64 / n as f64]));
+        }
+        (_, _, Err(e)) => out(rec("kernel-bytes-per-opened-file", "kernel slab growth over the first opens / N (/proc/slabinfo)".into(), "bytes", false), Err(failed(e))),
+        _ => out(rec("kernel-bytes-per-opened-file", "kernel slab growth over the first opens / N (/proc/slabinfo)".into(), "bytes", false), Err(anyhow!("no /proc/slabinfo"))),
+    }
     out(
         rec("kernel-bytes-per-file", "kernel slab growth (mount + walk + opens) / N (whole-system figure)".into(), "bytes", false),
         match (slab0, slab1, &opened) {
