@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{ArgAction, Args, Parser, Subcommand};
 use famfs_alloc::InterleaveParams;
 use famfs_format::{format_uuid, Fmap, RelPath};
+use famfs_media::DaxDriver;
 use famfs_meta::{Access, Appender, Famfs, Ino, Layout, MetaError};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -1343,8 +1344,7 @@ struct MountReq<'a> {
 
 /// Rebinds the devdax device whose sysfs directory is `sys` to `want` (as scripts/daxmode does:
 /// fsdev_dax only takes a device through its new_id list).
-fn set_dax_driver(sys: &Path, want: &famfs_media::DaxDriver) -> Result<()> {
-    use famfs_media::DaxDriver;
+fn set_dax_driver(sys: &Path, want: &DaxDriver) -> Result<()> {
     let name = sys.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let drivers = Path::new("/sys/bus/dax/drivers");
     let write = |p: &Path| std::fs::write(p, &name).with_context(|| format!("cannot write {name} to {}", p.display()));
@@ -1370,7 +1370,6 @@ fn set_dax_driver(sys: &Path, want: &famfs_media::DaxDriver) -> Result<()> {
 }
 
 fn cmd_mount(r: &MountReq) -> Result<()> {
-    use famfs_media::DaxDriver;
     if !r.refused.is_empty() {
         bail!(
             "famfs mount: {} of the C famfs not supported: {}",
@@ -1384,7 +1383,6 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
         note("mount", true, opt, why);
     }
     let Some(r_mpt) = r.mpt else { bail!("famfs mount needs DEV and MPT") };
-    // SAFETY: trivial getter.
     if !nix::unistd::geteuid().is_root() {
         bail!("famfs mount must be run as root (the server needs CAP_SYS_ADMIN for FUSE passthrough and /dev/famfs)");
     }
@@ -1432,6 +1430,8 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
             .read_superblock()
             .with_context(|| format!("{} holds no valid famfs superblock (make one with mkfs.famfs)", device.display()))?;
     }
+    let want = if fallback { DaxDriver::DeviceDax } else { DaxDriver::FsdevDax };
+    bind_secondaries(&device, &want, r.set_daxmode)?;
     let server = find_helper("famfs-fused")
         .ok_or_else(|| anyhow!("the famfs FUSE server famfs-fused is not installed (not next to famfs nor on PATH)"))?;
     let mut cmd = std::process::Command::new(&server);
@@ -1455,6 +1455,34 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
     let st = cmd.status().with_context(|| format!("cannot run {}", server.display()))?;
     if !st.success() {
         bail!("the famfs server failed to mount {} on {} ({st})", device.display(), mpt.display());
+    }
+    Ok(())
+}
+
+/// The secondary devices of the file system on `primary` that this host finds (by uuid), bound to
+/// `want` when `rebind`, otherwise a warning for each bound otherwise: the server would fail
+/// their files with ENXIO.
+fn bind_secondaries(primary: &Path, want: &DaxDriver, rebind: bool) -> Result<()> {
+    let found: Vec<(u32, PathBuf)> = {
+        let mut fs = Famfs::open(primary, Access::ReadOnly).with_context(|| format!("cannot play the log of {}", primary.display()))?;
+        fs.attach_missing();
+        fs.devices().iter().skip(1).filter_map(|d| Some((d.index, fs.device_path(d.index)?.to_path_buf()))).collect()
+        // Dropped here: a device this process holds open cannot be rebound.
+    };
+    for (index, path) in found {
+        let (Some(sys), Some(have)) = (famfs_media::dax_sysfs_dir(&path), famfs_media::dax_driver(&path)) else { continue };
+        if have == *want {
+            continue;
+        }
+        if !rebind {
+            eprintln!(
+                "famfs: warning: device {index} ({}) is bound to {have}, not {want}: its files will fail to open (ENXIO); add --set-daxmode to rebind it",
+                path.display()
+            );
+            continue;
+        }
+        set_dax_driver(&sys, want).with_context(|| format!("cannot rebind device {index} ({}) to {want}", path.display()))?;
+        println!("famfs: device {index} ({}) rebound from {have} to {want}", path.display());
     }
     Ok(())
 }
