@@ -179,6 +179,9 @@ pub(crate) struct Holder {
     had_write_cache: AtomicBool,
     /// `USABLE`, `REMOVED` or `POISONED`.
     state: AtomicU8,
+    /// Set for good by [`Holder::revoke`]: the file system on the device was replaced, every
+    /// access to a file on it fails with `ESTALE` (checked before `state`).
+    revoked: AtomicBool,
     size: AtomicU64,
     devt: u32,
 }
@@ -262,6 +265,7 @@ impl Daxdev {
                 held: AtomicBool::new(false),
                 had_write_cache: AtomicBool::new(false),
                 state: AtomicU8::new(USABLE),
+                revoked: AtomicBool::new(false),
                 size: AtomicU64::new(0),
                 devt,
             }),
@@ -347,7 +351,7 @@ impl Holder {
                     .compare_exchange(USABLE, REMOVED, Ordering::AcqRel, Ordering::Acquire);
             pr_warn!("dax device is being removed: files on it now fail with ENXIO\n");
             // The memory and its struct pages are about to go: no user mapping may outlive them.
-            self.unmap_all();
+            let _ = self.unmap_all();
             return 0;
         }
         self.record_poison(offset, len);
@@ -470,7 +474,10 @@ impl Holder {
     /// (unless it is being evicted: eviction takes it out of the list first thing, and its
     /// mapping goes with it). The pinned inode keeps its place in the list, so the walk
     /// resumes from it. Unmapping and waiting happen with no lock of ours held.
-    fn unmap_all(&self) {
+    ///
+    /// Returns how many inodes it unmapped.
+    fn unmap_all(&self) -> u64 {
+        let mut count = 0u64;
         let mut held: Option<Pinned> = None;
         loop {
             let step = {
@@ -533,10 +540,21 @@ impl Holder {
                         ffi::famfs_glue_invalidate_unlock(mapping);
                         ffi::dax_break_layout_final(next.inode);
                     }
+                    count += 1;
                     held = Some(next);
                 }
             }
         }
+        count
+    }
+
+    /// Revokes every file on this device for good (the file system on it was replaced): later
+    /// accesses fail with `ESTALE` (faults with `SIGBUS`), then every existing mapping is zapped
+    /// as on removal (see [`Self::unmap_all`] for why no fault can re-install one). Returns how
+    /// many live files were unmapped.
+    pub(crate) fn revoke(&self) -> u64 {
+        self.revoked.store(true, Ordering::Release);
+        self.unmap_all()
     }
 
     /// The device size in bytes, found by asking `dax_direct_access` for ever larger page runs
@@ -597,9 +615,12 @@ impl Holder {
         self.devt
     }
 
-    /// `ENXIO` once the device is being removed, `EHWPOISON` when it has too many failed
-    /// ranges to track.
+    /// `ESTALE` once revoked, `ENXIO` once the device is being removed, `EHWPOISON` when it
+    /// has too many failed ranges to track.
     pub(crate) fn check_usable(&self) -> Result {
+        if self.revoked.load(Ordering::Acquire) {
+            return Err(ESTALE);
+        }
         match self.state.load(Ordering::Acquire) {
             USABLE => Ok(()),
             REMOVED => Err(ENXIO),

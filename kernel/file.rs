@@ -377,6 +377,10 @@ unsafe extern "C" fn fsync(
     unsafe {
         let mapping = (*file).f_mapping;
         let data = file_data((*mapping).host);
+        // A revoked or removed device's memory is no longer this file's to write back.
+        if let Err(e) = data.check_usable() {
+            return e.to_errno();
+        }
         let Some(dev) = data.devs.iter().flatten().next() else {
             return 0;
         };
@@ -396,6 +400,9 @@ unsafe extern "C" fn writepages(
     // SAFETY: The mapping belongs to one of our inodes, alive while it has dirty entries.
     unsafe {
         let data = file_data((*mapping).host);
+        if let Err(e) = data.check_usable() {
+            return e.to_errno();
+        }
         // Any of the file's devices will do: the dax core only asks it whether to flush.
         let Some(dev) = data.devs.iter().flatten().next() else {
             return 0;

@@ -53,6 +53,7 @@ const CHECKS: &[Check] = &[
     Check { name: "file-write-privs", run: robust::check_write_privs },
     Check { name: "attach-copyout-fault", run: robust::check_attach_copyout },
     Check { name: "file-msync-writes-back", run: robust::check_msync_writes_back },
+    Check { name: "file-revoke", run: robust::check_revoke },
 ];
 
 mod datapath;

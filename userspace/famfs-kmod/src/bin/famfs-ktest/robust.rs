@@ -541,3 +541,73 @@ pub(crate) fn fault_race() -> Result<(), String> {
     std::mem::forget(f);
     Ok(())
 }
+
+/// IOC_REVOKE (the file system on the device was replaced): a process that mapped and touched
+/// a file made through the revoked open has no page of it mapped afterwards (pagemap) and gets
+/// SIGBUS on its next access; reads, writes, fsync, new mmaps and re-opens by path get ESTALE;
+/// the open refuses to create or attach; a second revoke is harmless; once the files are closed,
+/// a new open attaches the device and its files work (the revoke did not outlive its scope).
+pub(crate) fn check_revoke(env: &Env) -> CheckResult {
+    let len = (4 * MIB) as usize;
+    {
+        let s = setup(env)?;
+        expect_errno("revoke with unknown flags", {
+            let mut args = abi::RevokeArgs { flags: 1, ..Default::default() };
+            // SAFETY: IOC_REVOKE takes a `*mut RevokeArgs`.
+            let rc = unsafe { libc::ioctl(s.ctl().file().as_raw_fd(), abi::IOC_REVOKE as libc::c_ulong, &mut args) };
+            if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+        }, libc::EINVAL)?;
+        let f = create(&s, &simple(&[(700 * MIB, 4 * MIB)], 4 * MIB)?, 0)?;
+        let old = pattern(71, len);
+        ctx("pwrite", f.file.write_all_at(&old, 0))?;
+        let map = ctx("mmap", Mapping::new(&f.file, len, 0, libc::PROT_READ | libc::PROT_WRITE))?;
+        let mut seen = vec![0u8; len];
+        for (i, b) in seen.iter_mut().enumerate() {
+            *b = read_volatile(&map, i);
+        }
+        same("mapping before the revoke", &seen, &old)?;
+        let before = present_pages(map.addr as usize, len)?;
+        if before == 0 {
+            return Err("no page mapped after touching every page".into());
+        }
+        let r = ctx("IOC_REVOKE", s.ctl().revoke())?;
+        if r.devices != 1 || r.files < 1 {
+            return Err(format!("revoke counted {} devices and {} files, want 1 and >= 1", r.devices, r.files));
+        }
+        let after = present_pages(map.addr as usize, len)?;
+        if after != 0 {
+            return Err(format!("{after} of {before} touched pages still mapped after the revoke"));
+        }
+        let addr = map.addr as usize;
+        let child = fork_child(|| {
+            report_sigbus_code();
+            // SAFETY: `addr` is the start of the shared mapping inherited from the parent.
+            let b = unsafe { std::ptr::read_volatile(addr as *const u8) };
+            i32::from(b) % 50
+        })?;
+        let status = wait_child(child);
+        // BUS_ADRERR: a fault refused with VM_FAULT_SIGBUS.
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 102 {
+            return Err(format!("the mapping's next access did not get SIGBUS (BUS_ADRERR): wait status {status:#x}"));
+        }
+        let mut buf = vec![0u8; 4096];
+        expect_errno("read after the revoke", f.file.read_at(&mut buf, 0), libc::ESTALE)?;
+        expect_errno("write after the revoke", f.file.write_at(&buf, 0), libc::ESTALE)?;
+        expect_errno("fsync after the revoke", f.file.sync_all(), libc::ESTALE)?;
+        expect_errno("new mmap after the revoke", Mapping::new(&f.file, len, 0, libc::PROT_READ).map(|_| ()), libc::ESTALE)?;
+        let path = format!("/proc/self/fd/{}", f.file.as_raw_fd());
+        expect_errno("re-open by path after the revoke", File::open(&path), libc::ESTALE)?;
+        expect_errno("create after the revoke", s.ctl().create_file(&simple(&[(710 * MIB, 2 * MIB)], 2 * MIB)?, 0, 0o644, 0, 0), libc::ESTALE)?;
+        let dev = open_dev(&env.daxdev)?;
+        expect_errno("attach after the revoke", s.ctl().attach_daxdev(&dev, 5), libc::ESTALE)?;
+        ctx("second revoke", s.ctl().revoke())?;
+        drop(map);
+        drop(f);
+    }
+    // Another open, once the revoked files are gone: the device and its new files work.
+    let s = setup(env)?;
+    let f = create(&s, &simple(&[(700 * MIB, 4 * MIB)], 4 * MIB)?, 0)?;
+    let data = pattern(72, len);
+    ctx("pwrite on a new open", f.file.write_all_at(&data, 0))?;
+    same("read on a new open", &read_at(&f.file, len, 0)?, &data)
+}
