@@ -86,8 +86,7 @@ impl MiscDevice for Control {
 
     fn ioctl(me: Pin<&Control>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         // Every famfs ioctl hands out or reaches raw device memory.
-        // SAFETY: `capable` only reads the current task's credentials.
-        if !unsafe { kernel::bindings::capable(kernel::bindings::CAP_SYS_ADMIN as i32) } {
+        if !crate::vfs::capable_sys_admin() {
             return Err(EPERM);
         }
         let user = UserSlice::new(UserPtr::from_addr(arg), _IOC_SIZE(cmd));
@@ -186,7 +185,7 @@ impl Control {
         let read_only = args.flags & abi::CREATE_READ_ONLY != 0;
         let data = KBox::new(FileData::new(msg, devs, read_only, size)?, GFP_KERNEL)?;
         let fd_flags = if args.flags & abi::CREATE_CLOEXEC != 0 {
-            kernel::bindings::O_CLOEXEC
+            crate::vfs::O_CLOEXEC
         } else {
             0
         };
