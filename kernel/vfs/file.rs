@@ -63,6 +63,11 @@ pub(crate) trait DaxFile: Sized + Send + Sync + 'static {
 }
 
 /// One read or write call: its kiocb and iterator.
+///
+/// # Invariants
+///
+/// `iocb` and `iter` are the live arguments of a `read_iter`/`write_iter` call on one of our
+/// files, for `'a`; `inode` is that file's inode.
 pub(crate) struct DaxIo<'a> {
     iocb: *mut bindings::kiocb,
     iter: *mut bindings::iov_iter,
@@ -98,31 +103,37 @@ impl<'a> DaxIo<'a> {
     /// `limit` of the file, through the fs-dax core and this file system's `iomap_begin`.
     /// `None` when nothing does (the position is at or past `limit`, or the iterator is empty).
     pub(crate) fn dax_rw(&mut self, limit: u64) -> Option<Result<usize>> {
-        // SAFETY: A live kiocb and iterator, under the inode lock (caller).
-        unsafe {
-            let pos = u64::try_from((*self.iocb).ki_pos).unwrap_or(u64::MAX);
-            let room = limit.saturating_sub(pos);
-            let count = ffi::famfs_glue_iov_iter_count(self.iter) as u64;
-            if room == 0 || count == 0 {
-                return None;
-            }
-            let cut = count.saturating_sub(room);
-            if cut > 0 {
-                ffi::famfs_glue_iov_iter_truncate(self.iter, room);
-            }
-            let ret = ffi::dax_iomap_rw(self.iocb, self.iter, self.ops);
-            if cut > 0 {
-                ffi::famfs_glue_iov_iter_reexpand(
-                    self.iter,
-                    ffi::famfs_glue_iov_iter_count(self.iter) + cut as usize,
-                );
-            }
-            Some(if ret < 0 {
-                Err(Error::from_errno(ret as i32))
-            } else {
-                Ok(ret as usize)
-            })
+        // SAFETY: A live kiocb of our file (type invariant of the call).
+        let pos = u64::try_from(unsafe { (*self.iocb).ki_pos }).unwrap_or(u64::MAX);
+        let room = limit.saturating_sub(pos);
+        let count = self.count() as u64;
+        if room == 0 || count == 0 {
+            return None;
         }
+        let cut = count.saturating_sub(room);
+        if cut > 0 {
+            // SAFETY: A live iterator, shortened to `room` (< its count) for the call below.
+            unsafe { ffi::famfs_glue_iov_iter_truncate(self.iter, room) };
+        }
+        // SAFETY: A live kiocb and iterator of one of our files under its inode lock (caller);
+        // the operations table is static.
+        let ret = unsafe { ffi::dax_iomap_rw(self.iocb, self.iter, self.ops) };
+        if cut > 0 {
+            let left = self.count() + cut as usize;
+            // SAFETY: Gives back the `cut` bytes hidden above.
+            unsafe { ffi::famfs_glue_iov_iter_reexpand(self.iter, left) };
+        }
+        Some(if ret < 0 {
+            Err(Error::from_errno(ret as i32))
+        } else {
+            Ok(ret as usize)
+        })
+    }
+
+    /// Bytes left in the iterator.
+    fn count(&self) -> usize {
+        // SAFETY: A live iterator.
+        unsafe { ffi::famfs_glue_iov_iter_count(self.iter) }
     }
 
     /// Marks the file accessed (atime), as after a read.

@@ -78,23 +78,26 @@ impl<T: DaxFile> SuperVTable<T> {
     /// (the type's `owner`).
     unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
         // SAFETY: The VFS passes a valid inode being evicted; nothing else uses it any more.
+        let private = unsafe { (*inode).i_private };
+        if !private.is_null() {
+            // First the file system's own teardown (out of any list that can reach the inode),
+            // with the data still in place.
+            // SAFETY: Our inodes own a `T` in `i_private` until below.
+            unsafe { data::<T>(inode) }.evict();
+        }
+        // DAX entries go through the dax core (waiting for any page still pinned), then the
+        // mapping is empty for the generic truncate.
+        // SAFETY: As above: the inode is being evicted by us alone.
         unsafe {
-            let private = (*inode).i_private;
-            if !private.is_null() {
-                // First the file system's own teardown (out of any list that can reach the
-                // inode), with the data still in place.
-                data::<T>(inode).evict();
-            }
-            // DAX entries go through the dax core (waiting for any page still pinned), then the
-            // mapping is empty for the generic truncate.
             ffi::dax_break_layout_final(inode);
             bindings::truncate_inode_pages_final(&mut (*inode).i_data);
             bindings::clear_inode(inode);
             (*inode).i_private = ptr::null_mut();
-            if !private.is_null() {
-                // `i_private` came from `KBox::into_raw` in `create_file`.
-                drop(KBox::from_raw(private.cast::<T>()));
-            }
+        }
+        if !private.is_null() {
+            // SAFETY: `i_private` came from `KBox::into_raw` in `create_file`, and nothing
+            // reaches it any more (cleared above, and the inode is cleared).
+            drop(unsafe { KBox::from_raw(private.cast::<T>()) });
         }
     }
 }

@@ -611,3 +611,97 @@ pub(crate) fn check_revoke(env: &Env) -> CheckResult {
     ctx("pwrite on a new open", f.file.write_all_at(&data, 0))?;
     same("read on a new open", &read_at(&f.file, len, 0)?, &data)
 }
+
+/// The state of process `pid` (the letter after the command in /proc/PID/stat), if it exists.
+fn proc_state(pid: libc::pid_t) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Unload during the last close's eviction, made deterministic: a child maps a file, pins one
+/// of its pages in a pipe this process holds (vmsplice), and exits. Its last close evicts the
+/// inode, and eviction (module code: `evict_inode`) waits in `dax_break_layout_final` for the
+/// pinned page, so the child stays in D state inside the module's code after `__fput` dropped
+/// the file's module reference. `delete_module` must be refused then (the super block pins the
+/// module until the unmount is over); once the pin is released the close completes, and the
+/// module unloads and loads again. Without the pin (the file system type's `owner`) the unload
+/// succeeds while the child is still in module code, and the kernel oopses when it returns.
+pub(crate) fn unload_during_eviction(ko: &str) -> Result<(), String> {
+    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let (pin_r, pin_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let child = {
+        let (pin, ready) = (&pin_w, &ready_w);
+        fork_child(move || {
+            let Ok(s) = setup(&Env { daxdev }) else { return 3 };
+            let Ok(msg) = simple(&[(1420 * MIB, 2 * MIB)], 2 * MIB) else { return 3 };
+            let Ok(f) = create(&s, &msg, 0) else { return 3 };
+            let Ok(map) = Mapping::new(&f.file, 4096, 0, libc::PROT_READ) else { return 3 };
+            read_volatile(&map, 0);
+            let iov = libc::iovec { iov_base: map.addr.cast(), iov_len: 4096 };
+            // SAFETY: vmsplice of our own mapped page into the pipe: the pipe takes a page
+            // reference, held until the parent drops the pipe.
+            if unsafe { libc::vmsplice(pin.as_raw_fd(), &iov, 1, 0) } != 4096 {
+                return 4;
+            }
+            let _ = (&*ready).write_all(b"r");
+            // Exit: the last close of the file evicts its inode, which waits for the pin.
+            0
+        })?
+    };
+    drop(ready_w);
+    if (&ready_r).read_exact(&mut [0u8; 1]).is_err() {
+        return Err(format!("the child could not map and pin a page (status {:#x})", wait_child(child)));
+    }
+    // Wait for the state under test: the child blocked in its exit (D), inside the eviction.
+    let start = Instant::now();
+    while proc_state(child) != Some('D') {
+        if start.elapsed() > Duration::from_secs(30) {
+            drop((pin_r, pin_w));
+            wait_child(child);
+            return Err("the exiting child never blocked in the eviction (D state)".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: delete_module with a NUL-terminated name; O_NONBLOCK fails at once while in use.
+    let rc = unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
+    if rc == 0 {
+        // The module is gone while the child runs its code: releasing the pin would oops.
+        // Leave the child blocked for good (the VM run ends with it).
+        std::mem::forget((pin_r, pin_w));
+        return Err("rmmod succeeded while the last close was still evicting in module code".into());
+    }
+    let refused = io::Error::last_os_error();
+    println!("# rmmod during the eviction: {refused}");
+    drop((pin_r, pin_w));
+    let status = wait_child(child);
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("child status {status:#x}"));
+    }
+    let start = Instant::now();
+    loop {
+        // SAFETY: As above.
+        let rc = unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
+        if rc == 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!("rmmod still refused 30 s after the close completed: {}", io::Error::last_os_error()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ko_file = ctx("open famfs.ko", File::open(ko))?;
+    // SAFETY: finit_module with an open module file and empty parameters.
+    let rc = unsafe { libc::syscall(libc::SYS_finit_module, ko_file.as_raw_fd(), c"".as_ptr(), 0) };
+    if rc != 0 {
+        return Err(format!("finit_module: {}", io::Error::last_os_error()));
+    }
+    let start = Instant::now();
+    while Control::open().is_err() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err("/dev/famfs did not appear after reload".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
