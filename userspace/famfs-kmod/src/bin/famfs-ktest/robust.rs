@@ -644,7 +644,12 @@ pub(crate) fn unload_during_eviction(ko: &str) -> Result<(), String> {
             if unsafe { libc::vmsplice(pin.as_raw_fd(), &iov, 1, 0) } != 4096 {
                 return 4;
             }
+            // Only the mapping is left to hold the file (and no control open holds the module):
+            // its teardown at exit is the last close.
+            drop(s);
+            drop(f);
             let _ = (&*ready).write_all(b"r");
+            std::mem::forget(map);
             // Exit: the last close of the file evicts its inode, which waits for the pin.
             0
         })?
