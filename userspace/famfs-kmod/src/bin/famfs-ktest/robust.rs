@@ -478,6 +478,17 @@ fn present_pages(addr: usize, len: usize) -> Result<usize, String> {
     Ok(buf.chunks_exact(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap_or([0; 8])) >> 63 == 1).count())
 }
 
+/// Pins the calling thread to `cpu`; false when there is no such CPU (or it cannot be done).
+fn pin_to_cpu(cpu: usize) -> bool {
+    // SAFETY: A zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity on the calling
+    // thread (pid 0) with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
 /// Removal racing faults: one thread faults pages of a file without pause (touch, then
 /// MADV_DONTNEED so that the next touch faults again) while the device is unbound. After the
 /// unbind returns, no page of the file may be mapped in this process (checked in pagemap): a
@@ -494,9 +505,34 @@ pub(crate) fn fault_race() -> Result<(), String> {
     let (addr, pages) = (map.addr as usize, len / 4096);
     // SAFETY: Installs a plain handler for SIGBUS.
     unsafe { libc::signal(libc::SIGBUS, park_on_sigbus as *const () as libc::sighandler_t) };
+    // The faulting thread runs on CPU 1 and is preempted there over and over, at random points
+    // of its faults, by a real-time thread (1 ms of spinning every 1.5 ms); the removal runs on
+    // CPU 0. A fault preempted between its check of the device state and the installation of
+    // its entry then stays there for a millisecond, long enough for a removal that does not
+    // take the fault's lock to set the state and unmap everything: without the invalidate lock
+    // in the fault path, that fault installs a mapping after the unmap.
+    let two_cpus = pin_to_cpu(0);
+    if two_cpus {
+        std::thread::spawn(|| {
+            pin_to_cpu(1);
+            let param = libc::sched_param { sched_priority: 10 };
+            // SAFETY: Sets this thread's own scheduling policy.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            loop {
+                std::thread::sleep(Duration::from_micros(500));
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(1) {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+    }
     let started = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let count = started.clone();
     std::thread::spawn(move || {
+        if two_cpus {
+            pin_to_cpu(1);
+        }
         let mut i = 0usize;
         loop {
             let page = (addr + (i % pages) * 4096) as *mut u8;
