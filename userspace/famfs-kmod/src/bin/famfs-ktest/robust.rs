@@ -489,11 +489,11 @@ fn pin_to_cpu(cpu: usize) -> bool {
     }
 }
 
-/// Removal racing faults: one thread faults pages of a file without pause (touch, then
-/// MADV_DONTNEED so that the next touch faults again) while the device is unbound. After the
-/// unbind returns, no page of the file may be mapped in this process (checked in pagemap): a
-/// fault that passed its check before removal must have installed its entry before removal
-/// unmapped, never after. The faulting thread gets SIGBUS.
+/// Removal racing faults: one thread faults the pages of a file one after the other, without
+/// pause and without unmapping them, while the device is unbound. Once the faulting thread got
+/// SIGBUS (so none of its faults is in flight), no page of the file may be mapped in this
+/// process (checked in pagemap): a fault that passed its check before removal must have
+/// installed its entry before removal unmapped, never after.
 pub(crate) fn fault_race() -> Result<(), String> {
     let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let name = daxdev.rsplit('/').next().unwrap_or(&daxdev).to_string();
@@ -506,11 +506,11 @@ pub(crate) fn fault_race() -> Result<(), String> {
     // SAFETY: Installs a plain handler for SIGBUS.
     unsafe { libc::signal(libc::SIGBUS, park_on_sigbus as *const () as libc::sighandler_t) };
     // The faulting thread runs on CPU 1 and is preempted there over and over, at random points
-    // of its faults, by a real-time thread (1 ms of spinning every 1.5 ms); the removal runs on
-    // CPU 0. A fault preempted between its check of the device state and the installation of
-    // its entry then stays there for a millisecond, long enough for a removal that does not
-    // take the fault's lock to set the state and unmap everything: without the invalidate lock
-    // in the fault path, that fault installs a mapping after the unmap.
+    // of its faults, by a real-time thread (100 ms of spinning every 110 ms); the removal runs
+    // on CPU 0. A fault preempted between its check of the device state and the installation
+    // of its entry then stays there for 100 ms, long enough for a removal that does not take
+    // the fault's lock to set the state and unmap everything: without the invalidate lock in
+    // the fault path, that fault installs a mapping after the unmap, and it stays.
     let two_cpus = pin_to_cpu(0);
     if two_cpus {
         std::thread::spawn(|| {
@@ -519,9 +519,9 @@ pub(crate) fn fault_race() -> Result<(), String> {
             // SAFETY: Sets this thread's own scheduling policy.
             unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
             loop {
-                std::thread::sleep(Duration::from_micros(500));
+                std::thread::sleep(Duration::from_millis(10));
                 let t = Instant::now();
-                while t.elapsed() < Duration::from_millis(1) {
+                while t.elapsed() < Duration::from_millis(100) {
                     std::hint::spin_loop();
                 }
             }
@@ -536,17 +536,16 @@ pub(crate) fn fault_race() -> Result<(), String> {
         let mut i = 0usize;
         loop {
             let page = (addr + (i % pages) * 4096) as *mut u8;
+            // Each page is faulted once, in order, and left mapped (never zapped here), so that
+            // a mapping installed after the removal's unmap stays visible in pagemap.
             // SAFETY: `page` lies in the mapping, which outlives this thread (the process
             // exits with the mapping in place).
-            unsafe {
-                std::ptr::read_volatile(page);
-                libc::madvise(page.cast(), 4096, libc::MADV_DONTNEED);
-            }
+            unsafe { std::ptr::read_volatile(page) };
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             i += 1;
         }
     });
-    while started.load(std::sync::atomic::Ordering::Relaxed) < 1000 {
+    while started.load(std::sync::atomic::Ordering::Relaxed) < 300 {
         std::thread::sleep(Duration::from_millis(10));
     }
     let unbind = std::thread::spawn(move || {
@@ -561,17 +560,19 @@ pub(crate) fn fault_race() -> Result<(), String> {
     }
     unbind.join().map_err(|_| "unbind thread panicked".to_string())??;
     let faults = started.load(std::sync::atomic::Ordering::Relaxed);
-    let present = present_pages(addr, len)?;
-    println!("# {faults} faults before the removal; {present} pages still mapped after it");
-    if present != 0 {
-        return Err(format!("{present} pages of the file are mapped after the removal returned"));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The faulting thread's next fault after the removal gets SIGBUS (every page was
+    // unmapped); only then is it certain that no fault of it is still in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !FAULTER_GOT_SIGBUS.load(std::sync::atomic::Ordering::SeqCst) {
         if Instant::now() > deadline {
             return Err("the faulting thread went on without SIGBUS after the removal".into());
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+    let present = present_pages(addr, len)?;
+    println!("# {faults} faults before the removal; {present} pages still mapped after it");
+    if present != 0 {
+        return Err(format!("{present} pages of the file are mapped after the removal"));
     }
     std::mem::forget(map);
     std::mem::forget(f);
