@@ -37,6 +37,10 @@ unsafe impl AsBytes for abi::CreateFileArgs {}
 unsafe impl FromBytes for abi::GetFmapArgs {}
 // SAFETY: See above.
 unsafe impl AsBytes for abi::GetFmapArgs {}
+// SAFETY: See above.
+unsafe impl FromBytes for abi::RevokeArgs {}
+// SAFETY: See above.
+unsafe impl AsBytes for abi::RevokeArgs {}
 
 /// The errno for a rejected fmap message (the shared crate names one per rule).
 fn fmap_error(e: FmapError) -> Error {
@@ -45,11 +49,20 @@ fn fmap_error(e: FmapError) -> Error {
 
 const TABLE_LEN: usize = abi::MAX_DAXDEVS as usize;
 
+/// One open's daxdev table (fmap `devindex` -> device).
+struct Table {
+    slots: [Option<Arc<Daxdev>>; TABLE_LEN],
+    /// Set for good by `IOC_REVOKE`.
+    revoked: bool,
+}
+
 /// The state of one open of `/dev/famfs`.
 #[pin_data]
 pub(crate) struct Control {
+    /// The daxdev table, and whether this open was revoked (`IOC_REVOKE`): from then on it
+    /// attaches and creates nothing.
     #[pin]
-    daxdevs: Mutex<[Option<Arc<Daxdev>>; TABLE_LEN]>,
+    daxdevs: Mutex<Table>,
     /// The control device itself: a struct device `Daxdev::attach` compares others with.
     misc: ARef<Device>,
 }
@@ -61,7 +74,10 @@ impl MiscDevice for Control {
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         KBox::try_pin_init(
             try_pin_init!(Control {
-                daxdevs <- new_mutex!(core::array::from_fn(|_| None)),
+                daxdevs <- new_mutex!(Table {
+                    slots: core::array::from_fn(|_| None),
+                    revoked: false,
+                }),
                 misc: ARef::from(misc.device()),
             }),
             GFP_KERNEL,
@@ -70,8 +86,7 @@ impl MiscDevice for Control {
 
     fn ioctl(me: Pin<&Control>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         // Every famfs ioctl hands out or reaches raw device memory.
-        // SAFETY: `capable` only reads the current task's credentials.
-        if !unsafe { kernel::bindings::capable(kernel::bindings::CAP_SYS_ADMIN as i32) } {
+        if !crate::vfs::capable_sys_admin() {
             return Err(EPERM);
         }
         let user = UserSlice::new(UserPtr::from_addr(arg), _IOC_SIZE(cmd));
@@ -96,6 +111,12 @@ impl MiscDevice for Control {
                 let (mut reader, mut writer) = user.reader_writer();
                 let args: abi::CreateFileArgs = reader.read()?;
                 me.create_file(args, &mut writer)?;
+                Ok(0)
+            }
+            abi::IOC_REVOKE => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let args: abi::RevokeArgs = reader.read()?;
+                me.revoke(args, &mut writer)?;
                 Ok(0)
             }
             _ => Err(ENOTTY),
@@ -137,6 +158,10 @@ impl Control {
         // Take references to the devices the map names, checking the extents fit them.
         let devs = {
             let table = self.daxdevs.lock();
+            if table.revoked {
+                return Err(ESTALE);
+            }
+            let table = &table.slots;
             fmap.check_devices(|i| {
                 let dev = table.get(usize::try_from(i).ok()?)?.as_ref()?;
                 Some(dev.size())
@@ -160,7 +185,7 @@ impl Control {
         let read_only = args.flags & abi::CREATE_READ_ONLY != 0;
         let data = KBox::new(FileData::new(msg, devs, read_only, size)?, GFP_KERNEL)?;
         let fd_flags = if args.flags & abi::CREATE_CLOEXEC != 0 {
-            kernel::bindings::O_CLOEXEC
+            crate::vfs::O_CLOEXEC
         } else {
             0
         };
@@ -190,7 +215,10 @@ impl Control {
         }
         let index = usize::try_from(args.index).map_err(|_| EINVAL)?;
         let mut table = self.daxdevs.lock();
-        let slot = table.get_mut(index).ok_or(EINVAL)?;
+        if table.revoked {
+            return Err(ESTALE);
+        }
+        let slot = table.slots.get_mut(index).ok_or(EINVAL)?;
         if slot.is_some() {
             return Err(EEXIST);
         }
@@ -205,5 +233,44 @@ impl Control {
         );
         *slot = Some(dev);
         Ok(())
+    }
+
+    /// Revokes every file made through this open: marks every device of the table revoked
+    /// (their files' reads, writes, opens and mmaps fail with `ESTALE`, faults with `SIGBUS`),
+    /// zaps every mapping of those files, and refuses any later `ATTACH_DAXDEV` and
+    /// `CREATE_FILE` on this open with `ESTALE`. Idempotent.
+    ///
+    /// The scope is safe by construction: a device is held exclusively by one table at a time
+    /// (`fs_dax_get`), and a file maps only devices of the table it was made from, so the files
+    /// on this table's devices are exactly the files made through this open.
+    fn revoke(
+        &self,
+        mut args: abi::RevokeArgs,
+        writer: &mut kernel::uaccess::UserSliceWriter,
+    ) -> Result {
+        if args.flags != 0 || args.reserved != [0, 0] {
+            return Err(EINVAL);
+        }
+        let mut devs = KVec::with_capacity(TABLE_LEN, GFP_KERNEL)?;
+        {
+            let mut table = self.daxdevs.lock();
+            table.revoked = true;
+            for dev in table.slots.iter().flatten() {
+                devs.push(dev.clone(), GFP_KERNEL)?;
+            }
+        }
+        // Unmapping may wait for pinned pages: not under the table lock.
+        let mut files = 0u64;
+        for dev in devs.iter() {
+            files = files.saturating_add(dev.revoke());
+        }
+        args.devices = u32::try_from(devs.len()).unwrap_or(u32::MAX);
+        args.files = files;
+        pr_warn!(
+            "revoked {} file(s) on {} device(s): they now fail with ESTALE\n",
+            files,
+            args.devices
+        );
+        writer.write(&args)
     }
 }

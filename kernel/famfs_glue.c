@@ -15,16 +15,11 @@ void famfs_glue_inode_lock(struct inode *inode) { inode_lock(inode); }
 void famfs_glue_inode_unlock(struct inode *inode) { inode_unlock(inode); }
 void famfs_glue_inode_lock_shared(struct inode *inode) { inode_lock_shared(inode); }
 void famfs_glue_inode_unlock_shared(struct inode *inode) { inode_unlock_shared(inode); }
-loff_t famfs_glue_i_size_read(const struct inode *inode) { return i_size_read(inode); }
 void famfs_glue_file_accessed(struct file *file) { file_accessed(file); }
 size_t famfs_glue_iov_iter_count(const struct iov_iter *i) { return iov_iter_count(i); }
 void famfs_glue_iov_iter_truncate(struct iov_iter *i, u64 count) { iov_iter_truncate(i, count); }
 void famfs_glue_iov_iter_reexpand(struct iov_iter *i, size_t count) { iov_iter_reexpand(i, count); }
-bool famfs_glue_vma_shared(const struct vm_area_struct *vma) { return vma->vm_flags & VM_SHARED; }
-bool famfs_glue_vma_writable(const struct vm_area_struct *vma) { return vma->vm_flags & VM_WRITE; }
 void famfs_glue_vma_set_hugepage(struct vm_area_struct *vma) { vm_flags_set(vma, VM_HUGEPAGE); }
-void famfs_glue_vma_clear_maywrite(struct vm_area_struct *vma) { vm_flags_clear(vma, VM_MAYWRITE); }
-bool famfs_glue_fault_is_write(const struct vm_fault *vmf) { return vmf->flags & FAULT_FLAG_WRITE; }
 unsigned int famfs_glue_pmd_order(void) { return PMD_ORDER; }
 void famfs_glue_invalidate_lock(struct address_space *m) { filemap_invalidate_lock(m); }
 void famfs_glue_invalidate_unlock(struct address_space *m) { filemap_invalidate_unlock(m); }

@@ -16,6 +16,7 @@ mod ffi;
 mod file;
 mod fs;
 mod stats;
+mod vfs;
 
 /// The fmap logic, shared with user space (the famfs-fmap crate compiles the same file).
 #[path = "fmap/src/fmap.rs"]

@@ -6,17 +6,19 @@
 //! Everything here runs on the hot path of reads, writes and faults, so it only resolves
 //! offsets (`Fmap::from_trusted`, validated once at creation) and calls the fs-dax core.
 
-use core::ptr;
-
-use kernel::bindings;
+use kernel::mm::virt::{flags, VmaNew};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
 use crate::abi;
 use crate::daxdev::{Daxdev, Link};
-use crate::ffi;
 use crate::fmap::Fmap;
 use crate::stats;
+use crate::vfs::dax::DaxDevice;
+use crate::vfs::fault::{pmd_order, Fault, FaultResult};
+use crate::vfs::file::{DaxFile, DaxIo};
+use crate::vfs::iomap::Mapped;
+use crate::vfs::{Inode, PAGE_SIZE};
 
 /// What the module knows of one famfs file: its validated fmap message and the devices it
 /// maps. Owned by the inode (`i_private`) and freed when the inode is evicted.
@@ -43,6 +45,8 @@ impl FileData {
         for _ in 0..devs.len() {
             links.push(Link::new(), GFP_KERNEL)?;
         }
+        // Counted from here to its drop (see `Drop`).
+        stats::FILES.add(1);
         Ok(Self {
             fmap,
             devs,
@@ -64,9 +68,9 @@ impl FileData {
     ///
     /// # Safety
     ///
-    /// `self` is boxed in `inode`'s `i_private` (its address is stable until the inode is
-    /// evicted), and [`Self::untrack`] is called at eviction before it is dropped.
-    pub(crate) unsafe fn track(&self, inode: *mut bindings::inode) {
+    /// `self` is owned by `inode` (its address is stable until the inode is evicted), and
+    /// [`Self::untrack`] is called at eviction before it is dropped.
+    pub(crate) unsafe fn track(&self, inode: &Inode) {
         for (dev, link) in self.devs.iter().zip(self.links.iter()) {
             if let Some(dev) = dev {
                 // SAFETY: `link` lives in this file data, which stays put and is untracked
@@ -128,310 +132,139 @@ impl FileData {
     }
 }
 
-/// The file data of one of our inodes.
-///
-/// # Safety
-///
-/// `inode` must be one of this module's DAX inodes (made by `InternalMount::create_file`),
-/// alive for `'a`.
-unsafe fn file_data<'a>(inode: *const bindings::inode) -> &'a FileData {
-    // SAFETY: Our inodes carry a `KBox<FileData>` in `i_private` from creation to eviction.
-    unsafe { &*((*inode).i_private as *const FileData) }
-}
-
-/// Takes an inode being evicted out of its devices' lists; `false` for an inode with no file
-/// data (the pseudo file system's root).
-///
-/// # Safety
-///
-/// `inode` is one of our inodes, being evicted.
-pub(crate) unsafe fn untrack_evicted(inode: *mut bindings::inode) -> bool {
-    // SAFETY: The caller guarantees the inode is ours and alive.
-    let data = unsafe { (*inode).i_private };
-    if data.is_null() {
-        return false;
-    }
-    // SAFETY: `i_private` holds our file data until `drop_file_data`.
-    unsafe { &*data.cast::<FileData>() }.untrack();
-    true
-}
-
-/// Frees the file data of an inode being evicted.
-///
-/// # Safety
-///
-/// `inode` is one of our inodes, being evicted, already untracked; its data is not used
-/// afterwards.
-pub(crate) unsafe fn drop_file_data(inode: *mut bindings::inode) {
-    // SAFETY: The caller guarantees exclusive access to the evicted inode.
-    let data = unsafe { core::mem::replace(&mut (*inode).i_private, ptr::null_mut()) };
-    if !data.is_null() {
-        // SAFETY: `i_private` came from `KBox::into_raw` in `create_file`.
-        drop(unsafe { KBox::from_raw(data.cast::<FileData>()) });
+impl Drop for FileData {
+    fn drop(&mut self) {
+        stats::FILES.sub(1);
     }
 }
 
-/// An operations table the C side reads through a shared pointer.
-#[repr(transparent)]
-pub(crate) struct Ops<T>(pub(crate) T);
-
-// SAFETY: The tables are immutable after compilation; the only pointer that is not a function
-// is `owner`, our own module, which the VFS only reference-counts.
-unsafe impl<T> Sync for Ops<T> {}
-
-fn file_inode(file: *mut bindings::file) -> *mut bindings::inode {
-    // SAFETY: Callers pass a file the VFS handed them, which is alive during the call.
-    unsafe { (*file).f_inode }
-}
-
-pub(crate) static FILE_OPS: Ops<bindings::file_operations> = Ops(bindings::file_operations {
-    owner: kernel::module::this_module::<crate::FamfsModule>().as_ptr(),
-    open: Some(open),
-    release: Some(crate::fs::release),
-    llseek: Some(bindings::generic_file_llseek),
-    read_iter: Some(read_iter),
-    write_iter: Some(write_iter),
-    mmap: Some(mmap),
-    fsync: Some(fsync),
-    get_unmapped_area: Some(bindings::thp_get_unmapped_area),
-    unlocked_ioctl: Some(ioctl),
-    // sendfile(2)/splice(2) go through read_iter/write_iter.
-    splice_read: Some(bindings::copy_splice_read),
-    splice_write: Some(bindings::iter_file_splice_write),
-    ..pin_init::zeroed()
-});
-
-pub(crate) static INODE_OPS: bindings::inode_operations = bindings::inode_operations {
-    setattr: Some(setattr),
-    ..pin_init::zeroed()
-};
-
-pub(crate) static ADDRESS_SPACE_OPS: bindings::address_space_operations =
-    bindings::address_space_operations {
-        writepages: Some(writepages),
-        dirty_folio: Some(ffi::noop_dirty_folio),
-        ..pin_init::zeroed()
-    };
-
-static VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
-    fault: Some(fault),
-    huge_fault: Some(huge_fault),
-    page_mkwrite: Some(fault),
-    pfn_mkwrite: Some(fault),
-    ..pin_init::zeroed()
-};
-
-static IOMAP_OPS: ffi::iomap_ops = ffi::iomap_ops {
-    iomap_begin: Some(iomap_begin),
-    iomap_end: None,
-    iomap_next: None,
-};
-
-/// Every open, including FUSE passthrough's re-open by path: read-only files refuse writers.
-unsafe extern "C" fn open(
-    inode: *mut bindings::inode,
-    file: *mut bindings::file,
-) -> kernel::ffi::c_int {
-    // SAFETY: The VFS passes our live inode and the file being opened.
-    let (data, writable) = unsafe { (file_data(inode), ffi::famfs_glue_file_writable(file)) };
-    if data.read_only() && writable {
-        return EACCES.to_errno();
+/// Serves a fault of `order` (0 = one page, PMD order = 2 MiB) from device memory, under the
+/// mapping's invalidate lock (shared). PUD-sized faults fall back to PMDs: extents are only
+/// 2 MiB aligned.
+fn dax_fault(data: &FileData, fault: &Fault<'_>, order: u32) -> FaultResult {
+    if order > pmd_order() {
+        stats::FALLBACK_FAULTS.add(1);
+        return FaultResult::FALLBACK;
     }
-    // SAFETY: The file being opened is ours to set up.
-    unsafe { ffi::famfs_glue_file_set_can_odirect(file) };
+    // Removal and revoke make the state unusable and then unmap under the exclusive lock:
+    // checked under the shared lock, a fault either installs its entry before that unmap or
+    // sees the new state (the ext4/xfs pattern).
+    let _lock = fault.inode().invalidate_lock_shared();
     match data.check_usable() {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
+        Ok(()) => {}
+        Err(e) if e == EHWPOISON => return FaultResult::HWPOISON,
+        Err(_) => return FaultResult::SIGBUS,
     }
+    // A failed page gets SIGBUS with BUS_MCEERR_AR, as after a machine check; a huge fault
+    // over one falls back to pages, so that only the failed pages are refused.
+    let pages = 1u64 << order;
+    let pos = (fault.pgoff() & !(pages - 1)).saturating_mul(PAGE_SIZE);
+    if data.poisoned(pos, pages * PAGE_SIZE) {
+        if order == 0 {
+            return FaultResult::HWPOISON;
+        }
+        stats::FALLBACK_FAULTS.add(1);
+        return FaultResult::FALLBACK;
+    }
+    let ret = fault.dax_fault::<FileData>(order);
+    if ret.is_fallback() {
+        stats::FALLBACK_FAULTS.add(1);
+    } else if ret.is_nopage() {
+        if order == 0 {
+            stats::PTE_FAULTS.add(1)
+        } else {
+            stats::PMD_FAULTS.add(1)
+        }
+    }
+    ret
 }
 
-/// Reads stop at the file size. They are cut there before the iomap core sees them: it would
-/// otherwise ask `iomap_begin` for the offset at the end of a map that ends at the file size.
-unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, to: *mut bindings::iov_iter) -> isize {
-    // SAFETY: The VFS passes a live kiocb of one of our files and an iterator.
-    unsafe {
-        let file = (*iocb).ki_filp;
-        let inode = file_inode(file);
-        let data = file_data(inode);
-        if let Err(e) = data.check_usable() {
-            return e.to_errno() as isize;
+#[vtable]
+impl DaxFile for FileData {
+    /// Every open, including FUSE passthrough's re-open by path: read-only files refuse
+    /// writers.
+    fn open(&self, writable: bool) -> Result {
+        if self.read_only && writable {
+            return Err(EACCES);
         }
-        ffi::famfs_glue_inode_lock_shared(inode);
-        let ret = rw_within_size(iocb, to, data.size()).unwrap_or(0);
-        ffi::famfs_glue_inode_unlock_shared(inode);
-        ffi::famfs_glue_file_accessed(file);
-        if ret > 0 {
-            stats::READ_BYTES.add(ret as u64);
-        }
-        ret
+        self.check_usable()
     }
-}
 
-/// Writes never change the size: a write starting at or past the end fails with `EFBIG`, one
-/// crossing the end is cut short there.
-unsafe extern "C" fn write_iter(
-    iocb: *mut bindings::kiocb,
-    from: *mut bindings::iov_iter,
-) -> isize {
-    // SAFETY: The VFS passes a live kiocb of one of our files and an iterator; the inode lock
-    // serialises writers as `generic_write_checks` requires.
-    unsafe {
-        let file = (*iocb).ki_filp;
-        let inode = file_inode(file);
-        let data = file_data(inode);
-        if let Err(e) = data.check_usable() {
-            return e.to_errno() as isize;
-        }
-        ffi::famfs_glue_inode_lock(inode);
-        let mut ret = bindings::generic_write_checks(iocb, from);
-        if ret > 0 {
-            // As every file system that writes in place: setuid/setgid bits go, times move.
-            let mut rc = bindings::file_remove_privs(file);
-            if rc == 0 {
-                rc = bindings::file_update_time(file);
+    /// Reads stop at the file size. They are cut there before the iomap core sees them: it
+    /// would otherwise ask `iomap_begin` for the offset at the end of a map that ends at the
+    /// file size.
+    fn read_iter(&self, io: &mut DaxIo<'_>) -> Result<usize> {
+        self.check_usable()?;
+        let ret = {
+            let _lock = io.inode().lock_shared();
+            io.dax_rw(self.size).unwrap_or(Ok(0))
+        };
+        io.accessed();
+        let n = ret?;
+        stats::READ_BYTES.add(n as u64);
+        Ok(n)
+    }
+
+    /// Writes never change the size: a write starting at or past the end fails with `EFBIG`,
+    /// one crossing the end is cut short there.
+    fn write_iter(&self, io: &mut DaxIo<'_>) -> Result<usize> {
+        self.check_usable()?;
+        let n = {
+            let _lock = io.inode().lock();
+            if io.write_checks()? == 0 {
+                return Ok(0);
             }
-            if rc != 0 {
-                ret = rc as isize;
-            }
-        }
-        if ret > 0 {
-            ret = rw_within_size(iocb, from, data.size()).unwrap_or(EFBIG.to_errno() as isize);
-        }
-        ffi::famfs_glue_inode_unlock(inode);
-        if ret > 0 {
-            stats::WRITE_BYTES.add(ret as u64);
-        }
-        ret
+            io.dax_rw(self.size).unwrap_or(Err(EFBIG))?
+        };
+        stats::WRITE_BYTES.add(n as u64);
+        Ok(n)
     }
-}
 
-/// Runs `dax_iomap_rw` on the part of `iter` that lies before `size`; `None` when nothing
-/// does (the position is at or past the end, or the iterator is empty).
-///
-/// # Safety
-///
-/// `iocb` and `iter` are live and belong to one of our files, whose inode lock is held.
-unsafe fn rw_within_size(
-    iocb: *mut bindings::kiocb,
-    iter: *mut bindings::iov_iter,
-    size: u64,
-) -> Option<isize> {
-    // SAFETY: As the caller guarantees.
-    unsafe {
-        let pos = u64::try_from((*iocb).ki_pos).unwrap_or(u64::MAX);
-        let room = size.saturating_sub(pos);
-        let count = ffi::famfs_glue_iov_iter_count(iter) as u64;
-        if room == 0 || count == 0 {
-            return None;
-        }
-        let cut = count.saturating_sub(room);
-        if cut > 0 {
-            ffi::famfs_glue_iov_iter_truncate(iter, room);
-        }
-        let ret = ffi::dax_iomap_rw(iocb, iter, &IOMAP_OPS);
-        if cut > 0 {
-            ffi::famfs_glue_iov_iter_reexpand(
-                iter,
-                ffi::famfs_glue_iov_iter_count(iter) + cut as usize,
-            );
-        }
-        Some(ret)
-    }
-}
-
-unsafe extern "C" fn mmap(
-    file: *mut bindings::file,
-    vma: *mut bindings::vm_area_struct,
-) -> kernel::ffi::c_int {
-    // SAFETY: The VFS passes one of our files and the vma being set up for it.
-    unsafe {
-        let data = file_data(file_inode(file));
-        if let Err(e) = data.check_usable() {
-            return e.to_errno();
-        }
-        if data.read_only() && ffi::famfs_glue_vma_shared(vma) {
-            if ffi::famfs_glue_vma_writable(vma) {
-                return EACCES.to_errno();
+    fn mmap(&self, vma: &VmaNew) -> Result {
+        self.check_usable()?;
+        if self.read_only && vma.flags() & flags::SHARED != 0 {
+            if vma.writable() {
+                return Err(EACCES);
             }
             // Nor may mprotect make it writable later.
-            ffi::famfs_glue_vma_clear_maywrite(vma);
+            vma.try_clear_maywrite()?;
         }
-        ffi::famfs_glue_file_accessed(file);
-        ffi::famfs_glue_vma_set_hugepage(vma);
-        (*vma).vm_ops = &VM_OPS;
+        Ok(())
     }
-    0
-}
 
-unsafe extern "C" fn fsync(
-    file: *mut bindings::file,
-    start: bindings::loff_t,
-    end: bindings::loff_t,
-    _datasync: kernel::ffi::c_int,
-) -> kernel::ffi::c_int {
-    // Writes the CPU caches back over the dirty DAX entries of the range. Directly, not
-    // through `file_write_and_wait_range`: the internal mount's backing device (the pseudo
-    // file systems' `noop_backing_dev_info`) cannot write back, so the generic path never
-    // calls `writepages`.
-    // SAFETY: `file` is one of our open files; its mapping and inode live while it is open.
-    unsafe {
-        let mapping = (*file).f_mapping;
-        let data = file_data((*mapping).host);
-        let Some(dev) = data.devs.iter().flatten().next() else {
-            return 0;
-        };
-        let mut wbc: bindings::writeback_control = pin_init::zeroed();
-        wbc.sync_mode = bindings::writeback_sync_modes_WB_SYNC_ALL;
-        wbc.nr_to_write = isize::MAX as _;
-        wbc.range_start = start;
-        wbc.range_end = end;
-        ffi::dax_writeback_mapping_range(mapping, dev.as_raw(), &mut wbc)
+    fn fault(&self, fault: &Fault<'_>, order: u32) -> FaultResult {
+        dax_fault(self, fault, order)
     }
-}
 
-unsafe extern "C" fn writepages(
-    mapping: *mut bindings::address_space,
-    wbc: *mut bindings::writeback_control,
-) -> kernel::ffi::c_int {
-    // SAFETY: The mapping belongs to one of our inodes, alive while it has dirty entries.
-    unsafe {
-        let data = file_data((*mapping).host);
-        // Any of the file's devices will do: the dax core only asks it whether to flush.
-        let Some(dev) = data.devs.iter().flatten().next() else {
-            return 0;
-        };
-        ffi::dax_writeback_mapping_range(mapping, dev.as_raw(), wbc)
+    /// Resolves `[pos, pos + len)` to the device range holding its start.
+    fn iomap_begin(&self, pos: u64, len: u64) -> Result<Mapped<'_>> {
+        let (dev, addr, len) = resolve(self, pos, len)?;
+        Ok(Mapped {
+            dax: dev.dax(),
+            addr,
+            len,
+        })
     }
-}
 
-/// Sizes never change: truncate and any size-changing setattr get `EPERM`.
-unsafe extern "C" fn setattr(
-    idmap: *mut bindings::mnt_idmap,
-    dentry: *mut bindings::dentry,
-    attr: *mut bindings::iattr,
-) -> kernel::ffi::c_int {
-    // SAFETY: The VFS passes a live iattr and dentry of our file system.
-    unsafe {
-        if (*attr).ia_valid & bindings::ATTR_SIZE != 0 {
-            return EPERM.to_errno();
+    /// Any of the file's devices will do: the dax core only asks it whether to flush. A
+    /// revoked or removed device's memory is no longer this file's to write back.
+    fn writeback_device(&self) -> Result<Option<&DaxDevice>> {
+        self.check_usable()?;
+        Ok(self.devs.iter().flatten().next().map(|d| d.dax()))
+    }
+
+    fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+        if cmd != abi::IOC_GET_FMAP {
+            return Err(ENOTTY);
         }
-        bindings::simple_setattr(idmap, dentry, attr)
+        get_fmap(self, arg).map(|()| 0)
     }
-}
 
-unsafe extern "C" fn ioctl(
-    file: *mut bindings::file,
-    cmd: kernel::ffi::c_uint,
-    arg: kernel::ffi::c_ulong,
-) -> kernel::ffi::c_long {
-    if cmd != abi::IOC_GET_FMAP {
-        return ENOTTY.to_errno() as kernel::ffi::c_long;
-    }
-    // SAFETY: `file` is one of our open files.
-    let data = unsafe { file_data(file_inode(file)) };
-    match get_fmap(data, arg as usize) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno() as kernel::ffi::c_long,
+    /// First thing at eviction: out of the devices' lists (removal handling must not reach an
+    /// inode whose mapping goes; it skips inodes being freed, and only looks under the list
+    /// lock).
+    fn evict(&self) {
+        self.untrack();
     }
 }
 
@@ -464,40 +297,9 @@ fn get_fmap(data: &FileData, arg: usize) -> Result {
     writer.write(&args)
 }
 
-/// Resolves `[pos, pos + length)` to the device range holding its start.
-unsafe extern "C" fn iomap_begin(
-    inode: *mut bindings::inode,
-    pos: bindings::loff_t,
-    length: bindings::loff_t,
-    _flags: kernel::ffi::c_uint,
-    iomap: *mut ffi::iomap,
-    _srcmap: *mut ffi::iomap,
-) -> kernel::ffi::c_int {
-    // SAFETY: The iomap core passes our live inode and an iomap to fill.
-    let data = unsafe { file_data(inode) };
-    match resolve(data, pos, length) {
-        Ok((dev, dev_offset, len)) => {
-            // SAFETY: `iomap` is valid for writes for the duration of the call.
-            unsafe {
-                (*iomap).addr = dev_offset;
-                (*iomap).offset = pos;
-                (*iomap).length = len;
-                (*iomap).type_ = ffi::IOMAP_MAPPED as u16;
-                (*iomap).flags = 0;
-                (*iomap).bdev = ptr::null_mut();
-                (*iomap).dax_dev = dev.as_raw();
-            }
-            0
-        }
-        Err(e) => e.to_errno(),
-    }
-}
-
 /// The device, device offset and length of the mapping at `pos`: never beyond the extent (or
 /// interleave chunk) holding `pos`, never past the file's mapped length.
-fn resolve(data: &FileData, pos: i64, length: i64) -> Result<(&Arc<Daxdev>, u64, u64)> {
-    let pos = u64::try_from(pos).map_err(|_| EINVAL)?;
-    let length = u64::try_from(length).map_err(|_| EINVAL)?;
+fn resolve(data: &FileData, pos: u64, length: u64) -> Result<(&Arc<Daxdev>, u64, u64)> {
     let r = Fmap::from_trusted(&data.fmap).resolve(pos).ok_or(EIO)?;
     let dev = data.dev(r.devindex)?;
     dev.check_usable()?;
@@ -508,90 +310,4 @@ fn resolve(data: &FileData, pos: i64, length: i64) -> Result<(&Arc<Daxdev>, u64,
         return Err(EIO);
     }
     Ok((dev, r.dev_offset, len))
-}
-
-unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
-    // SAFETY: The mm passes a live fault of one of our mappings.
-    unsafe { dax_fault(vmf, 0) }
-}
-
-unsafe extern "C" fn huge_fault(
-    vmf: *mut bindings::vm_fault,
-    order: kernel::ffi::c_uint,
-) -> bindings::vm_fault_t {
-    // SAFETY: As above.
-    unsafe { dax_fault(vmf, order) }
-}
-
-/// Serves a fault of `order` (0 = one page, PMD order = 2 MiB) from device memory. PUD-sized
-/// faults fall back to PMDs: extents are only 2 MiB aligned.
-///
-/// # Safety
-///
-/// `vmf` is a live fault of one of our mappings.
-unsafe fn dax_fault(vmf: *mut bindings::vm_fault, order: u32) -> bindings::vm_fault_t {
-    // SAFETY: As the caller guarantees.
-    unsafe {
-        let pmd_order = ffi::famfs_glue_pmd_order();
-        if order > pmd_order {
-            stats::FALLBACK_FAULTS.add(1);
-            return bindings::vm_fault_reason_VM_FAULT_FALLBACK as bindings::vm_fault_t;
-        }
-        let file = (*(*vmf).__bindgen_anon_1.vma).vm_file;
-        let data = file_data(file_inode(file));
-        let mapping = (*file).f_mapping;
-        // Removal makes the state unusable and then unmaps under the exclusive lock: checked
-        // under the shared lock, a fault either installs its entry before that unmap or sees
-        // the new state (the ext4/xfs pattern).
-        ffi::famfs_glue_invalidate_lock_shared(mapping);
-        let ret = dax_fault_locked(vmf, order, data);
-        ffi::famfs_glue_invalidate_unlock_shared(mapping);
-        ret
-    }
-}
-
-/// [`dax_fault`] under the mapping's shared invalidate lock.
-///
-/// # Safety
-///
-/// As [`dax_fault`]; `data` is the file data of the faulting file.
-unsafe fn dax_fault_locked(
-    vmf: *mut bindings::vm_fault,
-    order: u32,
-    data: &FileData,
-) -> bindings::vm_fault_t {
-    // SAFETY: As the caller guarantees.
-    unsafe {
-        match data.check_usable() {
-            Ok(()) => {}
-            Err(e) if e == EHWPOISON => {
-                return bindings::vm_fault_reason_VM_FAULT_HWPOISON as bindings::vm_fault_t
-            }
-            Err(_) => return bindings::vm_fault_reason_VM_FAULT_SIGBUS as bindings::vm_fault_t,
-        }
-        // A failed page gets SIGBUS with BUS_MCEERR_AR, as after a machine check; a huge fault
-        // over one falls back to pages, so that only the failed pages are refused.
-        let pages = 1u64 << order;
-        let pos = ((*vmf).__bindgen_anon_1.pgoff as u64 & !(pages - 1))
-            .saturating_mul(bindings::PAGE_SIZE as u64);
-        if data.poisoned(pos, pages * bindings::PAGE_SIZE as u64) {
-            if order == 0 {
-                return bindings::vm_fault_reason_VM_FAULT_HWPOISON as bindings::vm_fault_t;
-            }
-            stats::FALLBACK_FAULTS.add(1);
-            return bindings::vm_fault_reason_VM_FAULT_FALLBACK as bindings::vm_fault_t;
-        }
-        let mut pfn: kernel::ffi::c_ulong = 0;
-        let ret = ffi::dax_iomap_fault(vmf, order, &mut pfn, ptr::null_mut(), &IOMAP_OPS);
-        if ret & bindings::vm_fault_reason_VM_FAULT_FALLBACK as bindings::vm_fault_t != 0 {
-            stats::FALLBACK_FAULTS.add(1);
-        } else if ret & bindings::vm_fault_reason_VM_FAULT_NOPAGE as bindings::vm_fault_t != 0 {
-            if order == 0 {
-                stats::PTE_FAULTS.add(1)
-            } else {
-                stats::PMD_FAULTS.add(1)
-            }
-        }
-        ret
-    }
 }

@@ -49,6 +49,9 @@ pub const IOC_CREATE_FILE: u32 = ioc(
 );
 /// `FAMFS_IOC_GET_FMAP`: `_IOWR(0xFA, 4, GetFmapArgs)`, on a file made by `IOC_CREATE_FILE`.
 pub const IOC_GET_FMAP: u32 = ioc(IOC_READ | IOC_WRITE, 4, core::mem::size_of::<GetFmapArgs>());
+/// `FAMFS_IOC_REVOKE`: `_IOWR(0xFA, 5, RevokeArgs)`, on `/dev/famfs`: revoke every file made
+/// through this open (the files of every device in its table).
+pub const IOC_REVOKE: u32 = ioc(IOC_READ | IOC_WRITE, 5, core::mem::size_of::<RevokeArgs>());
 
 /// Output of `IOC_VERSION`.
 #[repr(C)]
@@ -128,6 +131,22 @@ pub struct GetFmapArgs {
     pub reserved: u64,
 }
 
+/// Argument of `IOC_REVOKE`: the file system behind this open's devices was replaced; every file
+/// made through the open fails from now on (mappings zapped, faults `SIGBUS`, I/O `ESTALE`), and
+/// the open refuses `IOC_ATTACH_DAXDEV` and `IOC_CREATE_FILE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevokeArgs {
+    /// Must be zero (no flags yet).
+    pub flags: u32,
+    /// Out: how many devices of the table were revoked.
+    pub devices: u32,
+    /// Out: live files whose mappings were zapped, counted once per device they map.
+    pub files: u64,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +158,7 @@ mod tests {
         assert_eq!(size_of::<AttachDaxdevArgs>(), 32);
         assert_eq!(size_of::<CreateFileArgs>(), 56);
         assert_eq!(size_of::<GetFmapArgs>(), 32);
+        assert_eq!(size_of::<RevokeArgs>(), 32);
     }
 
     #[test]
@@ -148,5 +168,6 @@ mod tests {
         assert_eq!(IOC_ATTACH_DAXDEV, 0xC020_FA02);
         assert_eq!(IOC_CREATE_FILE, 0xC038_FA03);
         assert_eq!(IOC_GET_FMAP, 0xC020_FA04);
+        assert_eq!(IOC_REVOKE, 0xC020_FA05);
     }
 }

@@ -89,10 +89,20 @@ impl State {
             ),
             Ok(_) => return false,
         };
+        // Files opened or mapped before now would read the new occupant's memory: have famfs.ko
+        // revoke every DAX file this mount made (their mappings are zapped, faults get SIGBUS,
+        // reads and writes ESTALE). Before anything else: the sooner, the smaller the window.
+        let revoked = match self.module.as_ref().map(|m| m.control.revoke()) {
+            None => "no famfs.ko files to revoke (fallback mode)".to_string(),
+            Some(Ok(r)) => format!("famfs.ko revoked the mount's files ({} file(s) were mapped or open)", r.files),
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTTY) => {
+                "famfs.ko is too old to revoke files: mappings made before stay and read the new file system".to_string()
+            }
+            Some(Err(e)) => format!("famfs.ko could not revoke the mount's files ({e}): mappings made before may stay"),
+        };
         log::error!(
             "STALE MOUNT: {why}. Every file of the mounted namespace now fails with ESTALE and new \
-             opens are refused; mappings made before stay (famfs.ko cannot revoke them yet). \
-             Unmount and mount again."
+             opens are refused; {revoked}. Unmount and mount again."
         );
         self.stale = Some(why);
         true

@@ -98,6 +98,18 @@ impl Control {
         Ok(DaxFile { file, ino: args.ino })
     }
 
+    /// Revokes every file made through this open (`IOC_REVOKE`): the file system on its devices
+    /// was replaced. Every mapping of those files is zapped, later faults get `SIGBUS`, reads,
+    /// writes, opens and mmaps `ESTALE`; this open then refuses to attach or create. Returns the
+    /// module's counts (`devices`, and `files` unmapped, once per device a file maps). `ENOTTY`
+    /// from a module older than the ioctl.
+    pub fn revoke(&self) -> io::Result<abi::RevokeArgs> {
+        let mut args = abi::RevokeArgs::default();
+        // SAFETY: IOC_REVOKE takes a `*mut RevokeArgs`.
+        unsafe { ioctl_ptr(&self.file, abi::IOC_REVOKE, &mut args)? };
+        Ok(args)
+    }
+
     /// The control device's open file.
     pub fn file(&self) -> &File {
         &self.file

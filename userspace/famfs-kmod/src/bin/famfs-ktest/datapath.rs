@@ -18,6 +18,12 @@ pub(crate) struct Setup {
     _dev: File,
 }
 
+impl Setup {
+    pub(crate) fn ctl(&self) -> &Control {
+        &self.ctl
+    }
+}
+
 pub(crate) fn setup(env: &Env) -> Result<Setup, String> {
     let ctl = ctx("open /dev/famfs", Control::open())?;
     let dev = open_dev(&env.daxdev)?;

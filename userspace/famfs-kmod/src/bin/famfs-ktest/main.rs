@@ -10,6 +10,7 @@
 //!   famfs-ktest fault-race              remove the device while a thread faults pages
 //!   famfs-ktest pin-remove              remove the device while a page is pinned
 //!   famfs-ktest unload-race ROUNDS KO   rmmod racing the last close of a killed mapper
+//!   famfs-ktest unload-during-eviction KO  rmmod while the last close evicts (blocked on a pin)
 //!   famfs-ktest hostile [SECONDS [SEED]] random and adversarial input against the module
 //!
 //! The device under test is $FAMFS_DAXDEV (bound to fsdev_dax, set by scripts/vm-guest-init).
@@ -53,6 +54,7 @@ const CHECKS: &[Check] = &[
     Check { name: "file-write-privs", run: robust::check_write_privs },
     Check { name: "attach-copyout-fault", run: robust::check_attach_copyout },
     Check { name: "file-msync-writes-back", run: robust::check_msync_writes_back },
+    Check { name: "file-revoke", run: robust::check_revoke },
 ];
 
 mod datapath;
@@ -263,6 +265,9 @@ fn main() -> ExitCode {
         Some("unload-race") if args.len() == 3 => {
             let rounds = args[1].parse().unwrap_or(100);
             report(&format!("unload-racing-last-close-{rounds}x"), robust::unload_race(rounds, &args[2]))
+        }
+        Some("unload-during-eviction") if args.len() == 2 => {
+            report("unload-refused-during-last-close-eviction", robust::unload_during_eviction(&args[1]))
         }
         Some("hold-map") if args.len() == 2 => match datapath::hold_map(&args[1]) {
             Ok(()) => ExitCode::SUCCESS,

@@ -478,11 +478,22 @@ fn present_pages(addr: usize, len: usize) -> Result<usize, String> {
     Ok(buf.chunks_exact(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap_or([0; 8])) >> 63 == 1).count())
 }
 
-/// Removal racing faults: one thread faults pages of a file without pause (touch, then
-/// MADV_DONTNEED so that the next touch faults again) while the device is unbound. After the
-/// unbind returns, no page of the file may be mapped in this process (checked in pagemap): a
-/// fault that passed its check before removal must have installed its entry before removal
-/// unmapped, never after. The faulting thread gets SIGBUS.
+/// Pins the calling thread to `cpu`; false when there is no such CPU (or it cannot be done).
+fn pin_to_cpu(cpu: usize) -> bool {
+    // SAFETY: A zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity on the calling
+    // thread (pid 0) with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Removal racing faults: one thread faults the pages of a file one after the other, without
+/// pause and without unmapping them, while the device is unbound. Once the faulting thread got
+/// SIGBUS (so none of its faults is in flight), no page of the file may be mapped in this
+/// process (checked in pagemap): a fault that passed its check before removal must have
+/// installed its entry before removal unmapped, never after.
 pub(crate) fn fault_race() -> Result<(), String> {
     let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let name = daxdev.rsplit('/').next().unwrap_or(&daxdev).to_string();
@@ -494,23 +505,47 @@ pub(crate) fn fault_race() -> Result<(), String> {
     let (addr, pages) = (map.addr as usize, len / 4096);
     // SAFETY: Installs a plain handler for SIGBUS.
     unsafe { libc::signal(libc::SIGBUS, park_on_sigbus as *const () as libc::sighandler_t) };
+    // The faulting thread runs on CPU 1 and is preempted there over and over, at random points
+    // of its faults, by a real-time thread (100 ms of spinning every 110 ms); the removal runs
+    // on CPU 0. A fault preempted between its check of the device state and the installation
+    // of its entry then stays there for 100 ms, long enough for a removal that does not take
+    // the fault's lock to set the state and unmap everything: without the invalidate lock in
+    // the fault path, that fault installs a mapping after the unmap, and it stays.
+    let two_cpus = pin_to_cpu(0);
+    if two_cpus {
+        std::thread::spawn(|| {
+            pin_to_cpu(1);
+            let param = libc::sched_param { sched_priority: 10 };
+            // SAFETY: Sets this thread's own scheduling policy.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+            loop {
+                std::thread::sleep(Duration::from_millis(10));
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(100) {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+    }
     let started = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let count = started.clone();
     std::thread::spawn(move || {
+        if two_cpus {
+            pin_to_cpu(1);
+        }
         let mut i = 0usize;
         loop {
             let page = (addr + (i % pages) * 4096) as *mut u8;
+            // Each page is faulted once, in order, and left mapped (never zapped here), so that
+            // a mapping installed after the removal's unmap stays visible in pagemap.
             // SAFETY: `page` lies in the mapping, which outlives this thread (the process
             // exits with the mapping in place).
-            unsafe {
-                std::ptr::read_volatile(page);
-                libc::madvise(page.cast(), 4096, libc::MADV_DONTNEED);
-            }
+            unsafe { std::ptr::read_volatile(page) };
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             i += 1;
         }
     });
-    while started.load(std::sync::atomic::Ordering::Relaxed) < 1000 {
+    while started.load(std::sync::atomic::Ordering::Relaxed) < 300 {
         std::thread::sleep(Duration::from_millis(10));
     }
     let unbind = std::thread::spawn(move || {
@@ -525,19 +560,190 @@ pub(crate) fn fault_race() -> Result<(), String> {
     }
     unbind.join().map_err(|_| "unbind thread panicked".to_string())??;
     let faults = started.load(std::sync::atomic::Ordering::Relaxed);
-    let present = present_pages(addr, len)?;
-    println!("# {faults} faults before the removal; {present} pages still mapped after it");
-    if present != 0 {
-        return Err(format!("{present} pages of the file are mapped after the removal returned"));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The faulting thread's next fault after the removal gets SIGBUS (every page was
+    // unmapped); only then is it certain that no fault of it is still in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !FAULTER_GOT_SIGBUS.load(std::sync::atomic::Ordering::SeqCst) {
         if Instant::now() > deadline {
             return Err("the faulting thread went on without SIGBUS after the removal".into());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let present = present_pages(addr, len)?;
+    println!("# {faults} faults before the removal; {present} pages still mapped after it");
+    if present != 0 {
+        return Err(format!("{present} pages of the file are mapped after the removal"));
+    }
     std::mem::forget(map);
     std::mem::forget(f);
+    Ok(())
+}
+
+/// IOC_REVOKE (the file system on the device was replaced): a process that mapped and touched
+/// a file made through the revoked open has no page of it mapped afterwards (pagemap) and gets
+/// SIGBUS on its next access; reads, writes, fsync, new mmaps and re-opens by path get ESTALE;
+/// the open refuses to create or attach; a second revoke is harmless; once the files are closed,
+/// a new open attaches the device and its files work (the revoke did not outlive its scope).
+pub(crate) fn check_revoke(env: &Env) -> CheckResult {
+    let len = (4 * MIB) as usize;
+    {
+        let s = setup(env)?;
+        expect_errno("revoke with unknown flags", {
+            let mut args = abi::RevokeArgs { flags: 1, ..Default::default() };
+            // SAFETY: IOC_REVOKE takes a `*mut RevokeArgs`.
+            let rc = unsafe { libc::ioctl(s.ctl().file().as_raw_fd(), abi::IOC_REVOKE as libc::c_ulong, &mut args) };
+            if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+        }, libc::EINVAL)?;
+        let f = create(&s, &simple(&[(700 * MIB, 4 * MIB)], 4 * MIB)?, 0)?;
+        let old = pattern(71, len);
+        ctx("pwrite", f.file.write_all_at(&old, 0))?;
+        let map = ctx("mmap", Mapping::new(&f.file, len, 0, libc::PROT_READ | libc::PROT_WRITE))?;
+        let mut seen = vec![0u8; len];
+        for (i, b) in seen.iter_mut().enumerate() {
+            *b = read_volatile(&map, i);
+        }
+        same("mapping before the revoke", &seen, &old)?;
+        let before = present_pages(map.addr as usize, len)?;
+        if before == 0 {
+            return Err("no page mapped after touching every page".into());
+        }
+        let r = ctx("IOC_REVOKE", s.ctl().revoke())?;
+        if r.devices != 1 || r.files < 1 {
+            return Err(format!("revoke counted {} devices and {} files, want 1 and >= 1", r.devices, r.files));
+        }
+        let after = present_pages(map.addr as usize, len)?;
+        if after != 0 {
+            return Err(format!("{after} of {before} touched pages still mapped after the revoke"));
+        }
+        let addr = map.addr as usize;
+        let child = fork_child(|| {
+            report_sigbus_code();
+            // SAFETY: `addr` is the start of the shared mapping inherited from the parent.
+            let b = unsafe { std::ptr::read_volatile(addr as *const u8) };
+            i32::from(b) % 50
+        })?;
+        let status = wait_child(child);
+        // BUS_ADRERR: a fault refused with VM_FAULT_SIGBUS.
+        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 102 {
+            return Err(format!("the mapping's next access did not get SIGBUS (BUS_ADRERR): wait status {status:#x}"));
+        }
+        let mut buf = vec![0u8; 4096];
+        expect_errno("read after the revoke", f.file.read_at(&mut buf, 0), libc::ESTALE)?;
+        expect_errno("write after the revoke", f.file.write_at(&buf, 0), libc::ESTALE)?;
+        expect_errno("fsync after the revoke", f.file.sync_all(), libc::ESTALE)?;
+        expect_errno("new mmap after the revoke", Mapping::new(&f.file, len, 0, libc::PROT_READ).map(|_| ()), libc::ESTALE)?;
+        let path = format!("/proc/self/fd/{}", f.file.as_raw_fd());
+        expect_errno("re-open by path after the revoke", File::open(&path), libc::ESTALE)?;
+        expect_errno("create after the revoke", s.ctl().create_file(&simple(&[(710 * MIB, 2 * MIB)], 2 * MIB)?, 0, 0o644, 0, 0), libc::ESTALE)?;
+        let dev = open_dev(&env.daxdev)?;
+        expect_errno("attach after the revoke", s.ctl().attach_daxdev(&dev, 5), libc::ESTALE)?;
+        ctx("second revoke", s.ctl().revoke())?;
+        drop(map);
+        drop(f);
+    }
+    // Another open, once the revoked files are gone: the device and its new files work.
+    let s = setup(env)?;
+    let f = create(&s, &simple(&[(700 * MIB, 4 * MIB)], 4 * MIB)?, 0)?;
+    let data = pattern(72, len);
+    ctx("pwrite on a new open", f.file.write_all_at(&data, 0))?;
+    same("read on a new open", &read_at(&f.file, len, 0)?, &data)
+}
+
+/// The state of process `pid` (the letter after the command in /proc/PID/stat), if it exists.
+fn proc_state(pid: libc::pid_t) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Unload during the last close's eviction, made deterministic: a child maps a file, pins one
+/// of its pages in a pipe this process holds (vmsplice), and exits. Its last close evicts the
+/// inode, and eviction (module code: `evict_inode`) waits in `dax_break_layout_final` for the
+/// pinned page, so the child stays in D state inside the module's code after `__fput` dropped
+/// the file's module reference. `delete_module` must be refused then (the super block pins the
+/// module until the unmount is over); once the pin is released the close completes, and the
+/// module unloads and loads again. Without the pin (the file system type's `owner`) the unload
+/// succeeds while the child is still in module code, and the kernel oopses when it returns.
+pub(crate) fn unload_during_eviction(ko: &str) -> Result<(), String> {
+    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let (pin_r, pin_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let child = {
+        let (pin, ready) = (&pin_w, &ready_w);
+        fork_child(move || {
+            let Ok(s) = setup(&Env { daxdev }) else { return 3 };
+            let Ok(msg) = simple(&[(1420 * MIB, 2 * MIB)], 2 * MIB) else { return 3 };
+            let Ok(f) = create(&s, &msg, 0) else { return 3 };
+            let Ok(map) = Mapping::new(&f.file, 4096, 0, libc::PROT_READ) else { return 3 };
+            read_volatile(&map, 0);
+            let iov = libc::iovec { iov_base: map.addr.cast(), iov_len: 4096 };
+            // SAFETY: vmsplice of our own mapped page into the pipe: the pipe takes a page
+            // reference, held until the parent drops the pipe.
+            if unsafe { libc::vmsplice(pin.as_raw_fd(), &iov, 1, 0) } != 4096 {
+                return 4;
+            }
+            // Only the mapping is left to hold the file (and no control open holds the module):
+            // its teardown at exit is the last close.
+            drop(s);
+            drop(f);
+            let _ = (&*ready).write_all(b"r");
+            std::mem::forget(map);
+            // Exit: the last close of the file evicts its inode, which waits for the pin.
+            0
+        })?
+    };
+    drop(ready_w);
+    if (&ready_r).read_exact(&mut [0u8; 1]).is_err() {
+        return Err(format!("the child could not map and pin a page (status {:#x})", wait_child(child)));
+    }
+    // Wait for the state under test: the child blocked in its exit (D), inside the eviction.
+    let start = Instant::now();
+    while proc_state(child) != Some('D') {
+        if start.elapsed() > Duration::from_secs(30) {
+            drop((pin_r, pin_w));
+            wait_child(child);
+            return Err("the exiting child never blocked in the eviction (D state)".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: delete_module with a NUL-terminated name; O_NONBLOCK fails at once while in use.
+    let rc = unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
+    if rc == 0 {
+        // The module is gone while the child runs its code: releasing the pin would oops.
+        // Leave the child blocked for good (the VM run ends with it).
+        std::mem::forget((pin_r, pin_w));
+        return Err("rmmod succeeded while the last close was still evicting in module code".into());
+    }
+    let refused = io::Error::last_os_error();
+    println!("# rmmod during the eviction: {refused}");
+    drop((pin_r, pin_w));
+    let status = wait_child(child);
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("child status {status:#x}"));
+    }
+    let start = Instant::now();
+    loop {
+        // SAFETY: As above.
+        let rc = unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
+        if rc == 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!("rmmod still refused 30 s after the close completed: {}", io::Error::last_os_error()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ko_file = ctx("open famfs.ko", File::open(ko))?;
+    // SAFETY: finit_module with an open module file and empty parameters.
+    let rc = unsafe { libc::syscall(libc::SYS_finit_module, ko_file.as_raw_fd(), c"".as_ptr(), 0) };
+    if rc != 0 {
+        return Err(format!("finit_module: {}", io::Error::last_os_error()));
+    }
+    let start = Instant::now();
+    while Control::open().is_err() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err("/dev/famfs did not appear after reload".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     Ok(())
 }

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `struct inode`: a reference-counted wrapper, its locks and the operations on its mapping the
+//! module needs.
+
+use core::ptr::NonNull;
+
+use kernel::bindings;
+use kernel::sync::aref::{ARef, AlwaysRefCounted};
+use kernel::types::Opaque;
+
+use crate::ffi;
+
+/// A VFS inode.
+///
+/// # Invariants
+///
+/// The wrapped inode is alive for as long as the `&Inode` (the caller of [`Inode::from_raw`]
+/// guarantees it), or holds a reference (`ARef<Inode>`).
+#[repr(transparent)]
+pub(crate) struct Inode(Opaque<bindings::inode>);
+
+// SAFETY: An inode's reference count is atomic and `iput` may be called from any thread.
+unsafe impl AlwaysRefCounted for Inode {
+    fn inc_ref(&self) {
+        // SAFETY: The inode is alive (type invariant), so it has a reference already.
+        unsafe { bindings::ihold(self.as_raw()) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: The caller gives back a reference it owns.
+        unsafe { bindings::iput(obj.as_ptr().cast()) };
+    }
+}
+
+// SAFETY: The inode is internally synchronised (its fields are changed under its own locks).
+unsafe impl Send for Inode {}
+// SAFETY: As above.
+unsafe impl Sync for Inode {}
+
+impl Inode {
+    /// # Safety
+    ///
+    /// `ptr` is a live inode for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::inode) -> &'a Inode {
+        // SAFETY: `Inode` is a transparent wrapper; the caller guarantees liveness.
+        unsafe { &*ptr.cast() }
+    }
+
+    pub(crate) fn as_raw(&self) -> *mut bindings::inode {
+        self.0.get()
+    }
+
+    /// A new reference unless the inode is being freed (`igrab`).
+    pub(crate) fn try_get(&self) -> Option<ARef<Inode>> {
+        // SAFETY: The inode is alive (type invariant); `igrab` refuses one being freed.
+        let p = unsafe { bindings::igrab(self.as_raw()) };
+        // SAFETY: `igrab` returned a new reference, now owned by the `ARef`.
+        NonNull::new(p).map(|p| unsafe { ARef::from_raw(p.cast()) })
+    }
+
+    /// Takes the inode lock exclusively (writers).
+    pub(crate) fn lock(&self) -> InodeGuard<'_> {
+        // SAFETY: The inode is alive; released by the guard.
+        unsafe { ffi::famfs_glue_inode_lock(self.as_raw()) };
+        InodeGuard {
+            inode: self,
+            shared: false,
+        }
+    }
+
+    /// Takes the inode lock shared (readers).
+    pub(crate) fn lock_shared(&self) -> InodeGuard<'_> {
+        // SAFETY: The inode is alive; released by the guard.
+        unsafe { ffi::famfs_glue_inode_lock_shared(self.as_raw()) };
+        InodeGuard {
+            inode: self,
+            shared: true,
+        }
+    }
+
+    fn mapping(&self) -> *mut bindings::address_space {
+        // SAFETY: `i_mapping` is set at creation and lives as long as the inode.
+        unsafe { (*self.as_raw()).i_mapping }
+    }
+
+    /// Takes the mapping's invalidate lock exclusively (what truncate, hole punch and here
+    /// removal and revoke take around unmapping).
+    pub(crate) fn invalidate_lock(&self) -> InvalidateGuard<'_> {
+        // SAFETY: The mapping lives with the inode; released by the guard.
+        unsafe { ffi::famfs_glue_invalidate_lock(self.mapping()) };
+        InvalidateGuard {
+            inode: self,
+            shared: false,
+        }
+    }
+
+    /// Takes the mapping's invalidate lock shared (what page faults take).
+    pub(crate) fn invalidate_lock_shared(&self) -> InvalidateGuard<'_> {
+        // SAFETY: As above.
+        unsafe { ffi::famfs_glue_invalidate_lock_shared(self.mapping()) };
+        InvalidateGuard {
+            inode: self,
+            shared: true,
+        }
+    }
+
+    /// Waits until no page of the file's DAX mapping is referenced any more (pins included),
+    /// then drops its DAX entries (`dax_break_layout_final`). May sleep for as long as a pin
+    /// is held.
+    pub(crate) fn dax_break_layout_final(&self) {
+        // SAFETY: The inode is alive; the call only sleeps on its pages.
+        unsafe { ffi::dax_break_layout_final(self.as_raw()) };
+    }
+
+    /// The super block's active reference (`s_active`), unless it is being shut down.
+    pub(crate) fn super_get_active(&self) -> Option<ActiveSuper> {
+        // SAFETY: A live inode's super block is live.
+        let sb = unsafe { (*self.as_raw()).i_sb };
+        // SAFETY: `sb` is live (above).
+        if unsafe { ffi::famfs_glue_sb_get_active(sb) } {
+            Some(ActiveSuper(sb))
+        } else {
+            None
+        }
+    }
+}
+
+/// The inode lock, held until drop.
+pub(crate) struct InodeGuard<'a> {
+    inode: &'a Inode,
+    shared: bool,
+}
+
+impl Drop for InodeGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Taken by `lock`/`lock_shared` in the same mode.
+        unsafe {
+            if self.shared {
+                ffi::famfs_glue_inode_unlock_shared(self.inode.as_raw());
+            } else {
+                ffi::famfs_glue_inode_unlock(self.inode.as_raw());
+            }
+        }
+    }
+}
+
+/// The mapping's invalidate lock, held until drop.
+pub(crate) struct InvalidateGuard<'a> {
+    inode: &'a Inode,
+    shared: bool,
+}
+
+impl InvalidateGuard<'_> {
+    /// Zaps every user mapping of the whole file, private copies included
+    /// (`unmap_mapping_range(mapping, 0, 0, 1)`). Only under the exclusive lock.
+    pub(crate) fn unmap_all(&self) {
+        if self.shared {
+            return;
+        }
+        // SAFETY: The mapping lives with the inode; we hold its invalidate lock exclusively.
+        unsafe { bindings::unmap_mapping_range(self.inode.mapping(), 0, 0, 1) };
+    }
+}
+
+impl Drop for InvalidateGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Taken by `invalidate_lock`/`invalidate_lock_shared` in the same mode.
+        unsafe {
+            if self.shared {
+                ffi::famfs_glue_invalidate_unlock_shared(self.inode.mapping());
+            } else {
+                ffi::famfs_glue_invalidate_unlock(self.inode.mapping());
+            }
+        }
+    }
+}
+
+/// An active reference to a super block (`s_active`), dropped with `deactivate_super`: never
+/// under a lock the super block's shutdown may need (it can evict inodes).
+pub(crate) struct ActiveSuper(*mut bindings::super_block);
+
+impl Drop for ActiveSuper {
+    fn drop(&mut self) {
+        // SAFETY: The active reference taken by `Inode::super_get_active`.
+        unsafe { bindings::deactivate_super(self.0) };
+    }
+}
