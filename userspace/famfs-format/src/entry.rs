@@ -213,9 +213,15 @@ impl LogEntry {
                 path: RelPath::decode(&b[12..])?,
             }),
             3 => {
+                // A hint only: one that is not UTF-8 ending in a NUL inside the field is no hint
+                // (never a lossy one, which would not encode back to what was read).
                 let field = &b[DAXDEV_ENTRY_NAME_OFF..DAXDEV_ENTRY_NAME_OFF + DAXDEV_ENTRY_NAME_LEN];
-                let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
-                let name = String::from_utf8_lossy(&field[..end]).into_owned();
+                let name = field
+                    .iter()
+                    .position(|&c| c == 0)
+                    .and_then(|end| std::str::from_utf8(&field[..end]).ok())
+                    .unwrap_or_default()
+                    .to_string();
                 LogEntryBody::AddDaxdev(DaxdevEntry { size: get_u64(b, 0), uuid: get_arr(b, 8), index: get_u32(b, 24), name })
             }
             other => return Err(FormatError::BadEntryType { index: raw.seqnum, found: other }),
@@ -320,6 +326,18 @@ mod tests {
         match LogEntry::decode(&raw.to_bytes(), 1).unwrap().body {
             LogEntryBody::AddDaxdev(d) => assert_eq!(d.name, ""),
             other => panic!("{other:?}"),
+        }
+        // A name that is not UTF-8, or fills the field without a NUL, reads as no name.
+        for fill in [&[0xf3u8; 64][..], &[b'*'; 64][..]] {
+            let mut raw = RawLogEntry::from_bytes(&b).unwrap();
+            raw.body[32..96].copy_from_slice(fill);
+            raw.crc = raw.compute_crc();
+            let e = LogEntry::decode(&raw.to_bytes(), 1).unwrap();
+            match &e.body {
+                LogEntryBody::AddDaxdev(d) => assert_eq!(d.name, ""),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(LogEntry::decode(&e.encode(), 1).unwrap(), e);
         }
         // A long name is cut to 63 bytes and keeps its NUL.
         let long = LogEntry { seqnum: 1, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 1, uuid: [1; 16], index: 1, name: "x".repeat(100) }) };

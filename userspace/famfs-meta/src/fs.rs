@@ -241,7 +241,7 @@ impl Famfs {
     /// Checks that `media` holds secondary device `index` of this file system (a secondary
     /// superblock with our fs uuid and that device's uuid, and at least its size).
     pub fn check_secondary(&self, index: u32, media: &Media) -> Result<SecondarySuperblock> {
-        let dev = self.devices.get(index as usize).filter(|_| index > 0).ok_or(MetaError::NoSuchDevice(index))?;
+        let dev = self.devices.get(index as usize).filter(|_| index > 0).ok_or(MetaError::NoSuchDevice(index.into()))?;
         let wrong = |why: String| MetaError::WrongDevice { index, path: media.path().to_path_buf(), why };
         let sb = match media.read_any_superblock() {
             Ok(AnySuperblock::Secondary(s)) => s,
@@ -338,7 +338,7 @@ impl Famfs {
         if index == 0 {
             return Ok(&self.media);
         }
-        let i = usize::try_from(index).ok().filter(|&i| i < self.devices.len()).ok_or(MetaError::NoSuchDevice(index as u32))?;
+        let i = usize::try_from(index).ok().filter(|&i| i < self.devices.len()).ok_or(MetaError::NoSuchDevice(index))?;
         match &self.attached[i] {
             Attached::Yes { media, .. } => Ok(media),
             Attached::Missing(why) => Err(MetaError::DeviceMissing(why.clone())),
@@ -824,7 +824,7 @@ impl Appender<'_> {
         media.write_at(0, &sb.encode())?;
         self.append(LogEntryBody::AddDaxdev(DaxdevEntry { size, uuid: dev_uuid, index, name: name.to_string() }))?;
         if self.fs.devices.len() as u32 != index + 1 {
-            return Err(MetaError::NoSuchDevice(index));
+            return Err(MetaError::NoSuchDevice(index.into()));
         }
         if self.fs.media.has_data() {
             let path = media.path().to_path_buf();

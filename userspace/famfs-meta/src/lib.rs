@@ -65,7 +65,7 @@ pub enum MetaError {
     #[error("the superblock's device size {size} is implausible (more than {max} bytes): damaged superblock")]
     ImplausibleDeviceSize { size: u64, max: u64 },
     #[error("device {0} is not in this file system's device table")]
-    NoSuchDevice(u32),
+    NoSuchDevice(u64),
     #[error("{path} is not device {index} of this file system: {why}")]
     WrongDevice { index: u32, path: PathBuf, why: String },
     #[error("{0}")]

@@ -87,6 +87,12 @@ fn check_namespace(fs: &Famfs) {
                     Ok(()) => assert!(off < f.size),
                     Err(MetaError::BeyondEof { .. }) => assert_eq!(off, f.size),
                     Err(MetaError::Media(_)) => {} // an extent beyond the device
+                    // An extent on a device the log never added (play reported it), or on one
+                    // added but not attached: in-memory media has no secondaries.
+                    Err(MetaError::NoSuchDevice(d)) => assert!(d >= fs.devices().len() as u64, "device {d} is in the table"),
+                    Err(MetaError::FileDeviceMissing { .. }) => {
+                        assert!(f.fmap.extents().iter().any(|e| e.devindex > 0), "/{path}: device 0 called missing")
+                    }
                     Err(e) => panic!("unexpected error reading /{path}: {e}"),
                 }
             }
