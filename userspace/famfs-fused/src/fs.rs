@@ -65,6 +65,9 @@ struct State {
     stale: Option<String>,
 }
 
+/// How a stale reason starts when the superblock could not be read as valid.
+const SB_INVALID: &str = "the superblock is no longer valid";
+
 /// How often an idle server checks that the superblock is still the one it mounted.
 const SB_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -72,23 +75,41 @@ impl State {
     /// Checks that the superblock still holds the uuids this mount was made from; marks the mount
     /// stale (and says so in the log, once) when not. Returns whether the mount is stale.
     fn check_superblock(&mut self) -> bool {
-        if self.stale.is_some() {
+        if let Some(was) = &self.stale {
+            // Found invalid, the superblock may have been caught mid-write by a re-format: say
+            // what the device holds once it is valid again (the mount stays stale either way).
+            if was.starts_with(SB_INVALID) {
+                if let Some(now) = self.superblock_change().filter(|w| !w.starts_with(SB_INVALID)) {
+                    log::error!("STALE MOUNT, updated: {now}");
+                    self.stale = Some(now);
+                }
+            }
             return true;
         }
-        let why = match self.famfs.media().read_superblock() {
-            Err(e) => format!("the superblock is no longer valid ({e}): the file system was killed"),
-            Ok(sb) if sb.fs_uuid != self.mounted.0 => format!(
+        let Some(why) = self.superblock_change() else { return false };
+        self.mark_stale(why)
+    }
+
+    /// Why the superblock is no longer the one this mount was made from, if it is not.
+    fn superblock_change(&self) -> Option<String> {
+        match self.famfs.media().read_superblock() {
+            Err(e) => Some(format!("{SB_INVALID} ({e}): the file system was killed, or is being re-formatted")),
+            Ok(sb) if sb.fs_uuid != self.mounted.0 => Some(format!(
                 "the device now holds another file system (fs uuid {} instead of {}): it was re-formatted",
                 famfs_format::format_uuid(&sb.fs_uuid),
                 famfs_format::format_uuid(&self.mounted.0)
-            ),
-            Ok(sb) if sb.system_uuid != self.mounted.1 => format!(
+            )),
+            Ok(sb) if sb.system_uuid != self.mounted.1 => Some(format!(
                 "the superblock's master changed (system uuid {} instead of {}): it was re-formatted",
                 famfs_format::format_uuid(&sb.system_uuid),
                 famfs_format::format_uuid(&self.mounted.1)
-            ),
-            Ok(_) => return false,
-        };
+            )),
+            Ok(_) => None,
+        }
+    }
+
+    /// Stale-marking continued (split from the check so that the reason can be updated).
+    fn mark_stale(&mut self, why: String) -> bool {
         // Files opened or mapped before now would read the new occupant's memory: have famfs.ko
         // revoke every DAX file this mount made (their mappings are zapped, faults get SIGBUS,
         // reads and writes ESTALE). Before anything else: the sooner, the smaller the window.
