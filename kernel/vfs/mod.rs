@@ -11,14 +11,16 @@
 //! converting its result with `from_result`; and typed wrappers for the C objects ([`Inode`],
 //! [`dax::DaxDevice`], [`fault::Fault`], [`iomap::IomapOut`]).
 //!
-//! | module | wraps |
-//! |---|---|
-//! | [`inode`] | `struct inode` (refcounted: `ARef<Inode>` = `ihold`/`iput`), its locks, its mapping |
-//! | [`file`] | the [`file::DaxFile`] vtable and its adapter (file, address-space, inode ops), kiocb and iov_iter |
-//! | [`fault`] | `struct vm_fault`, fault results, the `vm_operations_struct` |
-//! | [`iomap`] | `struct iomap`, `iomap_ops`, `dax_iomap_rw`, `dax_iomap_fault` |
-//! | [`dax`] | `struct dax_device`: lookup by devt, the fs-dax holder role and its callbacks, direct access |
-//! | [`pseudo`] | the internal pseudo file system: type, pinned mount, inode and file creation, eviction |
+//! - [`inode`]: `struct inode` (refcounted: `ARef<Inode>` = `ihold`/`iput`), its locks, its
+//!   mapping;
+//! - [`file`]: the [`file::DaxFile`] vtable and its adapter (file, address-space, inode ops),
+//!   kiocb and iov_iter;
+//! - [`fault`]: `struct vm_fault`, fault results, the `vm_operations_struct`;
+//! - [`iomap`]: `struct iomap`, `iomap_ops`, `dax_iomap_rw`, `dax_iomap_fault`;
+//! - [`dax`]: `struct dax_device`: lookup by devt, the fs-dax holder role and its callbacks,
+//!   direct access;
+//! - [`pseudo`]: the internal pseudo file system: type, pinned mount, inode and file creation,
+//!   eviction.
 //!
 //! Every `unsafe` block of the module that touches C is in this directory, with a `// SAFETY:`
 //! comment; bindgen's anonymous-union field names (`__bindgen_anon_N`) are used in one place each.

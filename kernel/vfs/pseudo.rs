@@ -137,12 +137,12 @@ impl Drop for FsType {
 
 /// Takes one pin of the internal mount, making it if there is none; returns it.
 fn pin_mount() -> Result<*mut bindings::vfsmount> {
-    // SAFETY: `FS_TYPE` is registered for the module's life (files are only made while the
-    // control device exists, registered after it); `simple_pin_fs` serialises on
-    // `pin_fs_lock` its uses of the two statics.
-    kernel::error::to_result(unsafe {
-        bindings::simple_pin_fs(FS_TYPE.0.get(), PIN_MNT.0.get(), PIN_COUNT.0.get())
-    })?;
+    let ret =
+        // SAFETY: `FS_TYPE` is registered for the module's life (files are only made while the
+        // control device exists, registered after it); `simple_pin_fs` serialises on
+        // `pin_fs_lock` its uses of the two statics.
+        unsafe { bindings::simple_pin_fs(FS_TYPE.0.get(), PIN_MNT.0.get(), PIN_COUNT.0.get()) };
+    kernel::error::to_result(ret)?;
     // SAFETY: We hold a pin: the pointer is set and only changes once the count is zero.
     Ok(unsafe { *PIN_MNT.0.get() })
 }
