@@ -137,11 +137,11 @@ impl Drop for FsType {
 
 /// Takes one pin of the internal mount, making it if there is none; returns it.
 fn pin_mount() -> Result<*mut bindings::vfsmount> {
-    let ret =
-        // SAFETY: `FS_TYPE` is registered for the module's life (files are only made while the
-        // control device exists, registered after it); `simple_pin_fs` serialises on
-        // `pin_fs_lock` its uses of the two statics.
-        unsafe { bindings::simple_pin_fs(FS_TYPE.0.get(), PIN_MNT.0.get(), PIN_COUNT.0.get()) };
+    let (fs_type, mnt, count) = (FS_TYPE.0.get(), PIN_MNT.0.get(), PIN_COUNT.0.get());
+    // SAFETY: `FS_TYPE` is registered for the module's life (files are only made while the
+    // control device exists, registered after it); `simple_pin_fs` serialises on `pin_fs_lock`
+    // its uses of the two statics.
+    let ret = unsafe { bindings::simple_pin_fs(fs_type, mnt, count) };
     kernel::error::to_result(ret)?;
     // SAFETY: We hold a pin: the pointer is set and only changes once the count is zero.
     Ok(unsafe { *PIN_MNT.0.get() })

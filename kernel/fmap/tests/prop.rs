@@ -209,7 +209,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
-    fn resolution_agrees_with_the_model(case in map_case(), picks in prop::collection::vec(any::<u64>(), 32)) {
+    fn resolution_agrees_with_the_model(
+        case in map_case(),
+        picks in prop::collection::vec(any::<u64>(), 32),
+    ) {
         let mut buf = [0u8; MAX_MSG_LEN];
         let n = match case.encode(&mut buf) {
             Ok(n) => n,
@@ -230,12 +233,14 @@ proptest! {
             let r = f.resolve(off).expect("offset below mapped_len resolves");
             let g = (off / ALIGN) as usize;
             let (dev, base) = m.granules[g];
-            prop_assert_eq!((r.devindex, r.dev_offset), (dev, base + off % ALIGN), "offset {}", off);
+            let want = (dev, base + off % ALIGN);
+            prop_assert_eq!((r.devindex, r.dev_offset), want, "offset {}", off);
             // The run is contiguous in the model, granule by granule ...
             let end = off + r.len;
             let mut next = (g as u64 + 1) * ALIGN;
             while next < end {
-                prop_assert_eq!(m.granules[(next / ALIGN) as usize], (dev, r.dev_offset + (next - off)));
+                let granule = m.granules[(next / ALIGN) as usize];
+                prop_assert_eq!(granule, (dev, r.dev_offset + (next - off)));
                 next += ALIGN;
             }
             // ... and ends exactly at the next extent or chunk end.
@@ -275,7 +280,9 @@ proptest! {
             Spec::Interleaved(v) => {
                 prop_assert_eq!(f.ext_type(), ExtType::Interleaved);
                 let got: Vec<_> = f.extents().map(|e| match e {
-                    Extent::Interleaved(ie) => (ie.chunk_size, ie.nbytes, ie.strips().collect::<Vec<_>>()),
+                    Extent::Interleaved(ie) => {
+                        (ie.chunk_size, ie.nbytes, ie.strips().collect::<Vec<_>>())
+                    }
                     Extent::Simple(_) => panic!("simple extent"),
                 }).collect();
                 prop_assert_eq!(&got, v);
@@ -284,7 +291,9 @@ proptest! {
         let max = case.ranges().iter().map(|s| s.devindex).max().unwrap();
         prop_assert_eq!(f.max_devindex(), max);
         // Devices exactly as large as needed pass; one byte less fails.
-        let need = |dev: u32| case.ranges().iter().filter(|s| s.devindex == dev).map(|s| s.offset + s.len).max();
+        let need = |dev: u32| {
+            case.ranges().iter().filter(|s| s.devindex == dev).map(|s| s.offset + s.len).max()
+        };
         prop_assert_eq!(f.check_devices(need), Ok(()));
         prop_assert_eq!(f.check_devices(|d| need(d).map(|n| n - 1)), Err(FmapError::BeyondDevice));
     }
