@@ -34,6 +34,36 @@ pub struct RawSuperblock {
 }
 
 impl RawSuperblock {
+    /// The format's constants (magic, versions), everything else zero: the base that each kind of
+    /// superblock we write fills in.
+    fn blank() -> Self {
+        RawSuperblock {
+            magic: SB_MAGIC,
+            version: SB_VERSION,
+            log_offset: 0,
+            log_len: 0,
+            alloc_unit: 0,
+            omf_ver_major: OMF_VER_MAJOR,
+            omf_ver_minor: OMF_VER_MINOR,
+            fs_uuid: [0; 16],
+            dev_uuid: [0; 16],
+            system_uuid: [0; 16],
+            crc: 0,
+            sb_flags: 0,
+            pad: 0,
+            daxdev_size: 0,
+            daxdev_uuid: [0; 16],
+            daxdev_name: [0; DAXDEV_NAME_LEN],
+        }
+    }
+
+    /// With its crc computed over the other fields.
+    fn sealed(mut self) -> Self {
+        self.crc = 0;
+        self.crc = self.compute_crc();
+        self
+    }
+
     /// Reads the fields from the first 200 bytes of `b` (no validation beyond the length).
     pub fn from_bytes(b: &[u8]) -> Result<Self, FormatError> {
         need(b, SB_SIZE, "superblock")?;
@@ -141,26 +171,20 @@ impl Superblock {
 
     /// The raw form, crc included.
     pub fn to_raw(&self) -> RawSuperblock {
-        let mut r = RawSuperblock {
-            magic: SB_MAGIC,
-            version: SB_VERSION,
+        RawSuperblock {
             log_offset: LOG_OFFSET,
             log_len: self.log_len,
             alloc_unit: self.alloc_unit,
-            omf_ver_major: OMF_VER_MAJOR,
-            omf_ver_minor: OMF_VER_MINOR,
             fs_uuid: self.fs_uuid,
             dev_uuid: self.dev_uuid,
             system_uuid: self.system_uuid,
-            crc: 0,
             sb_flags: self.sb_flags,
-            pad: 0,
             daxdev_size: self.device_size,
             daxdev_uuid: self.daxdev_uuid,
             daxdev_name: self.device_name,
-        };
-        r.crc = r.compute_crc();
-        r
+            ..RawSuperblock::blank()
+        }
+        .sealed()
     }
 
     /// The 200 on-media bytes.
@@ -254,26 +278,20 @@ impl SecondarySuperblock {
 
     /// The raw form, crc included.
     pub fn to_raw(&self) -> RawSuperblock {
-        let mut r = RawSuperblock {
-            magic: SB_MAGIC,
-            version: SB_VERSION,
+        RawSuperblock {
             log_offset: 0,
             log_len: 0,
             alloc_unit: ALLOC_UNIT,
-            omf_ver_major: OMF_VER_MAJOR,
-            omf_ver_minor: OMF_VER_MINOR,
             fs_uuid: self.fs_uuid,
             dev_uuid: self.dev_uuid,
             system_uuid: self.system_uuid,
-            crc: 0,
             sb_flags: SB_FLAG_SECONDARY,
-            pad: 0,
             daxdev_size: self.device_size,
             daxdev_uuid: self.primary_dev_uuid,
             daxdev_name: self.device_name,
-        };
-        r.crc = r.compute_crc();
-        r
+            ..RawSuperblock::blank()
+        }
+        .sealed()
     }
 
     /// The 200 on-media bytes.
