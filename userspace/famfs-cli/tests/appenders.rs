@@ -4,7 +4,8 @@
 //! path, a symlink, a hard link) and appenders in this process. Oracle: every operation that
 //! reported success is in the log as played from the image afterwards, every one that failed said
 //! why (the `--device` ones name the mount point, the FUSE ones get EPERM), and `famfs fsck` of the
-//! image is clean.
+//! image is clean. Last, two masters: a second "host" (another lock directory) appends while this
+//! one holds its lock, and this one's append must fail saying another writer appended.
 //!
 //! Needs root, /dev/fuse and fusermount3 (as famfs-fused/tests/mount.rs).
 
@@ -182,5 +183,31 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
         t.join().unwrap();
     }
     bad.extend(check(&img, &log2));
+
+    // ---- 3. two masters: another "host" (its own lock directory, the same system uuid) appends
+    // while this one holds its lock; this host's append must fail saying so, not build on it ----
+    let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
+    let r = fs.with_log_lock(|a| {
+        let o = Command::new(FAMFS)
+            .args(["--device", img.to_str().unwrap(), "mkdir", "/other-host"])
+            .env("FAMFS_LOCK_DIR", d.join("locks-of-host-2"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "the second master's append: {}", String::from_utf8_lossy(&o.stderr));
+        a.mkdir(&famfs_format::RelPath::new("this-host").unwrap(), 0o755, 0, 0)
+    });
+    match r {
+        Err(e) if e.to_string().contains("another writer appended to this log") => println!("two masters: {e}"),
+        Err(e) => bad.push(format!("two masters: the append failed for another reason: {e}")),
+        Ok(_) => bad.push("two masters: this host appended after another master's entry without noticing".into()),
+    }
+    drop(fs);
+    let fs = Famfs::open(&img, Access::ReadOnly).unwrap();
+    if fs.namespace().resolve("other-host").is_none() || fs.namespace().resolve("this-host").is_some() {
+        bad.push("two masters: the log should hold the other host's entry and not this host's".into());
+    }
+    if !famfs(&["--device", img.to_str().unwrap(), "fsck"]).0 {
+        bad.push("two masters: fsck not clean".into());
+    }
     assert!(bad.is_empty(), "{} problems:\n{}", bad.len(), bad.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
 }

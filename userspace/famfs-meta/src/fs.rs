@@ -654,7 +654,7 @@ impl Appender<'_> {
         // not hold our lock (two masters). Appending would build on entries never checked.
         if index != fs.next_index {
             return Err(MetaError::TwoWriters {
-                index,
+                index: fs.next_index,
                 what: format!("the log header went from {} to {index} entries while this host held the append lock", fs.next_index),
             });
         }
