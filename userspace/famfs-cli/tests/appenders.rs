@@ -5,7 +5,9 @@
 //! reported success is in the log as played from the image afterwards, every one that failed said
 //! why (the `--device` ones name the mount point, the FUSE ones get EPERM), and `famfs fsck` of the
 //! image is clean. Last, two masters: a second "host" (another lock directory) appends while this
-//! one holds its lock, and this one's append must fail saying another writer appended.
+//! one holds its lock, and this one's append must fail saying another writer appended; and
+//! `mkfs.famfs -f` waits for an appender of this host before rewriting the log. `famfs devadd`
+//! offline on the mounted image is refused naming the mount, online through the mount it works.
 //!
 //! Needs root, /dev/fuse and fusermount3 (as famfs-fused/tests/mount.rs).
 
@@ -101,9 +103,23 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     let session = famfs_fused::Server::open(&opts).unwrap().mount(&opts).unwrap();
     let server = std::thread::spawn(move || session.run());
     assert!(is_mounted(&mnt), "the mount is not up");
+    let m = mnt.to_str().unwrap().to_string();
+    let mut bad = Vec::new();
+    // devadd: offline on the mounted primary is refused naming the mount; online through it works.
+    let (sec1, sec2) = (d.join("sec1"), d.join("sec2"));
+    for s in [&sec1, &sec2] {
+        std::fs::File::create(s).unwrap().set_len(4 << 30).unwrap();
+    }
+    let (ok, err) = famfs(&["devadd", img.to_str().unwrap(), sec1.to_str().unwrap()]);
+    if ok || !err.contains(&m) {
+        bad.push(format!("devadd on the mounted image: want a refusal naming {m}, got ok={ok}: {err}"));
+    }
+    let (ok, err) = famfs(&["devadd", &m, sec2.to_str().unwrap()]);
+    if !ok {
+        bad.push(format!("devadd through the mount failed: {err}"));
+    }
     let log: Log = Arc::default();
     let mut workers = Vec::new();
-    let m = mnt.to_str().unwrap().to_string();
     for w in 0..3 {
         let (log, m) = (log.clone(), m.clone());
         workers.push(std::thread::spawn(move || {
@@ -150,7 +166,10 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     }
     assert!(Command::new("fusermount3").arg("-u").arg(&mnt).status().unwrap().success());
     server.join().unwrap().unwrap();
-    let mut bad = check(&img, &log);
+    bad.extend(check(&img, &log));
+    if Famfs::open(&img, Access::ReadOnly).unwrap().devices().len() != 2 {
+        bad.push("the online devadd is not in the log".into());
+    }
 
     // ---- 2. unmounted: three names of the image, and this process ----
     let link = d.join("link");
@@ -188,14 +207,35 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     // while this one holds its lock; this host's append must fail saying so, not build on it ----
     let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
     let r = fs.with_log_lock(|a| {
-        let o = Command::new(FAMFS)
+        let mut other = Command::new(FAMFS)
             .args(["--device", img.to_str().unwrap(), "mkdir", "/other-host"])
             .env("FAMFS_LOCK_DIR", d.join("locks-of-host-2"))
-            .output()
+            .spawn()
             .unwrap();
-        assert!(o.status.success(), "the second master's append: {}", String::from_utf8_lossy(&o.stderr));
-        a.mkdir(&famfs_format::RelPath::new("this-host").unwrap(), 0o755, 0, 0)
+        // Another host does not share this host's lock: it must not wait for it.
+        let t = std::time::Instant::now();
+        let st = loop {
+            if let Some(st) = other.try_wait().unwrap() {
+                break Some(st);
+            }
+            if t.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = other.kill();
+                let _ = other.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let other_ok = st.is_some_and(|s| s.success());
+        Ok((other_ok, a.mkdir(&famfs_format::RelPath::new("this-host").unwrap(), 0o755, 0, 0)))
     });
+    let r = match r {
+        Ok((false, _)) => {
+            bad.push("two masters: the second master's append failed or waited for this host's lock".into());
+            Ok(0)
+        }
+        Ok((true, r)) => r,
+        Err(e) => Err(e),
+    };
     match r {
         Err(e) if e.to_string().contains("another writer appended to this log") => println!("two masters: {e}"),
         Err(e) => bad.push(format!("two masters: the append failed for another reason: {e}")),
@@ -208,6 +248,31 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     }
     if !famfs(&["--device", img.to_str().unwrap(), "fsck"]).0 {
         bad.push("two masters: fsck not clean".into());
+    }
+    // ---- 4. mkfs -f over the file system waits for an appender of this host to finish ----
+    let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
+    let waited = fs.with_log_lock(|a| {
+        let mut mkfs = Command::new(MKFS).args(["-f", img.to_str().unwrap()]).stdout(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let waited = mkfs.try_wait().unwrap().is_none();
+        a.mkdir(&famfs_format::RelPath::new("before-mkfs").unwrap(), 0o755, 0, 0)?;
+        Ok((waited, mkfs))
+    });
+    match waited {
+        Ok((waited, mut mkfs)) => {
+            assert!(mkfs.wait().unwrap().success(), "mkfs -f failed");
+            if !waited {
+                bad.push("mkfs -f rewrote the log while an appender of this host held the append lock".into());
+            }
+            match fs.mkdir(&famfs_format::RelPath::new("after-mkfs").unwrap(), 0o755, 0, 0) {
+                Err(famfs_meta::MetaError::SuperblockChanged) => {}
+                r => bad.push(format!("an append after mkfs -f over the file system: want SuperblockChanged, got {r:?}")),
+            }
+        }
+        Err(e) => bad.push(format!("the append before mkfs -f failed: {e}")),
+    }
+    for b in &bad {
+        println!("not ok: {b}");
     }
     assert!(bad.is_empty(), "{} problems:\n{}", bad.len(), bad.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
 }
