@@ -56,7 +56,7 @@ pub enum MediaError {
          give paths under {mount} instead (without --device), or unmount it first"
     )]
     Mounted { path: PathBuf, mount: PathBuf },
-    #[error("the append lock {path}: {source}")]
+    #[error("cannot take the append lock {path}: {source} (FAMFS_LOCK_DIR names another directory for it)")]
     Lock { path: PathBuf, source: std::io::Error },
 }
 
