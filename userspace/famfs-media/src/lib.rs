@@ -583,6 +583,9 @@ impl Media {
     /// [`Media::lock_log`] for the file system with uuid `fs_uuid` (mkfs over an existing file
     /// system takes the old one's lock).
     pub fn lock_fs(&self, fs_uuid: &[u8; 16]) -> Result<LogLock, MediaError> {
+        if self.kind == MediaKind::Memory {
+            return Ok(LogLock { file: None });
+        }
         if matches!(self.kind, MediaKind::DaxDevice | MediaKind::Image) {
             if let Some(mount) = mounts::famfs_mount_of_file(&self.path) {
                 return Err(MediaError::Mounted { path: self.path.clone(), mount });

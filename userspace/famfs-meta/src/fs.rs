@@ -542,7 +542,10 @@ impl Famfs {
     /// Use it to create many files under one lock.
     pub fn with_log_lock<T>(&mut self, f: impl FnOnce(&mut Appender<'_>) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let _lock = self.media.lock_log()?;
+        // The lock of the file system we opened (not of whatever the superblock says now: a
+        // `mkfs -f` holds that one while it rewrites the device, and the play below then finds
+        // the superblock changed).
+        let _lock = self.media.lock_fs(&self.sb.fs_uuid)?;
         self.refresh()?;
         f(&mut Appender { fs: self, cursors: Vec::new() })
     }
