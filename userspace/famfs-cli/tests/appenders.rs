@@ -134,12 +134,15 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
             }
         }));
     }
-    for w in 0..2 {
-        let (log, m, img) = (log.clone(), m.clone(), img.clone());
+    // The image by its own path and by a symlink: both are the mounted device.
+    let link = d.join("link");
+    std::os::unix::fs::symlink(&img, &link).unwrap();
+    for (w, dev) in [img.clone(), link.clone()].into_iter().enumerate() {
+        let (log, m) = (log.clone(), m.clone());
         workers.push(std::thread::spawn(move || {
             for i in 0..OPS {
                 let p = format!("dfile{w}_{i}");
-                let r = famfs(&["--device", img.to_str().unwrap(), "creat", "-s", "4k", &format!("/{p}")]);
+                let r = famfs(&["--device", dev.to_str().unwrap(), "creat", "-s", "4k", &format!("/{p}")]);
                 // Refused while mounted, naming the mount point.
                 record(&log, p, r, Some(m.clone()));
             }
@@ -172,8 +175,6 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     }
 
     // ---- 2. unmounted: three names of the image, and this process ----
-    let link = d.join("link");
-    std::os::unix::fs::symlink(&img, &link).unwrap();
     let hard = d.join("hard");
     std::fs::hard_link(&img, &hard).unwrap();
     let log2: Log = Arc::default();
