@@ -43,6 +43,11 @@ pub enum MediaError {
     #[error("{0}: the device is in use (mounted?): famfs.ko refused to attach it (EBUSY)")]
     DeviceInUse(PathBuf),
     #[error(
+        "{path} is mounted at {mount} (famfs.ko holds it for that mount): give paths under {mount} \
+         instead of --device, or unmount it first"
+    )]
+    MountedInUse { path: PathBuf, mount: PathBuf },
+    #[error(
         "{0}: the device is bound to fsdev_dax, which has no mmap of its own, and famfs.ko is not loaded \
          (no /dev/famfs): load famfs.ko or rebind with scripts/daxmode {0} device_dax"
     )]
@@ -310,7 +315,13 @@ impl Media {
         let dev = open_file(path, access)?;
         let size = match control.attach_daxdev(&dev, 0) {
             Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Err(MediaError::DeviceInUse(path.into())),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                // Mounted here: famfs.ko holds it for the server. Say where.
+                return Err(match mounts::famfs_mount_of_file(path) {
+                    Some(mount) => MediaError::MountedInUse { path: path.into(), mount },
+                    None => MediaError::DeviceInUse(path.into()),
+                });
+            }
             Err(source) => return Err(MediaError::Module { path: path.into(), what: "attach the device", source }),
         };
         // Whole 2 MiB units only (the module maps in those); a device is always a multiple.
