@@ -129,7 +129,14 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
         system_uuid,
         device_name: dev.to_string_lossy().into_owned(),
     };
+    // Over an existing file system: wait for its appenders of this host (they take the same lock)
+    // and keep them out while the log is rewritten; the next one finds the new superblock.
+    let old_lock = match &existing {
+        Some(sb) => Some(media.lock_fs(&sb.fs_uuid).with_context(|| format!("cannot take the append lock of {}", dev.display()))?),
+        None => None,
+    };
     let sb = mkfs(&media, &opts).with_context(|| format!("mkfs on {} failed", dev.display()))?;
+    drop(old_lock);
     println!("famfs file system created on {}", dev.display());
     if !secondaries.is_empty() {
         let mut fs = famfs_meta::Famfs::from_media(media).context("cannot open the new file system")?;

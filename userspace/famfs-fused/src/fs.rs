@@ -421,6 +421,9 @@ impl FamfsFs {
             };
             let n = seg.min((len - done) as u64) as usize;
             let r = match write {
+                // The log's pages come from an appender's msync, entry before header: each must
+                // be durable before the reply lets the appender go on to the next.
+                Some(data) if ino == META_LOG_INO => media.write_durable(dev_off, &data[done..done + n]),
                 Some(data) => media.write_at(dev_off, &data[done..done + n]),
                 // The log is written by other processes and hosts: read it fresh.
                 None if ino == META_LOG_INO => media.read_fresh(dev_off, &mut out[done..done + n]),
@@ -581,8 +584,8 @@ impl Filesystem for FamfsFs {
                 .map_err(|m| std::io::Error::other(format!("max_stack_depth 1 refused (max {m})")))?;
         }
         // Flock and POSIX locks are not requested from the kernel on purpose: it then keeps them
-        // itself, per inode of this mount, which is exactly the host-local exclusive flock on
-        // .meta/.log that the CLI takes before appending.
+        // itself, per inode of this mount (host-local). Appenders do not lock .meta/.log: they
+        // take the file system's append lock (famfs_media::lock), whatever path they came by.
         Ok(())
     }
 

@@ -215,12 +215,18 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     assert_eq!(errno(OpenOptions::new().write(true).open(fx.p(".meta/.superblock"))), libc::EROFS);
     assert_eq!(std::fs::metadata(fx.p("a/small")).unwrap().len(), 1000);
 
-    // A file created in the image while mounted appears without remount (lookup miss re-plays).
-    let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
-    let n = fs.create_file(&rp("a/later"), 4096, 0o644, 0, 0, Layout::Contiguous).unwrap();
-    fs.write_data(n, 0, b"late data").unwrap();
+    // A file created while mounted appears without remount (lookup miss re-plays). Appends go
+    // through the mount: with the image's own path they are refused, naming the mount point.
+    let mut fs = Famfs::open(&fx.mnt, Access::ReadWrite).unwrap();
+    fs.create_file(&rp("a/later"), 4096, 0o644, 0, 0, Layout::Contiguous).unwrap();
     fs.mkdir(&rp("newdir"), 0o755, 0, 0).unwrap();
     drop(fs);
+    let mut dev = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
+    let err = dev.mkdir(&rp("refused"), 0o755, 0, 0).unwrap_err().to_string();
+    assert!(err.contains(&format!("mounted at {}", fx.mnt.display())), "{err}");
+    let n = dev.namespace().resolve("a/later").unwrap();
+    dev.write_data(n, 0, b"late data").unwrap();
+    drop(dev);
     let mut later = vec![0u8; 9];
     File::open(fx.p("a/later")).unwrap().read_exact(&mut later).unwrap();
     assert_eq!(&later, b"late data");

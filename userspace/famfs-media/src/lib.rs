@@ -12,6 +12,7 @@
 //! covering the whole device; that file is mapped instead (see [`DaxDriver`]).
 
 pub mod cache;
+pub mod lock;
 pub mod mounts;
 
 use famfs_format::{FormatError, LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET, SB_REGION_LEN, SB_SIZE};
@@ -19,6 +20,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 /// Errors of device access.
@@ -41,6 +43,11 @@ pub enum MediaError {
     #[error("{0}: the device is in use (mounted?): famfs.ko refused to attach it (EBUSY)")]
     DeviceInUse(PathBuf),
     #[error(
+        "{path} is mounted at {mount} (famfs.ko holds it for that mount): give paths under {mount} \
+         instead of --device, or unmount it first"
+    )]
+    MountedInUse { path: PathBuf, mount: PathBuf },
+    #[error(
         "{0}: the device is bound to fsdev_dax, which has no mmap of its own, and famfs.ko is not loaded \
          (no /dev/famfs): load famfs.ko or rebind with scripts/daxmode {0} device_dax"
     )]
@@ -49,6 +56,13 @@ pub enum MediaError {
     UnknownDriver { path: PathBuf, driver: String },
     #[error("{path}: famfs.ko: {what}: {source}")]
     Module { path: PathBuf, what: &'static str, source: std::io::Error },
+    #[error(
+        "{path} is mounted at {mount}: appending with --device next to the mount would race its appenders; \
+         give paths under {mount} instead (without --device), or unmount it first"
+    )]
+    Mounted { path: PathBuf, mount: PathBuf },
+    #[error("cannot take the append lock {path}: {source} (FAMFS_LOCK_DIR names another directory for it)")]
+    Lock { path: PathBuf, source: std::io::Error },
 }
 
 impl MediaError {
@@ -164,13 +178,43 @@ pub struct Media {
     path: PathBuf,
     access: Access,
     regions: Vec<Region>,
-    /// The file whose `flock` serialises log appends (the device, the image or `.meta/.log`);
-    /// `None` for process memory, which no other process can reach.
-    lock_file: Option<File>,
+    /// The open device, image or `.meta/.log` (kept for the mapping's life); `None` for process
+    /// memory. Appends lock the file system's lock file instead ([`Media::lock_log`]).
+    _file: Option<File>,
     /// Size of the device as far as this media shows it (for meta files: what the superblock says).
     size: u64,
     /// Set when the device is reached through famfs.ko (bound to `fsdev_dax`).
     module: Option<ModuleAccess>,
+    /// When set, every store, cache flush and sync is recorded here ([`Media::record`]).
+    trace: Option<Trace>,
+}
+
+/// One operation on the medium, as a recording ([`Media::record`]) captures it: what a crash may
+/// leave depends on which stores a later flush or sync covered (tests enumerate the states).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaOp {
+    /// Bytes copied into the mapping at a device offset: visible to this host at once, durable
+    /// (and visible to other hosts) only once a flush or sync of the medium covers them.
+    Store { off: u64, data: Vec<u8> },
+    /// CPU cache write-back (or write-back and drop) of a range, then a fence
+    /// ([`cache::publish`], [`cache::acquire`]): what makes stores to DAX memory durable.
+    CpuFlush { off: u64, len: u64 },
+    /// `msync(MS_SYNC)` of a range of a file mapping: what makes stores to a page-cache mapping
+    /// (an image file, a fallback mount's `.meta/.log`) reach the file, or the FUSE server.
+    Sync { off: u64, len: u64 },
+}
+
+/// A recording of the operations on a medium (shared with the media that fills it).
+pub type Trace = Arc<Mutex<Vec<MediaOp>>>;
+
+/// Where stores to a mapping become durable (see Documentation/reliability.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// DAX memory (a devdax device, a famfs.ko file, process memory): a cache-line flush.
+    CacheLines,
+    /// A page-cache mapping (an image file; the meta files of a mount, which are FUSE page cache in
+    /// fallback mode and DAX in module mode): an `msync` of the pages.
+    PageCache,
 }
 
 /// Holds the exclusive log lock until dropped. It owns a duplicate of the lock file descriptor
@@ -257,7 +301,7 @@ impl Media {
             return Err(MediaError::TooSmall { path: path.into(), size });
         }
         let map = map(&file, path, size, access)?;
-        Ok(Media { kind, path: path.into(), access, regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }], lock_file: Some(file), size, module: None })
+        Ok(Media { kind, path: path.into(), access, regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }], _file: Some(file), size, module: None, trace: None })
     }
 
     /// A devdax device bound to `fsdev_dax`: attach it to famfs.ko at index 0, have the module make
@@ -271,7 +315,13 @@ impl Media {
         let dev = open_file(path, access)?;
         let size = match control.attach_daxdev(&dev, 0) {
             Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Err(MediaError::DeviceInUse(path.into())),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                // Mounted here: famfs.ko holds it for the server. Say where.
+                return Err(match mounts::famfs_mount_of_file(path) {
+                    Some(mount) => MediaError::MountedInUse { path: path.into(), mount },
+                    None => MediaError::DeviceInUse(path.into()),
+                });
+            }
             Err(source) => return Err(MediaError::Module { path: path.into(), what: "attach the device", source }),
         };
         // Whole 2 MiB units only (the module maps in those); a device is always a multiple.
@@ -300,9 +350,10 @@ impl Media {
             path: path.into(),
             access,
             regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }],
-            lock_file: Some(dev),
+            _file: Some(dev),
             size: len,
             module: Some(ModuleAccess { _file: dax, _control: control }),
+            trace: None,
         })
     }
 
@@ -358,9 +409,10 @@ impl Media {
                 Region { map: sb_map, base: 0, writable: false },
                 Region { map: log_map, base: LOG_OFFSET, writable: access == Access::ReadWrite },
             ],
-            lock_file: Some(log_file),
+            _file: Some(log_file),
             size: 0,
             module: None,
+            trace: None,
         };
         // Only the superblock knows the device size here.
         m.size = m.read_superblock().map(|sb| sb.device_size).unwrap_or(0);
@@ -382,9 +434,10 @@ impl Media {
             path,
             access: Access::ReadWrite,
             regions: vec![Region { map: MmapRaw::from(map), base: 0, writable: true }],
-            lock_file: None,
+            _file: None,
             size,
             module: None,
+            trace: None,
         })
     }
 
@@ -436,6 +489,7 @@ impl Media {
         let (r, rel) = self.region(off, len, "acquire")?;
         // SAFETY: checked range inside the mapping.
         unsafe { cache::acquire(r.map.as_ptr().add(rel), len as usize) };
+        self.record_op(|| MediaOp::CpuFlush { off, len });
         Ok(())
     }
 
@@ -459,9 +513,56 @@ impl Media {
         unsafe {
             let dst = r.map.as_mut_ptr().add(rel);
             cache::copy_to_shared(data, dst);
+            self.record_op(|| MediaOp::Store { off, data: data.to_vec() });
             cache::publish(dst, data.len());
         }
+        self.record_op(|| MediaOp::CpuFlush { off, len: data.len() as u64 });
         Ok(())
+    }
+
+    /// How stores to this media become durable.
+    pub fn persistence(&self) -> Persistence {
+        match self.kind {
+            MediaKind::Image | MediaKind::MetaFiles => Persistence::PageCache,
+            MediaKind::DaxDevice | MediaKind::Memory => Persistence::CacheLines,
+        }
+    }
+
+    /// Makes the stores to a range durable where a cache flush does not: `msync(MS_SYNC)` of a
+    /// page-cache mapping (an image file, the meta files of a mount: in fallback mode this sends
+    /// the dirty pages to the FUSE server and waits until it has stored them in memory). Nothing
+    /// to do for DAX memory, where [`Media::write_at`]'s flush already is the barrier.
+    pub fn sync(&self, off: u64, len: u64) -> Result<(), MediaError> {
+        if self.persistence() != Persistence::PageCache || len == 0 {
+            return Ok(());
+        }
+        let (r, rel) = self.region(off, len, "sync")?;
+        r.map.flush_range(rel, len as usize).map_err(|e| MediaError::io(&self.path, e))?;
+        self.record_op(|| MediaOp::Sync { off, len });
+        Ok(())
+    }
+
+    /// [`Media::write_at`], then [`Media::sync`]: the bytes are durable and visible to other
+    /// hosts when this returns. The log is written this way, entry before header.
+    pub fn write_durable(&self, off: u64, data: &[u8]) -> Result<(), MediaError> {
+        self.write_at(off, data)?;
+        self.sync(off, data.len() as u64)
+    }
+
+    /// Starts recording every store, cache flush and sync of this media (tests: crash-state
+    /// enumeration, see famfs-meta/tests/crashpoints.rs). Returns the recording.
+    pub fn record(&mut self) -> Trace {
+        let t = Trace::default();
+        self.trace = Some(t.clone());
+        t
+    }
+
+    fn record_op(&self, op: impl FnOnce() -> MediaOp) {
+        if let Some(t) = &self.trace {
+            if let Ok(mut v) = t.lock() {
+                v.push(op());
+            }
+        }
     }
 
     /// Fills a range with zeroes (and flushes).
@@ -477,20 +578,33 @@ impl Media {
         Ok(())
     }
 
-    /// Takes the exclusive log lock (blocking). Serialises appends between processes of this host.
+    /// Takes the append lock of this file system on this host (blocking): the lock file named after
+    /// the fs uuid ([`lock::lock_path`]), whatever path the media was opened by, so that appends
+    /// through a mount, with `--device`, by `devadd` or by `mkfs` serialise on one lock. A device
+    /// or image that is mounted as famfs on this host is refused ([`MediaError::Mounted`]): its
+    /// appends go through the mount. Process memory takes no lock (nothing else reaches it).
     pub fn lock_log(&self) -> Result<LogLock, MediaError> {
-        let Some(lock_file) = &self.lock_file else {
-            // Process memory: the caller's `&mut` already serialises appends.
+        if self.kind == MediaKind::Memory {
             return Ok(LogLock { file: None });
-        };
-        let file = lock_file.try_clone().map_err(|e| MediaError::io(&self.path, e))?;
-        loop {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
-                Ok(()) => return Ok(LogLock { file: Some(file) }),
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(MediaError::io(&self.path, e.into())),
+        }
+        let sb = self.read_superblock()?;
+        self.lock_fs(&sb.fs_uuid)
+    }
+
+    /// [`Media::lock_log`] for the file system with uuid `fs_uuid` (mkfs over an existing file
+    /// system takes the old one's lock).
+    pub fn lock_fs(&self, fs_uuid: &[u8; 16]) -> Result<LogLock, MediaError> {
+        if self.kind == MediaKind::Memory {
+            return Ok(LogLock { file: None });
+        }
+        if matches!(self.kind, MediaKind::DaxDevice | MediaKind::Image) {
+            if let Some(mount) = mounts::famfs_mount_of_file(&self.path) {
+                return Err(MediaError::Mounted { path: self.path.clone(), mount });
             }
         }
+        let path = lock::lock_path(fs_uuid);
+        let file = lock::lock_exclusive(&path).map_err(|source| MediaError::Lock { path, source })?;
+        Ok(LogLock { file: Some(file) })
     }
 
     /// Reads and validates the superblock (fresh from memory).
@@ -552,14 +666,15 @@ impl Media {
         self.read_fresh(off, buf)
     }
 
-    /// Writes a log entry's bytes into slot `index` (flushed).
+    /// Writes a log entry's bytes into slot `index`, durably ([`Media::write_durable`]): the
+    /// header that counts it must not reach memory first.
     pub fn write_log_entry(&self, sb: &Superblock, index: u64, bytes: &[u8; LOG_ENTRY_SIZE]) -> Result<(), MediaError> {
-        self.write_at(Self::entry_offset(sb, index)?, bytes)
+        self.write_durable(Self::entry_offset(sb, index)?, bytes)
     }
 
-    /// Writes the log header (flushed).
+    /// Writes the log header, durably.
     pub fn write_log_header(&self, h: &LogHeader) -> Result<(), MediaError> {
-        self.write_at(LOG_OFFSET, &h.encode())
+        self.write_durable(LOG_OFFSET, &h.encode())
     }
 }
 
@@ -586,7 +701,8 @@ mod tests {
         assert!(matches!(m.read_superblock(), Err(MediaError::Format(FormatError::BadMagic { .. }))));
         let ro = Media::open(&p, Access::ReadOnly).unwrap();
         assert!(matches!(ro.write_at(0, b"x"), Err(MediaError::ReadOnly)));
-        let _l = m.lock_log().unwrap();
+        // The append lock is named after the file system: no superblock, no lock.
+        assert!(matches!(m.lock_log(), Err(MediaError::Format(FormatError::BadMagic { .. }))));
     }
 
     #[test]

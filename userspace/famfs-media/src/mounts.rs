@@ -121,6 +121,27 @@ pub fn famfs_mount_of(device: &Path) -> Option<PathBuf> {
         .map(|m| m.mount_point)
 }
 
+/// Where the device or image file `path` is mounted as famfs, if it is: the mount sources of
+/// `fuse.famfs` mounts compared by the file they name (device number for a character device,
+/// inode for an image), so another name of the same file (a symlink, a hard link, a relative
+/// path) is found too.
+pub fn famfs_mount_of_file(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let me = std::fs::metadata(path).ok()?;
+    let same = |m: &std::fs::Metadata| {
+        if me.file_type().is_char_device() {
+            m.file_type().is_char_device() && m.rdev() == me.rdev()
+        } else {
+            m.dev() == me.dev() && m.ino() == me.ino()
+        }
+    };
+    current()
+        .into_iter()
+        .filter(|m| m.fstype == FAMFS_FSTYPE)
+        .find(|m| std::fs::metadata(&m.source).is_ok_and(|md| same(&md)))
+        .map(|m| m.mount_point)
+}
+
 /// Whether statfs says `path` is on a FUSE file system.
 pub fn statfs_is_fuse(path: &Path) -> bool {
     use nix::sys::statfs::{statfs, FUSE_SUPER_MAGIC};

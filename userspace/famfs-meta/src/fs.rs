@@ -542,7 +542,10 @@ impl Famfs {
     /// Use it to create many files under one lock.
     pub fn with_log_lock<T>(&mut self, f: impl FnOnce(&mut Appender<'_>) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let _lock = self.media.lock_log()?;
+        // The lock of the file system we opened (not of whatever the superblock says now: a
+        // `mkfs -f` holds that one while it rewrites the device, and the play below then finds
+        // the superblock changed).
+        let _lock = self.media.lock_fs(&self.sb.fs_uuid)?;
         self.refresh()?;
         f(&mut Appender { fs: self, cursors: Vec::new() })
     }
@@ -643,16 +646,40 @@ impl Appender<'_> {
 
     fn append(&mut self, body: LogEntryBody) -> Result<u64> {
         let fs = &mut *self.fs;
+        // The header as it is now, under the lock: never an index remembered from earlier.
         let h = fs.log_header()?;
         if h.is_full() {
             return Err(MetaError::LogFull { capacity: h.geometry().capacity() });
         }
-        let next = h.advanced()?;
         let index = h.next_index();
+        // Under the lock nobody else of this host appends, and everything up to the header was
+        // played when the lock was taken: a header ahead of that was moved by a writer that does
+        // not hold our lock (two masters). Appending would build on entries never checked.
+        if index != fs.next_index {
+            return Err(MetaError::TwoWriters {
+                index: fs.next_index,
+                what: format!("the log header went from {} to {index} entries while this host held the append lock", fs.next_index),
+            });
+        }
+        let next = h.advanced()?;
         let entry = LogEntry { seqnum: index, body };
-        // Entry first, then the counters: a reader never sees a counter covering an unwritten entry.
-        fs.media.write_log_entry(&fs.sb, index, &entry.encode())?;
+        let bytes = entry.encode();
+        // Entry first, durable (flushed, and for a page-cache mapping synced), then the header
+        // that counts it: no crash and no reader on another host can see a header counting an
+        // entry that is not in memory (Documentation/reliability.md).
+        fs.media.write_log_entry(&fs.sb, index, &bytes)?;
         fs.media.write_log_header(&next)?;
+        // Read both back from memory: another master appending at the same moment overwrote one
+        // or the other. Say so rather than report an entry that is not in the log.
+        let now = fs.log_header()?;
+        if now.next_index() != index + 1 {
+            return Err(MetaError::TwoWriters { index, what: format!("the header says {} entries right after this append made it {}", now.next_index(), index + 1) });
+        }
+        let mut back = [0u8; LOG_ENTRY_SIZE];
+        fs.media.read_fresh(Media::entry_offset(&fs.sb, index)?, &mut back)?;
+        if back != bytes {
+            return Err(MetaError::TwoWriters { index, what: "the entry just written was overwritten".into() });
+        }
         let mut stats = PlayStats::default();
         fs.apply(index, Ok(entry), &mut stats);
         fs.next_index = index + 1;

@@ -76,6 +76,13 @@ pub enum MetaError {
     AlreadyMember(PathBuf),
     #[error("a file system has at most {0} devices")]
     TooManyDevices(usize),
+    #[error(
+        "log entry {index}: {what}: another writer appended to this log without this host's append \
+         lock: a second master (another host with this host's system uuid, or a tool that does not \
+         take the lock, such as the C famfs). Only one host may be the master of a file system: \
+         stop the other writer, then check the log with `famfs fsck`"
+    )]
+    TwoWriters { index: u64, what: String },
     #[error("system uuid file {path}: {source}")]
     SystemUuid { path: PathBuf, source: std::io::Error },
 }

@@ -59,15 +59,43 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8).collect()
 }
 
-/// The bytes of a file read straight from the backing image files at the offsets its map gives.
+/// Where byte `off` of a file lives, as Documentation/on-media-format.md defines it, computed here
+/// and not by famfs-format's `Fmap::resolve` (which the writer used): (device index, device
+/// offset, bytes left in that piece). Simple: the extents concatenated in order. Interleaved:
+/// chunk `c = off / chunk` is in strip `c % nstrips`, at `(c / nstrips) * chunk + off % chunk`.
+fn spec_resolve(fmap: &Fmap, off: u64) -> (u64, u64, u64) {
+    match fmap {
+        Fmap::Simple(exts) => {
+            let mut start = 0u64;
+            for e in exts {
+                if off < start + e.len {
+                    return (e.devindex, e.offset + (off - start), start + e.len - off);
+                }
+                start += e.len;
+            }
+            panic!("offset {off} beyond the extents {exts:?}");
+        }
+        Fmap::Interleaved(il) => {
+            let (chunk, strips) = (il.chunk_size(), il.strips());
+            let c = off / chunk;
+            let s = &strips[(c % strips.len() as u64) as usize];
+            let within = (c / strips.len() as u64) * chunk + off % chunk;
+            assert!(within < s.len, "offset {off} beyond strip {s:?}");
+            (s.devindex, s.offset + within, chunk - off % chunk)
+        }
+    }
+}
+
+/// The bytes of a file read straight from the backing image files at the offsets the format
+/// gives for its map ([`spec_resolve`]: an oracle independent of famfs's resolver and read path).
 fn read_backing(files: &[&Path], fmap: &Fmap, size: u64) -> Vec<u8> {
     let handles: Vec<std::fs::File> = files.iter().map(|p| std::fs::File::open(p).unwrap()).collect();
     let mut out = vec![0u8; size as usize];
     let mut off = 0u64;
     while off < size {
-        let seg = fmap.resolve(off).unwrap();
-        let n = seg.len.min(size - off) as usize;
-        handles[seg.devindex as usize].read_exact_at(&mut out[off as usize..off as usize + n], seg.offset).unwrap();
+        let (dev, dev_off, left) = spec_resolve(fmap, off);
+        let n = left.min(size - off) as usize;
+        handles[dev as usize].read_exact_at(&mut out[off as usize..off as usize + n], dev_off).unwrap();
         off += n as u64;
     }
     out

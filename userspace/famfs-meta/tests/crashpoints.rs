@@ -1,0 +1,298 @@
+//! Crash consistency of log appends, proven by enumerating crash states (the method of ALICE and
+//! CrashMonkey): a real append runs on media that record every store, cache flush and msync
+//! ([`Media::record`]); a model of the medium then gives every state a crash can leave at every
+//! point of that sequence, and each state is played as a host booting after the crash would.
+//!
+//! The models (Documentation/reliability.md):
+//! - DAX memory (a devdax device with `--device`, the famfs.ko files of a module-mode mount):
+//!   stores reach memory in cache lines, in any order, until a cache flush of their range is done;
+//!   a line can be written back in the middle of a copy (a prefix of its 8-byte stores).
+//! - Page cache (an image file with `--device`, the FUSE `.meta/.log` of a fallback mount):
+//!   stores reach the file (the server, the memory) in pages, in any order, until an `msync` of
+//!   their range is done; a page can be written back in the middle of a copy. Cache flushes do
+//!   nothing for durability here.
+//!
+//! For every prefix of the recorded sequence, every subset of the units not yet made durable is
+//! taken as written (at their latest content), and every unit is in turn taken torn (at each of
+//! its intermediate contents) with the others all old or all new. Every such state must play to
+//! the log before the append or after it, with no damage (never a hole that stops the play, never
+//! a half entry accepted), and a later append on it must play too.
+
+use famfs_format::{RelPath, DEFAULT_LOG_LEN, LOG_OFFSET, MIN_DEVICE_SIZE, SB_REGION_LEN};
+use famfs_media::{Access, Media, MediaOp};
+use famfs_meta::{mkfs, Famfs, Layout, MkfsOptions};
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+const DEV: u64 = MIN_DEVICE_SIZE;
+/// The part of the log the appends below touch (header and the first entries).
+const WIN: usize = 16 << 10;
+
+#[derive(Clone, Copy, Debug)]
+struct Model {
+    name: &'static str,
+    /// The unit the medium writes back: a cache line or a page.
+    unit: usize,
+    /// Whether a cache flush makes a range durable (DAX) or only an msync does (page cache).
+    cpu_flush_persists: bool,
+}
+
+const DAX: Model = Model { name: "DAX memory", unit: 64, cpu_flush_persists: true };
+const PAGES: Model = Model { name: "page cache", unit: 4096, cpu_flush_persists: false };
+
+/// The medium of the log window under a model: what is durable, what was stored, and for each
+/// unit not yet durable, its contents after each 8-byte store to it since it last was.
+struct Sim {
+    unit: usize,
+    durable: Vec<u8>,
+    current: Vec<u8>,
+    pending: BTreeMap<usize, Vec<Vec<u8>>>,
+}
+
+impl Sim {
+    fn new(base: &[u8], unit: usize) -> Sim {
+        Sim { unit, durable: base.to_vec(), current: base.to_vec(), pending: BTreeMap::new() }
+    }
+
+    fn window(off: u64, len: usize) -> Option<usize> {
+        let rel = usize::try_from(off.checked_sub(LOG_OFFSET)?).ok()?;
+        (rel + len <= WIN).then_some(rel)
+    }
+
+    /// A store as the media does it: 8-byte volatile stores in ascending address order.
+    fn store(&mut self, off: u64, data: &[u8]) {
+        let rel = Self::window(off, data.len()).unwrap_or_else(|| panic!("store at {off:#x} outside the log window"));
+        let mut i = 0;
+        while i < data.len() {
+            let n = (8 - (rel + i) % 8).min(data.len() - i);
+            self.current[rel + i..rel + i + n].copy_from_slice(&data[i..i + n]);
+            let u = (rel + i) / self.unit;
+            let version = self.current[u * self.unit..(u + 1) * self.unit].to_vec();
+            self.pending.entry(u).or_default().push(version);
+            i += n;
+        }
+    }
+
+    fn barrier(&mut self, off: u64, len: u64) {
+        let Some(rel) = Self::window(off, 0) else { return };
+        if len == 0 || rel >= WIN {
+            return;
+        }
+        let last = (rel + len as usize - 1).min(WIN - 1) / self.unit;
+        for u in rel / self.unit..=last {
+            if self.pending.remove(&u).is_some() {
+                let r = u * self.unit..(u + 1) * self.unit;
+                self.durable[r.clone()].copy_from_slice(&self.current[r]);
+            }
+        }
+    }
+
+    fn apply(&mut self, op: &MediaOp, m: Model) {
+        match op {
+            MediaOp::Store { off, data } => self.store(*off, data),
+            MediaOp::CpuFlush { off, len } if m.cpu_flush_persists => self.barrier(*off, *len),
+            MediaOp::CpuFlush { .. } => {}
+            MediaOp::Sync { off, len } => self.barrier(*off, *len),
+        }
+    }
+
+    /// Every state a crash now can leave.
+    fn crash_states(&self, out: &mut Vec<Vec<u8>>) {
+        let units: Vec<(&usize, &Vec<Vec<u8>>)> = self.pending.iter().collect();
+        assert!(units.len() <= 14, "{} units pending at once: the enumeration would not be bounded", units.len());
+        let put = |s: &mut Vec<u8>, u: usize, v: &[u8]| s[u * self.unit..(u + 1) * self.unit].copy_from_slice(v);
+        for mask in 0u32..1 << units.len() {
+            let mut s = self.durable.clone();
+            for (k, (u, versions)) in units.iter().enumerate() {
+                if mask & (1 << k) != 0 {
+                    put(&mut s, **u, versions.last().expect("a pending unit has a version"));
+                }
+            }
+            out.push(s);
+        }
+        for (k, (u, versions)) in units.iter().enumerate() {
+            for torn in &versions[..versions.len() - 1] {
+                for others_new in [false, true] {
+                    let mut s = self.durable.clone();
+                    for (j, (w, vs)) in units.iter().enumerate() {
+                        if j != k && others_new {
+                            put(&mut s, **w, vs.last().expect("a version"));
+                        }
+                    }
+                    put(&mut s, **u, torn);
+                    out.push(s);
+                }
+            }
+        }
+    }
+}
+
+fn rp(s: &str) -> RelPath {
+    RelPath::new(s).unwrap()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Before,
+    After,
+}
+
+/// Plays a crash state as the next boot would; `Err` says what is wrong with it.
+fn check(sb: &[u8], state: &[u8], before: u64, new_path: &str) -> Result<Seen, String> {
+    let m = Media::memory(DEV).unwrap();
+    m.write_at(0, sb).unwrap();
+    m.write_at(LOG_OFFSET, state).unwrap();
+    let mut fs = Famfs::from_media(m).map_err(|e| format!("log play failed: {e}"))?;
+    if let Some(p) = fs.problems().iter().find(|p| p.is_damage()) {
+        return Err(format!("log play found damage: {p}"));
+    }
+    let seen = match fs.played() {
+        n if n == before => Seen::Before,
+        n if n == before + 1 => Seen::After,
+        n => return Err(format!("{n} entries played, want {before} or {}", before + 1)),
+    };
+    if (seen == Seen::After) != fs.namespace().resolve(new_path).is_some() {
+        return Err(format!("{seen:?} the append, but /{new_path} is {}", if seen == Seen::After { "missing" } else { "there" }));
+    }
+    // The log goes on: a later append lands and plays.
+    fs.mkdir(&rp("after-crash"), 0o755, 0, 0).map_err(|e| format!("the next append failed: {e}"))?;
+    let played = fs.played();
+    let again = Famfs::from_media(fs.into_media()).map_err(|e| format!("the log after the next append: {e}"))?;
+    if again.played() != played || again.namespace().resolve("after-crash").is_none() || again.problems().iter().any(|p| p.is_damage()) {
+        return Err("the next append does not play".into());
+    }
+    Ok(seen)
+}
+
+/// A file system in process memory with `before` directories; returns (superblock region, log).
+fn prepared(before: u64) -> (Vec<u8>, Vec<u8>) {
+    let m = Media::memory(DEV).unwrap();
+    let system_uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
+    let o = MkfsOptions { log_len: DEFAULT_LOG_LEN, fs_uuid: [7; 16], dev_uuid: [8; 16], system_uuid, device_name: "crash".into() };
+    mkfs(&m, &o).unwrap();
+    let mut fs = Famfs::from_media(m).unwrap();
+    for i in 0..before {
+        fs.mkdir(&rp(&format!("old{i}")), 0o755, 0, 0).unwrap();
+    }
+    let m = fs.into_media();
+    let mut sb = vec![0u8; SB_REGION_LEN as usize];
+    m.read_fresh(0, &mut sb).unwrap();
+    let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
+    m.read_fresh(LOG_OFFSET, &mut log).unwrap();
+    (sb, log)
+}
+
+/// How the append reaches the log.
+#[derive(Clone, Copy, Debug)]
+enum Path_ {
+    /// `famfs --device IMAGE`: an image file, mapped from the page cache.
+    DeviceImage,
+    /// `famfs --device /dev/daxX.Y`: DAX memory (process memory here: the same stores and flushes).
+    DeviceDax,
+    /// Through a mount: the `.meta/.superblock` and `.meta/.log` files (regular files here: the
+    /// same stores, flushes and msyncs as on a mount).
+    Mount,
+}
+
+/// Opens the prepared file system the way `path` does, with recording media.
+fn open_recording(path: Path_, dir: &Path, sb: &[u8], log: &[u8]) -> (Famfs, famfs_media::Trace) {
+    let mut media = match path {
+        Path_::DeviceImage => {
+            let img = dir.join("img");
+            let f = std::fs::File::create(&img).unwrap();
+            f.set_len(DEV).unwrap();
+            f.write_all_at(sb, 0).unwrap();
+            f.write_all_at(log, LOG_OFFSET).unwrap();
+            Media::open(&img, Access::ReadWrite).unwrap()
+        }
+        Path_::DeviceDax => {
+            let m = Media::memory(DEV).unwrap();
+            m.write_at(0, sb).unwrap();
+            m.write_at(LOG_OFFSET, log).unwrap();
+            m
+        }
+        Path_::Mount => {
+            std::fs::create_dir_all(dir.join(".meta")).unwrap();
+            std::fs::write(dir.join(".meta/.superblock"), sb).unwrap();
+            std::fs::write(dir.join(".meta/.log"), log).unwrap();
+            let open = |n: &str, w: bool| std::fs::OpenOptions::new().read(true).write(w).open(dir.join(".meta").join(n)).unwrap();
+            Media::from_meta_files(dir, open(".superblock", false), open(".log", true), Access::ReadWrite).unwrap()
+        }
+    };
+    let trace = media.record();
+    let fs = Famfs::from_media(media).unwrap();
+    trace.lock().unwrap().clear();
+    (fs, trace)
+}
+
+#[test]
+fn every_crash_state_of_an_append_plays_before_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let uuid_file = dir.path().join("system_uuid");
+    // One test function: the variable is set before anything reads it.
+    std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, &uuid_file);
+    std::env::set_var(famfs_media::lock::LOCK_DIR_ENV, dir.path().join("locks"));
+    let mut failures = Vec::new();
+    let mut total = 0usize;
+    // Entry 0 shares the header's cache line and page; entry 7 straddles pages 0 and 1; entry 8
+    // is in page 1 alone.
+    for before in [0u64, 7, 8] {
+        let (sb, log) = prepared(before);
+        let sb_head = &sb[..famfs_format::SB_SIZE];
+        for (path, models) in [(Path_::DeviceImage, &[PAGES][..]), (Path_::DeviceDax, &[DAX][..]), (Path_::Mount, &[DAX, PAGES][..])] {
+            let d = tempfile::tempdir().unwrap();
+            let (mut fs, trace) = open_recording(path, d.path(), &sb, &log);
+            // A long name: the entry's lines are not mostly zeros, so partial writes show.
+            let new_path = format!("new{before}-{}", "p".repeat(60));
+            if before == 7 {
+                fs.create_file(&rp(&new_path), 3 << 20, 0o644, 0, 0, Layout::Contiguous).unwrap();
+            } else {
+                fs.mkdir(&rp(&new_path), 0o755, 0, 0).unwrap();
+            }
+            let ops = trace.lock().unwrap().clone();
+            if std::env::var_os("CRASHPOINTS_DEBUG").is_some() {
+                for o in &ops {
+                    match o {
+                        MediaOp::Store { off, data } => println!("  store {off:#x} +{}", data.len()),
+                        o => println!("  {o:?}"),
+                    }
+                }
+            }
+            assert!(ops.iter().any(|o| matches!(o, MediaOp::Store { .. })), "{path:?}: no store recorded");
+            for &m in models {
+                let mut sim = Sim::new(&log[..WIN], m.unit);
+                let mut states = Vec::new();
+                sim.crash_states(&mut states);
+                for op in &ops {
+                    sim.apply(op, m);
+                    sim.crash_states(&mut states);
+                }
+                let mut seen = HashSet::new();
+                let (mut before_n, mut after_n) = (0, 0);
+                for s in &states {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    s.hash(&mut h);
+                    if !seen.insert(h.finish()) {
+                        continue;
+                    }
+                    match check(sb_head, s, before, &new_path) {
+                        Ok(Seen::Before) => before_n += 1,
+                        Ok(Seen::After) => after_n += 1,
+                        Err(why) => {
+                            if failures.len() < 10 {
+                                failures.push(format!("{path:?} on {} after {before} entries: {why}", m.name));
+                            }
+                        }
+                    }
+                }
+                total += seen.len();
+                println!("{path:?} on {}, {before} entries before: {} ops, {} crash states: {before_n} before the append, {after_n} after", m.name, ops.len(), seen.len());
+                assert!(after_n > 0, "{path:?} on {}: no state shows the append (the enumeration is broken)", m.name);
+            }
+        }
+    }
+    println!("{total} crash states checked");
+    assert!(failures.is_empty(), "crash states that do not play to before or after the append:\n{}", failures.join("\n"));
+}
