@@ -34,10 +34,10 @@ pub struct Owner {
     #[arg(short = 'm', long, value_parser = crate::parse_mode)]
     pub mode: Option<u32>,
     /// Owner uid (default: the caller's).
-    #[arg(short = 'u', long)]
+    #[arg(short = 'u', long, value_parser = crate::parse_c_u32)]
     pub uid: Option<u32>,
     /// Owner gid (default: the caller's).
-    #[arg(short = 'g', long)]
+    #[arg(short = 'g', long, value_parser = crate::parse_c_u32)]
     pub gid: Option<u32>,
 }
 
@@ -52,10 +52,10 @@ impl Owner {
 #[derive(Args, Debug, Clone)]
 pub struct Stripe {
     /// Number of strips (default: nbuckets).
-    #[arg(short = 'N', long)]
+    #[arg(short = 'N', long, value_parser = crate::parse_c_ulong)]
     pub nstrips: Option<u64>,
     /// Number of buckets the device is split into (default: nstrips).
-    #[arg(short = 'B', long)]
+    #[arg(short = 'B', long, value_parser = crate::parse_c_ulong)]
     pub nbuckets: Option<u64>,
     /// Chunk size (power of two, multiple of 2M; default 2M).
     #[arg(short = 'C', long, value_parser = crate::parse_size_arg)]
@@ -96,18 +96,20 @@ pub enum Cmd {
         /// Fill the file with the pseudo-random pattern of the seed (-S; random seed if absent).
         #[arg(short = 'r', long)]
         randomize: bool,
-        /// Seed of the pattern (implies -r).
-        #[arg(short = 'S', long)]
+        /// Seed of the pattern (implies -r). On an existing file without -s: re-fill it at its
+        /// size.
+        #[arg(short = 'S', long, value_parser = crate::parse_c_ulong)]
         seed: Option<u64>,
         #[command(flatten)]
         owner: Owner,
         #[command(flatten)]
         stripe: Stripe,
-        /// Create several files: name,size[,seed] (repeatable; seed fills it like -r -S).
+        /// Create several files: name,size[,seed] (repeatable; seed fills it like -r -S; size 0
+        /// with a seed re-fills an existing file at its size).
         #[arg(short = 'M', long = "multi", value_name = "NAME,SIZE[,SEED]")]
         multi: Vec<String>,
-        /// Fill files with this many threads (one file per thread at a time).
-        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1)]
+        /// Fill files with this many threads (one file per thread at a time; 1 to 256).
+        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1, value_parser = crate::parse_threadct)]
         threads: usize,
         /// The file to create.
         file: Option<PathBuf>,
@@ -117,8 +119,8 @@ pub enum Cmd {
         /// Copy directories recursively.
         #[arg(short = 'r', long)]
         recursive: bool,
-        /// Copy data with this many threads.
-        #[arg(short = 't', long = "threadct", visible_alias = "threads", default_value_t = 1)]
+        /// Copy data with this many threads (1 to 256).
+        #[arg(short = 't', long = "threadct", visible_alias = "threads", default_value_t = 1, value_parser = crate::parse_threadct)]
         threads: usize,
         /// Compare each copy with its source afterwards (exit 1 on a difference).
         #[arg(short = 'c', long)]
@@ -141,7 +143,7 @@ pub enum Cmd {
     /// Check that a file holds the pattern of a seed.
     Verify {
         /// Seed of the pattern of every -f FILE.
-        #[arg(short = 'S', long)]
+        #[arg(short = 'S', long, value_parser = crate::parse_c_ulong)]
         seed: Option<u64>,
         /// A file to check (repeatable; files may also follow the options).
         #[arg(short = 'f', long)]
@@ -149,8 +151,8 @@ pub enum Cmd {
         /// NAME,SEED: a file and its own seed (repeatable).
         #[arg(short = 'm', long = "multi", value_name = "NAME,SEED")]
         multi: Vec<String>,
-        /// Check with this many threads (one file per thread at a time).
-        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1)]
+        /// Check with this many threads (one file per thread at a time; 1 to 256, as C).
+        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1, value_parser = crate::parse_threadct)]
         threads: usize,
         /// Print nothing; the exit code says whether every file matched.
         #[arg(short = 'q', long)]
@@ -198,7 +200,7 @@ pub enum Cmd {
         json: bool,
         /// Also report used and free space in N equal buckets of the device (as interleaving
         /// sees them).
-        #[arg(short = 'B', long, value_name = "N")]
+        #[arg(short = 'B', long, value_name = "N", value_parser = crate::parse_c_ulong)]
         nbuckets: Option<u64>,
         /// C famfs: check even if mounted. Accepted: fsck only reads, mounted or not.
         #[arg(short = 'f', long)]
@@ -406,16 +408,19 @@ struct CreatOpts<'a> {
 }
 
 fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
-    // (path, size, seed)
-    let mut jobs: Vec<(PathBuf, u64, Option<u64>)> = Vec::new();
+    // (path, size, seed); no size: an existing file re-filled at its size (C scripts re-randomise
+    // files with `creat -S SEED -r FILE` or `-M FILE,0,SEED`).
+    let mut jobs: Vec<(PathBuf, Option<u64>, Option<u64>)> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     if (o.randomize || o.seed.is_some()) && !o.multi.is_empty() {
         bail!("-r/-S do not combine with -M: give each file's seed in -M NAME,SIZE,SEED");
     }
     if let Some(f) = o.file {
-        let size = o.size.ok_or_else(|| anyhow!("creat needs -s SIZE"))?;
         let seed = if o.randomize || o.seed.is_some() { Some(o.seed.unwrap_or_else(random_seed)) } else { None };
-        jobs.push((f.clone(), size, seed));
+        if o.size.is_none() && seed.is_none() {
+            bail!("creat needs -s SIZE (or -r/-S SEED to re-fill an existing file)");
+        }
+        jobs.push((f.clone(), o.size, seed));
     } else if o.size.is_some() {
         bail!("creat -s needs a FILE");
     }
@@ -425,8 +430,11 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
             bail!("-M {m:?}: expected name,size[,seed]");
         }
         let size = crate::size::parse_size(parts[1]).map_err(|e| anyhow!("-M {m:?}: {e}"))?;
-        let seed = parts.get(2).map(|s| s.parse::<u64>().map_err(|_| anyhow!("-M {m:?}: bad seed"))).transpose()?;
-        jobs.push((PathBuf::from(parts[0]), size, seed));
+        let seed = parts.get(2).map(|s| crate::parse_c_ulong(s).map_err(|e| anyhow!("-M {m:?}: bad seed: {e}"))).transpose()?;
+        if size == 0 && seed.is_none() {
+            bail!("-M {m:?}: size 0 re-fills an existing file and needs a seed (NAME,0,SEED)");
+        }
+        jobs.push((PathBuf::from(parts[0]), (size != 0).then_some(size), seed));
     }
     if jobs.is_empty() {
         bail!("nothing to create: give FILE with -s SIZE, or -M name,size[,seed]");
@@ -437,7 +445,7 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
     let mode = o.owner.mode.unwrap_or(0o644);
     // A bad name in one -M does not stop the others (as the C tool); the exit code says.
     let single = jobs.len() == 1;
-    let mut good: Vec<(RelPath, u64, Option<u64>)> = Vec::new();
+    let mut good: Vec<(RelPath, Option<u64>, Option<u64>)> = Vec::new();
     for (p, size, seed) in &jobs {
         match t.rel(p) {
             Ok(r) => good.push((r, *size, *seed)),
@@ -451,14 +459,16 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
             // An existing file of the same size is re-initialised (refilled with -r/-S), as the C
             // tool does; a famfs file cannot change size.
             let existing = a.namespace().resolve(rel.as_str()).and_then(|i| a.namespace().get(i)).map(|n| (n.ino, n.file().map(|f| f.size)));
-            let r = match existing {
-                Some((ino, Some(sz))) if sz == *size => Ok(ino),
-                Some((_, Some(sz))) => Err(MetaError::Exists(format!("{rel} ({sz} bytes, not {size}: a famfs file cannot change size)"))),
-                Some((_, None)) => Err(MetaError::IsADirectory(rel.to_string())),
-                None => a.create_file(rel, *size, mode, uid, gid, layout),
+            let r = match (existing, *size) {
+                (Some((ino, Some(sz))), None) => Ok((ino, sz)),
+                (Some((ino, Some(sz))), Some(size)) if sz == size => Ok((ino, sz)),
+                (Some((_, Some(sz))), Some(size)) => Err(MetaError::Exists(format!("{rel} ({sz} bytes, not {size}: a famfs file cannot change size)"))),
+                (Some((_, None)), _) => Err(MetaError::IsADirectory(rel.to_string())),
+                (None, Some(size)) => a.create_file(rel, size, mode, uid, gid, layout).map(|ino| (ino, size)),
+                (None, None) => Err(MetaError::NotFound(format!("{rel} (without -s SIZE, or with size 0 in -M, only an existing file is re-filled)"))),
             };
             match r {
-                Ok(ino) => created.push((ino, rel.clone(), *size, *seed)),
+                Ok((ino, size)) => created.push((ino, rel.clone(), size, *seed)),
                 Err(e) if single => return Err(e),
                 // Out of space or a full log ends the session (as in C); other errors skip one file.
                 Err(e @ (MetaError::Alloc(_) | MetaError::LogFull { .. })) => {
@@ -662,14 +672,30 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(j) = jobs.get(i) else { break };
-                let r = copy_one(&t, j, &bar).and_then(|()| if compare { compare_one(&t, j) } else { Ok(()) });
-                if let Err(e) = r {
+                if let Err(e) = copy_one(&t, j, &bar) {
                     errors.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", j.src.display()));
                 }
             });
         }
     });
     bar.finish_and_clear();
+    // -c compares once every copy is done: a destination written twice in one
+    // run (two sources with the same name into one directory) or a source changed meanwhile
+    // shows up as a difference.
+    if compare {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(jobs.len().max(1)) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(j) = jobs.get(i) else { break };
+                    if let Err(e) = compare_one(&t, j) {
+                        errors.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", j.src.display()));
+                    }
+                });
+            }
+        });
+    }
     let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
     for e in errors.iter().chain(&refused) {
         eprintln!("famfs cp: {e}");
@@ -683,6 +709,10 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
 /// Reads a copy back and compares it with its source (`cp -c`).
 fn compare_one(t: &Target, j: &CopyJob) -> Result<()> {
     let mut src = std::fs::File::open(&j.src)?;
+    let now = src.metadata()?.len();
+    if now != j.size {
+        bail!("/{}: the copy differs from its source: {} bytes copied, the source now has {now}", j.rel, j.size);
+    }
     let mut host = match t.host_path(&j.rel) {
         Some(p) => Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?),
         None => None,
@@ -746,7 +776,7 @@ fn cmd_verify(cli: &Cli, o: &VerifyOpts) -> Result<bool> {
     }
     for m in o.multi {
         let (name, seed) = m.rsplit_once(',').ok_or_else(|| anyhow!("-m {m:?}: expected NAME,SEED"))?;
-        let seed = seed.parse::<u64>().map_err(|_| anyhow!("-m {m:?}: bad seed"))?;
+        let seed = crate::parse_c_ulong(seed).map_err(|e| anyhow!("-m {m:?}: bad seed: {e}"))?;
         jobs.push((PathBuf::from(name), seed));
     }
     if jobs.is_empty() {

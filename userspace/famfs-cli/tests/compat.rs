@@ -284,3 +284,60 @@ fn mkmeta_and_mount_c_options() {
     let o = e.run(FAMFS, &["mount", "-c", "never", "-t", "1", "img", "/mnt"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Issue 25: cp -c compares after every copy is done: two sources of the same name copied into
+/// one directory leave the destination holding the second, which differs from the first; the
+/// C tool's compare fails there, and so must ours.
+#[test]
+fn cp_compare_sees_a_destination_written_twice() {
+    let e = formatted();
+    std::fs::create_dir_all(e.path("x")).unwrap();
+    std::fs::create_dir_all(e.path("y")).unwrap();
+    std::fs::write(e.path("x/f"), vec![0x11u8; 3 << 20]).unwrap();
+    std::fs::write(e.path("y/f"), vec![0x22u8; 3 << 20]).unwrap();
+    e.ok(&["mkdir", "--device", "img", "/d"]);
+    e.fails(&["cp", "--device", "img", "-c", "x/f", "y/f", "/d"], 1, "differs from its source");
+    // Without a double write, -c passes.
+    e.ok(&["cp", "--device", "img", "-c", "x/f", "/one"]);
+}
+
+/// Issue 25: `creat -S SEED -r FILE` without -s, and `creat -M FILE,0,SEED`, on an existing
+/// file re-fill it with SEED's pattern at its size (C scripts re-randomise files this way); on
+/// a missing file they say why.
+#[test]
+fn creat_refills_an_existing_file() {
+    let e = formatted();
+    e.ok(&["creat", "--device", "img", "-s", "3M", "-S", "1", "/a"]);
+    e.ok(&["creat", "--device", "img", "-s", "5M", "-S", "2", "/b"]);
+    e.ok(&["creat", "--device", "img", "-S", "7", "-r", "/a"]);
+    e.ok(&["verify", "--device", "img", "-S", "7", "-f", "/a"]);
+    e.ok(&["creat", "--device", "img", "-M", "/b,0,8"]);
+    e.ok(&["verify", "--device", "img", "-S", "8", "-f", "/b"]);
+    assert_eq!(files(&e)["/b"].1, 5 << 20);
+    e.fails(&["creat", "--device", "img", "-S", "7", "-r", "/nope"], 1, "only an existing file is re-filled");
+    e.fails(&["creat", "--device", "img", "-M", "/nope,0"], 1, "needs a seed");
+}
+
+/// Issue 25: numbers as C's strtoul reads them: leading blanks (shell arithmetic), hexadecimal.
+#[test]
+fn numbers_read_as_strtoul() {
+    let e = formatted();
+    e.ok(&["creat", "--device", "img", "-N", " 2", "--nbuckets", " 4", "-s", "8M", "-S", " 0x10", "/il"]);
+    e.ok(&["verify", "--device", "img", "-S", "16", "-f", "/il"]);
+    e.ok(&["verify", "--device", "img", "--threadct", " 2", "-S", "16", "-f", "/il"]);
+    let o = e.run(FAMFS, &["creat", "--device", "img", "-N", "2x", "-s", "8M", "/bad"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Issue 25: verify --threadct takes 1 to 256, as C.
+#[test]
+fn verify_threadct_range() {
+    let e = formatted();
+    e.ok(&["creat", "--device", "img", "-s", "2M", "-S", "3", "/a"]);
+    e.ok(&["verify", "--device", "img", "--threadct", "256", "-S", "3", "-f", "/a"]);
+    for bad in ["0", "257"] {
+        let o = e.run(FAMFS, &["verify", "--device", "img", "--threadct", bad, "-S", "3", "-f", "/a"]);
+        assert_eq!(o.status.code(), Some(2), "--threadct {bad}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("1 to 256"), "--threadct {bad}");
+    }
+}
