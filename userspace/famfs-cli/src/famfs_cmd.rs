@@ -174,8 +174,9 @@ pub enum Cmd {
         /// C famfs: read the log through mmap. Accepted: the only way here.
         #[arg(short = 'm', long)]
         mmap: bool,
-        /// C famfs: read the log with read(2). Accepted: the log is always mapped here.
-        #[arg(short = 'r', long)]
+        /// C famfs: read the log with read(2). Accepted: the log is always mapped here. Not with
+        /// -m (as in C).
+        #[arg(short = 'r', long, conflicts_with = "mmap")]
         read: bool,
         /// C famfs: play into a shadow YAML tree at PATH. Refused: no shadow trees here.
         #[arg(short = 'S', long, value_name = "PATH")]
@@ -211,8 +212,9 @@ pub enum Cmd {
         /// C famfs: read through mmap. Accepted: the only way here.
         #[arg(short = 'm', long)]
         mmap: bool,
-        /// C famfs: read with read(2). Accepted: the metadata is always mapped here.
-        #[arg(short = 'r', long)]
+        /// C famfs: read with read(2). Accepted: the metadata is always mapped here. Not with -m
+        /// (as in C).
+        #[arg(short = 'r', long, conflicts_with = "mmap")]
         read: bool,
         /// C famfs: switch a devdax device to fsdev_dax first. Accepted: not needed here.
         #[arg(long)]
@@ -248,6 +250,12 @@ pub enum Cmd {
     },
     /// Read a meta file (.meta/.superblock or .meta/.log, or a copy of one) and check it.
     Chkread {
+        /// FILE must be a superblock (C famfs -s); its fields are printed as C prints them.
+        #[arg(short = 's', long, conflicts_with = "log")]
+        superblock: bool,
+        /// FILE must be a log (C famfs -l); its header is printed as C prints it.
+        #[arg(short = 'l', long)]
+        log: bool,
         /// The file.
         file: PathBuf,
     },
@@ -1134,6 +1142,22 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     println!("  Sum of file sizes:      {}", sz(sum_sizes));
     println!("  Allocated space:        {}", sz(used));
     println!("  Free space:             {}", sz(bm.free_bytes()));
+    if cli.verbose > 0 {
+        // The C fsck's verbose block, by the C tools' names: C scripts read the log length with
+        // `grep log_len | awk '{print $2}'`.
+        let header = famfs_format::LOG_HEADER_SIZE as u64;
+        let entry = famfs_format::LOG_ENTRY_SIZE as u64;
+        let full = header + entry * (1 + g.last_index());
+        println!("Verbose:");
+        println!("  log_offset:        {}", famfs_format::LOG_OFFSET);
+        println!("  log_len:           {}", sb.log_len);
+        println!("  sizeof(log header) {header}");
+        println!("  sizeof(log_entry)  {entry}");
+        println!("  last_log_index:    {}", g.last_index());
+        println!("  full log size:     {full}");
+        println!("  FAMFS_LOG_LEN:     {}", famfs_format::DEFAULT_LOG_LEN);
+        println!("  Remainder:         {}", sb.log_len as i128 - full as i128);
+    }
     println!("{}", if damage.is_empty() { "clean" } else { "damaged" });
     Ok(!damage.is_empty())
 }
@@ -1209,6 +1233,20 @@ fn cmd_flush(cli: &Cli, files: &[PathBuf]) -> Result<()> {
     let mut n = 0;
     for f in files {
         let rel = t.rel_str(f)?;
+        // The meta files named one by one (as `find MPT -type f` lists them).
+        let meta = match rel.as_str() {
+            ".meta/.superblock" => Some((0, famfs_format::LOG_OFFSET)),
+            ".meta/.log" => Some((famfs_format::LOG_OFFSET, t.fs.superblock().log_len)),
+            _ => None,
+        };
+        if let Some((off, len)) = meta {
+            match &t.mpt {
+                Some(m) => flush_host_file(&m.join(&rel))?,
+                None => t.fs.media().acquire(off, len)?,
+            }
+            n += 1;
+            continue;
+        }
         let ino = ns.resolve(&rel).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
         // A directory: every file under it; the root also has the meta files (superblock, log).
         let mut todo = vec![ino];
@@ -1295,19 +1333,40 @@ fn cmd_check(cli: &Cli, mpt: &Path) -> Result<bool> {
 }
 
 /// `famfs chkread`: checks a superblock or log meta file (or a copy of one).
-fn cmd_chkread(file: &Path) -> Result<bool> {
+fn cmd_chkread(file: &Path, want_sb: bool, want_log: bool) -> Result<bool> {
     use famfs_format::{LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_MAGIC, SB_MAGIC};
     let b = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let magic = b.get(..8).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+    let word = |at: usize| b.get(at..at + 8).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+    let magic = word(0);
+    if want_sb && magic != SB_MAGIC {
+        bail!("{}: -s: not a famfs superblock (magic {magic:#x}, want {SB_MAGIC:#x})", file.display());
+    }
+    if want_log && magic != LOG_MAGIC {
+        bail!("{}: -l: not a famfs log (magic {magic:#x}, want {LOG_MAGIC:#x})", file.display());
+    }
     if magic == SB_MAGIC {
         let sb = Superblock::decode(&b).with_context(|| format!("{}: bad superblock", file.display()))?;
+        if want_sb {
+            println!("famfs superblock:");
+            println!("\tmagic:       {magic:x}");
+            println!("\tversion:     {}", word(8));
+            println!("\tlog offset:  {}", word(16));
+            println!("\tlog len:     {}", sb.log_len);
+        }
         println!("{}: valid superblock (fs uuid {}, log {} bytes, device {} bytes)", file.display(), format_uuid(&sb.fs_uuid), sb.log_len, sb.device_size);
         return Ok(true);
     }
     if magic == LOG_MAGIC {
-        let len = b.get(8..16).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+        let len = word(8);
         let h = LogHeader::decode(&b, len).with_context(|| format!("{}: bad log header", file.display()))?;
         let n = h.next_index();
+        if want_log {
+            println!("famfs log:");
+            println!("\tmagic:      {magic:x}");
+            println!("\tlen:        {len}");
+            println!("\tlast index: {}", word(16));
+            println!("\tnext index: {n}");
+        }
         let mut bad = 0;
         for i in 0..n {
             let off = LOG_HEADER_SIZE + i as usize * LOG_ENTRY_SIZE;
@@ -1596,7 +1655,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         Cmd::Cat { file } => cmd_cat(cli, file).map(|()| true),
         Cmd::Flush { files } => cmd_flush(cli, files).map(|()| true),
         Cmd::Check { mpt } => cmd_check(cli, mpt),
-        Cmd::Chkread { file } => cmd_chkread(file),
+        Cmd::Chkread { superblock, log, file } => cmd_chkread(file, *superblock, *log),
         Cmd::Clone { src, dest } => cmd_clone(cli, src, dest).map(|()| true),
         Cmd::Mkmeta { device } => cmd_mkmeta(device),
         Cmd::Mount {

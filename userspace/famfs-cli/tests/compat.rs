@@ -341,3 +341,63 @@ fn verify_threadct_range() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("1 to 256"), "--threadct {bad}");
     }
 }
+
+/// Issue 25: the meta files named one by one (as `find MPT -type f` lists them) are flushed.
+#[test]
+fn flush_meta_files_by_name() {
+    let e = formatted();
+    e.ok(&["creat", "--device", "img", "-s", "2M", "/a"]);
+    let out = e.ok(&["-v", "flush", "--device", "img", "/.meta/.superblock", "/.meta/.log", "/a"]);
+    assert!(out.contains("flushed 3 files"), "{out}");
+}
+
+/// Issue 25: `fsck -v` prints the C fsck's verbose block by the C names; a C script reads the
+/// log length with `grep log_len | awk '{print $2}'`.
+#[test]
+fn fsck_verbose_c_names() {
+    let e = Env::new();
+    e.image("img", 8 * G);
+    e.ok_bin(MKFS, &["-l", "16M", "img"]);
+    let out = e.ok(&["fsck", "-v", "img"]);
+    let log_len: Vec<&str> = out.lines().filter(|l| l.contains("log_len")).filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(log_len, ["16777216"], "{out}");
+    for name in ["log_offset:", "last_log_index:", "sizeof(log_entry)"] {
+        assert!(out.lines().any(|l| l.trim_start().starts_with(name)), "{name}: {out}");
+    }
+    assert!(out.trim_end().ends_with("clean"), "{out}");
+}
+
+/// Issue 25: chkread -s / -l say which meta file FILE must be and print its fields as C does;
+/// -? is help.
+#[test]
+fn chkread_s_and_l() {
+    let e = formatted();
+    let sb = e.path("sb");
+    let log = e.path("log");
+    let mut img = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(e.path("img")).unwrap(), 10 << 20), &mut img).unwrap();
+    std::fs::write(&sb, &img[..2 << 20]).unwrap();
+    std::fs::write(&log, &img[2 << 20..]).unwrap();
+    let (sbp, logp) = (sb.to_str().unwrap(), log.to_str().unwrap());
+    let out = e.ok(&["chkread", "-s", sbp]);
+    assert!(out.contains("famfs superblock:") && out.contains("\tlog len:     8388608"), "{out}");
+    let out = e.ok(&["chkread", "-l", logp]);
+    assert!(out.contains("famfs log:") && out.contains("\tnext index: 0"), "{out}");
+    e.fails(&["chkread", "-s", logp], 1, "not a famfs superblock");
+    e.fails(&["chkread", "-l", sbp], 1, "not a famfs log");
+    let o = e.run(FAMFS, &["chkread", "-?"]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// Issue 25: -r (read(2)) and -m (mmap) together are refused by logplay and fsck, as in C.
+#[test]
+fn read_and_mmap_conflict() {
+    let e = formatted();
+    for args in [&["logplay", "-r", "-m", "--device", "img"][..], &["fsck", "-r", "-m", "img"][..]] {
+        let o = e.run(FAMFS, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"), "{args:?}");
+    }
+    e.ok(&["fsck", "-r", "img"]);
+    e.ok(&["logplay", "-m", "--device", "img"]);
+}
