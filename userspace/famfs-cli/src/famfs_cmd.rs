@@ -184,7 +184,8 @@ pub enum Cmd {
         /// C famfs: shadow-tree self test. Refused: no shadow trees here.
         #[arg(short = 's', long)]
         shadowtest: bool,
-        /// C famfs: switch a devdax device to fsdev_dax first. Accepted: not needed here.
+        /// Leave the devdax device bound to fsdev_dax afterwards (as the C famfs does; `famfs
+        /// mount` in module mode needs it). The log is read in either mode.
         #[arg(long)]
         set_daxmode: bool,
         /// Mount point (not needed with --device).
@@ -216,7 +217,8 @@ pub enum Cmd {
         /// (as in C).
         #[arg(short = 'r', long, conflicts_with = "mmap")]
         read: bool,
-        /// C famfs: switch a devdax device to fsdev_dax first. Accepted: not needed here.
+        /// Leave the devdax device bound to fsdev_dax afterwards (as the C famfs does; `famfs
+        /// mount` in module mode needs it). The device is read in either mode.
         #[arg(long)]
         set_daxmode: bool,
         /// Print help.
@@ -847,7 +849,6 @@ struct LogplayOpts<'a> {
     read: bool,
     shadow: &'a Option<PathBuf>,
     shadowtest: bool,
-    set_daxmode: bool,
     mpt: &'a Option<PathBuf>,
 }
 
@@ -858,8 +859,6 @@ fn note(verb: &str, given: bool, opt: &str, why: &str) {
     }
 }
 
-const SET_DAXMODE_WHY: &str = "famfs-rs reads devices bound to fsdev_dax (through famfs.ko) and to device_dax alike";
-
 fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
     if o.shadow.is_some() || o.shadowtest {
         bail!("logplay -S/--shadow and -s/--shadowtest (shadow YAML trees) belong to the C famfs's FUSE server; famfs-rs has no shadow tree (use logplay -v or fsck --json to see the namespace)");
@@ -867,7 +866,6 @@ fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
     note("logplay", o.client, "-c/--client", "this log play never writes, on any host");
     note("logplay", o.mmap, "-m/--mmap", "the log is always mapped");
     note("logplay", o.read, "-r/--read", "the log is always mapped (and cache lines invalidated first)");
-    note("logplay", o.set_daxmode, "--set-daxmode", SET_DAXMODE_WHY);
     let device = o.daxdev.clone().or_else(|| cli.device.clone());
     let dry_run = o.dry_run;
     let mpt = o.mpt;
@@ -952,7 +950,6 @@ struct FsckExtra {
     nodax: bool,
     mmap: bool,
     read: bool,
-    set_daxmode: bool,
 }
 
 fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x: &FsckExtra) -> Result<bool> {
@@ -960,7 +957,6 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     note("fsck", x.nodax, "-D/--nodax", "images and devices are read alike");
     note("fsck", x.mmap, "-m/--mmap", "the metadata is always mapped");
     note("fsck", x.read, "-r/--read", "the metadata is always mapped (and cache lines invalidated first)");
-    note("fsck", x.set_daxmode, "--set-daxmode", SET_DAXMODE_WHY);
     if x.nbuckets == Some(0) || x.nbuckets.is_some_and(|n| n > famfs_alloc::MAX_BUCKETS) {
         bail!("-B: between 1 and {} buckets", famfs_alloc::MAX_BUCKETS);
     }
@@ -1458,6 +1454,32 @@ fn set_dax_driver(sys: &Path, want: &DaxDriver) -> Result<()> {
     Ok(())
 }
 
+/// `--set-daxmode` of mkfs.famfs, fsck and logplay: afterwards the devdax device `dev` is bound
+/// to fsdev_dax (what the C tools leave it in, and what `famfs mount` in module mode needs).
+/// Nothing for an image file or a mount point; refused while `dev` is mounted (a fallback-mode
+/// server holds it through device_dax). Run once the command has closed the device.
+pub fn set_daxmode_fsdev(prog: &str, dev: &Path) -> Result<()> {
+    let Some(sys) = famfs_media::dax_sysfs_dir(dev) else {
+        eprintln!("{prog}: note: --set-daxmode: {} is not a devdax device; nothing to rebind", dev.display());
+        return Ok(());
+    };
+    let have = famfs_media::dax_driver(dev).unwrap_or(DaxDriver::Unbound);
+    if have == DaxDriver::FsdevDax {
+        return Ok(());
+    }
+    let mounts = crate::mkfs_cmd::mounted_at(dev);
+    if !mounts.is_empty() {
+        bail!("--set-daxmode: {} is mounted at {} (bound to {have}); unmount it before rebinding", dev.display(), mounts.join(", "));
+    }
+    set_dax_driver(&sys, &DaxDriver::FsdevDax).with_context(|| format!("--set-daxmode: cannot rebind {} to fsdev_dax (is famfs.ko loaded?)", dev.display()))?;
+    let now = famfs_media::dax_driver(dev).unwrap_or(DaxDriver::Unbound);
+    if now != DaxDriver::FsdevDax {
+        bail!("--set-daxmode: {} is bound to {now} after rebinding, not fsdev_dax", dev.display());
+    }
+    println!("{prog}: {} rebound from {have} to fsdev_dax", dev.display());
+    Ok(())
+}
+
 fn cmd_mount(r: &MountReq) -> Result<()> {
     if !r.refused.is_empty() {
         bail!(
@@ -1644,12 +1666,26 @@ pub fn run(cli: &Cli) -> Result<bool> {
             cmd_verify(cli, &o)
         }
         Cmd::Logplay { dry_run, client, daxdev, mmap, read, shadow, shadowtest, set_daxmode, mpt } => {
-            let o = LogplayOpts { dry_run: *dry_run, client: *client, daxdev, mmap: *mmap, read: *read, shadow, shadowtest: *shadowtest, set_daxmode: *set_daxmode, mpt };
-            cmd_logplay(cli, &o).map(|()| true)
+            let o = LogplayOpts { dry_run: *dry_run, client: *client, daxdev, mmap: *mmap, read: *read, shadow, shadowtest: *shadowtest, mpt };
+            cmd_logplay(cli, &o)?;
+            if *set_daxmode {
+                match daxdev.as_ref().or(cli.device.as_ref()) {
+                    Some(d) => set_daxmode_fsdev("famfs logplay", d)?,
+                    None => eprintln!("famfs logplay: note: --set-daxmode without a device (-d/--device DEV): nothing to rebind"),
+                }
+            }
+            Ok(true)
         }
         Cmd::Fsck { human, json, path, nbuckets, force, nodax, mmap, read, set_daxmode, .. } => {
-            let x = FsckExtra { nbuckets: *nbuckets, force: *force, nodax: *nodax, mmap: *mmap, read: *read, set_daxmode: *set_daxmode };
-            cmd_fsck(cli, *human, *json, path, &x).map(|damaged| !damaged)
+            let x = FsckExtra { nbuckets: *nbuckets, force: *force, nodax: *nodax, mmap: *mmap, read: *read };
+            let damaged = cmd_fsck(cli, *human, *json, path, &x)?;
+            if *set_daxmode {
+                match path.as_ref().or(cli.device.as_ref()) {
+                    Some(d) => set_daxmode_fsdev("famfs fsck", d)?,
+                    None => eprintln!("famfs fsck: note: --set-daxmode without a device: nothing to rebind"),
+                }
+            }
+            Ok(!damaged)
         }
         Cmd::Getmap { quiet, json, file } => cmd_getmap(cli, *quiet, *json, file),
         Cmd::Cat { file } => cmd_cat(cli, file).map(|()| true),
