@@ -168,7 +168,8 @@ pub enum Cmd {
         /// C famfs: play as a client. Accepted: our log play never writes, on any host.
         #[arg(short = 'c', long)]
         client: bool,
-        /// The device or image to play (the same as --device DEV).
+        /// With --shadow: read the superblock and log from this device or image (only with
+        /// --shadow, as in C; otherwise use --device DEV).
         #[arg(short = 'd', long = "daxdev", value_name = "DEV")]
         daxdev: Option<PathBuf>,
         /// C famfs: read the log through mmap. Accepted: the only way here.
@@ -178,11 +179,13 @@ pub enum Cmd {
         /// -m (as in C).
         #[arg(short = 'r', long, conflicts_with = "mmap")]
         read: bool,
-        /// C famfs: play into a shadow YAML tree at PATH. Refused: no shadow trees here.
+        /// Play the log into the C famfs's shadow tree under PATH (an existing directory; the
+        /// tree goes to PATH/root): a directory per logged directory and a YAML file per file.
         #[arg(short = 'S', long, value_name = "PATH")]
         shadow: Option<PathBuf>,
-        /// C famfs: shadow-tree self test. Refused: no shadow trees here.
-        #[arg(short = 's', long)]
+        /// With --shadow: read every shadow YAML file back and check it describes the logged
+        /// file (always on with -d/--daxdev, as in C).
+        #[arg(short = 's', long, requires = "shadow")]
         shadowtest: bool,
         /// Leave the devdax device bound to fsdev_dax afterwards (as the C famfs does; `famfs
         /// mount` in module mode needs it). The log is read in either mode.
@@ -860,13 +863,16 @@ fn note(verb: &str, given: bool, opt: &str, why: &str) {
 }
 
 fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
-    if o.shadow.is_some() || o.shadowtest {
-        bail!("logplay -S/--shadow and -s/--shadowtest (shadow YAML trees) belong to the C famfs's FUSE server; famfs-rs has no shadow tree (use logplay -v or fsck --json to see the namespace)");
+    if o.daxdev.is_some() && o.shadow.is_none() {
+        bail!("logplay -d/--daxdev DEV is only used with --shadow (as in the C famfs); to play the log of a device or image, use --device DEV");
+    }
+    if let Some(dir) = o.shadow {
+        return shadow_logplay(cli, o, dir);
     }
     note("logplay", o.client, "-c/--client", "this log play never writes, on any host");
     note("logplay", o.mmap, "-m/--mmap", "the log is always mapped");
     note("logplay", o.read, "-r/--read", "the log is always mapped (and cache lines invalidated first)");
-    let device = o.daxdev.clone().or_else(|| cli.device.clone());
+    let device = cli.device.clone();
     let dry_run = o.dry_run;
     let mpt = o.mpt;
     let hint = mpt.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -902,6 +908,111 @@ fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
     }
     for p in t.fs.problems() {
         println!("  warning: {p}");
+    }
+    Ok(())
+}
+
+/// `famfs logplay --shadow DIR`: the C famfs's shadow tree (crate::shadow), from --daxdev DEV,
+/// --device DEV or the mount MPT. Existing files and directories are kept (a second run over the
+/// same tree adds what the log gained). Errors are counted, reported, and make the exit code 1.
+fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
+    use crate::shadow::{shadow_file, shadow_root, ShadowFile, ShadowStats};
+    use famfs_format::LogEntryBody;
+    println!("Logplay: running in shadow test mode");
+    let device = o.daxdev.clone().or_else(|| cli.device.clone());
+    let test = o.shadowtest || o.daxdev.is_some();
+    let hint = o.mpt.clone().unwrap_or_else(|| PathBuf::from("."));
+    let t = Target::open(device.as_deref(), &hint, Access::ReadOnly)?;
+    let root = shadow_root(dir)?;
+    let sb = t.fs.superblock().clone();
+    let mut st = ShadowStats::default();
+    let mut errors: Vec<String> = Vec::new();
+    let verbose = cli.verbose > 0;
+    if !o.dry_run {
+        // The meta files (not counted: the C tool counts them apart).
+        let meta = root.join(".meta");
+        if !meta.is_dir() {
+            std::fs::create_dir(&meta).with_context(|| format!("cannot create {}", meta.display()))?;
+        }
+        let mut mst = ShadowStats::default();
+        let log_mode = if t.fs.role() == famfs_meta::Role::Master { 0o644 } else { 0o444 };
+        let sbf = ShadowFile::meta(".meta/.superblock", 0, famfs_format::LOG_OFFSET, 0o444);
+        let logf = ShadowFile::meta(".meta/.log", famfs_format::LOG_OFFSET, sb.log_len, log_mode);
+        for (name, f) in [(".superblock", sbf), (".log", logf)] {
+            if let Err(e) = shadow_file(&meta.join(name), &f, false, &mut mst, verbose) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    let h = t.fs.log_header()?;
+    for i in 0..h.next_index() {
+        let entry = t.fs.media().read_log_entry(&sb, i).with_context(|| format!("log entry {i}"))?;
+        st.entries += 1;
+        match entry.body {
+            LogEntryBody::File(f) => {
+                if o.dry_run {
+                    continue;
+                }
+                let path = root.join(f.path.as_str());
+                if let Err(e) = shadow_file(&path, &ShadowFile::of_entry(&f), test, &mut st, verbose) {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+            LogEntryBody::Mkdir(d) => {
+                if o.dry_run {
+                    continue;
+                }
+                let path = root.join(d.path.as_str());
+                match std::fs::symlink_metadata(&path) {
+                    Ok(md) if md.is_dir() => st.dirs_existed += 1,
+                    Ok(_) => {
+                        st.dir_errors += 1;
+                        errors.push(format!("{}: something other than a directory where one should be", path.display()));
+                    }
+                    Err(_) => {
+                        use std::os::unix::fs::DirBuilderExt;
+                        let made = std::fs::DirBuilder::new().mode(d.mode & 0o7777).create(&path);
+                        // As the C tool: the owner is set only when both ids are non-zero.
+                        let owned = made.and_then(|()| {
+                            if d.uid != 0 && d.gid != 0 {
+                                std::os::unix::fs::chown(&path, Some(d.uid), Some(d.gid))
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        match owned {
+                            Ok(()) => st.dirs_created += 1,
+                            Err(e) => {
+                                st.dir_errors += 1;
+                                errors.push(format!("cannot create directory {}: {e}", path.display()));
+                            }
+                        }
+                    }
+                }
+            }
+            LogEntryBody::AddDaxdev(_) => {}
+        }
+    }
+    println!(
+        "famfs_logplay(shadow): {} log entries; {} new files; {} new directories",
+        st.entries, st.files_created, st.dirs_created
+    );
+    if verbose {
+        println!("\tCreated:  {} files, {} directories", st.files_created, st.dirs_created);
+        println!("\tExisted: {} files, {} directories", st.files_existed, st.dirs_existed);
+    }
+    if st.file_errors > 0 || st.dir_errors > 0 {
+        println!("\t{} file errors and {} dir errors", st.file_errors, st.dir_errors);
+    }
+    if st.yaml_checked > 0 {
+        println!("\tshadow yaml checked for {} files", st.yaml_checked);
+        println!("\tthere were {} yaml errors detected", st.yaml_errors);
+    }
+    for e in &errors {
+        eprintln!("famfs logplay: {e}");
+    }
+    if !errors.is_empty() {
+        bail!("{} errors playing the log into the shadow tree {}", errors.len(), root.display());
     }
     Ok(())
 }

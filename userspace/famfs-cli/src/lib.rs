@@ -5,6 +5,7 @@ pub mod famfs_cmd;
 pub mod man;
 pub mod mkfs_cmd;
 pub mod pattern;
+pub mod shadow;
 pub mod size;
 pub mod target;
 

@@ -213,15 +213,17 @@ fn fsck_capacity_lines_and_c_options() {
     e.fails(&["fsck", "-B", "0", "img"], 1, "-B: between 1 and 64 buckets");
 }
 
-/// logplay: -d DEV is --device; -c/-m accepted; shadow options refused with the reason.
+/// logplay: -c/-m accepted; -d DEV only with --shadow (as C); -s only with --shadow.
 #[test]
 fn logplay_c_options() {
     let e = formatted();
     e.ok(&["mkdir", "--device", "img", "/d"]);
-    let out = e.ok(&["logplay", "-d", "img", "-c", "-m", "-v"]);
+    let out = e.ok(&["logplay", "--device", "img", "-c", "-m", "-v"]);
     assert!(out.contains("played 1 log entries: 0 files, 1 directories") && out.contains("dir  /d"), "{out}");
-    e.fails(&["logplay", "-d", "img", "-S", "/tmp/shadow"], 1, "no shadow tree");
-    e.fails(&["logplay", "-d", "img", "-s"], 1, "no shadow tree");
+    e.fails(&["logplay", "-d", "img", "-c"], 1, "only used with --shadow");
+    e.fails(&["logplay", "-d", "img", "-S", "/nonexistent/shadow"], 1, "not an existing directory");
+    let o = e.run(FAMFS, &["logplay", "--device", "img", "-s"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// clone: a second file sharing the first's memory; fsck reports the cross-link.
