@@ -705,7 +705,7 @@ mod tests {
         for seed in 0..4 {
             let ((c, _), (ours, _)) = replay(4 * G, &[], &seq, seed, 16);
             assert_eq!(c, 14, "C model");
-            assert!(ours >= c + 1, "seed {seed}: we placed {ours} files, C {c}");
+            assert!(ours > c, "seed {seed}: we placed {ours} files, C {c}");
         }
     }
 

@@ -57,9 +57,11 @@ fn yaml_matches_libyaml_goldens() {
     }
 }
 
-/// Reads a shadow YAML file with serde_yaml: (path, size, mode, uid, gid, [(devindex, offset,
+/// A shadow YAML file as serde_yaml reads it: (path, size, mode, uid, gid, [(devindex, offset,
 /// len)], striped chunk size).
-fn read_yaml(p: &Path) -> (String, u64, u32, u64, u64, Vec<(u64, u64, u64)>, Option<u64>) {
+type Read = (String, u64, u32, u64, u64, Vec<(u64, u64, u64)>, Option<u64>);
+
+fn read_yaml(p: &Path) -> Read {
     let v: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     let f = &v["file"];
     let hex = |x: &serde_yaml::Value| -> u64 {
