@@ -2,7 +2,8 @@
 //! ends in `/root`), one directory per logged directory and one YAML file per logged file, plus
 //! `.meta/.superblock` and `.meta/.log`, each YAML file describing the file's size, flags, mode,
 //! owner and map. The YAML is written byte for byte as the C tools' libyaml emitter writes it
-//! (block style, indentless sequences, an explicit `---` and `...`), and read back by a small
+//! (block style, indentless sequences, an explicit `---` and `...`, values folded past column 80),
+//! and read back by a small
 //! parser of the same subset (for `--shadowtest`). Our own code; the layout and the event sequence
 //! were read from the C sources (famfs_yaml.c, famfs_lib.c), not copied.
 
@@ -35,19 +36,102 @@ impl ShadowFile {
     }
 }
 
-/// How libyaml writes a scalar in block context: plain when its analysis allows, else single
-/// quoted, else double quoted (non-printable or non-ASCII characters: the emitter's default is
-/// not to write unicode). One difference is left: libyaml folds a scalar that runs past column
-/// 80 at a space onto the next line; we write it on one line (both read back the same).
-fn scalar(s: &str) -> String {
+/// libyaml's best line width: a scalar running past this column is folded at a space.
+const BEST_WIDTH: usize = 80;
+
+/// How libyaml writes a scalar value in block context, starting at column `col` (after `key: `),
+/// with continuation lines at `indent`: plain when its analysis allows, else single quoted, else
+/// double quoted (non-printable or non-ASCII characters: the emitter's default is not to write
+/// unicode); past column 80 a space becomes a line break (the same folding rules as libyaml's
+/// writers: a space is folded only when the previous character was not one, and, in quoted
+/// styles, not at the scalar's first or last character; a double-quoted break before a second
+/// space is escaped).
+fn scalar_at(s: &str, col: usize, indent: usize) -> String {
     let (block_plain, single_ok) = analyze(s);
+    let chars: Vec<char> = s.chars().collect();
+    let mut o = String::new();
+    let mut col = col;
+    let brk = |o: &mut String, col: &mut usize| {
+        o.push('\n');
+        o.push_str(&" ".repeat(indent));
+        *col = indent;
+    };
+    let mut spaces = false;
     if block_plain {
-        s.to_string()
-    } else if single_ok {
-        format!("'{}'", s.replace('\'', "''"))
-    } else {
-        double_quoted(s)
+        for (i, &c) in chars.iter().enumerate() {
+            if c == ' ' {
+                if !spaces && col > BEST_WIDTH && chars.get(i + 1) != Some(&' ') {
+                    brk(&mut o, &mut col);
+                } else {
+                    o.push(' ');
+                    col += 1;
+                }
+                spaces = true;
+            } else {
+                o.push(c);
+                col += 1;
+                spaces = false;
+            }
+        }
+        return o;
     }
+    let last = chars.len().saturating_sub(1);
+    if single_ok {
+        o.push('\'');
+        col += 1;
+        for (i, &c) in chars.iter().enumerate() {
+            if c == ' ' {
+                if !spaces && col > BEST_WIDTH && i != 0 && i != last && chars.get(i + 1) != Some(&' ') {
+                    brk(&mut o, &mut col);
+                } else {
+                    o.push(' ');
+                    col += 1;
+                }
+                spaces = true;
+            } else {
+                if c == '\'' {
+                    o.push_str("''");
+                    col += 2;
+                } else {
+                    o.push(c);
+                    col += 1;
+                }
+                spaces = false;
+            }
+        }
+        o.push('\'');
+        return o;
+    }
+    o.push('"');
+    col += 1;
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            if !spaces && col > BEST_WIDTH && i != 0 && i != last {
+                brk(&mut o, &mut col);
+                if chars.get(i + 1) == Some(&' ') {
+                    o.push('\\');
+                    col += 1;
+                }
+            } else {
+                o.push(' ');
+                col += 1;
+            }
+            spaces = true;
+        } else {
+            let e = escape(c);
+            col += e.chars().count();
+            o.push_str(&e);
+            spaces = false;
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// [`scalar_at`] where no folding can happen (tests).
+#[cfg(test)]
+fn scalar(s: &str) -> String {
+    scalar_at(s, 0, 0)
 }
 
 /// (plain allowed in block context, single quotes allowed), after libyaml's scalar analysis.
@@ -139,39 +223,33 @@ fn analyze(s: &str) -> (bool, bool) {
     (block_plain, single)
 }
 
-/// libyaml's double-quoted form with its escapes (uppercase hex, by code point).
-fn double_quoted(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        let printable = (' '..='~').contains(&c);
-        if printable && c != '"' && c != '\\' {
-            o.push(c);
-            continue;
-        }
-        o.push('\\');
-        match c {
-            '\0' => o.push('0'),
-            '\x07' => o.push('a'),
-            '\x08' => o.push('b'),
-            '\t' => o.push('t'),
-            '\n' => o.push('n'),
-            '\x0b' => o.push('v'),
-            '\x0c' => o.push('f'),
-            '\r' => o.push('r'),
-            '\x1b' => o.push('e'),
-            '"' => o.push('"'),
-            '\\' => o.push('\\'),
-            '\u{85}' => o.push('N'),
-            '\u{a0}' => o.push('_'),
-            '\u{2028}' => o.push('L'),
-            '\u{2029}' => o.push('P'),
-            c if (c as u32) <= 0xff => o.push_str(&format!("x{:02X}", c as u32)),
-            c if (c as u32) <= 0xffff => o.push_str(&format!("u{:04X}", c as u32)),
-            c => o.push_str(&format!("U{:08X}", c as u32)),
-        }
+/// One character inside libyaml's double quotes: itself, or its escape (uppercase hex, by code
+/// point).
+fn escape(c: char) -> String {
+    if (' '..='~').contains(&c) && c != '"' && c != '\\' {
+        return c.to_string();
     }
-    o.push('"');
-    o
+    let e = match c {
+        '\0' => "0".to_string(),
+        '\x07' => "a".to_string(),
+        '\x08' => "b".to_string(),
+        '\t' => "t".to_string(),
+        '\n' => "n".to_string(),
+        '\x0b' => "v".to_string(),
+        '\x0c' => "f".to_string(),
+        '\r' => "r".to_string(),
+        '\x1b' => "e".to_string(),
+        '"' => "\"".to_string(),
+        '\\' => "\\".to_string(),
+        '\u{85}' => "N".to_string(),
+        '\u{a0}' => "_".to_string(),
+        '\u{2028}' => "L".to_string(),
+        '\u{2029}' => "P".to_string(),
+        c if (c as u32) <= 0xff => format!("x{:02X}", c as u32),
+        c if (c as u32) <= 0xffff => format!("u{:04X}", c as u32),
+        c => format!("U{:08X}", c as u32),
+    };
+    format!("\\{e}")
 }
 
 fn extents_yaml(o: &mut String, indent: &str, exts: &[Extent]) {
@@ -186,7 +264,7 @@ fn extents_yaml(o: &mut String, indent: &str, exts: &[Extent]) {
 /// The YAML the C tools' `famfs_emit_file_yaml` writes for `f`.
 pub fn emit_file_yaml(f: &ShadowFile) -> String {
     let mut o = String::from("---\nfile:\n");
-    o.push_str(&format!("  path: {}\n", scalar(&f.path)));
+    o.push_str(&format!("  path: {}\n", scalar_at(&f.path, "  path: ".len(), 4)));
     o.push_str(&format!("  size: {}\n", f.size));
     o.push_str(&format!("  flags: {}\n", f.flags));
     o.push_str(&format!("  mode: 0{:o}\n", f.mode));
@@ -256,7 +334,7 @@ fn unquote(v: &str) -> Result<String> {
 }
 
 /// Reads a shadow YAML file back (the subset the emitter writes: one document, block mappings,
-/// indentless sequences, one scalar per line). Numbers are read as the C parser reads them
+/// indentless sequences, one scalar per line but for a folded path). Numbers are read as the C parser reads them
 /// (strtoull base 0).
 pub fn parse_file_yaml(text: &str) -> Result<ShadowFile> {
     let num = |k: &str, v: &str| crate::parse_c_ulong(v).map_err(|e| anyhow!("{k}: {e}"));
@@ -264,7 +342,13 @@ pub fn parse_file_yaml(text: &str) -> Result<ShadowFile> {
     let mut striped: Option<(u64, u64)> = None;
     let mut exts: Vec<[Option<u64>; 3]> = Vec::new();
     let mut nextents = None;
-    for (n, raw) in text.lines().enumerate() {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut skip = 0;
+    for (n, &raw) in lines.iter().enumerate() {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
         let line = raw.trim_start();
         if line.is_empty() || line == "---" || line == "..." || line == "file:" || line.starts_with('#') {
             continue;
@@ -279,7 +363,22 @@ pub fn parse_file_yaml(text: &str) -> Result<ShadowFile> {
         };
         let bad = || anyhow!("line {}: unexpected {raw:?}", n + 1);
         match k {
-            "path" => path = Some(unquote(v)?),
+            "path" => {
+                // libyaml folds a long value onto more-indented lines: each break reads as one
+                // space.
+                let depth = raw.len() - line.len();
+                let mut value = v.to_string();
+                for more in &lines[n + 1..] {
+                    let t = more.trim_start();
+                    if more.len() - t.len() <= depth || t.is_empty() {
+                        break;
+                    }
+                    value.push(' ');
+                    value.push_str(t.trim_end());
+                    skip += 1;
+                }
+                path = Some(unquote(&value)?)
+            }
             "size" => size = Some(num(k, v)?),
             "flags" => flags = Some(num(k, v)? as u32),
             "mode" => mode = Some(num(k, v)? as u32),

@@ -26,6 +26,9 @@ fn ext(d: u64, o: u64, l: u64) -> Extent {
 /// reads it back.
 #[test]
 fn yaml_matches_libyaml_goldens() {
+    // Long values with spaces: libyaml folds them past column 80.
+    let w = (0..20).map(|i| format!("word{i:02}")).collect::<Vec<_>>().join(" ");
+    let one = Fmap::Simple(vec![ext(0, 0xa00000, 0x200000)]);
     let cases = [
         ("simple", file("dir/file", 3145728, 2, 0o644, 0, 0, Fmap::Simple(vec![ext(0, 0xa00000, 0x400000)]))),
         ("multi", file("a/b/c", 13 << 20, 2, 0o600, 1000, 1000, Fmap::Simple(vec![ext(0, 0xa00000, 0x400000), ext(1, 0x40000000, 0xa00000)]))),
@@ -46,6 +49,9 @@ fn yaml_matches_libyaml_goldens() {
         ("quoted", file("x/a: b", 4096, 2, 0o644, 0, 0, Fmap::Simple(vec![ext(0, 0xa00000, 0x200000)]))),
         ("hash", file("#lead", 4096, 2, 0o644, 0, 0, Fmap::Simple(vec![ext(0, 0xa00000, 0x200000)]))),
         ("nonascii", file("caf\u{e9}", 4096, 2, 0o644, 0, 0, Fmap::Simple(vec![ext(0, 0xa00000, 0x200000)]))),
+        ("long-plain", file(&format!("dir with spaces/{w}/{w}"), 4096, 2, 0o644, 0, 0, one.clone())),
+        ("long-single", file(&format!("x: {w}  two  spaces {w}"), 4096, 2, 0o644, 0, 0, one.clone())),
+        ("long-double", file(&format!("caf\u{e9} {w}  {w}"), 4096, 2, 0o644, 0, 0, one.clone())),
     ];
     for (name, f) in cases {
         let g = golden(name);

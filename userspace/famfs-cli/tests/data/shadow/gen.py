@@ -41,6 +41,11 @@ def doc(path, size, flags, mode, uid, gid, exts=None, striped=None):
     ev += [MappingEndEvent(), MappingEndEvent(), DocumentEndEvent(explicit=True), StreamEndEvent()]
     return yaml.emit(ev, Dumper=yaml.CDumper)
 
+WORDS = " ".join("word%02d" % i for i in range(20))
+LONG_PLAIN = "dir with spaces/" + WORDS + "/" + WORDS
+LONG_SINGLE = "x: " + WORDS + "  two  spaces " + WORDS
+LONG_DOUBLE = "caf\u00e9 " + WORDS + "  " + WORDS
+
 cases = {
     "simple": doc("dir/file", 3145728, 2, 0o644, 0, 0, [(0, 0xa00000, 0x400000)]),
     "multi": doc("a/b/c", 13 << 20, 2, 0o600, 1000, 1000, [(0, 0xa00000, 0x400000), (1, 0x40000000, 0xa00000)]),
@@ -50,6 +55,9 @@ cases = {
     "quoted": doc("x/a: b", 4096, 2, 0o644, 0, 0, [(0, 0xa00000, 0x200000)]),
     "hash": doc("#lead", 4096, 2, 0o644, 0, 0, [(0, 0xa00000, 0x200000)]),
     "nonascii": doc("caf\u00e9", 4096, 2, 0o644, 0, 0, [(0, 0xa00000, 0x200000)]),
+    "long-plain": doc(LONG_PLAIN, 4096, 2, 0o644, 0, 0, [(0, 0xa00000, 0x200000)]),
+    "long-single": doc(LONG_SINGLE, 4096, 2, 0o644, 0, 0, [(0, 0xa00000, 0x200000)]),
+    "long-double": doc(LONG_DOUBLE, 4096, 2, 0o644, 0, 0, [(0, 0xa00000, 0x200000)]),
 }
 for name, text in cases.items():
     with open(name + ".yaml", "w") as f:
