@@ -20,7 +20,9 @@ pub const MAX_BUCKETS: u64 = 64;
 pub enum AllocError {
     #[error("no space: cannot find {needed} contiguous bytes (free: {free} bytes)")]
     NoSpace { needed: u64, free: u64 },
-    #[error("no space for an interleaved file: only {found} of {nstrips} buckets have a free strip of {strip_len} bytes")]
+    #[error("no space: {needed} bytes do not fit in the {max_extents} extents a file may have (free: {free} bytes, too fragmented)")]
+    Fragmented { needed: u64, free: u64, max_extents: usize },
+    #[error("no space for an interleaved file: only {found} free strips of {strip_len} bytes found, {nstrips} needed")]
     NoSpaceInterleaved { nstrips: u64, found: u64, strip_len: u64 },
     #[error("allocation collision: [{offset:#x}, +{len:#x}) overlaps space already in use")]
     Collision { offset: u64, len: u64 },
@@ -154,6 +156,7 @@ impl Bitmap {
         }
     }
 
+    #[cfg(test)]
     fn clear_range(&mut self, start: u64, n: u64) {
         for u in start..start + n {
             let w = &mut self.words[(u / 64) as usize];
@@ -198,8 +201,14 @@ impl Bitmap {
         Ok(())
     }
 
-    /// First free run of `n` units within units `[lo, hi)`.
-    fn find_run(&self, n: u64, lo: u64, hi: u64) -> Option<u64> {
+    /// Whether unit `u` is taken in the bitmap or by one of the `(start, n)` unit runs of `held`
+    /// (extents chosen for a file whose entry is not applied yet).
+    fn taken(&self, u: u64, held: &[(u64, u64)]) -> bool {
+        self.is_set(u) || held.iter().any(|&(s, n)| u >= s && u < s + n)
+    }
+
+    /// First free run of `n` units within units `[lo, hi)`, not overlapping `held`.
+    fn find_run(&self, n: u64, lo: u64, hi: u64, held: &[(u64, u64)]) -> Option<u64> {
         let hi = hi.min(self.units);
         let mut u = lo;
         let mut run_start = lo;
@@ -212,7 +221,7 @@ impl Bitmap {
                 run_start = u;
                 continue;
             }
-            if self.is_set(u) {
+            if self.taken(u, held) {
                 run = 0;
                 run_start = u + 1;
             } else {
@@ -226,6 +235,41 @@ impl Bitmap {
         None
     }
 
+    /// Every maximal free run of the device as `(start unit, units)`, in device order.
+    fn free_runs(&self) -> Vec<(u64, u64)> {
+        let mut runs = Vec::new();
+        let mut u = 0;
+        let mut start = None;
+        while u < self.units {
+            let w = self.words[(u / 64) as usize];
+            if u.is_multiple_of(64) && u + 64 <= self.units && (w == u64::MAX || w == 0) {
+                match (w == 0, start) {
+                    (true, None) => start = Some(u),
+                    (false, Some(s)) => {
+                        runs.push((s, u - s));
+                        start = None;
+                    }
+                    _ => {}
+                }
+                u += 64;
+                continue;
+            }
+            match (self.is_set(u), start) {
+                (false, None) => start = Some(u),
+                (true, Some(s)) => {
+                    runs.push((s, u - s));
+                    start = None;
+                }
+                _ => {}
+            }
+            u += 1;
+        }
+        if let Some(s) = start {
+            runs.push((s, self.units - s));
+        }
+        runs
+    }
+
     /// First-fit contiguous allocation of `size` bytes rounded up to 2 MiB: one extent.
     pub fn alloc_contiguous(&mut self, size: u64) -> Result<Extent, AllocError> {
         self.alloc_contiguous_from(size, &mut 0)
@@ -237,37 +281,96 @@ impl Bitmap {
     /// the search starts over from the beginning of the device (the C allocator fails there).
     /// Only whole 2 MiB units inside the device are ever handed out.
     pub fn alloc_contiguous_from(&mut self, size: u64, cursor: &mut u64) -> Result<Extent, AllocError> {
+        let e = self.find_contiguous(size, *cursor)?;
+        self.set_range(e.offset / UNIT, e.len / UNIT);
+        *cursor = e.end();
+        Ok(e)
+    }
+
+    /// Where [`Bitmap::alloc_contiguous_from`] would put `size` bytes, without taking them.
+    pub fn find_contiguous(&self, size: u64, cursor: u64) -> Result<Extent, AllocError> {
         if size == 0 {
             return Err(AllocError::ZeroSize);
         }
         let n = size.div_ceil(UNIT);
-        let from = (*cursor / UNIT).min(self.units);
+        let from = (cursor / UNIT).min(self.units);
         let start = self
-            .find_run(n, from, self.units)
-            .or_else(|| self.find_run(n, 0, self.units))
+            .find_run(n, from, self.units, &[])
+            .or_else(|| self.find_run(n, 0, self.units, &[]))
             .ok_or(AllocError::NoSpace { needed: n * UNIT, free: self.free_bytes() })?;
-        self.set_range(start, n);
-        *cursor = (start + n) * UNIT;
         Ok(Extent::new(start * UNIT, n * UNIT))
+    }
+
+    /// The extents of a plain file of `size` bytes, without taking them: one contiguous extent
+    /// when a free run is long enough (as [`Bitmap::find_contiguous`]); otherwise the longest free
+    /// runs, longest first, until the size is covered, if that takes at most [`MAX_EXTENTS`]
+    /// extents (what a simple fmap holds). The C allocator knows only the first case.
+    pub fn find_simple(&self, size: u64, cursor: u64) -> Result<Vec<Extent>, AllocError> {
+        match self.find_contiguous(size, cursor) {
+            Ok(e) => return Ok(vec![e]),
+            Err(AllocError::NoSpace { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let mut need = size.div_ceil(UNIT);
+        let mut runs = self.free_runs();
+        runs.sort_by_key(|&(s, n)| (std::cmp::Reverse(n), s));
+        let mut out = Vec::new();
+        for (s, n) in runs.into_iter().take(MAX_EXTENTS) {
+            let k = n.min(need);
+            out.push(Extent::new(s * UNIT, k * UNIT));
+            need -= k;
+            if need == 0 {
+                return Ok(out);
+            }
+        }
+        Err(AllocError::Fragmented { needed: size.div_ceil(UNIT) * UNIT, free: self.free_bytes(), max_extents: MAX_EXTENTS })
+    }
+
+    /// Marks extents found by one of the `find_*` functions (for callers that keep the bitmap
+    /// themselves); fails like [`Bitmap::mark`] if they were taken meanwhile.
+    pub fn take(&mut self, extents: &[Extent]) -> Result<(), AllocError> {
+        for e in extents {
+            self.mark(e)?;
+        }
+        Ok(())
     }
 
     /// First-fit run of `len` bytes (a multiple of 2 MiB) anywhere on the device, without
     /// touching any cursor: one strip of an interleaved file spread over several devices.
     /// `None` when no run is free.
     pub fn alloc_strip(&mut self, len: u64) -> Option<Extent> {
+        let e = self.find_strip(len)?;
+        self.set_range(e.offset / UNIT, e.len / UNIT);
+        Some(e)
+    }
+
+    /// Where [`Bitmap::alloc_strip`] would put a strip, without taking it.
+    pub fn find_strip(&self, len: u64) -> Option<Extent> {
         let n = len.div_ceil(UNIT);
         if n == 0 {
             return None;
         }
-        let start = self.find_run(n, 0, self.units)?;
-        self.set_range(start, n);
+        let start = self.find_run(n, 0, self.units, &[])?;
         Some(Extent::new(start * UNIT, n * UNIT))
     }
 
-    /// Interleaved allocation: the device is split into `nbuckets` equal buckets, visited in an order
-    /// shuffled by `seed`, and one first-fit strip is taken from each until `nstrips` strips are found.
-    /// On failure nothing stays allocated.
+    /// Interleaved allocation (see [`Bitmap::find_interleaved`]), marking the strips.
     pub fn alloc_interleaved(&mut self, size: u64, p: &InterleaveParams, seed: u64) -> Result<Interleave, AllocError> {
+        let il = self.find_interleaved(size, p, seed)?;
+        for s in il.strips() {
+            self.set_range(s.offset / UNIT, s.len / UNIT);
+        }
+        Ok(il)
+    }
+
+    /// The strips of an interleaved file, without taking them. The device is split into
+    /// `nbuckets` equal buckets, visited in an order shuffled by `seed`; each gives the first free
+    /// strip inside it, until `nstrips` strips are found. When fewer buckets than that have room,
+    /// the missing strips are the first free runs anywhere on the device (they may share a bucket
+    /// with another strip or cross a bucket boundary): the C allocator does the same only for a
+    /// bucket that is completely full (its search runs on past the bucket's end) and fails when
+    /// a bucket has some room but not enough; a file it can place, this places too.
+    pub fn find_interleaved(&self, size: u64, p: &InterleaveParams, seed: u64) -> Result<Interleave, AllocError> {
         if size == 0 {
             return Err(AllocError::ZeroSize);
         }
@@ -280,23 +383,26 @@ impl Bitmap {
             let j = (splitmix(&mut st) % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
-        let mut strips = Vec::new();
+        let mut held: Vec<(u64, u64)> = Vec::new();
         for b in order {
-            if strips.len() as u64 == p.nstrips {
+            if held.len() as u64 == p.nstrips {
                 break;
             }
             let lo = b * bucket_units;
-            if let Some(start) = self.find_run(strip_units, lo, lo + bucket_units) {
-                self.set_range(start, strip_units);
-                strips.push(Extent::new(start * UNIT, strip_len));
+            if let Some(start) = self.find_run(strip_units, lo, lo + bucket_units, &held) {
+                held.push((start, strip_units));
             }
         }
-        if (strips.len() as u64) < p.nstrips {
-            for s in &strips {
-                self.clear_range(s.offset / UNIT, strip_units);
+        while (held.len() as u64) < p.nstrips {
+            match self.find_run(strip_units, 0, self.units, &held) {
+                Some(start) => held.push((start, strip_units)),
+                None => break,
             }
-            return Err(AllocError::NoSpaceInterleaved { nstrips: p.nstrips, found: strips.len() as u64, strip_len });
         }
+        if (held.len() as u64) < p.nstrips {
+            return Err(AllocError::NoSpaceInterleaved { nstrips: p.nstrips, found: held.len() as u64, strip_len });
+        }
+        let strips = held.iter().map(|&(s, _)| Extent::new(s * UNIT, strip_len)).collect();
         Ok(Interleave::new(p.chunk_size, strips)?)
     }
 }
@@ -387,20 +493,248 @@ mod tests {
     }
 
     #[test]
-    fn interleave_failure_rolls_back() {
+    fn interleave_full_bucket_and_failure_rolls_back() {
         let mut b = Bitmap::new(4 * G, RESERVED);
         let p = InterleaveParams::new(4, 4, 2 << 20, 4 * G).unwrap();
-        // Fill bucket 2 completely.
+        // Bucket 2 completely full: its strip goes elsewhere (as in C, where the search runs on
+        // past a full bucket).
         b.mark(&Extent::new(2 * G, G)).unwrap();
+        let il = b.alloc_interleaved(8 << 20, &p, 1).unwrap();
+        assert_eq!(il.nstrips(), 4);
+        assert!(il.strips().iter().all(|e| e.offset / G != 2), "{il:?}");
+        // Two free units left on the whole device: a file needing 4 strips of 1 unit fails and
+        // takes nothing.
+        let mut b = Bitmap::new(4 * G, RESERVED);
+        b.mark(&Extent::new(RESERVED, 4 * G - RESERVED - 2 * UNIT)).unwrap();
         let used = b.used_units();
-        assert!(matches!(b.alloc_interleaved(1, &p, 1), Err(AllocError::NoSpaceInterleaved { found: 3, .. })));
+        assert!(matches!(b.alloc_interleaved(1, &p, 1), Err(AllocError::NoSpaceInterleaved { found: 2, .. })));
         assert_eq!(b.used_units(), used);
+    }
+
+    /// Plain files: one extent when a run is long enough, else the longest runs (at most 16).
+    #[test]
+    fn simple_takes_several_extents() {
+        let mut b = Bitmap::new(4 * G, RESERVED);
+        // Free: three holes of 10, 6 and 4 units, the rest taken.
+        let holes = [(100u64, 10u64), (300, 6), (500, 4)];
+        let mut at = RESERVED / UNIT;
+        for &(s, n) in &holes {
+            b.mark(&Extent::new(at * UNIT, (s - at) * UNIT)).unwrap();
+            at = s + n;
+        }
+        b.mark(&Extent::new(at * UNIT, 4 * G - at * UNIT)).unwrap();
+        assert_eq!(b.find_simple(8 * UNIT, 0).unwrap(), vec![Extent::new(100 * UNIT, 8 * UNIT)]);
+        assert_eq!(
+            b.find_simple(13 * UNIT, 0).unwrap(),
+            vec![Extent::new(100 * UNIT, 10 * UNIT), Extent::new(300 * UNIT, 3 * UNIT)]
+        );
+        assert_eq!(b.find_simple(20 * UNIT, 0).unwrap().len(), 3);
+        assert!(matches!(b.find_simple(21 * UNIT, 0), Err(AllocError::Fragmented { .. })));
+        // Nothing was taken by looking.
+        assert_eq!(b.free_bytes(), 20 * UNIT);
+        // 17 holes of one unit: 16 extents at most.
+        let mut b = Bitmap::new(4 * G, RESERVED);
+        b.mark(&Extent::new(RESERVED, 4 * G - RESERVED)).unwrap();
+        let mut b2 = Bitmap::new(4 * G, 4 * G);
+        for k in 0..17 {
+            b.clear_range(100 + 2 * k, 1);
+        }
+        assert_eq!(b.find_simple(16 * UNIT, 0).unwrap().len(), 16);
+        assert!(matches!(b.find_simple(17 * UNIT, 0), Err(AllocError::Fragmented { .. })));
+        assert!(matches!(b2.alloc_contiguous(1), Err(AllocError::NoSpace { .. })));
     }
 
     fn no_overlap(exts: &[Extent]) -> bool {
         let mut v: Vec<_> = exts.to_vec();
         v.sort_by_key(|e| e.offset);
         v.windows(2).all(|w| w[0].end() <= w[1].offset)
+    }
+
+    /// A model of the C allocator (famfs_alloc.c as read, not copied), on its own bitmap of
+    /// 2 MiB units: the contiguous search from a position, limited to a range when one is given,
+    /// including what its unsigned "remaining space" arithmetic does once the search has run past
+    /// the range (it no longer limits: a strip whose bucket is full lands after it).
+    struct CModel {
+        bits: Vec<bool>,
+    }
+
+    impl CModel {
+        fn new(device_size: u64, reserved: u64) -> Self {
+            let mut bits = vec![false; (device_size / UNIT) as usize];
+            bits.iter_mut().take(reserved.div_ceil(UNIT) as usize).for_each(|b| *b = true);
+            CModel { bits }
+        }
+        fn mark(&mut self, e: &Extent) {
+            for u in e.offset / UNIT..e.end() / UNIT {
+                self.bits[u as usize] = true;
+            }
+        }
+        fn contig(&mut self, n: u64, pos: u64, range: Option<u64>) -> Option<u64> {
+            let nbits = self.bits.len() as u64;
+            let range = range.unwrap_or(nbits);
+            for i in pos..nbits {
+                if self.bits[i as usize] {
+                    continue;
+                }
+                let remainder = (pos + range).checked_sub(i).unwrap_or(u64::MAX);
+                if n > remainder {
+                    return None;
+                }
+                if (i..i + n).all(|j| j < nbits && !self.bits[j as usize]) {
+                    (i..i + n).for_each(|j| self.bits[j as usize] = true);
+                    return Some(i);
+                }
+            }
+            None
+        }
+        fn plain(&mut self, size: u64) -> bool {
+            self.contig(size.div_ceil(UNIT), 0, None).is_some()
+        }
+        fn interleaved(&mut self, size: u64, nbuckets: u64, nstrips: u64, chunk: u64, order: &[u64]) -> bool {
+            if size < chunk {
+                return self.plain(size);
+            }
+            let chunk_u = chunk / UNIT;
+            let strip = size.div_ceil(UNIT).div_ceil(nstrips * chunk_u) * chunk_u;
+            let bucket = self.bits.len() as u64 / nbuckets;
+            let mut got = Vec::new();
+            for &b in order {
+                if let Some(s) = self.contig(strip, b * bucket, Some(bucket)) {
+                    got.push(s);
+                    if got.len() as u64 == nstrips {
+                        return true;
+                    }
+                }
+            }
+            for s in got {
+                (s..s + strip).for_each(|j| self.bits[j as usize] = false);
+            }
+            false
+        }
+    }
+
+    /// A file of a replayed sequence: interleaved (nbuckets, nstrips, chunk) or plain.
+    #[derive(Clone, Copy)]
+    enum Req {
+        Il(u64, u64, u64, u64),
+        Plain(u64),
+    }
+
+    /// Files and bytes placed by the C model and by us for `reqs` (each request repeated as many
+    /// times as it says, as a script creating files one command at a time; a refused file is
+    /// skipped). The C model's bucket order is random (srand(time)): its best over `tries` orders
+    /// is taken. Returns ((C files, C bytes), (our files, our bytes)).
+    fn replay(dev: u64, pre: &[Extent], reqs: &[(Req, u32)], seed: u64, tries: u64) -> ((u64, u64), (u64, u64)) {
+        let mut best_c = (0, 0);
+        for t in 0..tries {
+            let mut c = CModel::new(dev, RESERVED);
+            pre.iter().for_each(|e| c.mark(e));
+            let mut st = t.wrapping_mul(7919);
+            let mut placed = (0, 0);
+            for (r, count) in reqs {
+                for _ in 0..*count {
+                    let ok = match *r {
+                        Req::Plain(s) => c.plain(s),
+                        Req::Il(nb, ns, ch, s) => {
+                            let mut order: Vec<u64> = (0..nb).collect();
+                            for i in (1..order.len()).rev() {
+                                order.swap(i, (splitmix(&mut st) % (i as u64 + 1)) as usize);
+                            }
+                            c.interleaved(s, nb, ns, ch, &order)
+                        }
+                    };
+                    if ok {
+                        let size = match *r {
+                            Req::Plain(s) | Req::Il(_, _, _, s) => s,
+                        };
+                        placed = (placed.0 + 1, placed.1 + size);
+                    }
+
+                }
+            }
+            best_c = best_c.max(placed);
+        }
+        let mut b = Bitmap::new(dev, RESERVED);
+        pre.iter().for_each(|e| b.mark(e).unwrap());
+        let mut all: Vec<Extent> = pre.to_vec();
+        let mut ours = (0, 0);
+        let mut i = 0u64;
+        for (r, count) in reqs {
+            for _ in 0..*count {
+                i += 1;
+                let got: Vec<Extent> = match *r {
+                    Req::Plain(s) => match b.find_simple(s, 0) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    },
+                    Req::Il(nb, ns, ch, s) => {
+                        let p = InterleaveParams::new(nb, ns, ch, dev).unwrap();
+                        match b.alloc_interleaved(s, &p, seed ^ i) {
+                            Ok(il) => {
+                                let v = il.strips().to_vec();
+                                for e in &v {
+                                    b.clear_range(e.offset / UNIT, e.len / UNIT);
+                                }
+                                v
+                            }
+                            Err(_) => continue,
+                        }
+                    }
+                };
+                let size = match *r {
+                    Req::Plain(s) | Req::Il(_, _, _, s) => s,
+                };
+                assert!(got.iter().map(|e| e.len).sum::<u64>() >= size);
+                b.take(&got).unwrap();
+                all.extend(got);
+                ours = (ours.0 + 1, ours.1 + size);
+            }
+        }
+        assert!(no_overlap(&all));
+        assert!(all.iter().all(|e| e.end() <= dev));
+        (best_c, ours)
+    }
+
+    /// The sequence of issue 25: 256 MiB files striped 3 of 4 buckets on a 4 GiB device until
+    /// the allocator refuses (20 tries), then plain 256 MiB files (4 tries). The C allocator places 14 striped files
+    /// and no plain one (no free range of 256 MiB is left); we place as many striped files and
+    /// then use the remaining ~474 MiB in several extents.
+    #[test]
+    fn issue_sequence_places_at_least_what_c_places() {
+        let seq = [(Req::Il(4, 3, 2 << 20, 256 << 20), 20), (Req::Plain(256 << 20), 4)];
+        for seed in 0..4 {
+            let ((c, _), (ours, _)) = replay(4 * G, &[], &seq, seed, 16);
+            assert_eq!(c, 14, "C model");
+            assert!(ours > c, "seed {seed}: we placed {ours} files, C {c}");
+        }
+    }
+
+    /// A bucket with no free unit at all: the C allocator's search runs past it into the next
+    /// bucket, so a file striped over every bucket still fits; ours must place it too.
+    #[test]
+    fn full_bucket_places_at_least_what_c_places() {
+        let pre = [Extent::new(2 * G, G)];
+        let seq = [(Req::Il(4, 4, 2 << 20, 64 << 20), 60)];
+        for seed in 0..4 {
+            let ((c, _), (ours, _)) = replay(4 * G, &pre, &seq, seed, 16);
+            assert!(c > 0, "C model places none");
+            assert!(ours >= c, "seed {seed}: we placed {ours} files, C {c}");
+        }
+    }
+
+    /// Mixed sizes and layouts past full: never fewer bytes placed than the C model (not files:
+    /// an allocator that refuses a large file early leaves room for more small ones).
+    #[test]
+    fn mixed_sequences_place_at_least_what_c_places() {
+        let seqs: [&[(Req, u32)]; 3] = [
+            &[(Req::Il(4, 2, 4 << 20, 300 << 20), 30), (Req::Il(4, 4, 2 << 20, 100 << 20), 10), (Req::Plain(64 << 20), 10), (Req::Plain(6 << 20), 50)],
+            &[(Req::Plain(700 << 20), 5), (Req::Il(8, 3, 2 << 20, 150 << 20), 40), (Req::Plain(30 << 20), 100)],
+            &[(Req::Il(2, 2, 2 << 20, 500 << 20), 10), (Req::Plain(200 << 20), 10), (Req::Il(8, 8, 2 << 20, 40 << 20), 40)],
+        ];
+        for (k, seq) in seqs.iter().enumerate() {
+            let ((_, c), (_, ours)) = replay(8 * G, &[], seq, k as u64, 8);
+            assert!(ours >= c, "sequence {k}: we placed {ours} bytes, C {c}");
+        }
     }
 
     proptest! {
@@ -445,21 +779,30 @@ mod tests {
             let mut all = Vec::new();
             for (i, s) in sizes.into_iter().enumerate() {
                 let before = b.used_units();
+                // Buckets with room for a strip before this file: that many strips (up to
+                // nstrips) must be whole in distinct buckets; the rest may go anywhere.
+                let bu = bucket / UNIT;
+                let su = p.strip_len(s) / UNIT;
+                let rooms = (0..nb).filter(|k| b.find_run(su, k * bu, (k + 1) * bu, &[]).is_some()).count() as u64;
                 match b.alloc_interleaved(s, &p, seed ^ i as u64) {
                     Ok(il) => {
                         prop_assert_eq!(il.nstrips(), ns);
                         prop_assert_eq!(il.chunk_size(), chunk);
                         let f = Fmap::Interleaved(il.clone());
                         prop_assert!(f.capacity() >= s);
-                        let mut buckets: Vec<u64> = il.strips().iter().map(|e| e.offset / bucket).collect();
+                        let mut buckets: Vec<u64> = il
+                            .strips()
+                            .iter()
+                            .filter(|e| (e.end() - 1) / bucket == e.offset / bucket)
+                            .map(|e| e.offset / bucket)
+                            .collect();
                         for e in il.strips() {
                             prop_assert_eq!(e.len, p.strip_len(s));
                             prop_assert_eq!(e.len % chunk, 0);
-                            prop_assert_eq!((e.end() - 1) / bucket, e.offset / bucket, "strip crosses a bucket");
                         }
                         buckets.sort();
                         buckets.dedup();
-                        prop_assert_eq!(buckets.len() as u64, ns, "strips share a bucket");
+                        prop_assert!(buckets.len() as u64 >= ns.min(rooms), "strips share a bucket while others had room");
                         all.extend_from_slice(il.strips());
                     }
                     Err(AllocError::NoSpaceInterleaved { .. }) => prop_assert_eq!(b.used_units(), before),

@@ -34,10 +34,10 @@ pub struct Owner {
     #[arg(short = 'm', long, value_parser = crate::parse_mode)]
     pub mode: Option<u32>,
     /// Owner uid (default: the caller's).
-    #[arg(short = 'u', long)]
+    #[arg(short = 'u', long, value_parser = crate::parse_c_u32)]
     pub uid: Option<u32>,
     /// Owner gid (default: the caller's).
-    #[arg(short = 'g', long)]
+    #[arg(short = 'g', long, value_parser = crate::parse_c_u32)]
     pub gid: Option<u32>,
 }
 
@@ -52,10 +52,10 @@ impl Owner {
 #[derive(Args, Debug, Clone)]
 pub struct Stripe {
     /// Number of strips (default: nbuckets).
-    #[arg(short = 'N', long)]
+    #[arg(short = 'N', long, value_parser = crate::parse_c_ulong)]
     pub nstrips: Option<u64>,
     /// Number of buckets the device is split into (default: nstrips).
-    #[arg(short = 'B', long)]
+    #[arg(short = 'B', long, value_parser = crate::parse_c_ulong)]
     pub nbuckets: Option<u64>,
     /// Chunk size (power of two, multiple of 2M; default 2M).
     #[arg(short = 'C', long, value_parser = crate::parse_size_arg)]
@@ -96,18 +96,20 @@ pub enum Cmd {
         /// Fill the file with the pseudo-random pattern of the seed (-S; random seed if absent).
         #[arg(short = 'r', long)]
         randomize: bool,
-        /// Seed of the pattern (implies -r).
-        #[arg(short = 'S', long)]
+        /// Seed of the pattern (implies -r). On an existing file without -s: re-fill it at its
+        /// size.
+        #[arg(short = 'S', long, value_parser = crate::parse_c_ulong)]
         seed: Option<u64>,
         #[command(flatten)]
         owner: Owner,
         #[command(flatten)]
         stripe: Stripe,
-        /// Create several files: name,size[,seed] (repeatable; seed fills it like -r -S).
+        /// Create several files: name,size[,seed] (repeatable; seed fills it like -r -S; size 0
+        /// with a seed re-fills an existing file at its size).
         #[arg(short = 'M', long = "multi", value_name = "NAME,SIZE[,SEED]")]
         multi: Vec<String>,
-        /// Fill files with this many threads (one file per thread at a time).
-        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1)]
+        /// Fill files with this many threads (one file per thread at a time; 1 to 256).
+        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1, value_parser = crate::parse_threadct)]
         threads: usize,
         /// The file to create.
         file: Option<PathBuf>,
@@ -117,8 +119,8 @@ pub enum Cmd {
         /// Copy directories recursively.
         #[arg(short = 'r', long)]
         recursive: bool,
-        /// Copy data with this many threads.
-        #[arg(short = 't', long = "threadct", visible_alias = "threads", default_value_t = 1)]
+        /// Copy data with this many threads (1 to 256).
+        #[arg(short = 't', long = "threadct", visible_alias = "threads", default_value_t = 1, value_parser = crate::parse_threadct)]
         threads: usize,
         /// Compare each copy with its source afterwards (exit 1 on a difference).
         #[arg(short = 'c', long)]
@@ -141,7 +143,7 @@ pub enum Cmd {
     /// Check that a file holds the pattern of a seed.
     Verify {
         /// Seed of the pattern of every -f FILE.
-        #[arg(short = 'S', long)]
+        #[arg(short = 'S', long, value_parser = crate::parse_c_ulong)]
         seed: Option<u64>,
         /// A file to check (repeatable; files may also follow the options).
         #[arg(short = 'f', long)]
@@ -149,8 +151,8 @@ pub enum Cmd {
         /// NAME,SEED: a file and its own seed (repeatable).
         #[arg(short = 'm', long = "multi", value_name = "NAME,SEED")]
         multi: Vec<String>,
-        /// Check with this many threads (one file per thread at a time).
-        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1)]
+        /// Check with this many threads (one file per thread at a time; 1 to 256, as C).
+        #[arg(short = 't', long = "threadct", value_name = "N", default_value_t = 1, value_parser = crate::parse_threadct)]
         threads: usize,
         /// Print nothing; the exit code says whether every file matched.
         #[arg(short = 'q', long)]
@@ -166,22 +168,27 @@ pub enum Cmd {
         /// C famfs: play as a client. Accepted: our log play never writes, on any host.
         #[arg(short = 'c', long)]
         client: bool,
-        /// The device or image to play (the same as --device DEV).
+        /// With --shadow: read the superblock and log from this device or image (only with
+        /// --shadow, as in C; otherwise use --device DEV).
         #[arg(short = 'd', long = "daxdev", value_name = "DEV")]
         daxdev: Option<PathBuf>,
         /// C famfs: read the log through mmap. Accepted: the only way here.
         #[arg(short = 'm', long)]
         mmap: bool,
-        /// C famfs: read the log with read(2). Accepted: the log is always mapped here.
-        #[arg(short = 'r', long)]
+        /// C famfs: read the log with read(2). Accepted: the log is always mapped here. Not with
+        /// -m (as in C).
+        #[arg(short = 'r', long, conflicts_with = "mmap")]
         read: bool,
-        /// C famfs: play into a shadow YAML tree at PATH. Refused: no shadow trees here.
+        /// Play the log into the C famfs's shadow tree under PATH (an existing directory; the
+        /// tree goes to PATH/root): a directory per logged directory and a YAML file per file.
         #[arg(short = 'S', long, value_name = "PATH")]
         shadow: Option<PathBuf>,
-        /// C famfs: shadow-tree self test. Refused: no shadow trees here.
-        #[arg(short = 's', long)]
+        /// With --shadow: read every shadow YAML file back and check it describes the logged
+        /// file (always on with -d/--daxdev, as in C).
+        #[arg(short = 's', long, requires = "shadow")]
         shadowtest: bool,
-        /// C famfs: switch a devdax device to fsdev_dax first. Accepted: not needed here.
+        /// Leave the devdax device bound to fsdev_dax afterwards (as the C famfs does; `famfs
+        /// mount` in module mode needs it). The log is read in either mode.
         #[arg(long)]
         set_daxmode: bool,
         /// Mount point (not needed with --device).
@@ -198,7 +205,7 @@ pub enum Cmd {
         json: bool,
         /// Also report used and free space in N equal buckets of the device (as interleaving
         /// sees them).
-        #[arg(short = 'B', long, value_name = "N")]
+        #[arg(short = 'B', long, value_name = "N", value_parser = crate::parse_c_ulong)]
         nbuckets: Option<u64>,
         /// C famfs: check even if mounted. Accepted: fsck only reads, mounted or not.
         #[arg(short = 'f', long)]
@@ -209,10 +216,12 @@ pub enum Cmd {
         /// C famfs: read through mmap. Accepted: the only way here.
         #[arg(short = 'm', long)]
         mmap: bool,
-        /// C famfs: read with read(2). Accepted: the metadata is always mapped here.
-        #[arg(short = 'r', long)]
+        /// C famfs: read with read(2). Accepted: the metadata is always mapped here. Not with -m
+        /// (as in C).
+        #[arg(short = 'r', long, conflicts_with = "mmap")]
         read: bool,
-        /// C famfs: switch a devdax device to fsdev_dax first. Accepted: not needed here.
+        /// Leave the devdax device bound to fsdev_dax afterwards (as the C famfs does; `famfs
+        /// mount` in module mode needs it). The device is read in either mode.
         #[arg(long)]
         set_daxmode: bool,
         /// Print help.
@@ -246,6 +255,12 @@ pub enum Cmd {
     },
     /// Read a meta file (.meta/.superblock or .meta/.log, or a copy of one) and check it.
     Chkread {
+        /// FILE must be a superblock (C famfs -s); its fields are printed as C prints them.
+        #[arg(short = 's', long, conflicts_with = "log")]
+        superblock: bool,
+        /// FILE must be a log (C famfs -l); its header is printed as C prints it.
+        #[arg(short = 'l', long)]
+        log: bool,
         /// The file.
         file: PathBuf,
     },
@@ -406,16 +421,19 @@ struct CreatOpts<'a> {
 }
 
 fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
-    // (path, size, seed)
-    let mut jobs: Vec<(PathBuf, u64, Option<u64>)> = Vec::new();
+    // (path, size, seed); no size: an existing file re-filled at its size (C scripts re-randomise
+    // files with `creat -S SEED -r FILE` or `-M FILE,0,SEED`).
+    let mut jobs: Vec<(PathBuf, Option<u64>, Option<u64>)> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     if (o.randomize || o.seed.is_some()) && !o.multi.is_empty() {
         bail!("-r/-S do not combine with -M: give each file's seed in -M NAME,SIZE,SEED");
     }
     if let Some(f) = o.file {
-        let size = o.size.ok_or_else(|| anyhow!("creat needs -s SIZE"))?;
         let seed = if o.randomize || o.seed.is_some() { Some(o.seed.unwrap_or_else(random_seed)) } else { None };
-        jobs.push((f.clone(), size, seed));
+        if o.size.is_none() && seed.is_none() {
+            bail!("creat needs -s SIZE (or -r/-S SEED to re-fill an existing file)");
+        }
+        jobs.push((f.clone(), o.size, seed));
     } else if o.size.is_some() {
         bail!("creat -s needs a FILE");
     }
@@ -425,8 +443,11 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
             bail!("-M {m:?}: expected name,size[,seed]");
         }
         let size = crate::size::parse_size(parts[1]).map_err(|e| anyhow!("-M {m:?}: {e}"))?;
-        let seed = parts.get(2).map(|s| s.parse::<u64>().map_err(|_| anyhow!("-M {m:?}: bad seed"))).transpose()?;
-        jobs.push((PathBuf::from(parts[0]), size, seed));
+        let seed = parts.get(2).map(|s| crate::parse_c_ulong(s).map_err(|e| anyhow!("-M {m:?}: bad seed: {e}"))).transpose()?;
+        if size == 0 && seed.is_none() {
+            bail!("-M {m:?}: size 0 re-fills an existing file and needs a seed (NAME,0,SEED)");
+        }
+        jobs.push((PathBuf::from(parts[0]), (size != 0).then_some(size), seed));
     }
     if jobs.is_empty() {
         bail!("nothing to create: give FILE with -s SIZE, or -M name,size[,seed]");
@@ -437,7 +458,7 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
     let mode = o.owner.mode.unwrap_or(0o644);
     // A bad name in one -M does not stop the others (as the C tool); the exit code says.
     let single = jobs.len() == 1;
-    let mut good: Vec<(RelPath, u64, Option<u64>)> = Vec::new();
+    let mut good: Vec<(RelPath, Option<u64>, Option<u64>)> = Vec::new();
     for (p, size, seed) in &jobs {
         match t.rel(p) {
             Ok(r) => good.push((r, *size, *seed)),
@@ -451,14 +472,16 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
             // An existing file of the same size is re-initialised (refilled with -r/-S), as the C
             // tool does; a famfs file cannot change size.
             let existing = a.namespace().resolve(rel.as_str()).and_then(|i| a.namespace().get(i)).map(|n| (n.ino, n.file().map(|f| f.size)));
-            let r = match existing {
-                Some((ino, Some(sz))) if sz == *size => Ok(ino),
-                Some((_, Some(sz))) => Err(MetaError::Exists(format!("{rel} ({sz} bytes, not {size}: a famfs file cannot change size)"))),
-                Some((_, None)) => Err(MetaError::IsADirectory(rel.to_string())),
-                None => a.create_file(rel, *size, mode, uid, gid, layout),
+            let r = match (existing, *size) {
+                (Some((ino, Some(sz))), None) => Ok((ino, sz)),
+                (Some((ino, Some(sz))), Some(size)) if sz == size => Ok((ino, sz)),
+                (Some((_, Some(sz))), Some(size)) => Err(MetaError::Exists(format!("{rel} ({sz} bytes, not {size}: a famfs file cannot change size)"))),
+                (Some((_, None)), _) => Err(MetaError::IsADirectory(rel.to_string())),
+                (None, Some(size)) => a.create_file(rel, size, mode, uid, gid, layout).map(|ino| (ino, size)),
+                (None, None) => Err(MetaError::NotFound(format!("{rel} (without -s SIZE, or with size 0 in -M, only an existing file is re-filled)"))),
             };
             match r {
-                Ok(ino) => created.push((ino, rel.clone(), *size, *seed)),
+                Ok((ino, size)) => created.push((ino, rel.clone(), size, *seed)),
                 Err(e) if single => return Err(e),
                 // Out of space or a full log ends the session (as in C); other errors skip one file.
                 Err(e @ (MetaError::Alloc(_) | MetaError::LogFull { .. })) => {
@@ -662,14 +685,30 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(j) = jobs.get(i) else { break };
-                let r = copy_one(&t, j, &bar).and_then(|()| if compare { compare_one(&t, j) } else { Ok(()) });
-                if let Err(e) = r {
+                if let Err(e) = copy_one(&t, j, &bar) {
                     errors.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", j.src.display()));
                 }
             });
         }
     });
     bar.finish_and_clear();
+    // -c compares once every copy is done: a destination written twice in one
+    // run (two sources with the same name into one directory) or a source changed meanwhile
+    // shows up as a difference.
+    if compare {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(jobs.len().max(1)) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(j) = jobs.get(i) else { break };
+                    if let Err(e) = compare_one(&t, j) {
+                        errors.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", j.src.display()));
+                    }
+                });
+            }
+        });
+    }
     let errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
     for e in errors.iter().chain(&refused) {
         eprintln!("famfs cp: {e}");
@@ -683,6 +722,10 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
 /// Reads a copy back and compares it with its source (`cp -c`).
 fn compare_one(t: &Target, j: &CopyJob) -> Result<()> {
     let mut src = std::fs::File::open(&j.src)?;
+    let now = src.metadata()?.len();
+    if now != j.size {
+        bail!("/{}: the copy differs from its source: {} bytes copied, the source now has {now}", j.rel, j.size);
+    }
     let mut host = match t.host_path(&j.rel) {
         Some(p) => Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?),
         None => None,
@@ -746,7 +789,7 @@ fn cmd_verify(cli: &Cli, o: &VerifyOpts) -> Result<bool> {
     }
     for m in o.multi {
         let (name, seed) = m.rsplit_once(',').ok_or_else(|| anyhow!("-m {m:?}: expected NAME,SEED"))?;
-        let seed = seed.parse::<u64>().map_err(|_| anyhow!("-m {m:?}: bad seed"))?;
+        let seed = crate::parse_c_ulong(seed).map_err(|e| anyhow!("-m {m:?}: bad seed: {e}"))?;
         jobs.push((PathBuf::from(name), seed));
     }
     if jobs.is_empty() {
@@ -809,7 +852,6 @@ struct LogplayOpts<'a> {
     read: bool,
     shadow: &'a Option<PathBuf>,
     shadowtest: bool,
-    set_daxmode: bool,
     mpt: &'a Option<PathBuf>,
 }
 
@@ -820,17 +862,17 @@ fn note(verb: &str, given: bool, opt: &str, why: &str) {
     }
 }
 
-const SET_DAXMODE_WHY: &str = "famfs-rs reads devices bound to fsdev_dax (through famfs.ko) and to device_dax alike";
-
 fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
-    if o.shadow.is_some() || o.shadowtest {
-        bail!("logplay -S/--shadow and -s/--shadowtest (shadow YAML trees) belong to the C famfs's FUSE server; famfs-rs has no shadow tree (use logplay -v or fsck --json to see the namespace)");
+    if o.daxdev.is_some() && o.shadow.is_none() {
+        bail!("logplay -d/--daxdev DEV is only used with --shadow (as in the C famfs); to play the log of a device or image, use --device DEV");
+    }
+    if let Some(dir) = o.shadow {
+        return shadow_logplay(cli, o, dir);
     }
     note("logplay", o.client, "-c/--client", "this log play never writes, on any host");
     note("logplay", o.mmap, "-m/--mmap", "the log is always mapped");
     note("logplay", o.read, "-r/--read", "the log is always mapped (and cache lines invalidated first)");
-    note("logplay", o.set_daxmode, "--set-daxmode", SET_DAXMODE_WHY);
-    let device = o.daxdev.clone().or_else(|| cli.device.clone());
+    let device = cli.device.clone();
     let dry_run = o.dry_run;
     let mpt = o.mpt;
     let hint = mpt.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -866,6 +908,111 @@ fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
     }
     for p in t.fs.problems() {
         println!("  warning: {p}");
+    }
+    Ok(())
+}
+
+/// `famfs logplay --shadow DIR`: the C famfs's shadow tree (crate::shadow), from --daxdev DEV,
+/// --device DEV or the mount MPT. Existing files and directories are kept (a second run over the
+/// same tree adds what the log gained). Errors are counted, reported, and make the exit code 1.
+fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
+    use crate::shadow::{shadow_file, shadow_root, ShadowFile, ShadowStats};
+    use famfs_format::LogEntryBody;
+    println!("Logplay: running in shadow test mode");
+    let device = o.daxdev.clone().or_else(|| cli.device.clone());
+    let test = o.shadowtest || o.daxdev.is_some();
+    let hint = o.mpt.clone().unwrap_or_else(|| PathBuf::from("."));
+    let t = Target::open(device.as_deref(), &hint, Access::ReadOnly)?;
+    let root = shadow_root(dir)?;
+    let sb = t.fs.superblock().clone();
+    let mut st = ShadowStats::default();
+    let mut errors: Vec<String> = Vec::new();
+    let verbose = cli.verbose > 0;
+    if !o.dry_run {
+        // The meta files (not counted: the C tool counts them apart).
+        let meta = root.join(".meta");
+        if !meta.is_dir() {
+            std::fs::create_dir(&meta).with_context(|| format!("cannot create {}", meta.display()))?;
+        }
+        let mut mst = ShadowStats::default();
+        let log_mode = if t.fs.role() == famfs_meta::Role::Master { 0o644 } else { 0o444 };
+        let sbf = ShadowFile::meta(".meta/.superblock", 0, famfs_format::LOG_OFFSET, 0o444);
+        let logf = ShadowFile::meta(".meta/.log", famfs_format::LOG_OFFSET, sb.log_len, log_mode);
+        for (name, f) in [(".superblock", sbf), (".log", logf)] {
+            if let Err(e) = shadow_file(&meta.join(name), &f, false, &mut mst, verbose) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    let h = t.fs.log_header()?;
+    for i in 0..h.next_index() {
+        let entry = t.fs.media().read_log_entry(&sb, i).with_context(|| format!("log entry {i}"))?;
+        st.entries += 1;
+        match entry.body {
+            LogEntryBody::File(f) => {
+                if o.dry_run {
+                    continue;
+                }
+                let path = root.join(f.path.as_str());
+                if let Err(e) = shadow_file(&path, &ShadowFile::of_entry(&f), test, &mut st, verbose) {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+            LogEntryBody::Mkdir(d) => {
+                if o.dry_run {
+                    continue;
+                }
+                let path = root.join(d.path.as_str());
+                match std::fs::symlink_metadata(&path) {
+                    Ok(md) if md.is_dir() => st.dirs_existed += 1,
+                    Ok(_) => {
+                        st.dir_errors += 1;
+                        errors.push(format!("{}: something other than a directory where one should be", path.display()));
+                    }
+                    Err(_) => {
+                        use std::os::unix::fs::DirBuilderExt;
+                        let made = std::fs::DirBuilder::new().mode(d.mode & 0o7777).create(&path);
+                        // As the C tool: the owner is set only when both ids are non-zero.
+                        let owned = made.and_then(|()| {
+                            if d.uid != 0 && d.gid != 0 {
+                                std::os::unix::fs::chown(&path, Some(d.uid), Some(d.gid))
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        match owned {
+                            Ok(()) => st.dirs_created += 1,
+                            Err(e) => {
+                                st.dir_errors += 1;
+                                errors.push(format!("cannot create directory {}: {e}", path.display()));
+                            }
+                        }
+                    }
+                }
+            }
+            LogEntryBody::AddDaxdev(_) => {}
+        }
+    }
+    println!(
+        "famfs_logplay(shadow): {} log entries; {} new files; {} new directories",
+        st.entries, st.files_created, st.dirs_created
+    );
+    if verbose {
+        println!("\tCreated:  {} files, {} directories", st.files_created, st.dirs_created);
+        println!("\tExisted: {} files, {} directories", st.files_existed, st.dirs_existed);
+    }
+    if st.file_errors > 0 || st.dir_errors > 0 {
+        println!("\t{} file errors and {} dir errors", st.file_errors, st.dir_errors);
+    }
+    if st.yaml_checked > 0 {
+        println!("\tshadow yaml checked for {} files", st.yaml_checked);
+        println!("\tthere were {} yaml errors detected", st.yaml_errors);
+    }
+    for e in &errors {
+        eprintln!("famfs logplay: {e}");
+    }
+    if !errors.is_empty() {
+        bail!("{} errors playing the log into the shadow tree {}", errors.len(), root.display());
     }
     Ok(())
 }
@@ -914,7 +1061,6 @@ struct FsckExtra {
     nodax: bool,
     mmap: bool,
     read: bool,
-    set_daxmode: bool,
 }
 
 fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x: &FsckExtra) -> Result<bool> {
@@ -922,7 +1068,6 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     note("fsck", x.nodax, "-D/--nodax", "images and devices are read alike");
     note("fsck", x.mmap, "-m/--mmap", "the metadata is always mapped");
     note("fsck", x.read, "-r/--read", "the metadata is always mapped (and cache lines invalidated first)");
-    note("fsck", x.set_daxmode, "--set-daxmode", SET_DAXMODE_WHY);
     if x.nbuckets == Some(0) || x.nbuckets.is_some_and(|n| n > famfs_alloc::MAX_BUCKETS) {
         bail!("-B: between 1 and {} buckets", famfs_alloc::MAX_BUCKETS);
     }
@@ -1104,6 +1249,22 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     println!("  Sum of file sizes:      {}", sz(sum_sizes));
     println!("  Allocated space:        {}", sz(used));
     println!("  Free space:             {}", sz(bm.free_bytes()));
+    if cli.verbose > 0 {
+        // The C fsck's verbose block, by the C tools' names: C scripts read the log length with
+        // `grep log_len | awk '{print $2}'`.
+        let header = famfs_format::LOG_HEADER_SIZE as u64;
+        let entry = famfs_format::LOG_ENTRY_SIZE as u64;
+        let full = header + entry * (1 + g.last_index());
+        println!("Verbose:");
+        println!("  log_offset:        {}", famfs_format::LOG_OFFSET);
+        println!("  log_len:           {}", sb.log_len);
+        println!("  sizeof(log header) {header}");
+        println!("  sizeof(log_entry)  {entry}");
+        println!("  last_log_index:    {}", g.last_index());
+        println!("  full log size:     {full}");
+        println!("  FAMFS_LOG_LEN:     {}", famfs_format::DEFAULT_LOG_LEN);
+        println!("  Remainder:         {}", sb.log_len as i128 - full as i128);
+    }
     println!("{}", if damage.is_empty() { "clean" } else { "damaged" });
     Ok(!damage.is_empty())
 }
@@ -1179,6 +1340,20 @@ fn cmd_flush(cli: &Cli, files: &[PathBuf]) -> Result<()> {
     let mut n = 0;
     for f in files {
         let rel = t.rel_str(f)?;
+        // The meta files named one by one (as `find MPT -type f` lists them).
+        let meta = match rel.as_str() {
+            ".meta/.superblock" => Some((0, famfs_format::LOG_OFFSET)),
+            ".meta/.log" => Some((famfs_format::LOG_OFFSET, t.fs.superblock().log_len)),
+            _ => None,
+        };
+        if let Some((off, len)) = meta {
+            match &t.mpt {
+                Some(m) => flush_host_file(&m.join(&rel))?,
+                None => t.fs.media().acquire(off, len)?,
+            }
+            n += 1;
+            continue;
+        }
         let ino = ns.resolve(&rel).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
         // A directory: every file under it; the root also has the meta files (superblock, log).
         let mut todo = vec![ino];
@@ -1265,19 +1440,40 @@ fn cmd_check(cli: &Cli, mpt: &Path) -> Result<bool> {
 }
 
 /// `famfs chkread`: checks a superblock or log meta file (or a copy of one).
-fn cmd_chkread(file: &Path) -> Result<bool> {
+fn cmd_chkread(file: &Path, want_sb: bool, want_log: bool) -> Result<bool> {
     use famfs_format::{LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_MAGIC, SB_MAGIC};
     let b = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let magic = b.get(..8).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+    let word = |at: usize| b.get(at..at + 8).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+    let magic = word(0);
+    if want_sb && magic != SB_MAGIC {
+        bail!("{}: -s: not a famfs superblock (magic {magic:#x}, want {SB_MAGIC:#x})", file.display());
+    }
+    if want_log && magic != LOG_MAGIC {
+        bail!("{}: -l: not a famfs log (magic {magic:#x}, want {LOG_MAGIC:#x})", file.display());
+    }
     if magic == SB_MAGIC {
         let sb = Superblock::decode(&b).with_context(|| format!("{}: bad superblock", file.display()))?;
+        if want_sb {
+            println!("famfs superblock:");
+            println!("\tmagic:       {magic:x}");
+            println!("\tversion:     {}", word(8));
+            println!("\tlog offset:  {}", word(16));
+            println!("\tlog len:     {}", sb.log_len);
+        }
         println!("{}: valid superblock (fs uuid {}, log {} bytes, device {} bytes)", file.display(), format_uuid(&sb.fs_uuid), sb.log_len, sb.device_size);
         return Ok(true);
     }
     if magic == LOG_MAGIC {
-        let len = b.get(8..16).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+        let len = word(8);
         let h = LogHeader::decode(&b, len).with_context(|| format!("{}: bad log header", file.display()))?;
         let n = h.next_index();
+        if want_log {
+            println!("famfs log:");
+            println!("\tmagic:      {magic:x}");
+            println!("\tlen:        {len}");
+            println!("\tlast index: {}", word(16));
+            println!("\tnext index: {n}");
+        }
         let mut bad = 0;
         for i in 0..n {
             let off = LOG_HEADER_SIZE + i as usize * LOG_ENTRY_SIZE;
@@ -1366,6 +1562,32 @@ fn set_dax_driver(sys: &Path, want: &DaxDriver) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `--set-daxmode` of mkfs.famfs, fsck and logplay: afterwards the devdax device `dev` is bound
+/// to fsdev_dax (what the C tools leave it in, and what `famfs mount` in module mode needs).
+/// Nothing for an image file or a mount point; refused while `dev` is mounted (a fallback-mode
+/// server holds it through device_dax). Run once the command has closed the device.
+pub fn set_daxmode_fsdev(prog: &str, dev: &Path) -> Result<()> {
+    let Some(sys) = famfs_media::dax_sysfs_dir(dev) else {
+        eprintln!("{prog}: note: --set-daxmode: {} is not a devdax device; nothing to rebind", dev.display());
+        return Ok(());
+    };
+    let have = famfs_media::dax_driver(dev).unwrap_or(DaxDriver::Unbound);
+    if have == DaxDriver::FsdevDax {
+        return Ok(());
+    }
+    let mounts = crate::mkfs_cmd::mounted_at(dev);
+    if !mounts.is_empty() {
+        bail!("--set-daxmode: {} is mounted at {} (bound to {have}); unmount it before rebinding", dev.display(), mounts.join(", "));
+    }
+    set_dax_driver(&sys, &DaxDriver::FsdevDax).with_context(|| format!("--set-daxmode: cannot rebind {} to fsdev_dax (is famfs.ko loaded?)", dev.display()))?;
+    let now = famfs_media::dax_driver(dev).unwrap_or(DaxDriver::Unbound);
+    if now != DaxDriver::FsdevDax {
+        bail!("--set-daxmode: {} is bound to {now} after rebinding, not fsdev_dax", dev.display());
+    }
+    println!("{prog}: {} rebound from {have} to fsdev_dax", dev.display());
     Ok(())
 }
 
@@ -1555,18 +1777,32 @@ pub fn run(cli: &Cli) -> Result<bool> {
             cmd_verify(cli, &o)
         }
         Cmd::Logplay { dry_run, client, daxdev, mmap, read, shadow, shadowtest, set_daxmode, mpt } => {
-            let o = LogplayOpts { dry_run: *dry_run, client: *client, daxdev, mmap: *mmap, read: *read, shadow, shadowtest: *shadowtest, set_daxmode: *set_daxmode, mpt };
-            cmd_logplay(cli, &o).map(|()| true)
+            let o = LogplayOpts { dry_run: *dry_run, client: *client, daxdev, mmap: *mmap, read: *read, shadow, shadowtest: *shadowtest, mpt };
+            cmd_logplay(cli, &o)?;
+            if *set_daxmode {
+                match daxdev.as_ref().or(cli.device.as_ref()) {
+                    Some(d) => set_daxmode_fsdev("famfs logplay", d)?,
+                    None => eprintln!("famfs logplay: note: --set-daxmode without a device (-d/--device DEV): nothing to rebind"),
+                }
+            }
+            Ok(true)
         }
         Cmd::Fsck { human, json, path, nbuckets, force, nodax, mmap, read, set_daxmode, .. } => {
-            let x = FsckExtra { nbuckets: *nbuckets, force: *force, nodax: *nodax, mmap: *mmap, read: *read, set_daxmode: *set_daxmode };
-            cmd_fsck(cli, *human, *json, path, &x).map(|damaged| !damaged)
+            let x = FsckExtra { nbuckets: *nbuckets, force: *force, nodax: *nodax, mmap: *mmap, read: *read };
+            let damaged = cmd_fsck(cli, *human, *json, path, &x)?;
+            if *set_daxmode {
+                match path.as_ref().or(cli.device.as_ref()) {
+                    Some(d) => set_daxmode_fsdev("famfs fsck", d)?,
+                    None => eprintln!("famfs fsck: note: --set-daxmode without a device: nothing to rebind"),
+                }
+            }
+            Ok(!damaged)
         }
         Cmd::Getmap { quiet, json, file } => cmd_getmap(cli, *quiet, *json, file),
         Cmd::Cat { file } => cmd_cat(cli, file).map(|()| true),
         Cmd::Flush { files } => cmd_flush(cli, files).map(|()| true),
         Cmd::Check { mpt } => cmd_check(cli, mpt),
-        Cmd::Chkread { file } => cmd_chkread(file),
+        Cmd::Chkread { superblock, log, file } => cmd_chkread(file, *superblock, *log),
         Cmd::Clone { src, dest } => cmd_clone(cli, src, dest).map(|()| true),
         Cmd::Mkmeta { device } => cmd_mkmeta(device),
         Cmd::Mount {

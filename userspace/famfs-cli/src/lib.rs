@@ -5,6 +5,7 @@ pub mod famfs_cmd;
 pub mod man;
 pub mod mkfs_cmd;
 pub mod pattern;
+pub mod shadow;
 pub mod size;
 pub mod target;
 
@@ -33,4 +34,44 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
 /// Parses a size argument for clap.
 pub fn parse_size_arg(s: &str) -> Result<u64, String> {
     size::parse_size(s)
+}
+
+/// Parses a number as C's `strtoul(s, NULL, 0)` reads one: leading blanks (what shell arithmetic
+/// in C scripts produces), an optional `+`, then decimal, `0x` hexadecimal or `0` octal. Unlike
+/// strtoul, trailing characters are refused rather than ignored, and a negative number or one
+/// out of range is an error, not a wrapped value.
+pub fn parse_c_ulong(s: &str) -> Result<u64, String> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let (digits, radix) = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        (h, 16)
+    } else if t.len() > 1 && t.starts_with('0') {
+        (&t[1..], 8)
+    } else {
+        (t, 10)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(format!("invalid number {s:?}: expected decimal, 0x hexadecimal or 0 octal digits"));
+    }
+    u64::from_str_radix(digits, radix).map_err(|_| format!("number {s:?} is too large"))
+}
+
+/// [`parse_c_ulong`] for a 32-bit value (uid, gid).
+pub fn parse_c_u32(s: &str) -> Result<u32, String> {
+    let n = parse_c_ulong(s)?;
+    u32::try_from(n).map_err(|_| format!("number {s:?} is too large (at most {})", u32::MAX))
+}
+
+/// [`parse_c_ulong`] for a count (threads).
+pub fn parse_c_usize(s: &str) -> Result<usize, String> {
+    let n = parse_c_ulong(s)?;
+    usize::try_from(n).map_err(|_| format!("number {s:?} is too large"))
+}
+
+/// A thread count as the C tools take it: 1 to 256.
+pub fn parse_threadct(s: &str) -> Result<usize, String> {
+    match parse_c_usize(s)? {
+        n @ 1..=256 => Ok(n),
+        n => Err(format!("thread count {n} out of range: 1 to 256")),
+    }
 }

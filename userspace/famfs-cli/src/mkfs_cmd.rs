@@ -27,8 +27,9 @@ pub struct MkfsArgs {
     /// C famfs: format without dax access. Accepted: images and devices are written alike.
     #[arg(short = 'D', long)]
     pub nodax: bool,
-    /// C famfs: switch a devdax device to fsdev_dax first. Accepted: famfs-rs writes devices
-    /// bound to fsdev_dax (through famfs.ko) and to device_dax alike.
+    /// Leave the devdax device bound to fsdev_dax after a successful mkfs (as the C famfs does;
+    /// `famfs mount` in module mode needs it). The device is written in either mode; a failed
+    /// mkfs leaves the mode as it was.
     #[arg(long)]
     pub set_daxmode: bool,
     /// Fixed file system uuid (for reproducible images).
@@ -61,9 +62,6 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
     let dev = &a.device;
     if a.nodax {
         eprintln!("mkfs.famfs: note: -D/--nodax accepted and not needed: images and devices are written alike");
-    }
-    if a.set_daxmode {
-        eprintln!("mkfs.famfs: note: --set-daxmode accepted and not needed: devices bound to fsdev_dax and device_dax are written alike");
     }
     if a.kill && !a.secondaries.is_empty() {
         bail!("-k kills the superblock of one device; give only that device");
@@ -166,7 +164,9 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
 /// Entry point of the binary; returns the exit code.
 pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let a = MkfsArgs::parse_from(crate::famfs_cmd::help_alias(args));
-    match run(&a) {
+    // The rebind runs once run() has closed the device (a device held open cannot be rebound).
+    let r = run(&a).and_then(|()| if a.set_daxmode { crate::famfs_cmd::set_daxmode_fsdev("mkfs.famfs", &a.device) } else { Ok(()) });
+    match r {
         Ok(()) => 0,
         Err(e) => crate::report("mkfs.famfs", &e),
     }

@@ -2,6 +2,7 @@
 
 /// Parses a size; errors name the accepted forms.
 pub fn parse_size(s: &str) -> Result<u64, String> {
+    // Leading blanks as strtoul skips them (shell arithmetic produces them); trailing ones too.
     let t = s.trim();
     // Hexadecimal, as the C tools take sizes (strtoull base 0): 0x800000.
     if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {

@@ -136,7 +136,7 @@ fn hex_sizes_and_mkfs_verbose() {
     assert!(out.contains("alloc unit:  2097152 bytes") && out.contains("device uuid:"), "{out}");
     let o = e.run(MKFS, &["-f", "-D", "--set-daxmode", "img"]);
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--set-daxmode accepted and not needed"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--set-daxmode: img is not a devdax device; nothing to rebind"));
 }
 
 /// creat of an existing file of the same size re-initialises it (-S refills it) without a new
@@ -206,21 +206,24 @@ fn fsck_capacity_lines_and_c_options() {
     let o = e.run(FAMFS, &["fsck", "-f", "-D", "-m", "--set-daxmode", "img"]);
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    for opt in ["-f/--force", "-D/--nodax", "-m/--mmap", "--set-daxmode"] {
+    for opt in ["-f/--force", "-D/--nodax", "-m/--mmap"] {
         assert!(err.contains(&format!("{opt} accepted and not needed")), "{err}");
     }
+    assert!(err.contains("--set-daxmode: img is not a devdax device; nothing to rebind"), "{err}");
     e.fails(&["fsck", "-B", "0", "img"], 1, "-B: between 1 and 64 buckets");
 }
 
-/// logplay: -d DEV is --device; -c/-m accepted; shadow options refused with the reason.
+/// logplay: -c/-m accepted; -d DEV only with --shadow (as C); -s only with --shadow.
 #[test]
 fn logplay_c_options() {
     let e = formatted();
     e.ok(&["mkdir", "--device", "img", "/d"]);
-    let out = e.ok(&["logplay", "-d", "img", "-c", "-m", "-v"]);
+    let out = e.ok(&["logplay", "--device", "img", "-c", "-m", "-v"]);
     assert!(out.contains("played 1 log entries: 0 files, 1 directories") && out.contains("dir  /d"), "{out}");
-    e.fails(&["logplay", "-d", "img", "-S", "/tmp/shadow"], 1, "no shadow tree");
-    e.fails(&["logplay", "-d", "img", "-s"], 1, "no shadow tree");
+    e.fails(&["logplay", "-d", "img", "-c"], 1, "only used with --shadow");
+    e.fails(&["logplay", "-d", "img", "-S", "/nonexistent/shadow"], 1, "not an existing directory");
+    let o = e.run(FAMFS, &["logplay", "--device", "img", "-s"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// clone: a second file sharing the first's memory; fsck reports the cross-link.
@@ -283,4 +286,121 @@ fn mkmeta_and_mount_c_options() {
     e.fails(&["mount", "-c", "sometimes", "img", "/mnt"], 1, "use always, normal or never");
     let o = e.run(FAMFS, &["mount", "-c", "never", "-t", "1", "img", "/mnt"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// Issue 25: cp -c compares after every copy is done: two sources of the same name copied into
+/// one directory leave the destination holding the second, which differs from the first; the
+/// C tool's compare fails there, and so must ours.
+#[test]
+fn cp_compare_sees_a_destination_written_twice() {
+    let e = formatted();
+    std::fs::create_dir_all(e.path("x")).unwrap();
+    std::fs::create_dir_all(e.path("y")).unwrap();
+    std::fs::write(e.path("x/f"), vec![0x11u8; 3 << 20]).unwrap();
+    std::fs::write(e.path("y/f"), vec![0x22u8; 3 << 20]).unwrap();
+    e.ok(&["mkdir", "--device", "img", "/d"]);
+    e.fails(&["cp", "--device", "img", "-c", "x/f", "y/f", "/d"], 1, "differs from its source");
+    // Without a double write, -c passes.
+    e.ok(&["cp", "--device", "img", "-c", "x/f", "/one"]);
+}
+
+/// Issue 25: `creat -S SEED -r FILE` without -s, and `creat -M FILE,0,SEED`, on an existing
+/// file re-fill it with SEED's pattern at its size (C scripts re-randomise files this way); on
+/// a missing file they say why.
+#[test]
+fn creat_refills_an_existing_file() {
+    let e = formatted();
+    e.ok(&["creat", "--device", "img", "-s", "3M", "-S", "1", "/a"]);
+    e.ok(&["creat", "--device", "img", "-s", "5M", "-S", "2", "/b"]);
+    e.ok(&["creat", "--device", "img", "-S", "7", "-r", "/a"]);
+    e.ok(&["verify", "--device", "img", "-S", "7", "-f", "/a"]);
+    e.ok(&["creat", "--device", "img", "-M", "/b,0,8"]);
+    e.ok(&["verify", "--device", "img", "-S", "8", "-f", "/b"]);
+    assert_eq!(files(&e)["/b"].1, 5 << 20);
+    e.fails(&["creat", "--device", "img", "-S", "7", "-r", "/nope"], 1, "only an existing file is re-filled");
+    e.fails(&["creat", "--device", "img", "-M", "/nope,0"], 1, "needs a seed");
+}
+
+/// Issue 25: numbers as C's strtoul reads them: leading blanks (shell arithmetic), hexadecimal.
+#[test]
+fn numbers_read_as_strtoul() {
+    let e = formatted();
+    e.ok(&["creat", "--device", "img", "-N", " 2", "--nbuckets", " 4", "-s", "8M", "-S", " 0x10", "/il"]);
+    e.ok(&["verify", "--device", "img", "-S", "16", "-f", "/il"]);
+    e.ok(&["verify", "--device", "img", "--threadct", " 2", "-S", "16", "-f", "/il"]);
+    let o = e.run(FAMFS, &["creat", "--device", "img", "-N", "2x", "-s", "8M", "/bad"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Issue 25: verify --threadct takes 1 to 256, as C.
+#[test]
+fn verify_threadct_range() {
+    let e = formatted();
+    e.ok(&["creat", "--device", "img", "-s", "2M", "-S", "3", "/a"]);
+    e.ok(&["verify", "--device", "img", "--threadct", "256", "-S", "3", "-f", "/a"]);
+    for bad in ["0", "257"] {
+        let o = e.run(FAMFS, &["verify", "--device", "img", "--threadct", bad, "-S", "3", "-f", "/a"]);
+        assert_eq!(o.status.code(), Some(2), "--threadct {bad}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("1 to 256"), "--threadct {bad}");
+    }
+}
+
+/// Issue 25: the meta files named one by one (as `find MPT -type f` lists them) are flushed.
+#[test]
+fn flush_meta_files_by_name() {
+    let e = formatted();
+    e.ok(&["creat", "--device", "img", "-s", "2M", "/a"]);
+    let out = e.ok(&["-v", "flush", "--device", "img", "/.meta/.superblock", "/.meta/.log", "/a"]);
+    assert!(out.contains("flushed 3 files"), "{out}");
+}
+
+/// Issue 25: `fsck -v` prints the C fsck's verbose block by the C names; a C script reads the
+/// log length with `grep log_len | awk '{print $2}'`.
+#[test]
+fn fsck_verbose_c_names() {
+    let e = Env::new();
+    e.image("img", 8 * G);
+    e.ok_bin(MKFS, &["-l", "16M", "img"]);
+    let out = e.ok(&["fsck", "-v", "img"]);
+    let log_len: Vec<&str> = out.lines().filter(|l| l.contains("log_len")).filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(log_len, ["16777216"], "{out}");
+    for name in ["log_offset:", "last_log_index:", "sizeof(log_entry)"] {
+        assert!(out.lines().any(|l| l.trim_start().starts_with(name)), "{name}: {out}");
+    }
+    assert!(out.trim_end().ends_with("clean"), "{out}");
+}
+
+/// Issue 25: chkread -s / -l say which meta file FILE must be and print its fields as C does;
+/// -? is help.
+#[test]
+fn chkread_s_and_l() {
+    let e = formatted();
+    let sb = e.path("sb");
+    let log = e.path("log");
+    let mut img = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(e.path("img")).unwrap(), 10 << 20), &mut img).unwrap();
+    std::fs::write(&sb, &img[..2 << 20]).unwrap();
+    std::fs::write(&log, &img[2 << 20..]).unwrap();
+    let (sbp, logp) = (sb.to_str().unwrap(), log.to_str().unwrap());
+    let out = e.ok(&["chkread", "-s", sbp]);
+    assert!(out.contains("famfs superblock:") && out.contains("\tlog len:     8388608"), "{out}");
+    let out = e.ok(&["chkread", "-l", logp]);
+    assert!(out.contains("famfs log:") && out.contains("\tnext index: 0"), "{out}");
+    e.fails(&["chkread", "-s", logp], 1, "not a famfs superblock");
+    e.fails(&["chkread", "-l", sbp], 1, "not a famfs log");
+    let o = e.run(FAMFS, &["chkread", "-?"]);
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// Issue 25: -r (read(2)) and -m (mmap) together are refused by logplay and fsck, as in C.
+#[test]
+fn read_and_mmap_conflict() {
+    let e = formatted();
+    for args in [&["logplay", "-r", "-m", "--device", "img"][..], &["fsck", "-r", "-m", "img"][..]] {
+        let o = e.run(FAMFS, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"), "{args:?}");
+    }
+    e.ok(&["fsck", "-r", "img"]);
+    e.ok(&["logplay", "-m", "--device", "img"]);
 }

@@ -745,48 +745,79 @@ impl Appender<'_> {
 
     /// The devices in the order a new file tries them: most free space first (ties: lowest
     /// index). On a fresh two-device file system the secondary comes first (the primary holds the
-    /// log), and files then alternate as space evens out.
-    fn device_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.fs.bitmaps.len()).collect();
+    /// log), and files then alternate as space evens out. A secondary this host looked for and
+    /// did not find is left out (a file placed there could not be written here); through meta
+    /// files (a mount) the devices are not looked for here and all count.
+    fn device_order(&mut self) -> (Vec<usize>, Vec<String>) {
+        self.fs.attach_missing();
+        let mut skipped = Vec::new();
+        let mut order: Vec<usize> = Vec::new();
+        for i in 0..self.fs.bitmaps.len() {
+            match self.fs.attached.get(i) {
+                Some(Attached::Missing(why)) if i > 0 => skipped.push(why.clone()),
+                _ => order.push(i),
+            }
+        }
         order.sort_by_key(|&i| (std::cmp::Reverse(self.fs.bitmaps[i].free_bytes()), i));
-        order
+        (order, skipped)
     }
 
-    /// One contiguous extent on the first device (in [`Appender::device_order`]) with room.
-    fn alloc_one(&mut self, size: u64, reset_cursor: bool) -> Result<Extent> {
+    /// The error of an allocation that found no room on the devices it tried.
+    fn no_room(first: Option<AllocError>, skipped: &[String]) -> MetaError {
+        match (first, skipped.is_empty()) {
+            (Some(e), true) => e.into(),
+            (first, _) => MetaError::DeviceMissing(format!(
+                "{}; the devices this host lacks were not used: {}",
+                first.map(|e| e.to_string()).unwrap_or_else(|| "no device of this host has room".into()),
+                skipped.join("; ")
+            )),
+        }
+    }
+
+    /// The extents of a plain file on the first device (in [`Appender::device_order`]) with
+    /// room: one extent if a free range is long enough, else several (up to 16) on one device.
+    /// Nothing is marked: the bitmap is updated when the entry is applied, so a failed append
+    /// leaves it untouched (and no bitmap is copied).
+    fn alloc_simple(&mut self, size: u64, reset_cursor: bool) -> Result<Vec<Extent>> {
         let n = self.fs.bitmaps.len();
         self.cursors.resize(n, 0);
+        let (order, skipped) = self.device_order();
         let mut first_err = None;
-        for i in self.device_order() {
+        // One extent on any device before several on one.
+        for i in order.iter().copied() {
             if reset_cursor {
                 self.cursors[i] = 0;
             }
-            // Allocate on a copy: the real bitmap is updated when the entry is applied, so a
-            // failed append leaves it untouched.
-            let mut bm = self.fs.bitmaps[i].clone();
-            match bm.alloc_contiguous_from(size, &mut self.cursors[i]) {
-                Ok(e) => return Ok(Extent { devindex: i as u64, ..e }),
+            match self.fs.bitmaps[i].find_contiguous(size, self.cursors[i]) {
+                Ok(e) => {
+                    self.cursors[i] = e.end();
+                    return Ok(vec![Extent { devindex: i as u64, ..e }]);
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
             }
         }
-        Err(first_err.unwrap_or(AllocError::ZeroSize).into())
+        for i in order {
+            if let Ok(v) = self.fs.bitmaps[i].find_simple(size, self.cursors[i]) {
+                return Ok(v.into_iter().map(|e| Extent { devindex: i as u64, ..e }).collect());
+            }
+        }
+        Err(Self::no_room(first_err, &skipped))
     }
 
-    /// The map of a new file of `size` bytes (allocated on copies of the bitmaps; nothing is
-    /// marked until the entry is applied).
+    /// The map of a new file of `size` bytes (found without marking; nothing is marked until
+    /// the entry is applied).
     fn allocate(&mut self, size: u64, layout: Layout) -> Result<Fmap> {
         let ndev = self.fs.bitmaps.len();
         Ok(match layout {
-            Layout::Contiguous => Fmap::simple(vec![self.alloc_one(size, false)?])?,
-            // A file smaller than one chunk gets one simple extent, first fit from the start of
-            // the device (the C allocator does the same and resets its cursor).
-            Layout::Interleaved(p) if size < p.chunk_size() => Fmap::simple(vec![self.alloc_one(size, true)?])?,
+            Layout::Contiguous => Fmap::simple(self.alloc_simple(size, false)?)?,
+            // A file smaller than one chunk gets a simple map, first fit from the start of the
+            // device (the C allocator does the same and resets its cursor).
+            Layout::Interleaved(p) if size < p.chunk_size() => Fmap::simple(self.alloc_simple(size, true)?)?,
             Layout::Interleaved(p) if ndev == 1 => {
                 let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
-                let mut bm = self.fs.bitmaps[0].clone();
-                Fmap::Interleaved(bm.alloc_interleaved(size, &p, seed)?)
+                Fmap::Interleaved(self.fs.bitmaps[0].find_interleaved(size, &p, seed)?)
             }
             Layout::Interleaved(p) => {
                 // Several devices: one strip per device, on nstrips distinct devices (most free
@@ -800,17 +831,18 @@ impl Appender<'_> {
                 }
                 let strip_len = p.strip_len(size);
                 let mut strips = Vec::new();
-                for i in self.device_order() {
+                let (order, skipped) = self.device_order();
+                for i in order {
                     if strips.len() as u64 == nstrips {
                         break;
                     }
-                    let mut bm = self.fs.bitmaps[i].clone();
-                    if let Some(e) = bm.alloc_strip(strip_len) {
+                    if let Some(e) = self.fs.bitmaps[i].find_strip(strip_len) {
                         strips.push(Extent { devindex: i as u64, ..e });
                     }
                 }
                 if (strips.len() as u64) < nstrips {
-                    return Err(AllocError::NoSpaceInterleaved { nstrips, found: strips.len() as u64, strip_len }.into());
+                    let e = AllocError::NoSpaceInterleaved { nstrips, found: strips.len() as u64, strip_len };
+                    return Err(Self::no_room(Some(e), &skipped));
                 }
                 Fmap::Interleaved(Interleave::new(p.chunk_size(), strips)?)
             }
