@@ -6,6 +6,7 @@
 #   make bench      the benchmark suite (figures in bench-results/, Documentation/performance.md)
 #   make fuzz       every fuzz target for 10 minutes
 #   make check-debug  the module suites under the debug kernel (KASAN, lockdep, kmemleak)
+#   make check-distro famfs.ko built by DKMS for Debian's stock 7.3 kernel, tested in a VM running it
 #   make kernel     build (or reuse) the cached Rust-enabled 7.3 kernel
 #   make clean      remove build outputs of this checkout (not the cached kernel)
 #   make install    install the built tools, man pages, mount.famfs, famfs@.service (PREFIX, DESTDIR;
@@ -17,7 +18,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 
-.PHONY: all setup kernel module module-debug userspace check check-debug check-host check-fuzz check-vm demo vm bench fuzz clean install install-dkms
+.PHONY: all setup kernel module module-debug userspace check check-debug check-host check-fuzz check-vm check-distro demo vm bench fuzz clean install install-dkms
 
 all: module userspace
 
@@ -38,7 +39,7 @@ userspace: setup
 	@# Cargo cannot name a binary mkfs.famfs: famfs acts as mkfs under that name.
 	@ln -sf famfs userspace/target/release/mkfs.famfs
 
-check: all check-host check-fuzz check-vm
+check: all check-host check-fuzz check-distro check-vm
 
 check-host: setup
 	@# The module's sources (and the fmap crate it compiles) follow the kernel's rustfmt rules.
@@ -51,6 +52,11 @@ check-fuzz: setup
 
 check-vm: all
 	scripts/check-vm
+
+# famfs.ko for Debian's own kernel: DKMS in a Debian 13 root against linux-headers, the Rust metadata
+# rebuilt once (famfs-rust-meta), then one boot of Debian's kernel image (scripts/check-distro).
+check-distro: userspace
+	scripts/check-distro
 
 # The module suites under a KASAN/lockdep/kmemleak kernel (a second, ~30 minute kernel build
 # when cold): a longer target of its own.
