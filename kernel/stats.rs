@@ -33,7 +33,7 @@ pub(crate) static WRITE_BYTES: Counter = Counter::new();
 pub(crate) static FILES: Counter = Counter::new();
 pub(crate) static DAXDEVS: Counter = Counter::new();
 
-const ENTRIES: [(&CStr, &Counter); 7] = [
+static ENTRIES: [(&CStr, &Counter); 7] = [
     (c"pte_faults", &PTE_FAULTS),
     (c"pmd_faults", &PMD_FAULTS),
     (c"fallback_faults", &FALLBACK_FAULTS),
