@@ -110,6 +110,12 @@ impl Control {
         Ok(args)
     }
 
+    /// Another descriptor of the same open (the same daxdev table), e.g. for a thread that
+    /// revokes while others keep using the first.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self { file: self.file.try_clone()? })
+    }
+
     /// The control device's open file.
     pub fn file(&self) -> &File {
         &self.file
