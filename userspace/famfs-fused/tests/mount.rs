@@ -505,28 +505,3 @@ fn secondary_taken_by_another_file_system_goes_stale() {
     assert!(text.contains("STALE MOUNT") && text.contains("taken by another file system"), "server log: {text}");
     assert!(unmount(&fx.mnt));
 }
-
-/// A FIFO where the log says a secondary device is (its name hint): the server, which looks
-/// for the device when it plays the log, must not open it (an open for reading waits for a
-/// writer for ever, under the server's lock): the mount comes up, the primary's files are
-/// served, the device's files fail with ENXIO (issue 22).
-#[test]
-fn fifo_named_in_the_log_blocks_nothing() {
-    let mut fx = Fixture::new();
-    let dir = fx.img.parent().unwrap().to_path_buf();
-    let img1 = dir.join("img1");
-    File::create(&img1).unwrap().set_len(8 << 30).unwrap();
-    let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
-    let m1 = Media::open(&img1, Access::ReadWrite).unwrap();
-    let name1 = img1.display().to_string();
-    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes())).unwrap();
-    let one = fs.create_file(&rp("one"), M2, 0o644, 0, 0, Layout::Contiguous).unwrap();
-    assert!(fs.namespace().get(one).unwrap().file().unwrap().fmap.extents().iter().all(|e| e.devindex == 1));
-    drop(fs);
-    std::fs::rename(&img1, dir.join("gone")).unwrap();
-    nix::unistd::mkfifo(&img1, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    fx.mount_foreground(&["--fallback"]);
-    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
-    assert_eq!(errno(std::fs::read(fx.p("one"))), libc::ENXIO);
-    assert!(unmount(&fx.mnt));
-}
