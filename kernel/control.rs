@@ -237,8 +237,11 @@ impl Control {
 
     /// Revokes every file made through this open: marks every device of the table revoked
     /// (their files' reads, writes, opens and mmaps fail with `ESTALE`, faults with `SIGBUS`),
-    /// zaps every mapping of those files, and refuses any later `ATTACH_DAXDEV` and
-    /// `CREATE_FILE` on this open with `ESTALE`. Idempotent.
+    /// waits for the reads and writes already inside those files' data path, zaps every mapping
+    /// of those files and waits for their pinned pages, and refuses any later `ATTACH_DAXDEV`
+    /// and `CREATE_FILE` on this open with `ESTALE`. Idempotent. The waits end on a signal
+    /// (`EINTR`, or a restart of the call): everything is revoked already, only the waiting
+    /// (and the unmapping of files not reached yet) is cut short, and a second call resumes it.
     ///
     /// The scope is safe by construction: a device is held exclusively by one table at a time
     /// (`fs_dax_get`), and a file maps only devices of the table it was made from, so the files
@@ -259,10 +262,10 @@ impl Control {
                 devs.push(dev.clone(), GFP_KERNEL)?;
             }
         }
-        // Unmapping may wait for pinned pages: not under the table lock.
+        // Draining and unmapping may wait for I/O and pinned pages: not under the table lock.
         let mut files = 0u64;
         for dev in devs.iter() {
-            files = files.saturating_add(dev.revoke());
+            files = files.saturating_add(dev.revoke()?);
         }
         args.devices = u32::try_from(devs.len()).unwrap_or(u32::MAX);
         args.files = files;

@@ -138,6 +138,15 @@ struct Pinned {
     _sb: ActiveSuper,
 }
 
+/// Why [`Holder::unmap_all`] runs.
+#[derive(Clone, Copy)]
+enum Unmap {
+    /// The device is going away: wait for every pin, whatever comes.
+    Removal,
+    /// `IOC_REVOKE`: drain reads and writes first; waits end on a signal.
+    Revoke,
+}
+
 enum Step {
     Next(Pinned),
     Retry(ActiveSuper),
@@ -258,7 +267,7 @@ impl Holder {
                     .compare_exchange(USABLE, REMOVED, Ordering::AcqRel, Ordering::Acquire);
             pr_warn!("dax device is being removed: files on it now fail with ENXIO\n");
             // The memory and its struct pages are about to go: no user mapping may outlive them.
-            let _ = self.unmap_all();
+            let _ = self.unmap_all(Unmap::Removal);
             return Ok(());
         }
         self.record_poison(offset, len);
@@ -371,7 +380,11 @@ impl Holder {
     }
 
     /// Zaps every user mapping of every file on this device and waits until the device pages
-    /// are no longer referenced. Faults that come after fail: the caller made the state
+    /// are no longer referenced. For a revoke ([`Unmap::Revoke`]) it first waits for the reads
+    /// and writes already inside each file's data path (they hold the inode lock across their
+    /// copy and check the state under it, so once the lock was ours for a moment none is left
+    /// and none can start), and both waits end on a signal (`EINTR`/`ERESTARTSYS`: the walk
+    /// stops there; the state stays unusable, so the caller may simply ask again). Faults that come after fail: the caller made the state
     /// unusable first, and a fault checks it under the mapping's invalidate lock, which is
     /// taken exclusively here around the unmapping (so a fault that checked before the change
     /// has installed its entry before the unmap, and none can install one after).
@@ -383,7 +396,7 @@ impl Holder {
     /// resumes from it. Unmapping and waiting happen with no lock of ours held.
     ///
     /// Returns how many inodes it unmapped.
-    fn unmap_all(&self) -> u64 {
+    fn unmap_all(&self, how: Unmap) -> Result<u64> {
         let mut count = 0u64;
         let mut held: Option<Pinned> = None;
         loop {
@@ -436,23 +449,34 @@ impl Holder {
                 }
                 Step::Next(next) => {
                     drop(held.take());
-                    next.inode.invalidate_lock().unmap_all();
-                    next.inode.dax_break_layout_final();
+                    match how {
+                        Unmap::Removal => {
+                            next.inode.invalidate_lock().unmap_all();
+                            next.inode.dax_break_layout_final();
+                        }
+                        Unmap::Revoke => {
+                            // Drains the reads and writes in flight (see above).
+                            drop(next.inode.lock_killable()?);
+                            next.inode.invalidate_lock().unmap_all();
+                            next.inode.dax_break_layout_interruptible()?;
+                        }
+                    }
                     count += 1;
                     held = Some(next);
                 }
             }
         }
-        count
+        Ok(count)
     }
 
     /// Revokes every file on this device for good (the file system on it was replaced): later
-    /// accesses fail with `ESTALE` (faults with `SIGBUS`), then every existing mapping is zapped
-    /// as on removal (see [`Self::unmap_all`] for why no fault can re-install one). Returns how
-    /// many live files were unmapped.
-    pub(crate) fn revoke(&self) -> u64 {
+    /// accesses fail with `ESTALE` (faults with `SIGBUS`), then the reads and writes in flight
+    /// are waited for and every existing mapping is zapped as on removal (see
+    /// [`Self::unmap_all`] for why no access can start or fault in after). Returns how many live
+    /// files were unmapped; a signal ends the waits (`EINTR`/`ERESTARTSYS`).
+    pub(crate) fn revoke(&self) -> Result<u64> {
         self.revoked.store(true, Ordering::Release);
-        self.unmap_all()
+        self.unmap_all(Unmap::Revoke)
     }
 
     /// The device size in bytes, found by asking `dax_direct_access` for ever larger page runs

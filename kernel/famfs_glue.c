@@ -14,6 +14,7 @@
 void famfs_glue_inode_lock(struct inode *inode) { inode_lock(inode); }
 void famfs_glue_inode_unlock(struct inode *inode) { inode_unlock(inode); }
 void famfs_glue_inode_lock_shared(struct inode *inode) { inode_lock_shared(inode); }
+int famfs_glue_inode_lock_killable(struct inode *inode) { return inode_lock_killable(inode); }
 void famfs_glue_inode_unlock_shared(struct inode *inode) { inode_unlock_shared(inode); }
 void famfs_glue_file_accessed(struct file *file) { file_accessed(file); }
 size_t famfs_glue_iov_iter_count(const struct iov_iter *i) { return iov_iter_count(i); }
@@ -25,6 +26,16 @@ void famfs_glue_invalidate_lock(struct address_space *m) { filemap_invalidate_lo
 void famfs_glue_invalidate_unlock(struct address_space *m) { filemap_invalidate_unlock(m); }
 void famfs_glue_invalidate_lock_shared(struct address_space *m) { filemap_invalidate_lock_shared(m); }
 void famfs_glue_invalidate_unlock_shared(struct address_space *m) { filemap_invalidate_unlock_shared(m); }
+/* dax_break_layout()'s wait callback: sleep (the core set TASK_INTERRUPTIBLE before calling). */
+static void famfs_glue_dax_wait(struct inode *inode) { schedule(); }
+
+/* Waits, interruptibly, until no page of @inode's DAX mapping is referenced, then drops its DAX
+ * entries; -ERESTARTSYS when a signal came first (the entries then stay). */
+int famfs_glue_dax_break_layout_interruptible(struct inode *inode)
+{
+	return dax_break_layout(inode, 0, LLONG_MAX, famfs_glue_dax_wait);
+}
+
 /* An active reference to @sb unless it is already being shut down (released with
  * deactivate_super()). */
 bool famfs_glue_sb_get_active(struct super_block *sb) { return atomic_inc_not_zero(&sb->s_active); }

@@ -193,10 +193,14 @@ impl DaxFile for FileData {
     /// Reads stop at the file size. They are cut there before the iomap core sees them: it
     /// would otherwise ask `iomap_begin` for the offset at the end of a map that ends at the
     /// file size.
+    ///
+    /// The state is checked under the inode lock, which is held across the copy: a revoke sets
+    /// the state and then takes the lock for a moment, so a read it did not wait for sees the
+    /// state (`ESTALE`).
     fn read_iter(&self, io: &mut DaxIo<'_>) -> Result<usize> {
-        self.check_usable()?;
         let ret = {
             let _lock = io.inode().lock_shared();
+            self.check_usable()?;
             io.dax_rw(self.size).unwrap_or(Ok(0))
         };
         io.accessed();
@@ -207,10 +211,13 @@ impl DaxFile for FileData {
 
     /// Writes never change the size: a write starting at or past the end fails with `EFBIG`,
     /// one crossing the end is cut short there.
+    ///
+    /// As reads, the state is checked under the inode lock held across the copy (a revoke
+    /// waits for the write, or the write sees the revoke).
     fn write_iter(&self, io: &mut DaxIo<'_>) -> Result<usize> {
-        self.check_usable()?;
         let n = {
             let _lock = io.inode().lock();
+            self.check_usable()?;
             if io.write_checks()? == 0 {
                 return Ok(0);
             }

@@ -15,6 +15,8 @@
 void famfs_glue_inode_lock(struct inode *inode);
 void famfs_glue_inode_unlock(struct inode *inode);
 void famfs_glue_inode_lock_shared(struct inode *inode);
+int famfs_glue_inode_lock_killable(struct inode *inode);
+int famfs_glue_dax_break_layout_interruptible(struct inode *inode);
 void famfs_glue_inode_unlock_shared(struct inode *inode);
 void famfs_glue_file_accessed(struct file *file);
 size_t famfs_glue_iov_iter_count(const struct iov_iter *i);

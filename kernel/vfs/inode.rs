@@ -6,6 +6,7 @@
 use core::ptr::NonNull;
 
 use kernel::bindings;
+use kernel::prelude::*;
 use kernel::sync::aref::{ARef, AlwaysRefCounted};
 use kernel::types::Opaque;
 
@@ -69,6 +70,19 @@ impl Inode {
         }
     }
 
+    /// Takes the inode lock exclusively, unless a fatal signal comes first (`EINTR`).
+    pub(crate) fn lock_killable(&self) -> Result<InodeGuard<'_>> {
+        // SAFETY: The inode is alive; on success the lock is released by the guard.
+        let ret = unsafe { ffi::famfs_glue_inode_lock_killable(self.as_raw()) };
+        if ret != 0 {
+            return Err(EINTR);
+        }
+        Ok(InodeGuard {
+            inode: self,
+            shared: false,
+        })
+    }
+
     /// Takes the inode lock shared (readers).
     pub(crate) fn lock_shared(&self) -> InodeGuard<'_> {
         // SAFETY: The inode is alive; released by the guard.
@@ -111,6 +125,15 @@ impl Inode {
     pub(crate) fn dax_break_layout_final(&self) {
         // SAFETY: The inode is alive; the call only sleeps on its pages.
         unsafe { ffi::dax_break_layout_final(self.as_raw()) };
+    }
+
+    /// As [`Self::dax_break_layout_final`], but a signal ends the wait (`ERESTARTSYS`; the DAX
+    /// entries then stay): for waits a process asked for, which a pin held by another process
+    /// could make last for ever.
+    pub(crate) fn dax_break_layout_interruptible(&self) -> Result {
+        // SAFETY: The inode is alive; the call only sleeps on its pages.
+        let ret = unsafe { ffi::famfs_glue_dax_break_layout_interruptible(self.as_raw()) };
+        kernel::error::to_result(ret)
     }
 
     /// The super block's active reference (`s_active`), unless it is being shut down.

@@ -65,8 +65,7 @@ struct State {
     stale: Option<String>,
 }
 
-/// How a stale reason starts when the superblock could not be read as valid.
-const SB_INVALID: &str = "the superblock is no longer valid";
+use crate::devcheck::{self, SB_INVALID};
 
 /// How often an idle server checks that the superblock is still the one it mounted.
 const SB_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -90,40 +89,73 @@ impl State {
         self.mark_stale(why)
     }
 
-    /// Why the superblock is no longer the one this mount was made from, if it is not.
+    /// Why the devices no longer hold the file system this mount was made from, if they do
+    /// not: the primary superblock, then every secondary device in use (a secondary re-formatted
+    /// or taken by another file system would hand its new owner's memory to our files).
+    ///
+    /// Module mode reads each superblock with pread(2) on a module file of its own: once the
+    /// mount's files are revoked (or a device is being removed) that fails with an errno, where
+    /// a read through the mapping the metadata is played from would get SIGBUS and kill the
+    /// server. Fallback mode reads the mapped device or image, which nothing revokes.
     fn superblock_change(&self) -> Option<String> {
-        match self.famfs.media().read_superblock() {
-            Err(e) => Some(format!("{SB_INVALID} ({e}): the file system was killed, or is being re-formatted")),
-            Ok(sb) if sb.fs_uuid != self.mounted.0 => Some(format!(
-                "the device now holds another file system (fs uuid {} instead of {}): it was re-formatted",
-                famfs_format::format_uuid(&sb.fs_uuid),
-                famfs_format::format_uuid(&self.mounted.0)
-            )),
-            Ok(sb) if sb.system_uuid != self.mounted.1 => Some(format!(
-                "the superblock's master changed (system uuid {} instead of {}): it was re-formatted",
-                famfs_format::format_uuid(&sb.system_uuid),
-                famfs_format::format_uuid(&self.mounted.1)
-            )),
-            Ok(_) => None,
+        let primary = match self.module.as_ref().and_then(|m| m.sb_probes.get(&0)) {
+            Some(f) => devcheck::read_primary(f),
+            None if self.module.is_some() => Err("no superblock file to read it through".to_string()),
+            None => self.famfs.media().read_superblock().map_err(|e| e.to_string()),
+        };
+        if let Some(why) = devcheck::primary_change(primary, &self.mounted) {
+            return Some(why);
         }
+        let fs_uuid = self.famfs.superblock().fs_uuid;
+        let devices = self.famfs.devices();
+        match &self.module {
+            Some(m) => {
+                for (&i, f) in m.sb_probes.range(1..) {
+                    let Some(dev) = devices.get(i as usize) else { continue };
+                    let at = m.secondaries.get(&i).map(|(_, p)| p.display().to_string()).unwrap_or_default();
+                    if let Some(why) = devcheck::secondary_change(i, &at, devcheck::read_any(f), &fs_uuid, &dev.uuid) {
+                        return Some(why);
+                    }
+                }
+            }
+            None => {
+                for (i, dev) in devices.iter().enumerate().skip(1) {
+                    let i = i as u32;
+                    let Some(path) = self.famfs.device_path(i) else { continue };
+                    let Ok(media) = self.famfs.device_media(u64::from(i)) else { continue };
+                    let read = media.read_any_superblock().map_err(|e| e.to_string());
+                    let at = path.display().to_string();
+                    if let Some(why) = devcheck::secondary_change(i, &at, read, &fs_uuid, &dev.uuid) {
+                        return Some(why);
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Stale-marking continued (split from the check so that the reason can be updated).
+    ///
+    /// The mount is marked stale first (every request from now on fails with ESTALE, no new
+    /// file is handed out), then famfs.ko revokes the mount's files on a thread of its own:
+    /// the revoke waits for reads and writes in flight and for pinned pages (a page spliced
+    /// into a pipe stays pinned as long as the pipe holds it), and that wait must not hold the
+    /// server's lock, or one reader would hang the whole mount.
     fn mark_stale(&mut self, why: String) -> bool {
-        // Files opened or mapped before now would read the new occupant's memory: have famfs.ko
-        // revoke every DAX file this mount made (their mappings are zapped, faults get SIGBUS,
-        // reads and writes ESTALE). Before anything else: the sooner, the smaller the window.
-        let revoked = match self.module.as_ref().map(|m| m.control.revoke()) {
+        let revoking = match self.module.as_ref().map(|m| m.control.try_clone()) {
             None => "no famfs.ko files to revoke (fallback mode)".to_string(),
-            Some(Ok(r)) => format!("famfs.ko revoked the mount's files ({} file(s) were mapped or open)", r.files),
-            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTTY) => {
-                "famfs.ko is too old to revoke files: mappings made before stay and read the new file system".to_string()
+            Some(Ok(control)) => {
+                let r = std::thread::Builder::new().name("revoke".into()).spawn(move || revoke(&control));
+                match r {
+                    Ok(_) => "famfs.ko is revoking the mount's files".to_string(),
+                    Err(e) => format!("famfs.ko could not be asked to revoke the mount's files (no thread: {e}): mappings made before may stay"),
+                }
             }
-            Some(Err(e)) => format!("famfs.ko could not revoke the mount's files ({e}): mappings made before may stay"),
+            Some(Err(e)) => format!("famfs.ko could not be asked to revoke the mount's files ({e}): mappings made before may stay"),
         };
         log::error!(
             "STALE MOUNT: {why}. Every file of the mounted namespace now fails with ESTALE and new \
-             opens are refused; {revoked}. Unmount and mount again."
+             opens are refused; {revoking}. Unmount and mount again."
         );
         self.stale = Some(why);
         true
@@ -154,6 +186,19 @@ impl State {
     }
 }
 
+/// Has famfs.ko revoke every file made through `control` (files opened or mapped before now
+/// would read the new occupant's memory: their mappings are zapped, faults get SIGBUS, reads and
+/// writes ESTALE) and logs how it went. Runs without the server's lock.
+fn revoke(control: &famfs_kmod::Control) {
+    match control.revoke() {
+        Ok(r) => log::error!("famfs.ko revoked the mount's files ({} file(s) were mapped or open)", r.files),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+            log::error!("famfs.ko is too old to revoke files: mappings made before stay and read the new file system")
+        }
+        Err(e) => log::error!("famfs.ko could not revoke the mount's files ({e}): mappings made before may stay"),
+    }
+}
+
 /// What an inode is, resolved under the lock.
 enum Target {
     Meta(MetaKind),
@@ -177,7 +222,6 @@ pub struct FamfsFs {
     entry_ttl: Duration,
     start: SystemTime,
     log_len: u64,
-    device_size: u64,
 }
 
 fn errno_of_media(e: &MediaError) -> Errno {
@@ -192,7 +236,7 @@ fn errno_of_media(e: &MediaError) -> Errno {
 impl FamfsFs {
     pub(crate) fn new(famfs: Famfs, module: Option<ModuleCtx>, opts: &ServerOptions, stats: Arc<Stats>) -> Self {
         let sb = famfs.superblock();
-        let (log_len, device_size) = (sb.log_len, sb.device_size);
+        let log_len = sb.log_len;
         let role = famfs.role();
         FamfsFs {
             mode: if module.is_some() { Mode::Module } else { Mode::Fallback },
@@ -201,7 +245,6 @@ impl FamfsFs {
             entry_ttl: opts.entry_ttl,
             start: SystemTime::now(),
             log_len,
-            device_size,
             stats,
             state: Arc::new(Mutex::new(State {
                 mounted: (sb.fs_uuid, sb.system_uuid),
@@ -847,8 +890,9 @@ impl Filesystem for FamfsFs {
             return reply.error(Errno::ESTALE);
         }
         let bs = SB_REGION_LEN;
-        let total = self.device_size / bs;
-        let free = st.famfs.bitmap().free_bytes() / bs;
+        // Every device of the file system (the log's device table), not only the primary.
+        let total: u64 = st.famfs.devices().iter().map(|d| d.size / bs).sum();
+        let free: u64 = st.famfs.bitmaps().iter().map(|b| b.free_bytes() / bs).sum();
         let cap = st.famfs.superblock().log_geometry().capacity();
         let used = st.famfs.played().min(cap);
         reply.statfs(total, free, free, cap, cap - used, bs as u32, MAX_RELPATH as u32, bs as u32);

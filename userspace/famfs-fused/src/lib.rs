@@ -23,6 +23,7 @@
 //! ```
 
 pub mod cli;
+mod devcheck;
 mod fs;
 pub mod mounts;
 pub mod stats;
@@ -162,6 +163,12 @@ pub(crate) struct ModuleCtx {
     /// Secondary devices attached to the module's table, by index (the descriptor and where
     /// it was found). Index 0, the primary, is `_device`.
     pub secondaries: std::collections::HashMap<u32, (std::fs::File, PathBuf)>,
+    /// Read-only module files over the superblock region of every attached device, by index
+    /// (0: the primary): the stale check reads them with pread(2), which fails with an errno
+    /// where a read through a mapping of a revoked or removed device would get SIGBUS.
+    pub sb_probes: std::collections::BTreeMap<u32, std::fs::File>,
+    /// The control device's path, for the short-lived opens that read a candidate device.
+    pub control_path: PathBuf,
 }
 
 impl ModuleCtx {
@@ -183,20 +190,40 @@ impl ModuleCtx {
             if self.secondaries.values().any(|(_, p)| *p == c) {
                 continue;
             }
-            let media = match Media::open(&c, Access::ReadOnly) {
-                Ok(m) => m,
-                Err(_) => continue,
+            // Opened as nothing but a dax device, checked on the descriptor that is then used
+            // (devcheck): a FIFO or another file named in the log cannot block the server.
+            let f = match devcheck::open_dax_candidate(&c) {
+                Ok(f) => f,
+                Err(why) => {
+                    log::debug!("device {index}: candidate {why}");
+                    continue;
+                }
             };
             checked += 1;
-            if let Err(e) = famfs.check_secondary(index, &media) {
-                last = e.to_string();
+            let (sb, size) = match devcheck::read_candidate(&self.control_path, &f) {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!("{}: {e}", c.display());
+                    continue;
+                }
+            };
+            let at = c.display().to_string();
+            if let Some(why) = devcheck::secondary_change(index, &at, Ok(sb), &famfs.superblock().fs_uuid, &dev.uuid) {
+                last = why;
                 continue;
             }
-            // The check's own module access goes before the device is attached here.
-            drop(media);
-            let f = std::fs::OpenOptions::new().read(true).write(true).open(&c).map_err(|e| format!("{}: {e}", c.display()))?;
+            if size < dev.size {
+                last = format!("{at}: it is {size} bytes, the log says {}", dev.size);
+                continue;
+            }
             let size = self.control.attach_daxdev(&f, index).map_err(|e| format!("famfs.ko: attach {} at index {index}: {e}", c.display()))?;
             log::info!("attached {} ({size} bytes) at index {index} (device uuid {})", c.display(), famfs_format::format_uuid(&dev.uuid));
+            match self.sb_probe(index) {
+                Ok(p) => {
+                    self.sb_probes.insert(index, p);
+                }
+                Err(e) => log::warn!("device {index}: no superblock file for the stale check: {e}"),
+            }
             self.secondaries.insert(index, (f, c));
             return Ok(());
         }
@@ -206,6 +233,15 @@ impl ModuleCtx {
             dev.name,
             if last.is_empty() { "" } else { "; last: " }
         ))
+    }
+}
+
+impl ModuleCtx {
+    /// A read-only module file over the superblock region of attached device `index`.
+    fn sb_probe(&self, index: u32) -> Result<std::fs::File, String> {
+        let msg = wire::superblock_wire_on(index).map_err(|e| e.to_string())?;
+        let f = self.control.create_file(&msg, abi::CREATE_READ_ONLY | abi::CREATE_CLOEXEC, 0o400, 0, 0);
+        f.map(|d| d.file).map_err(|e| format!("famfs.ko: create the superblock file of device {index}: {e}"))
     }
 }
 
@@ -237,7 +273,7 @@ impl Server {
         let stats = Arc::new(Stats::default());
         let fs = match module {
             Some(control) => {
-                let (famfs, ctx) = open_through_module(control, &opts.device)?;
+                let (famfs, ctx) = open_through_module(control, &opts.control_path, &opts.device)?;
                 FamfsFs::new(famfs, Some(ctx), opts, stats)
             }
             None => {
@@ -323,7 +359,7 @@ impl Server {
 /// log through them. The raw device cannot be mapped when it is bound to `fsdev_dax` (the only
 /// binding the module accepts), so all metadata is read through the module's files, which
 /// famfs-media maps as the meta files of a mount (from our own descriptors, never by path).
-fn open_through_module(control: Control, device: &Path) -> Result<(Famfs, ModuleCtx), FusedError> {
+fn open_through_module(control: Control, control_path: &Path, device: &Path) -> Result<(Famfs, ModuleCtx), FusedError> {
     let modf = |what: &str| {
         let what = what.to_string();
         move |source| FusedError::Module { what, source }
@@ -360,7 +396,17 @@ fn open_through_module(control: Control, device: &Path) -> Result<(Famfs, Module
     let opened = Media::from_meta_files(device, dup(&sb_file, ".meta/.superblock")?, dup(&log_file, ".meta/.log")?, Access::ReadOnly)?;
     let famfs = Famfs::from_media(opened)?;
     debug_assert_eq!(famfs.superblock().log_len, sb.log_len);
-    let mut ctx = ModuleCtx { control, _device: dev, sb_file: Some(sb_file), log_file: Some(log_file), secondaries: Default::default() };
+    let mut sb_probes = std::collections::BTreeMap::new();
+    sb_probes.insert(0, dup(&sb_file, ".meta/.superblock")?);
+    let mut ctx = ModuleCtx {
+        control,
+        _device: dev,
+        sb_file: Some(sb_file),
+        log_file: Some(log_file),
+        secondaries: Default::default(),
+        sb_probes,
+        control_path: control_path.to_path_buf(),
+    };
     // Every secondary the log names now, so that the mount log says early what is missing; a
     // device missing here is looked for again when a file needs it.
     for i in 1..famfs.devices().len() as u32 {

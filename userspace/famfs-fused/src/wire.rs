@@ -62,8 +62,15 @@ pub fn wire_fmap(file_type: FileType, size: u64, fmap: &Fmap) -> Result<Vec<u8>,
 
 /// The wire message of `.meta/.superblock`: the 2 MiB superblock region at device offset 0.
 pub fn superblock_wire() -> Result<Vec<u8>, WireError> {
+    superblock_wire_on(0)
+}
+
+/// The wire message of a read-only file over the 2 MiB superblock region of device `devindex`
+/// (the primary's superblock, or a secondary's): what the server reads with pread(2) to check
+/// that the device still holds the mounted file system.
+pub fn superblock_wire_on(devindex: u32) -> Result<Vec<u8>, WireError> {
     let mut buf = vec![0u8; MAX_MSG_LEN];
-    let e = SimpleExtent { devindex: 0, offset: 0, len: SB_REGION_LEN };
+    let e = SimpleExtent { devindex, offset: 0, len: SB_REGION_LEN };
     let len = encode_simple(&mut buf, FileType::Superblock, SB_REGION_LEN, &[e]).map_err(WireError::Fmap)?;
     buf.truncate(len);
     Ok(buf)

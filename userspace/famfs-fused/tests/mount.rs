@@ -446,3 +446,68 @@ fn several_devices_fallback() {
     assert_eq!(std::fs::read(fx.p("two")).unwrap(), vec![0x5a; M2 as usize]);
     assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
 }
+
+/// A fallback mount over two 8 GiB images (the primary and device 1), with the free space of
+/// each known: `df` counts both (issue 22: statfs counted only the primary). Oracle: the image
+/// sizes set here, and the 2 MiB units a new file on device 1 takes.
+#[test]
+fn statfs_counts_every_device() {
+    let mut fx = Fixture::new();
+    let img1 = fx.img.parent().unwrap().join("img1");
+    File::create(&img1).unwrap().set_len(8 << 30).unwrap();
+    let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
+    let m1 = Media::open(&img1, Access::ReadWrite).unwrap();
+    let name1 = img1.display().to_string();
+    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes())).unwrap();
+    drop(fs);
+    fx.mount_foreground(&["--fallback"]);
+    let before = nix::sys::statfs::statfs(&fx.mnt).unwrap();
+    assert_eq!(before.block_size() as u64, M2);
+    assert_eq!(before.blocks(), (8 << 30) / M2 + (8 << 30) / M2, "total blocks: both 8 GiB devices");
+    // A new file on device 1 (the most free: the primary holds the superblock, log and files).
+    let mut online = Famfs::open(&fx.mnt, Access::ReadWrite).unwrap();
+    online.create_file(&rp("on-dev1"), 3 * M2 + 5, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    let ino = online.namespace().resolve("on-dev1").unwrap();
+    assert!(online.namespace().get(ino).unwrap().file().unwrap().fmap.extents().iter().all(|e| e.devindex == 1));
+    drop(online);
+    let after = nix::sys::statfs::statfs(&fx.mnt).unwrap();
+    assert_eq!(after.blocks(), before.blocks());
+    assert_eq!(before.blocks_free() - after.blocks_free(), 4, "a 3 x 2 MiB + 5 byte file on device 1 takes 4 units");
+    assert!(after.blocks_free() > (8 << 30) / M2, "free space of both devices: {}", after.blocks_free());
+}
+
+/// A secondary device re-formatted by another file system under a fallback mount: the server
+/// notices at the next open, marks the mount stale and refuses the files (issue 22: only the
+/// primary superblock was watched, and files on the secondary kept using the new owner's
+/// memory). Oracle: the bytes of another image's superblock, copied over device 1's.
+#[test]
+fn secondary_taken_by_another_file_system_goes_stale() {
+    let mut fx = Fixture::new();
+    let dir = fx.img.parent().unwrap().to_path_buf();
+    let img1 = dir.join("img1");
+    File::create(&img1).unwrap().set_len(8 << 30).unwrap();
+    let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
+    let m1 = Media::open(&img1, Access::ReadWrite).unwrap();
+    let name1 = img1.display().to_string();
+    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes())).unwrap();
+    let one = fs.create_file(&rp("one"), M2, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    assert!(fs.namespace().get(one).unwrap().file().unwrap().fmap.extents().iter().all(|e| e.devindex == 1));
+    fs.write_data(one, 0, &pattern(3, M2 as usize)).unwrap();
+    drop(fs);
+    let log = dir.join("server.log");
+    fx.mount_foreground(&["--fallback", "--log-file", log.to_str().unwrap()]);
+    assert_eq!(std::fs::read(fx.p("one")).unwrap(), pattern(3, M2 as usize));
+    // mkfs.famfs of another file system on device 1's memory.
+    let other = dir.join("other");
+    format_image(&other);
+    let mut head = vec![0u8; 4096];
+    File::open(&other).unwrap().read_exact(&mut head).unwrap();
+    OpenOptions::new().write(true).open(&img1).unwrap().write_all_at(&head, 0).unwrap();
+    assert_eq!(errno(File::open(fx.p("one"))), libc::ESTALE, "open of a file on the taken device");
+    assert_eq!(errno(File::open(fx.p("a/small"))), libc::ESTALE, "open of a file on the primary");
+    let mode = xattr(&fx.mnt, "user.famfs.mode").unwrap_or_default();
+    assert!(mode.contains("stale: secondary device 1"), "mode xattr: {mode}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("STALE MOUNT") && text.contains("taken by another file system"), "server log: {text}");
+    assert!(unmount(&fx.mnt));
+}

@@ -101,13 +101,22 @@ impl Control {
     /// Revokes every file made through this open (`IOC_REVOKE`): the file system on its devices
     /// was replaced. Every mapping of those files is zapped, later faults get `SIGBUS`, reads,
     /// writes, opens and mmaps `ESTALE`; this open then refuses to attach or create. Returns the
-    /// module's counts (`devices`, and `files` unmapped, once per device a file maps). `ENOTTY`
-    /// from a module older than the ioctl.
+    /// module's counts (`devices`, and `files` unmapped, once per device a file maps). It waits
+    /// for reads and writes in flight and for pinned pages, so it may block as long as a pin is
+    /// held: call it without locks others need. A signal ends the wait (`EINTR`; the files are
+    /// revoked all the same, a second call finishes). `ENOTTY` from a module older than the
+    /// ioctl.
     pub fn revoke(&self) -> io::Result<abi::RevokeArgs> {
         let mut args = abi::RevokeArgs::default();
         // SAFETY: IOC_REVOKE takes a `*mut RevokeArgs`.
         unsafe { ioctl_ptr(&self.file, abi::IOC_REVOKE, &mut args)? };
         Ok(args)
+    }
+
+    /// Another descriptor of the same open (the same daxdev table), e.g. for a thread that
+    /// revokes while others keep using the first.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self { file: self.file.try_clone()? })
     }
 
     /// The control device's open file.

@@ -315,6 +315,10 @@ impl Famfs {
                     continue;
                 }
                 tried.push(canon);
+                // Not opened unless a device or an image (a FIFO would block the open).
+                if !crate::resolver::is_device_or_image(&c) {
+                    continue;
+                }
                 let Ok(m) = Media::open(&c, self.media.access()) else { continue };
                 if self.check_secondary(i as u32, &m).is_ok() {
                     found = Some((m, c));

@@ -11,7 +11,7 @@
 
 use famfs_format::{format_uuid, parse_uuid, AnySuperblock, UuidBytes};
 use famfs_media::{Access, Media};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The host-local cache of [`scan`] results.
@@ -50,8 +50,22 @@ impl Found {
     }
 }
 
+/// Whether `path` names a character device or a regular file, found without opening it for
+/// reading: `O_PATH` opens nothing (an open of a FIFO for reading waits for a writer, for ever
+/// when none comes), and fstat(2) looks at that descriptor. Every candidate path (names from the
+/// log, the cache, `/dev/dax*`) is checked with it before [`Media::open`], so that a FIFO or a
+/// socket named there cannot block whoever plays the log (the FUSE server, under its lock).
+pub fn is_device_or_image(path: &Path) -> bool {
+    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_CLOEXEC).open(path);
+    let Ok(f) = opened else { return false };
+    f.metadata().is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_file())
+}
+
 /// What the superblock of `path` says, if it holds a valid famfs superblock of either kind.
 pub fn probe(path: &Path) -> Option<Found> {
+    if !is_device_or_image(path) {
+        return None;
+    }
     let m = Media::open(path, Access::ReadOnly).ok()?;
     let (fs_uuid, dev_uuid, primary, size) = match m.read_any_superblock().ok()? {
         AnySuperblock::Primary(s) => (s.fs_uuid, s.dev_uuid, true, s.device_size),

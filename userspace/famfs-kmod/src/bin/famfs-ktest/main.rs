@@ -12,6 +12,8 @@
 //!   famfs-ktest unload-race ROUNDS KO   rmmod racing the last close of a killed mapper
 //!   famfs-ktest unload-during-eviction KO  rmmod while the last close evicts (blocked on a pin)
 //!   famfs-ktest hostile [SECONDS [SEED]] random and adversarial input against the module
+//!   famfs-ktest revoke-inflight-write SRC SERVER_PID  IOC_REVOKE across a write(2) in flight
+//!   famfs-ktest pin-page PATH           pin a page of PATH in a pipe until EOF on stdin
 //!
 //! The device under test is $FAMFS_DAXDEV (bound to fsdev_dax, set by scripts/vm-guest-init).
 
@@ -55,10 +57,12 @@ const CHECKS: &[Check] = &[
     Check { name: "attach-copyout-fault", run: robust::check_attach_copyout },
     Check { name: "file-msync-writes-back", run: robust::check_msync_writes_back },
     Check { name: "file-revoke", run: robust::check_revoke },
+    Check { name: "file-revoke-killable", run: revoke::check_revoke_killable },
 ];
 
 mod datapath;
 mod hostile;
+mod revoke;
 mod robust;
 
 pub(crate) fn expect_errno<T: std::fmt::Debug>(what: &str, r: io::Result<T>, want: i32) -> CheckResult {
@@ -261,6 +265,20 @@ fn main() -> ExitCode {
             // The faulting thread is parked in its SIGBUS handler: leave without joining it.
             std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 })
         }
+        Some("revoke-inflight-write") if args.len() == 3 => match args[2].parse::<libc::pid_t>() {
+            Ok(pid) => report("revoke-waits-for-a-write-in-flight", revoke::revoke_inflight_write(&args[1], pid)),
+            Err(e) => {
+                eprintln!("famfs-ktest: bad pid: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Some("pin-page") if args.len() == 2 => match revoke::hold_pinned_page(&args[1]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("famfs-ktest: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("pin-remove") => report("removal-with-pinned-page", robust::pin_and_remove()),
         Some("unload-race") if args.len() == 3 => {
             let rounds = args[1].parse().unwrap_or(100);
