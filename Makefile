@@ -44,6 +44,9 @@ check: all check-host check-fuzz check-vm
 check-host: setup
 	@# The module's sources (and the fmap crate it compiles) follow the kernel's rustfmt rules.
 	rustfmt --check --edition 2021 --config-path kernel/.rustfmt.toml kernel/famfs_main.rs kernel/fmap/src/lib.rs kernel/fmap/tests/*.rs
+	@# User space follows userspace/rustfmt.toml (100 columns) and has no clippy warning.
+	cd userspace && $(CARGO) fmt --all --check && $(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
+	$(CARGO) clippy --manifest-path userspace/Cargo.toml --workspace --all-targets -- -D warnings
 	$(CARGO) test --manifest-path kernel/fmap/Cargo.toml
 	$(CARGO) test --manifest-path userspace/Cargo.toml --workspace
 

@@ -21,18 +21,35 @@ pub enum AllocError {
     #[error("no space: cannot find {needed} contiguous bytes (free: {free} bytes)")]
     NoSpace { needed: u64, free: u64 },
     #[error("no space: {needed} bytes do not fit in the {max_extents} extents a file may have (free: {free} bytes, too fragmented)")]
-    Fragmented { needed: u64, free: u64, max_extents: usize },
+    Fragmented {
+        needed: u64,
+        free: u64,
+        max_extents: usize,
+    },
     #[error("no space for an interleaved file: only {found} free strips of {strip_len} bytes found, {nstrips} needed")]
-    NoSpaceInterleaved { nstrips: u64, found: u64, strip_len: u64 },
+    NoSpaceInterleaved {
+        nstrips: u64,
+        found: u64,
+        strip_len: u64,
+    },
     #[error("allocation collision: [{offset:#x}, +{len:#x}) overlaps space already in use")]
     Collision { offset: u64, len: u64 },
     #[error("extent [{offset:#x}, +{len:#x}) goes beyond the device ({device_size:#x} bytes)")]
-    BeyondDevice { offset: u64, len: u64, device_size: u64 },
+    BeyondDevice {
+        offset: u64,
+        len: u64,
+        device_size: u64,
+    },
     /// Not damage: the extent ends inside the last, partial 2 MiB unit of a device whose size is
     /// not a multiple of 2 MiB. The C allocator counts that unit as allocatable (famfs-rs never
     /// allocates it); the file's bytes past the device end are not reachable.
     #[error("extent [{offset:#x}, +{len:#x}) reaches {past} bytes past the end of the device ({device_size:#x} bytes, not a multiple of 2 MiB): the C allocator hands out the partial last unit; those bytes do not exist")]
-    InPartialUnit { offset: u64, len: u64, device_size: u64, past: u64 },
+    InPartialUnit {
+        offset: u64,
+        len: u64,
+        device_size: u64,
+        past: u64,
+    },
     #[error("size 0 cannot be allocated")]
     ZeroSize,
     #[error("bad interleave parameters: {0}")]
@@ -52,16 +69,27 @@ pub struct InterleaveParams {
 impl InterleaveParams {
     /// Checks the rules: chunk a power of two and a multiple of 2 MiB; 1 <= nstrips <= nbuckets;
     /// nstrips <= 16 (what an fmap holds); nbuckets <= 64 and every bucket at least 1 GiB.
-    pub fn new(nbuckets: u64, nstrips: u64, chunk_size: u64, device_size: u64) -> Result<Self, AllocError> {
+    pub fn new(
+        nbuckets: u64,
+        nstrips: u64,
+        chunk_size: u64,
+        device_size: u64,
+    ) -> Result<Self, AllocError> {
         let bad = |s: String| Err(AllocError::BadInterleave(s));
         if chunk_size == 0 || !chunk_size.is_power_of_two() || !chunk_size.is_multiple_of(UNIT) {
-            return bad(format!("chunk size {chunk_size} must be a power of two and a multiple of 2 MiB"));
+            return bad(format!(
+                "chunk size {chunk_size} must be a power of two and a multiple of 2 MiB"
+            ));
         }
         if nstrips == 0 || nstrips > nbuckets {
-            return bad(format!("nstrips {nstrips} must be between 1 and nbuckets ({nbuckets})"));
+            return bad(format!(
+                "nstrips {nstrips} must be between 1 and nbuckets ({nbuckets})"
+            ));
         }
         if nstrips > MAX_EXTENTS as u64 {
-            return bad(format!("nstrips {nstrips} exceeds the {MAX_EXTENTS} strips an fmap holds"));
+            return bad(format!(
+                "nstrips {nstrips} exceeds the {MAX_EXTENTS} strips an fmap holds"
+            ));
         }
         if nbuckets > MAX_BUCKETS {
             return bad(format!("nbuckets {nbuckets} exceeds {MAX_BUCKETS}"));
@@ -72,7 +100,11 @@ impl InterleaveParams {
                 device_size >> 20
             ));
         }
-        Ok(InterleaveParams { nbuckets, nstrips, chunk_size })
+        Ok(InterleaveParams {
+            nbuckets,
+            nstrips,
+            chunk_size,
+        })
     }
 
     pub fn nbuckets(&self) -> u64 {
@@ -114,7 +146,12 @@ impl Bitmap {
     /// A bitmap for a device of `device_size` bytes with `[0, reserved)` (superblock and log) taken.
     pub fn new(device_size: u64, reserved: u64) -> Self {
         let units = device_size / UNIT;
-        let mut b = Bitmap { device_size, units, words: vec![0; units.div_ceil(64) as usize], used: 0 };
+        let mut b = Bitmap {
+            device_size,
+            units,
+            words: vec![0; units.div_ceil(64) as usize],
+            used: 0,
+        };
         let r = reserved.div_ceil(UNIT).min(units);
         b.set_range(0, r);
         b
@@ -189,14 +226,26 @@ impl Bitmap {
         self.set_range(start.min(in_dev_end), in_dev_end - start.min(in_dev_end));
         let overflow = e.offset.checked_add(e.len).is_none();
         if overflow || (end_units > self.units && e.end() > partial_end) {
-            return Err(AllocError::BeyondDevice { offset: e.offset, len: e.len, device_size: self.device_size });
+            return Err(AllocError::BeyondDevice {
+                offset: e.offset,
+                len: e.len,
+                device_size: self.device_size,
+            });
         }
         if let Some(u) = first_collision {
-            return Err(AllocError::Collision { offset: u * UNIT, len: ncollide * UNIT });
+            return Err(AllocError::Collision {
+                offset: u * UNIT,
+                len: ncollide * UNIT,
+            });
         }
         if end_units > self.units {
             let past = e.end() - self.device_size.min(e.end());
-            return Err(AllocError::InPartialUnit { offset: e.offset, len: e.len, device_size: self.device_size, past });
+            return Err(AllocError::InPartialUnit {
+                offset: e.offset,
+                len: e.len,
+                device_size: self.device_size,
+                past,
+            });
         }
         Ok(())
     }
@@ -280,7 +329,11 @@ impl Bitmap {
     /// offset), which then moves to the end of the new extent. When nothing fits after the cursor
     /// the search starts over from the beginning of the device (the C allocator fails there).
     /// Only whole 2 MiB units inside the device are ever handed out.
-    pub fn alloc_contiguous_from(&mut self, size: u64, cursor: &mut u64) -> Result<Extent, AllocError> {
+    pub fn alloc_contiguous_from(
+        &mut self,
+        size: u64,
+        cursor: &mut u64,
+    ) -> Result<Extent, AllocError> {
         let e = self.find_contiguous(size, *cursor)?;
         self.set_range(e.offset / UNIT, e.len / UNIT);
         *cursor = e.end();
@@ -297,7 +350,10 @@ impl Bitmap {
         let start = self
             .find_run(n, from, self.units, &[])
             .or_else(|| self.find_run(n, 0, self.units, &[]))
-            .ok_or(AllocError::NoSpace { needed: n * UNIT, free: self.free_bytes() })?;
+            .ok_or(AllocError::NoSpace {
+                needed: n * UNIT,
+                free: self.free_bytes(),
+            })?;
         Ok(Extent::new(start * UNIT, n * UNIT))
     }
 
@@ -323,7 +379,11 @@ impl Bitmap {
                 return Ok(out);
             }
         }
-        Err(AllocError::Fragmented { needed: size.div_ceil(UNIT) * UNIT, free: self.free_bytes(), max_extents: MAX_EXTENTS })
+        Err(AllocError::Fragmented {
+            needed: size.div_ceil(UNIT) * UNIT,
+            free: self.free_bytes(),
+            max_extents: MAX_EXTENTS,
+        })
     }
 
     /// Marks extents found by one of the `find_*` functions (for callers that keep the bitmap
@@ -355,7 +415,12 @@ impl Bitmap {
     }
 
     /// Interleaved allocation (see [`Bitmap::find_interleaved`]), marking the strips.
-    pub fn alloc_interleaved(&mut self, size: u64, p: &InterleaveParams, seed: u64) -> Result<Interleave, AllocError> {
+    pub fn alloc_interleaved(
+        &mut self,
+        size: u64,
+        p: &InterleaveParams,
+        seed: u64,
+    ) -> Result<Interleave, AllocError> {
         let il = self.find_interleaved(size, p, seed)?;
         for s in il.strips() {
             self.set_range(s.offset / UNIT, s.len / UNIT);
@@ -370,7 +435,12 @@ impl Bitmap {
     /// with another strip or cross a bucket boundary): the C allocator does the same only for a
     /// bucket that is completely full (its search runs on past the bucket's end) and fails when
     /// a bucket has some room but not enough; a file it can place, this places too.
-    pub fn find_interleaved(&self, size: u64, p: &InterleaveParams, seed: u64) -> Result<Interleave, AllocError> {
+    pub fn find_interleaved(
+        &self,
+        size: u64,
+        p: &InterleaveParams,
+        seed: u64,
+    ) -> Result<Interleave, AllocError> {
         if size == 0 {
             return Err(AllocError::ZeroSize);
         }
@@ -400,9 +470,16 @@ impl Bitmap {
             }
         }
         if (held.len() as u64) < p.nstrips {
-            return Err(AllocError::NoSpaceInterleaved { nstrips: p.nstrips, found: held.len() as u64, strip_len });
+            return Err(AllocError::NoSpaceInterleaved {
+                nstrips: p.nstrips,
+                found: held.len() as u64,
+                strip_len,
+            });
         }
-        let strips = held.iter().map(|&(s, _)| Extent::new(s * UNIT, strip_len)).collect();
+        let strips = held
+            .iter()
+            .map(|&(s, _)| Extent::new(s * UNIT, strip_len))
+            .collect();
         Ok(Interleave::new(p.chunk_size, strips)?)
     }
 }
@@ -425,7 +502,10 @@ mod tests {
         let e2 = b.alloc_contiguous(5 << 20).unwrap();
         assert_eq!(e2, Extent::new(12 << 20, 6 << 20));
         assert!(matches!(b.mark(&e), Err(AllocError::Collision { .. })));
-        assert!(matches!(b.mark(&Extent::new(4 * G - UNIT, 2 * UNIT)), Err(AllocError::BeyondDevice { .. })));
+        assert!(matches!(
+            b.mark(&Extent::new(4 * G - UNIT, 2 * UNIT)),
+            Err(AllocError::BeyondDevice { .. })
+        ));
         assert_eq!(b.alloc_contiguous(0), Err(AllocError::ZeroSize));
     }
 
@@ -436,14 +516,26 @@ mod tests {
         b.mark(&Extent::new(10 << 20, 2 << 20)).unwrap();
         b.mark(&Extent::new(14 << 20, 2 << 20)).unwrap();
         let mut cur = 0;
-        assert_eq!(b.alloc_contiguous_from(4 << 20, &mut cur).unwrap(), Extent::new(16 << 20, 4 << 20));
+        assert_eq!(
+            b.alloc_contiguous_from(4 << 20, &mut cur).unwrap(),
+            Extent::new(16 << 20, 4 << 20)
+        );
         assert_eq!(cur, 20 << 20);
         // The cursor is past the hole: the next small file goes after it (as C does).
-        assert_eq!(b.alloc_contiguous_from(1, &mut cur).unwrap(), Extent::new(20 << 20, 2 << 20));
+        assert_eq!(
+            b.alloc_contiguous_from(1, &mut cur).unwrap(),
+            Extent::new(20 << 20, 2 << 20)
+        );
         // Nothing fits after the cursor: start over from the beginning (C would fail).
         let mut end = 4 * G - UNIT;
-        assert_eq!(b.alloc_contiguous_from(1, &mut end).unwrap(), Extent::new(4 * G - UNIT, UNIT));
-        assert_eq!(b.alloc_contiguous_from(1, &mut end).unwrap(), Extent::new(12 << 20, UNIT));
+        assert_eq!(
+            b.alloc_contiguous_from(1, &mut end).unwrap(),
+            Extent::new(4 * G - UNIT, UNIT)
+        );
+        assert_eq!(
+            b.alloc_contiguous_from(1, &mut end).unwrap(),
+            Extent::new(12 << 20, UNIT)
+        );
         // A fresh cursor is first fit.
         assert_eq!(b.alloc_contiguous(1).unwrap(), Extent::new(22 << 20, UNIT));
     }
@@ -455,15 +547,37 @@ mod tests {
         assert_eq!(b.total_units(), 4 * G / UNIT);
         // An extent covering the partial unit (as the C allocator makes it): not BeyondDevice.
         let e = Extent::new(4 * G, UNIT);
-        assert_eq!(b.mark(&e), Err(AllocError::InPartialUnit { offset: 4 * G, len: UNIT, device_size: dev, past: 1 << 20 }));
-        assert_eq!(b.clone().mark(&e), Err(AllocError::InPartialUnit { offset: 4 * G, len: UNIT, device_size: dev, past: 1 << 20 }));
+        assert_eq!(
+            b.mark(&e),
+            Err(AllocError::InPartialUnit {
+                offset: 4 * G,
+                len: UNIT,
+                device_size: dev,
+                past: 1 << 20
+            })
+        );
+        assert_eq!(
+            b.clone().mark(&e),
+            Err(AllocError::InPartialUnit {
+                offset: 4 * G,
+                len: UNIT,
+                device_size: dev,
+                past: 1 << 20
+            })
+        );
         // One unit further is beyond the device.
-        assert!(matches!(b.mark(&Extent::new(4 * G, 2 * UNIT)), Err(AllocError::BeyondDevice { .. })));
+        assert!(matches!(
+            b.mark(&Extent::new(4 * G, 2 * UNIT)),
+            Err(AllocError::BeyondDevice { .. })
+        ));
         // We never hand the partial unit out: filling the device ends at the last whole unit.
         let free = b.free_bytes();
         let e = b.alloc_contiguous(free).unwrap();
         assert_eq!(e.end(), 4 * G);
-        assert!(matches!(b.alloc_contiguous(1), Err(AllocError::NoSpace { .. })));
+        assert!(matches!(
+            b.alloc_contiguous(1),
+            Err(AllocError::NoSpace { .. })
+        ));
     }
 
     #[test]
@@ -472,7 +586,10 @@ mod tests {
         let free = b.free_bytes();
         let e = b.alloc_contiguous(free).unwrap();
         assert_eq!(e.end(), 4 * G);
-        assert!(matches!(b.alloc_contiguous(1), Err(AllocError::NoSpace { .. })));
+        assert!(matches!(
+            b.alloc_contiguous(1),
+            Err(AllocError::NoSpace { .. })
+        ));
         assert_eq!(b.used_units(), b.total_units());
     }
 
@@ -505,9 +622,13 @@ mod tests {
         // Two free units left on the whole device: a file needing 4 strips of 1 unit fails and
         // takes nothing.
         let mut b = Bitmap::new(4 * G, RESERVED);
-        b.mark(&Extent::new(RESERVED, 4 * G - RESERVED - 2 * UNIT)).unwrap();
+        b.mark(&Extent::new(RESERVED, 4 * G - RESERVED - 2 * UNIT))
+            .unwrap();
         let used = b.used_units();
-        assert!(matches!(b.alloc_interleaved(1, &p, 1), Err(AllocError::NoSpaceInterleaved { found: 2, .. })));
+        assert!(matches!(
+            b.alloc_interleaved(1, &p, 1),
+            Err(AllocError::NoSpaceInterleaved { found: 2, .. })
+        ));
         assert_eq!(b.used_units(), used);
     }
 
@@ -523,13 +644,22 @@ mod tests {
             at = s + n;
         }
         b.mark(&Extent::new(at * UNIT, 4 * G - at * UNIT)).unwrap();
-        assert_eq!(b.find_simple(8 * UNIT, 0).unwrap(), vec![Extent::new(100 * UNIT, 8 * UNIT)]);
+        assert_eq!(
+            b.find_simple(8 * UNIT, 0).unwrap(),
+            vec![Extent::new(100 * UNIT, 8 * UNIT)]
+        );
         assert_eq!(
             b.find_simple(13 * UNIT, 0).unwrap(),
-            vec![Extent::new(100 * UNIT, 10 * UNIT), Extent::new(300 * UNIT, 3 * UNIT)]
+            vec![
+                Extent::new(100 * UNIT, 10 * UNIT),
+                Extent::new(300 * UNIT, 3 * UNIT)
+            ]
         );
         assert_eq!(b.find_simple(20 * UNIT, 0).unwrap().len(), 3);
-        assert!(matches!(b.find_simple(21 * UNIT, 0), Err(AllocError::Fragmented { .. })));
+        assert!(matches!(
+            b.find_simple(21 * UNIT, 0),
+            Err(AllocError::Fragmented { .. })
+        ));
         // Nothing was taken by looking.
         assert_eq!(b.free_bytes(), 20 * UNIT);
         // 17 holes of one unit: 16 extents at most.
@@ -540,8 +670,14 @@ mod tests {
             b.clear_range(100 + 2 * k, 1);
         }
         assert_eq!(b.find_simple(16 * UNIT, 0).unwrap().len(), 16);
-        assert!(matches!(b.find_simple(17 * UNIT, 0), Err(AllocError::Fragmented { .. })));
-        assert!(matches!(b2.alloc_contiguous(1), Err(AllocError::NoSpace { .. })));
+        assert!(matches!(
+            b.find_simple(17 * UNIT, 0),
+            Err(AllocError::Fragmented { .. })
+        ));
+        assert!(matches!(
+            b2.alloc_contiguous(1),
+            Err(AllocError::NoSpace { .. })
+        ));
     }
 
     fn no_overlap(exts: &[Extent]) -> bool {
@@ -561,7 +697,9 @@ mod tests {
     impl CModel {
         fn new(device_size: u64, reserved: u64) -> Self {
             let mut bits = vec![false; (device_size / UNIT) as usize];
-            bits.iter_mut().take(reserved.div_ceil(UNIT) as usize).for_each(|b| *b = true);
+            bits.iter_mut()
+                .take(reserved.div_ceil(UNIT) as usize)
+                .for_each(|b| *b = true);
             CModel { bits }
         }
         fn mark(&mut self, e: &Extent) {
@@ -590,7 +728,14 @@ mod tests {
         fn plain(&mut self, size: u64) -> bool {
             self.contig(size.div_ceil(UNIT), 0, None).is_some()
         }
-        fn interleaved(&mut self, size: u64, nbuckets: u64, nstrips: u64, chunk: u64, order: &[u64]) -> bool {
+        fn interleaved(
+            &mut self,
+            size: u64,
+            nbuckets: u64,
+            nstrips: u64,
+            chunk: u64,
+            order: &[u64],
+        ) -> bool {
             if size < chunk {
                 return self.plain(size);
             }
@@ -624,7 +769,13 @@ mod tests {
     /// times as it says, as a script creating files one command at a time; a refused file is
     /// skipped). The C model's bucket order is random (srand(time)): its best over `tries` orders
     /// is taken. Returns ((C files, C bytes), (our files, our bytes)).
-    fn replay(dev: u64, pre: &[Extent], reqs: &[(Req, u32)], seed: u64, tries: u64) -> ((u64, u64), (u64, u64)) {
+    fn replay(
+        dev: u64,
+        pre: &[Extent],
+        reqs: &[(Req, u32)],
+        seed: u64,
+        tries: u64,
+    ) -> ((u64, u64), (u64, u64)) {
         let mut best_c = (0, 0);
         for t in 0..tries {
             let mut c = CModel::new(dev, RESERVED);
@@ -649,7 +800,6 @@ mod tests {
                         };
                         placed = (placed.0 + 1, placed.1 + size);
                     }
-
                 }
             }
             best_c = best_c.max(placed);
@@ -701,7 +851,10 @@ mod tests {
     /// then use the remaining ~474 MiB in several extents.
     #[test]
     fn issue_sequence_places_at_least_what_c_places() {
-        let seq = [(Req::Il(4, 3, 2 << 20, 256 << 20), 20), (Req::Plain(256 << 20), 4)];
+        let seq = [
+            (Req::Il(4, 3, 2 << 20, 256 << 20), 20),
+            (Req::Plain(256 << 20), 4),
+        ];
         for seed in 0..4 {
             let ((c, _), (ours, _)) = replay(4 * G, &[], &seq, seed, 16);
             assert_eq!(c, 14, "C model");
@@ -727,9 +880,22 @@ mod tests {
     #[test]
     fn mixed_sequences_place_at_least_what_c_places() {
         let seqs: [&[(Req, u32)]; 3] = [
-            &[(Req::Il(4, 2, 4 << 20, 300 << 20), 30), (Req::Il(4, 4, 2 << 20, 100 << 20), 10), (Req::Plain(64 << 20), 10), (Req::Plain(6 << 20), 50)],
-            &[(Req::Plain(700 << 20), 5), (Req::Il(8, 3, 2 << 20, 150 << 20), 40), (Req::Plain(30 << 20), 100)],
-            &[(Req::Il(2, 2, 2 << 20, 500 << 20), 10), (Req::Plain(200 << 20), 10), (Req::Il(8, 8, 2 << 20, 40 << 20), 40)],
+            &[
+                (Req::Il(4, 2, 4 << 20, 300 << 20), 30),
+                (Req::Il(4, 4, 2 << 20, 100 << 20), 10),
+                (Req::Plain(64 << 20), 10),
+                (Req::Plain(6 << 20), 50),
+            ],
+            &[
+                (Req::Plain(700 << 20), 5),
+                (Req::Il(8, 3, 2 << 20, 150 << 20), 40),
+                (Req::Plain(30 << 20), 100),
+            ],
+            &[
+                (Req::Il(2, 2, 2 << 20, 500 << 20), 10),
+                (Req::Plain(200 << 20), 10),
+                (Req::Il(8, 8, 2 << 20, 40 << 20), 40),
+            ],
         ];
         for (k, seq) in seqs.iter().enumerate() {
             let ((_, c), (_, ours)) = replay(8 * G, &[], seq, k as u64, 8);

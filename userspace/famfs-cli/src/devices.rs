@@ -28,27 +28,52 @@ pub fn same_device(a: &Path, b: &Path) -> bool {
 /// Opens `dev` read-write to become a secondary of the file system whose primary is `primary`,
 /// after the checks: not the primary itself (nor another device already in `fs`), not mounted,
 /// at least 4 GiB, and holding no famfs superblock (primary or secondary) unless `force`.
-pub fn open_new_secondary(dev: &Path, primary: &Path, fs: Option<&Famfs>, force: bool) -> Result<Media> {
+pub fn open_new_secondary(
+    dev: &Path,
+    primary: &Path,
+    fs: Option<&Famfs>,
+    force: bool,
+) -> Result<Media> {
     if same_device(dev, primary) {
-        bail!("{} is the primary device of this file system; a device cannot be added to itself", dev.display());
+        bail!(
+            "{} is the primary device of this file system; a device cannot be added to itself",
+            dev.display()
+        );
     }
     if let Some(fs) = fs {
         for d in fs.devices().iter().skip(1) {
             if fs.device_path(d.index).is_some_and(|p| same_device(p, dev)) {
-                bail!("{} is already device {} of this file system", dev.display(), d.index);
+                bail!(
+                    "{} is already device {} of this file system",
+                    dev.display(),
+                    d.index
+                );
             }
         }
     }
     let mounts = crate::mkfs_cmd::mounted_at(dev);
     if !mounts.is_empty() {
-        bail!("{} is mounted at {}; it cannot be added", dev.display(), mounts.join(", "));
+        bail!(
+            "{} is mounted at {}; it cannot be added",
+            dev.display(),
+            mounts.join(", ")
+        );
     }
-    let media = Media::open(dev, Access::ReadWrite).with_context(|| format!("cannot open {}", dev.display()))?;
+    let media = Media::open(dev, Access::ReadWrite)
+        .with_context(|| format!("cannot open {}", dev.display()))?;
     if media.kind() == MediaKind::MetaFiles {
-        bail!("{} is a directory; give a devdax device or an image file", dev.display());
+        bail!(
+            "{} is a directory; give a devdax device or an image file",
+            dev.display()
+        );
     }
     if media.size() < MIN_DEVICE_SIZE {
-        bail!("{} is {} ({} bytes); a famfs device needs at least 4 GiB", dev.display(), human(media.size()), media.size());
+        bail!(
+            "{} is {} ({} bytes); a famfs device needs at least 4 GiB",
+            dev.display(),
+            human(media.size()),
+            media.size()
+        );
     }
     match media.read_any_superblock() {
         Ok(sb) if !force => {
@@ -56,7 +81,11 @@ pub fn open_new_secondary(dev: &Path, primary: &Path, fs: Option<&Famfs>, force:
                 AnySuperblock::Primary(_) => "a famfs file system",
                 AnySuperblock::Secondary(_) => "a secondary device of a famfs file system",
             };
-            bail!("{} already holds {what} (fs uuid {}); use -f to overwrite it", dev.display(), format_uuid(&sb.fs_uuid()));
+            bail!(
+                "{} already holds {what} (fs uuid {}); use -f to overwrite it",
+                dev.display(),
+                format_uuid(&sb.fs_uuid())
+            );
         }
         _ => {}
     }
@@ -66,26 +95,45 @@ pub fn open_new_secondary(dev: &Path, primary: &Path, fs: Option<&Famfs>, force:
 /// `famfs devadd [-f] TARGET DEVICE`.
 pub fn cmd_devadd(force: bool, target: &Path, device: &Path) -> Result<()> {
     let online = target.is_dir();
-    let mut fs = Famfs::open(target, Access::ReadWrite).with_context(|| format!("cannot open famfs on {}", target.display()))?;
+    let mut fs = Famfs::open(target, Access::ReadWrite)
+        .with_context(|| format!("cannot open famfs on {}", target.display()))?;
     let primary: PathBuf = if online {
         // The primary's path is the mount's source.
-        famfs_media::mounts::mount_at(target).map(|m| m.source).unwrap_or_default()
+        famfs_media::mounts::mount_at(target)
+            .map(|m| m.source)
+            .unwrap_or_default()
     } else {
         target.to_path_buf()
     };
     let media = open_new_secondary(device, &primary, Some(&fs), force)?;
-    let name = std::fs::canonicalize(device).unwrap_or_else(|_| device.to_path_buf()).display().to_string();
+    let name = std::fs::canonicalize(device)
+        .unwrap_or_else(|_| device.to_path_buf())
+        .display()
+        .to_string();
     let size = media.size();
     let index = fs
         .with_log_lock(|a| a.add_device(media, &name, *uuid::Uuid::new_v4().as_bytes()))
-        .with_context(|| format!("cannot add {} to the file system on {}", device.display(), target.display()))?;
-    let d = fs.devices().get(index as usize).ok_or_else(|| anyhow!("device {index} missing after the append"))?;
+        .with_context(|| {
+            format!(
+                "cannot add {} to the file system on {}",
+                device.display(),
+                target.display()
+            )
+        })?;
+    let d = fs
+        .devices()
+        .get(index as usize)
+        .ok_or_else(|| anyhow!("device {index} missing after the append"))?;
     println!(
         "{}: added as device {index} ({}, device uuid {}){}",
         device.display(),
         human(size),
         format_uuid(&d.uuid),
-        if online { " to the mounted file system; the server attaches it when a file needs it" } else { "" }
+        if online {
+            " to the mounted file system; the server attaches it when a file needs it"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
@@ -95,14 +143,23 @@ pub fn cmd_devadd(force: bool, target: &Path, device: &Path) -> Result<()> {
 /// uuid and device uuid.
 pub fn primary_of(secondary: &Path) -> Result<Option<PathBuf>> {
     let m = Media::open(secondary, Access::ReadOnly)?;
-    let Ok(AnySuperblock::Secondary(s)) = m.read_any_superblock() else { return Ok(None) };
+    let Ok(AnySuperblock::Secondary(s)) = m.read_any_superblock() else {
+        return Ok(None);
+    };
     drop(m);
     let mut extra = Vec::new();
     if secondary.is_file() {
-        let dir = secondary.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = secondary
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         {
             if let Ok(rd) = std::fs::read_dir(dir) {
-                extra.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()));
+                extra.extend(
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|p| p.is_file()),
+                );
             }
         }
     }
@@ -112,14 +169,20 @@ pub fn primary_of(secondary: &Path) -> Result<Option<PathBuf>> {
             return Ok(Some(c.path));
         }
     }
-    Ok(resolver::scan(&extra).into_iter().find(|f| want(f)).map(|f| f.path))
+    Ok(resolver::scan(&extra)
+        .into_iter()
+        .find(|f| want(f))
+        .map(|f| f.path))
 }
 
 /// `famfs daxdev list|resolve|refresh`.
 pub fn cmd_daxdev(action: &DaxdevAction, json: bool) -> Result<bool> {
     let print = |found: &[Found]| {
         if json {
-            println!("{}", serde_json::Value::Array(found.iter().map(Found::to_json).collect()));
+            println!(
+                "{}",
+                serde_json::Value::Array(found.iter().map(Found::to_json).collect())
+            );
         } else {
             for f in found {
                 println!(
@@ -136,7 +199,11 @@ pub fn cmd_daxdev(action: &DaxdevAction, json: bool) -> Result<bool> {
     match action {
         DaxdevAction::List { extra } => {
             let cached = resolver::read_cache();
-            let found = if cached.is_empty() || !extra.is_empty() { resolver::scan(extra) } else { cached };
+            let found = if cached.is_empty() || !extra.is_empty() {
+                resolver::scan(extra)
+            } else {
+                cached
+            };
             print(&found);
             Ok(true)
         }
@@ -150,9 +217,14 @@ pub fn cmd_daxdev(action: &DaxdevAction, json: bool) -> Result<bool> {
             print(&found);
             Ok(true)
         }
-        DaxdevAction::Resolve { fs_uuid, dev_uuid, extra } => {
+        DaxdevAction::Resolve {
+            fs_uuid,
+            dev_uuid,
+            extra,
+        } => {
             let fs = parse_uuid(fs_uuid).ok_or_else(|| anyhow!("invalid fs uuid {fs_uuid:?}"))?;
-            let dev = parse_uuid(dev_uuid).ok_or_else(|| anyhow!("invalid device uuid {dev_uuid:?}"))?;
+            let dev =
+                parse_uuid(dev_uuid).ok_or_else(|| anyhow!("invalid device uuid {dev_uuid:?}"))?;
             match resolver::resolve(&fs, &dev, extra) {
                 Some(f) if json => {
                     println!("{}", f.to_json());

@@ -43,7 +43,10 @@ pub struct Owner {
 
 impl Owner {
     fn ids(&self) -> (u32, u32) {
-        let (u, g) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let (u, g) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
         (self.uid.unwrap_or(u), self.gid.unwrap_or(g))
     }
 }
@@ -296,7 +299,12 @@ pub enum Cmd {
         #[arg(short = 'R', long)]
         remount: bool,
         /// Cache time by name: always (one year), normal (1 s) or never (0); like -t.
-        #[arg(short = 'c', long, value_name = "always|normal|never", conflicts_with = "timeout")]
+        #[arg(
+            short = 'c',
+            long,
+            value_name = "always|normal|never",
+            conflicts_with = "timeout"
+        )]
         cache: Option<String>,
         /// C famfs: use FUSE. Accepted: famfs-rs mounts are always FUSE mounts.
         #[arg(short = 'f', long)]
@@ -368,7 +376,12 @@ fn need_dev_or_mount(cli: &Cli, hint: &Path, access: Access) -> Result<Target> {
 fn fill_file(t: &Target, ino: Ino, rel: &RelPath, size: u64, seed: u64) -> Result<()> {
     let mut buf = vec![0u8; (4 << 20).min(size as usize)];
     let mut host = match t.host_path(rel) {
-        Some(p) => Some(std::fs::OpenOptions::new().write(true).open(&p).with_context(|| format!("cannot open {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("cannot open {}", p.display()))?,
+        ),
         None => None,
     };
     let mut off = 0;
@@ -385,11 +398,19 @@ fn fill_file(t: &Target, ino: Ino, rel: &RelPath, size: u64, seed: u64) -> Resul
 }
 
 fn random_seed() -> u64 {
-    u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"))
+    u64::from_le_bytes(
+        uuid::Uuid::new_v4().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    )
 }
 
 /// Runs `f` over `items` with up to `threads` threads; returns the errors, in item order.
-fn parallel<T: Sync>(items: &[T], threads: usize, f: impl Fn(&T) -> Result<()> + Sync) -> Vec<(usize, anyhow::Error)> {
+fn parallel<T: Sync>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Vec<(usize, anyhow::Error)> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let errors = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -398,7 +419,10 @@ fn parallel<T: Sync>(items: &[T], threads: usize, f: impl Fn(&T) -> Result<()> +
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(it) = items.get(i) else { break };
                 if let Err(e) = f(it) {
-                    errors.lock().unwrap_or_else(|e| e.into_inner()).push((i, e));
+                    errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((i, e));
                 }
             });
         }
@@ -429,7 +453,11 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
         bail!("-r/-S do not combine with -M: give each file's seed in -M NAME,SIZE,SEED");
     }
     if let Some(f) = o.file {
-        let seed = if o.randomize || o.seed.is_some() { Some(o.seed.unwrap_or_else(random_seed)) } else { None };
+        let seed = if o.randomize || o.seed.is_some() {
+            Some(o.seed.unwrap_or_else(random_seed))
+        } else {
+            None
+        };
         if o.size.is_none() && seed.is_none() {
             bail!("creat needs -s SIZE (or -r/-S SEED to re-fill an existing file)");
         }
@@ -443,7 +471,10 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
             bail!("-M {m:?}: expected name,size[,seed]");
         }
         let size = crate::size::parse_size(parts[1]).map_err(|e| anyhow!("-M {m:?}: {e}"))?;
-        let seed = parts.get(2).map(|s| crate::parse_c_ulong(s).map_err(|e| anyhow!("-M {m:?}: bad seed: {e}"))).transpose()?;
+        let seed = parts
+            .get(2)
+            .map(|s| crate::parse_c_ulong(s).map_err(|e| anyhow!("-M {m:?}: bad seed: {e}")))
+            .transpose()?;
         if size == 0 && seed.is_none() {
             bail!("-M {m:?}: size 0 re-fills an existing file and needs a seed (NAME,0,SEED)");
         }
@@ -453,7 +484,11 @@ fn cmd_creat(cli: &Cli, o: &CreatOpts) -> Result<()> {
         bail!("nothing to create: give FILE with -s SIZE, or -M name,size[,seed]");
     }
     let mut t = need_dev_or_mount(cli, &jobs[0].0, Access::ReadWrite)?;
-    let layout = o.stripe.layout(t.fs.superblock().device_size.min(t.fs.bitmap().device_size()))?;
+    let layout = o.stripe.layout(
+        t.fs.superblock()
+            .device_size
+            .min(t.fs.bitmap().device_size()),
+    )?;
     let (uid, gid) = o.owner.ids();
     let mode = o.owner.mode.unwrap_or(0o644);
     // A bad name in one -M does not stop the others (as the C tool); the exit code says.
@@ -568,7 +603,12 @@ struct CpOpts<'a> {
 fn process_umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Umask:")
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+        })
         .unwrap_or(0o022)
 }
 
@@ -578,18 +618,35 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
     let mut t = need_dev_or_mount(cli, dest, Access::ReadWrite)?;
     let layout = o.stripe.layout(t.fs.bitmap().device_size())?;
     let (uid, gid) = o.owner.ids();
-    let fmode = o.owner.mode.map(|m| if o.umask { m & !process_umask() } else { m });
+    let fmode = o
+        .owner
+        .mode
+        .map(|m| if o.umask { m & !process_umask() } else { m });
     let dest_rel = t.rel_str(dest)?;
-    let dest_is_dir = t.fs.namespace().resolve(&dest_rel).and_then(|i| t.fs.namespace().get(i)).is_some_and(|n| n.is_dir());
+    let dest_is_dir =
+        t.fs.namespace()
+            .resolve(&dest_rel)
+            .and_then(|i| t.fs.namespace().get(i))
+            .is_some_and(|n| n.is_dir());
     if srcs.len() > 1 && !dest_is_dir {
-        bail!("copying several sources needs an existing directory as destination; {} is not one", dest.display());
+        bail!(
+            "copying several sources needs an existing directory as destination; {} is not one",
+            dest.display()
+        );
     }
     // Plan: (src, destination rel path, is_dir)
     let mut plan: Vec<(PathBuf, String, bool)> = Vec::new();
     let mut refused: Vec<String> = Vec::new();
-    let join = |dir: &str, name: &str| if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+    let join = |dir: &str, name: &str| {
+        if dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{dir}/{name}")
+        }
+    };
     fn walk(src: &Path, dst: String, plan: &mut Vec<(PathBuf, String, bool)>) -> Result<()> {
-        let md = std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
+        let md =
+            std::fs::metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
         if md.is_dir() {
             plan.push((src.to_path_buf(), dst.clone(), true));
             let mut entries: Vec<_> = std::fs::read_dir(src)?.collect::<std::io::Result<_>>()?;
@@ -606,22 +663,36 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
         Ok(())
     }
     for s in srcs {
-        let is_dir = std::fs::metadata(s).with_context(|| format!("cannot read {}", s.display()))?.is_dir();
+        let is_dir = std::fs::metadata(s)
+            .with_context(|| format!("cannot read {}", s.display()))?
+            .is_dir();
         if is_dir && !o.recursive {
             // As the C tool: the other sources are still copied; the exit code says one was not.
             refused.push(format!("{} is a directory (use -r)", s.display()));
             continue;
         }
-        let base = s.file_name().ok_or_else(|| anyhow!("{}: no file name", s.display()))?.to_string_lossy().into_owned();
+        let base = s
+            .file_name()
+            .ok_or_else(|| anyhow!("{}: no file name", s.display()))?
+            .to_string_lossy()
+            .into_owned();
         if is_dir && o.contents && dest_is_dir {
             let mut entries: Vec<_> = std::fs::read_dir(s)?.collect::<std::io::Result<_>>()?;
             entries.sort_by_key(|e| e.file_name());
             for e in entries {
-                walk(&e.path(), join(&dest_rel, &e.file_name().to_string_lossy()), &mut plan)?;
+                walk(
+                    &e.path(),
+                    join(&dest_rel, &e.file_name().to_string_lossy()),
+                    &mut plan,
+                )?;
             }
             continue;
         }
-        let dst = if dest_is_dir { join(&dest_rel, &base) } else { dest_rel.clone() };
+        let dst = if dest_is_dir {
+            join(&dest_rel, &base)
+        } else {
+            dest_rel.clone()
+        };
         walk(s, dst, &mut plan)?;
     }
     let mut jobs: Vec<CopyJob> = Vec::new();
@@ -629,7 +700,11 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
     t.fs.with_log_lock(|a| {
         for (src, dst, is_dir) in &plan {
             let rel = RelPath::from_fs_path(dst)?;
-            let existing = a.namespace().resolve(rel.as_str()).and_then(|i| a.namespace().get(i)).map(|n| (n.ino, n.is_dir(), n.size()));
+            let existing = a
+                .namespace()
+                .resolve(rel.as_str())
+                .and_then(|i| a.namespace().get(i))
+                .map(|n| (n.ino, n.is_dir(), n.size()));
             if *is_dir {
                 match existing {
                     Some((_, true, _)) => {}
@@ -640,9 +715,13 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
                 }
                 continue;
             }
-            let md = std::fs::metadata(src).map_err(|e| MetaError::NotFound(format!("{}: {e}", src.display())))?;
+            let md = std::fs::metadata(src)
+                .map_err(|e| MetaError::NotFound(format!("{}: {e}", src.display())))?;
             if md.len() == 0 {
-                eprintln!("famfs cp: skipping {}: famfs cannot hold empty files", src.display());
+                eprintln!(
+                    "famfs cp: skipping {}: famfs cannot hold empty files",
+                    src.display()
+                );
                 skipped += 1;
                 continue;
             }
@@ -653,15 +732,28 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
                     return Err(MetaError::IsADirectory(rel.to_string()));
                 }
                 if size != md.len() {
-                    return Err(MetaError::Exists(format!("{rel} ({size} bytes; the source has {}: a famfs file cannot change size)", md.len())));
+                    return Err(MetaError::Exists(format!(
+                        "{rel} ({size} bytes; the source has {}: a famfs file cannot change size)",
+                        md.len()
+                    )));
                 }
-                jobs.push(CopyJob { src: src.clone(), rel, size, ino });
+                jobs.push(CopyJob {
+                    src: src.clone(),
+                    rel,
+                    size,
+                    ino,
+                });
                 continue;
             }
             use std::os::unix::fs::PermissionsExt;
             let mode = fmode.unwrap_or(md.permissions().mode() & 0o777);
             let ino = a.create_file(&rel, md.len(), mode, uid, gid, layout)?;
-            jobs.push(CopyJob { src: src.clone(), rel, size: md.len(), ino });
+            jobs.push(CopyJob {
+                src: src.clone(),
+                rel,
+                size: md.len(),
+                ino,
+            });
         }
         Ok(())
     })?;
@@ -671,8 +763,10 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     } else {
@@ -686,7 +780,10 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(j) = jobs.get(i) else { break };
                 if let Err(e) = copy_one(&t, j, &bar) {
-                    errors.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", j.src.display()));
+                    errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!("{}: {e:#}", j.src.display()));
                 }
             });
         }
@@ -703,7 +800,10 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(j) = jobs.get(i) else { break };
                     if let Err(e) = compare_one(&t, j) {
-                        errors.lock().unwrap_or_else(|e| e.into_inner()).push(format!("{}: {e:#}", j.src.display()));
+                        errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(format!("{}: {e:#}", j.src.display()));
                     }
                 });
             }
@@ -714,7 +814,11 @@ fn cmd_cp(cli: &Cli, o: &CpOpts, paths: &[PathBuf]) -> Result<()> {
         eprintln!("famfs cp: {e}");
     }
     if !errors.is_empty() || skipped > 0 || !refused.is_empty() {
-        bail!("{} of {} sources not copied", errors.len() + skipped + refused.len(), jobs.len() + skipped + refused.len());
+        bail!(
+            "{} of {} sources not copied",
+            errors.len() + skipped + refused.len(),
+            jobs.len() + skipped + refused.len()
+        );
     }
     Ok(())
 }
@@ -724,10 +828,16 @@ fn compare_one(t: &Target, j: &CopyJob) -> Result<()> {
     let mut src = std::fs::File::open(&j.src)?;
     let now = src.metadata()?.len();
     if now != j.size {
-        bail!("/{}: the copy differs from its source: {} bytes copied, the source now has {now}", j.rel, j.size);
+        bail!(
+            "/{}: the copy differs from its source: {} bytes copied, the source now has {now}",
+            j.rel,
+            j.size
+        );
     }
     let mut host = match t.host_path(&j.rel) {
-        Some(p) => Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?)
+        }
         None => None,
     };
     let n = (4 << 20).min(j.size as usize);
@@ -741,7 +851,11 @@ fn compare_one(t: &Target, j: &CopyJob) -> Result<()> {
             None => t.fs.read_data(j.ino, off, &mut b[..len])?,
         }
         if let Some(i) = a[..len].iter().zip(&b[..len]).position(|(x, y)| x != y) {
-            bail!("/{}: the copy differs from its source at offset {}", j.rel, off + i as u64);
+            bail!(
+                "/{}: the copy differs from its source at offset {}",
+                j.rel,
+                off + i as u64
+            );
         }
         off += len as u64;
     }
@@ -751,7 +865,12 @@ fn compare_one(t: &Target, j: &CopyJob) -> Result<()> {
 fn copy_one(t: &Target, j: &CopyJob, bar: &indicatif::ProgressBar) -> Result<()> {
     let mut src = std::fs::File::open(&j.src)?;
     let mut dst = match t.host_path(&j.rel) {
-        Some(p) => Some(std::fs::OpenOptions::new().write(true).open(&p).with_context(|| format!("cannot open {}", p.display()))?),
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("cannot open {}", p.display()))?,
+        ),
         None => None,
     };
     let mut buf = vec![0u8; (4 << 20).min(j.size as usize)];
@@ -784,11 +903,15 @@ struct VerifyOpts<'a> {
 fn cmd_verify(cli: &Cli, o: &VerifyOpts) -> Result<bool> {
     let mut jobs: Vec<(PathBuf, u64)> = Vec::new();
     if !o.files.is_empty() {
-        let seed = o.seed.ok_or_else(|| anyhow!("verify -f FILE needs -S SEED"))?;
+        let seed = o
+            .seed
+            .ok_or_else(|| anyhow!("verify -f FILE needs -S SEED"))?;
         jobs.extend(o.files.iter().map(|f| (f.clone(), seed)));
     }
     for m in o.multi {
-        let (name, seed) = m.rsplit_once(',').ok_or_else(|| anyhow!("-m {m:?}: expected NAME,SEED"))?;
+        let (name, seed) = m
+            .rsplit_once(',')
+            .ok_or_else(|| anyhow!("-m {m:?}: expected NAME,SEED"))?;
         let seed = crate::parse_c_ulong(seed).map_err(|e| anyhow!("-m {m:?}: bad seed: {e}"))?;
         jobs.push((PathBuf::from(name), seed));
     }
@@ -813,10 +936,20 @@ fn cmd_verify(cli: &Cli, o: &VerifyOpts) -> Result<bool> {
 
 fn verify_one(t: &Target, file: &Path, seed: u64) -> Result<()> {
     let rel = t.rel(file)?;
-    let ino = t.fs.namespace().resolve(rel.as_str()).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
-    let size = t.fs.namespace().get(ino).and_then(|n| n.file()).ok_or_else(|| anyhow!("/{rel}: not a file"))?.size;
+    let ino =
+        t.fs.namespace()
+            .resolve(rel.as_str())
+            .ok_or_else(|| anyhow!("/{rel}: no such file"))?;
+    let size =
+        t.fs.namespace()
+            .get(ino)
+            .and_then(|n| n.file())
+            .ok_or_else(|| anyhow!("/{rel}: not a file"))?
+            .size;
     let mut host = match t.host_path(&rel) {
-        Some(p) => Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?)
+        }
         None => None,
     };
     let mut buf = vec![0u8; (4 << 20).min(size as usize)];
@@ -828,7 +961,10 @@ fn verify_one(t: &Target, file: &Path, seed: u64) -> Result<()> {
             None => t.fs.read_data(ino, off, &mut buf[..n])?,
         }
         if let Some(i) = pattern::first_mismatch(seed, off, &buf[..n]) {
-            bail!("/{rel}: content differs from the pattern of seed {seed} at offset {}", off + i as u64);
+            bail!(
+                "/{rel}: content differs from the pattern of seed {seed} at offset {}",
+                off + i as u64
+            );
         }
         off += n as u64;
     }
@@ -869,9 +1005,19 @@ fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
     if let Some(dir) = o.shadow {
         return shadow_logplay(cli, o, dir);
     }
-    note("logplay", o.client, "-c/--client", "this log play never writes, on any host");
+    note(
+        "logplay",
+        o.client,
+        "-c/--client",
+        "this log play never writes, on any host",
+    );
     note("logplay", o.mmap, "-m/--mmap", "the log is always mapped");
-    note("logplay", o.read, "-r/--read", "the log is always mapped (and cache lines invalidated first)");
+    note(
+        "logplay",
+        o.read,
+        "-r/--read",
+        "the log is always mapped (and cache lines invalidated first)",
+    );
     let device = cli.device.clone();
     let dry_run = o.dry_run;
     let mpt = o.mpt;
@@ -879,9 +1025,17 @@ fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
     if device.is_none() && !dry_run {
         // On a mount the server owns the namespace: ask it to play the log tail now.
         if let Some(m) = crate::target::find_mount(&hint) {
-            let v = get_xattr(&m, "user.famfs.logplay")
-                .with_context(|| format!("{}: cannot make the famfs server play the log (xattr user.famfs.logplay)", m.display()))?;
-            println!("{}: server {}", m.display(), String::from_utf8_lossy(&v).trim_end());
+            let v = get_xattr(&m, "user.famfs.logplay").with_context(|| {
+                format!(
+                    "{}: cannot make the famfs server play the log (xattr user.famfs.logplay)",
+                    m.display()
+                )
+            })?;
+            println!(
+                "{}: server {}",
+                m.display(),
+                String::from_utf8_lossy(&v).trim_end()
+            );
         }
     }
     let t = Target::open(device.as_deref(), &hint, Access::ReadOnly)?;
@@ -896,11 +1050,19 @@ fn cmd_logplay(cli: &Cli, o: &LogplayOpts) -> Result<()> {
             0 => String::new(),
             n => format!(", {n} ADD_DAXDEV"),
         },
-        if t.mpt.is_some() { " (the FUSE server plays the log itself; nothing to instantiate)" } else { "" }
+        if t.mpt.is_some() {
+            " (the FUSE server plays the log itself; nothing to instantiate)"
+        } else {
+            ""
+        }
     );
     if cli.verbose > 0 {
         for n in ns.nodes().skip(1) {
-            println!("  {} /{}", if n.is_dir() { "dir " } else { "file" }, ns.path_of(n.ino).unwrap_or_default());
+            println!(
+                "  {} /{}",
+                if n.is_dir() { "dir " } else { "file" },
+                ns.path_of(n.ino).unwrap_or_default()
+            );
         }
         for d in t.fs.daxdevs() {
             println!("  {}", daxdev_line(d));
@@ -932,10 +1094,15 @@ fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
         // The meta files (not counted: the C tool counts them apart).
         let meta = root.join(".meta");
         if !meta.is_dir() {
-            std::fs::create_dir(&meta).with_context(|| format!("cannot create {}", meta.display()))?;
+            std::fs::create_dir(&meta)
+                .with_context(|| format!("cannot create {}", meta.display()))?;
         }
         let mut mst = ShadowStats::default();
-        let log_mode = if t.fs.role() == famfs_meta::Role::Master { 0o644 } else { 0o444 };
+        let log_mode = if t.fs.role() == famfs_meta::Role::Master {
+            0o644
+        } else {
+            0o444
+        };
         let sbf = ShadowFile::meta(".meta/.superblock", 0, famfs_format::LOG_OFFSET, 0o444);
         let logf = ShadowFile::meta(".meta/.log", famfs_format::LOG_OFFSET, sb.log_len, log_mode);
         for (name, f) in [(".superblock", sbf), (".log", logf)] {
@@ -946,7 +1113,10 @@ fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
     }
     let h = t.fs.log_header()?;
     for i in 0..h.next_index() {
-        let entry = t.fs.media().read_log_entry(&sb, i).with_context(|| format!("log entry {i}"))?;
+        let entry =
+            t.fs.media()
+                .read_log_entry(&sb, i)
+                .with_context(|| format!("log entry {i}"))?;
         st.entries += 1;
         match entry.body {
             LogEntryBody::File(f) => {
@@ -954,7 +1124,9 @@ fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
                     continue;
                 }
                 let path = root.join(f.path.as_str());
-                if let Err(e) = shadow_file(&path, &ShadowFile::of_entry(&f), test, &mut st, verbose) {
+                if let Err(e) =
+                    shadow_file(&path, &ShadowFile::of_entry(&f), test, &mut st, verbose)
+                {
                     errors.push(format!("{e:#}"));
                 }
             }
@@ -967,11 +1139,16 @@ fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
                     Ok(md) if md.is_dir() => st.dirs_existed += 1,
                     Ok(_) => {
                         st.dir_errors += 1;
-                        errors.push(format!("{}: something other than a directory where one should be", path.display()));
+                        errors.push(format!(
+                            "{}: something other than a directory where one should be",
+                            path.display()
+                        ));
                     }
                     Err(_) => {
                         use std::os::unix::fs::DirBuilderExt;
-                        let made = std::fs::DirBuilder::new().mode(d.mode & 0o7777).create(&path);
+                        let made = std::fs::DirBuilder::new()
+                            .mode(d.mode & 0o7777)
+                            .create(&path);
                         // As the C tool: the owner is set only when both ids are non-zero.
                         let owned = made.and_then(|()| {
                             if d.uid != 0 && d.gid != 0 {
@@ -984,7 +1161,10 @@ fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
                             Ok(()) => st.dirs_created += 1,
                             Err(e) => {
                                 st.dir_errors += 1;
-                                errors.push(format!("cannot create directory {}: {e}", path.display()));
+                                errors.push(format!(
+                                    "cannot create directory {}: {e}",
+                                    path.display()
+                                ));
                             }
                         }
                     }
@@ -998,11 +1178,20 @@ fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
         st.entries, st.files_created, st.dirs_created
     );
     if verbose {
-        println!("\tCreated:  {} files, {} directories", st.files_created, st.dirs_created);
-        println!("\tExisted: {} files, {} directories", st.files_existed, st.dirs_existed);
+        println!(
+            "\tCreated:  {} files, {} directories",
+            st.files_created, st.dirs_created
+        );
+        println!(
+            "\tExisted: {} files, {} directories",
+            st.files_existed, st.dirs_existed
+        );
     }
     if st.file_errors > 0 || st.dir_errors > 0 {
-        println!("\t{} file errors and {} dir errors", st.file_errors, st.dir_errors);
+        println!(
+            "\t{} file errors and {} dir errors",
+            st.file_errors, st.dir_errors
+        );
     }
     if st.yaml_checked > 0 {
         println!("\tshadow yaml checked for {} files", st.yaml_checked);
@@ -1012,7 +1201,11 @@ fn shadow_logplay(cli: &Cli, o: &LogplayOpts, dir: &Path) -> Result<()> {
         eprintln!("famfs logplay: {e}");
     }
     if !errors.is_empty() {
-        bail!("{} errors playing the log into the shadow tree {}", errors.len(), root.display());
+        bail!(
+            "{} errors playing the log into the shadow tree {}",
+            errors.len(),
+            root.display()
+        );
     }
     Ok(())
 }
@@ -1022,13 +1215,21 @@ fn daxdev_json(d: &famfs_format::DaxdevEntry) -> serde_json::Value {
 }
 
 fn daxdev_line(d: &famfs_format::DaxdevEntry) -> String {
-    format!("daxdev index {} size {} uuid {} name {:?}", d.index, d.size, format_uuid(&d.uuid), d.name)
+    format!(
+        "daxdev index {} size {} uuid {} name {:?}",
+        d.index,
+        d.size,
+        format_uuid(&d.uuid),
+        d.name
+    )
 }
 
 fn fmap_json(f: &Fmap) -> serde_json::Value {
     let ext = |e: &famfs_format::Extent| serde_json::json!({"devindex": e.devindex, "offset": e.offset, "len": e.len});
     match f {
-        Fmap::Simple(v) => serde_json::json!({"type": "simple", "extents": v.iter().map(ext).collect::<Vec<_>>()}),
+        Fmap::Simple(v) => {
+            serde_json::json!({"type": "simple", "extents": v.iter().map(ext).collect::<Vec<_>>()})
+        }
         Fmap::Interleaved(i) => serde_json::json!({
             "type": "interleaved", "nstrips": i.nstrips(), "chunk_size": i.chunk_size(),
             "strips": i.strips().iter().map(ext).collect::<Vec<_>>()
@@ -1041,13 +1242,23 @@ fn print_fmap(f: &Fmap, indent: &str) {
         Fmap::Simple(v) => {
             println!("{indent}extent type: simple, {} extent(s)", v.len());
             for e in v {
-                println!("{indent}  devindex {} offset {:#x} len {:#x}", e.devindex, e.offset, e.len);
+                println!(
+                    "{indent}  devindex {} offset {:#x} len {:#x}",
+                    e.devindex, e.offset, e.len
+                );
             }
         }
         Fmap::Interleaved(i) => {
-            println!("{indent}extent type: interleaved, {} strips, chunk size {:#x}", i.nstrips(), i.chunk_size());
+            println!(
+                "{indent}extent type: interleaved, {} strips, chunk size {:#x}",
+                i.nstrips(),
+                i.chunk_size()
+            );
             for e in i.strips() {
-                println!("{indent}  strip devindex {} offset {:#x} len {:#x}", e.devindex, e.offset, e.len);
+                println!(
+                    "{indent}  strip devindex {} offset {:#x} len {:#x}",
+                    e.devindex, e.offset, e.len
+                );
             }
         }
     }
@@ -1063,29 +1274,68 @@ struct FsckExtra {
     read: bool,
 }
 
-fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x: &FsckExtra) -> Result<bool> {
-    note("fsck", x.force, "-f/--force", "fsck only reads, mounted or not");
-    note("fsck", x.nodax, "-D/--nodax", "images and devices are read alike");
+fn cmd_fsck(
+    cli: &Cli,
+    human_sizes: bool,
+    json: bool,
+    path: &Option<PathBuf>,
+    x: &FsckExtra,
+) -> Result<bool> {
+    note(
+        "fsck",
+        x.force,
+        "-f/--force",
+        "fsck only reads, mounted or not",
+    );
+    note(
+        "fsck",
+        x.nodax,
+        "-D/--nodax",
+        "images and devices are read alike",
+    );
     note("fsck", x.mmap, "-m/--mmap", "the metadata is always mapped");
-    note("fsck", x.read, "-r/--read", "the metadata is always mapped (and cache lines invalidated first)");
+    note(
+        "fsck",
+        x.read,
+        "-r/--read",
+        "the metadata is always mapped (and cache lines invalidated first)",
+    );
     if x.nbuckets == Some(0) || x.nbuckets.is_some_and(|n| n > famfs_alloc::MAX_BUCKETS) {
         bail!("-B: between 1 and {} buckets", famfs_alloc::MAX_BUCKETS);
     }
-    let mut dev = path.clone().or_else(|| cli.device.clone()).ok_or_else(|| anyhow!("fsck needs a device, image or mount path"))?;
+    let mut dev = path
+        .clone()
+        .or_else(|| cli.device.clone())
+        .ok_or_else(|| anyhow!("fsck needs a device, image or mount path"))?;
     // A secondary device leads to its primary (the log is there).
     if !dev.is_dir() {
         if let Ok(Some(p)) = crate::devices::primary_of(&dev) {
             if !json {
-                println!("{} is a secondary device; checking the file system on its primary {}", dev.display(), p.display());
+                println!(
+                    "{} is a secondary device; checking the file system on its primary {}",
+                    dev.display(),
+                    p.display()
+                );
             }
             dev = p;
         } else if famfs_media::Media::open(&dev, Access::ReadOnly)
             .ok()
-            .is_some_and(|m| matches!(m.read_any_superblock(), Ok(famfs_format::AnySuperblock::Secondary(_))))
+            .is_some_and(|m| {
+                matches!(
+                    m.read_any_superblock(),
+                    Ok(famfs_format::AnySuperblock::Secondary(_))
+                )
+            })
         {
-            let msg = format!("{} is a secondary device and its primary was not found on this host", dev.display());
+            let msg = format!(
+                "{} is a secondary device and its primary was not found on this host",
+                dev.display()
+            );
             if json {
-                println!("{}", serde_json::json!({"path": dev, "ok": false, "error": msg}));
+                println!(
+                    "{}",
+                    serde_json::json!({"path": dev, "ok": false, "error": msg})
+                );
             } else {
                 println!("{msg}");
             }
@@ -1100,7 +1350,10 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
                 Famfs::open(&m, Access::ReadOnly)?
             } else {
                 if json {
-                    println!("{}", serde_json::json!({"path": dev, "ok": false, "error": e.to_string()}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"path": dev, "ok": false, "error": e.to_string()})
+                    );
                 } else {
                     println!("{}: {e}", dev.display());
                 }
@@ -1114,8 +1367,18 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     let ns = fs.namespace();
     let bm = fs.bitmap();
     let sz = |n: u64| if human_sizes { human(n) } else { n.to_string() };
-    let damage: Vec<String> = fs.problems().iter().filter(|p| p.is_damage()).map(|p| p.to_string()).collect();
-    let mut warnings: Vec<String> = fs.problems().iter().filter(|p| !p.is_damage()).map(|p| p.to_string()).collect();
+    let damage: Vec<String> = fs
+        .problems()
+        .iter()
+        .filter(|p| p.is_damage())
+        .map(|p| p.to_string())
+        .collect();
+    let mut warnings: Vec<String> = fs
+        .problems()
+        .iter()
+        .filter(|p| !p.is_damage())
+        .map(|p| p.to_string())
+        .collect();
     if h.counters_disagree() {
         warnings.push(format!(
             "log header: next_seqnum {} differs from next_index {} (an interrupted append; the next append repairs it)",
@@ -1126,7 +1389,11 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     if let Some(e) = fs.system_uuid_error() {
         warnings.push(format!("{e}: this host counts as a client"));
     }
-    let collisions = fs.problems().iter().filter(|p| matches!(p.kind, famfs_meta::ProblemKind::Collision(_))).count();
+    let collisions = fs
+        .problems()
+        .iter()
+        .filter(|p| matches!(p.kind, famfs_meta::ProblemKind::Collision(_)))
+        .count();
     // Per device: used, free, collisions, and where this host found it.
     let per_device: Vec<serde_json::Value> = fs
         .devices()
@@ -1136,9 +1403,16 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
             let coll = fs
                 .problems()
                 .iter()
-                .filter(|p| p.device == d.index as u64 && matches!(p.kind, famfs_meta::ProblemKind::Collision(_)))
+                .filter(|p| {
+                    p.device == d.index as u64
+                        && matches!(p.kind, famfs_meta::ProblemKind::Collision(_))
+                })
                 .count();
-            let local = if d.index == 0 { Some(dev.display().to_string()) } else { fs.device_path(d.index).map(|p| p.display().to_string()) };
+            let local = if d.index == 0 {
+                Some(dev.display().to_string())
+            } else {
+                fs.device_path(d.index).map(|p| p.display().to_string())
+            };
             serde_json::json!({
                 "index": d.index, "uuid": format_uuid(&d.uuid), "size": d.size, "name": d.name,
                 "kind": if d.index == 0 { "primary" } else { "secondary" },
@@ -1157,7 +1431,11 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
             (0..n)
                 .map(|b| {
                     let used = (b * per..(b + 1) * per).filter(|u| bm.is_set(*u)).count() as u64;
-                    (b * per * famfs_alloc::UNIT, used * famfs_alloc::UNIT, (per - used) * famfs_alloc::UNIT)
+                    (
+                        b * per * famfs_alloc::UNIT,
+                        used * famfs_alloc::UNIT,
+                        (per - used) * famfs_alloc::UNIT,
+                    )
                 })
                 .collect()
         }
@@ -1193,20 +1471,46 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
         return Ok(!damage.is_empty());
     }
     println!("famfs on {}", dev.display());
-    println!("  superblock:   valid (version 48, omf 2.2), device name {:?}", sb.device_name_str());
+    println!(
+        "  superblock:   valid (version 48, omf 2.2), device name {:?}",
+        sb.device_name_str()
+    );
     println!("  fs uuid:      {}", format_uuid(&sb.fs_uuid));
     println!("  device uuid:  {}", format_uuid(&sb.dev_uuid));
-    println!("  system uuid:  {} (this host is {})", format_uuid(&sb.system_uuid), fs.role());
+    println!(
+        "  system uuid:  {} (this host is {})",
+        format_uuid(&sb.system_uuid),
+        fs.role()
+    );
     println!("  device size:  {}", sz(sb.device_size));
-    println!("  log:          {}, {} of {} entries used ({:.1}%)", sz(sb.log_len), h.next_index(), g.capacity(), 100.0 * h.next_index() as f64 / g.capacity() as f64);
+    println!(
+        "  log:          {}, {} of {} entries used ({:.1}%)",
+        sz(sb.log_len),
+        h.next_index(),
+        g.capacity(),
+        100.0 * h.next_index() as f64 / g.capacity() as f64
+    );
     println!("  files:        {}", ns.file_count());
     println!("  directories:  {}", ns.dir_count());
-    println!("  allocated:    {} of {} (free {})", sz(used), sz(bm.total_units() * famfs_alloc::UNIT), sz(bm.free_bytes()));
+    println!(
+        "  allocated:    {} of {} (free {})",
+        sz(used),
+        sz(bm.total_units() * famfs_alloc::UNIT),
+        sz(bm.free_bytes())
+    );
     println!("  collisions:   {collisions}");
     for (i, (o, u, f)) in buckets.iter().enumerate() {
-        println!("  bucket {i:2}:    offset {o:#x}: used {}, free {}", sz(*u), sz(*f));
+        println!(
+            "  bucket {i:2}:    offset {o:#x}: used {}, free {}",
+            sz(*u),
+            sz(*f)
+        );
     }
-    println!("  devices:      {} (the primary and {} added by ADD_DAXDEV)", fs.devices().len(), fs.devices().len() - 1);
+    println!(
+        "  devices:      {} (the primary and {} added by ADD_DAXDEV)",
+        fs.devices().len(),
+        fs.devices().len() - 1
+    );
     for v in &per_device {
         let g = |k: &str| v[k].as_u64().unwrap_or(0);
         let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
@@ -1229,7 +1533,11 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     if cli.verbose > 0 {
         for n in ns.nodes() {
             if let Some(f) = n.file() {
-                println!("  file /{} size {}", ns.path_of(n.ino).unwrap_or_default(), sz(f.size));
+                println!(
+                    "  file /{} size {}",
+                    ns.path_of(n.ino).unwrap_or_default(),
+                    sz(f.size)
+                );
                 print_fmap(&f.fmap, "      ");
             }
         }
@@ -1245,7 +1553,10 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
     let sum_sizes: u64 = ns.nodes().filter_map(|n| n.file().map(|f| f.size)).sum();
     println!("Capacity:");
     println!("  Device capacity:        {}", sz(sb.device_size));
-    println!("  Bitmap capacity:        {}", sz(bm.total_units() * famfs_alloc::UNIT));
+    println!(
+        "  Bitmap capacity:        {}",
+        sz(bm.total_units() * famfs_alloc::UNIT)
+    );
     println!("  Sum of file sizes:      {}", sz(sum_sizes));
     println!("  Allocated space:        {}", sz(used));
     println!("  Free space:             {}", sz(bm.free_bytes()));
@@ -1265,7 +1576,14 @@ fn cmd_fsck(cli: &Cli, human_sizes: bool, json: bool, path: &Option<PathBuf>, x:
         println!("  FAMFS_LOG_LEN:     {}", famfs_format::DEFAULT_LOG_LEN);
         println!("  Remainder:         {}", sb.log_len as i128 - full as i128);
     }
-    println!("{}", if damage.is_empty() { "clean" } else { "damaged" });
+    println!(
+        "{}",
+        if damage.is_empty() {
+            "clean"
+        } else {
+            "damaged"
+        }
+    );
     Ok(!damage.is_empty())
 }
 
@@ -1279,7 +1597,10 @@ fn cmd_getmap(cli: &Cli, quiet: bool, json: bool, file: &Path) -> Result<bool> {
         Err(e) => return Err(e),
     };
     let rel = t.rel_str(file)?;
-    let node = t.fs.namespace().resolve(&rel).and_then(|i| t.fs.namespace().get(i));
+    let node =
+        t.fs.namespace()
+            .resolve(&rel)
+            .and_then(|i| t.fs.namespace().get(i));
     let Some(f) = node.and_then(|n| n.file()) else {
         if quiet {
             return Ok(false);
@@ -1290,7 +1611,12 @@ fn cmd_getmap(cli: &Cli, quiet: bool, json: bool, file: &Path) -> Result<bool> {
         return Ok(true);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"path": format!("/{rel}"), "size": f.size, "flags": f.flags.0, "fmap": fmap_json(&f.fmap)}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"path": format!("/{rel}"), "size": f.size, "flags": f.flags.0, "fmap": fmap_json(&f.fmap)})
+            )?
+        );
     } else {
         println!("File: /{rel}");
         println!("  size: {}", f.size);
@@ -1303,12 +1629,21 @@ fn cmd_cat(cli: &Cli, file: &Path) -> Result<()> {
     let t = need_dev_or_mount(cli, file, Access::ReadOnly)?;
     let rel = t.rel(file)?;
     if let Some(p) = t.host_path(&rel) {
-        let mut f = std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        let mut f =
+            std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
         std::io::copy(&mut f, &mut std::io::stdout().lock())?;
         return Ok(());
     }
-    let ino = t.fs.namespace().resolve(rel.as_str()).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
-    let size = t.fs.namespace().get(ino).and_then(|n| n.file()).ok_or_else(|| anyhow!("/{rel}: not a file"))?.size;
+    let ino =
+        t.fs.namespace()
+            .resolve(rel.as_str())
+            .ok_or_else(|| anyhow!("/{rel}: no such file"))?;
+    let size =
+        t.fs.namespace()
+            .get(ino)
+            .and_then(|n| n.file())
+            .ok_or_else(|| anyhow!("/{rel}: not a file"))?
+            .size;
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; (4 << 20).min(size as usize)];
     let mut off = 0;
@@ -1354,7 +1689,9 @@ fn cmd_flush(cli: &Cli, files: &[PathBuf]) -> Result<()> {
             n += 1;
             continue;
         }
-        let ino = ns.resolve(&rel).ok_or_else(|| anyhow!("/{rel}: no such file"))?;
+        let ino = ns
+            .resolve(&rel)
+            .ok_or_else(|| anyhow!("/{rel}: no such file"))?;
         // A directory: every file under it; the root also has the meta files (superblock, log).
         let mut todo = vec![ino];
         if rel.is_empty() {
@@ -1390,7 +1727,10 @@ fn cmd_flush(cli: &Cli, files: &[PathBuf]) -> Result<()> {
 /// logged path is there.
 fn cmd_check(cli: &Cli, mpt: &Path) -> Result<bool> {
     let t = Target::open(None, mpt, Access::ReadOnly)?;
-    let root = t.mpt.clone().ok_or_else(|| anyhow!("{} is not a famfs mount", mpt.display()))?;
+    let root = t
+        .mpt
+        .clone()
+        .ok_or_else(|| anyhow!("{} is not a famfs mount", mpt.display()))?;
     let ns = t.fs.namespace();
     let (mut files, mut dirs, mut errors) = (0u64, 0u64, Vec::<String>::new());
     let mut stack = vec![root.clone()];
@@ -1416,7 +1756,11 @@ fn cmd_check(cli: &Cli, mpt: &Path) -> Result<bool> {
                 files += 1;
                 match node.and_then(|n| n.file()) {
                     Some(f) if f.size == md.len() => {}
-                    Some(f) => errors.push(format!("/{rel}: size {} but the log says {}", md.len(), f.size)),
+                    Some(f) => errors.push(format!(
+                        "/{rel}: size {} but the log says {}",
+                        md.len(),
+                        f.size
+                    )),
                     None => errors.push(format!("/{rel}: a file the log does not hold")),
                 }
             }
@@ -1432,27 +1776,47 @@ fn cmd_check(cli: &Cli, mpt: &Path) -> Result<bool> {
         println!("  error: {e}");
     }
     if cli.verbose > 0 || !errors.is_empty() {
-        println!("{}: {files} files, {dirs} directories, {} errors", root.display(), errors.len());
+        println!(
+            "{}: {files} files, {dirs} directories, {} errors",
+            root.display(),
+            errors.len()
+        );
     } else {
-        println!("{}: {files} files, {dirs} directories, 0 errors", root.display());
+        println!(
+            "{}: {files} files, {dirs} directories, 0 errors",
+            root.display()
+        );
     }
     Ok(errors.is_empty())
 }
 
 /// `famfs chkread`: checks a superblock or log meta file (or a copy of one).
 fn cmd_chkread(file: &Path, want_sb: bool, want_log: bool) -> Result<bool> {
-    use famfs_format::{LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_MAGIC, SB_MAGIC};
+    use famfs_format::{
+        LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_MAGIC, SB_MAGIC,
+    };
     let b = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let word = |at: usize| b.get(at..at + 8).map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default())).unwrap_or(0);
+    let word = |at: usize| {
+        b.get(at..at + 8)
+            .map(|m| u64::from_le_bytes(m.try_into().unwrap_or_default()))
+            .unwrap_or(0)
+    };
     let magic = word(0);
     if want_sb && magic != SB_MAGIC {
-        bail!("{}: -s: not a famfs superblock (magic {magic:#x}, want {SB_MAGIC:#x})", file.display());
+        bail!(
+            "{}: -s: not a famfs superblock (magic {magic:#x}, want {SB_MAGIC:#x})",
+            file.display()
+        );
     }
     if want_log && magic != LOG_MAGIC {
-        bail!("{}: -l: not a famfs log (magic {magic:#x}, want {LOG_MAGIC:#x})", file.display());
+        bail!(
+            "{}: -l: not a famfs log (magic {magic:#x}, want {LOG_MAGIC:#x})",
+            file.display()
+        );
     }
     if magic == SB_MAGIC {
-        let sb = Superblock::decode(&b).with_context(|| format!("{}: bad superblock", file.display()))?;
+        let sb = Superblock::decode(&b)
+            .with_context(|| format!("{}: bad superblock", file.display()))?;
         if want_sb {
             println!("famfs superblock:");
             println!("\tmagic:       {magic:x}");
@@ -1460,12 +1824,19 @@ fn cmd_chkread(file: &Path, want_sb: bool, want_log: bool) -> Result<bool> {
             println!("\tlog offset:  {}", word(16));
             println!("\tlog len:     {}", sb.log_len);
         }
-        println!("{}: valid superblock (fs uuid {}, log {} bytes, device {} bytes)", file.display(), format_uuid(&sb.fs_uuid), sb.log_len, sb.device_size);
+        println!(
+            "{}: valid superblock (fs uuid {}, log {} bytes, device {} bytes)",
+            file.display(),
+            format_uuid(&sb.fs_uuid),
+            sb.log_len,
+            sb.device_size
+        );
         return Ok(true);
     }
     if magic == LOG_MAGIC {
         let len = word(8);
-        let h = LogHeader::decode(&b, len).with_context(|| format!("{}: bad log header", file.display()))?;
+        let h = LogHeader::decode(&b, len)
+            .with_context(|| format!("{}: bad log header", file.display()))?;
         let n = h.next_index();
         if want_log {
             println!("famfs log:");
@@ -1477,7 +1848,9 @@ fn cmd_chkread(file: &Path, want_sb: bool, want_log: bool) -> Result<bool> {
         let mut bad = 0;
         for i in 0..n {
             let off = LOG_HEADER_SIZE + i as usize * LOG_ENTRY_SIZE;
-            let ok = b.get(off..off + LOG_ENTRY_SIZE).is_some_and(|e| LogEntry::decode(e, i).is_ok());
+            let ok = b
+                .get(off..off + LOG_ENTRY_SIZE)
+                .is_some_and(|e| LogEntry::decode(e, i).is_ok());
             if !ok {
                 println!("  entry {i}: damaged");
                 bad += 1;
@@ -1486,7 +1859,10 @@ fn cmd_chkread(file: &Path, want_sb: bool, want_log: bool) -> Result<bool> {
         println!("{}: log with {n} entries, {bad} damaged", file.display());
         return Ok(bad == 0);
     }
-    bail!("{}: neither a famfs superblock nor a famfs log (magic {magic:#x})", file.display())
+    bail!(
+        "{}: neither a famfs superblock nor a famfs log (magic {magic:#x})",
+        file.display()
+    )
 }
 
 /// `famfs clone`: a new file sharing SRC's memory (cross-linked; fsck reports it).
@@ -1505,7 +1881,10 @@ fn cmd_mkmeta(device: &Path) -> Result<bool> {
     println!("famfs mkmeta: not needed with famfs-rs: famfs-fused serves .meta/.superblock and .meta/.log of every mount itself");
     match mounts.first() {
         Some(m) => {
-            println!("{} is mounted at {m}; its meta files are {m}/.meta/.superblock and {m}/.meta/.log", device.display());
+            println!(
+                "{} is mounted at {m}; its meta files are {m}/.meta/.superblock and {m}/.meta/.log",
+                device.display()
+            );
             Ok(true)
         }
         None => {
@@ -1517,9 +1896,13 @@ fn cmd_mkmeta(device: &Path) -> Result<bool> {
 
 /// Finds an executable next to ours or on PATH.
 fn find_helper(name: &str) -> Option<PathBuf> {
-    let here = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join(name)));
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)));
     let path = std::env::var_os("PATH").unwrap_or_default();
-    here.into_iter().chain(std::env::split_paths(&path).map(|d| d.join(name))).find(|p| p.is_file())
+    here.into_iter()
+        .chain(std::env::split_paths(&path).map(|d| d.join(name)))
+        .find(|p| p.is_file())
 }
 
 /// What `famfs mount` was asked for.
@@ -1541,9 +1924,14 @@ struct MountReq<'a> {
 /// Rebinds the devdax device whose sysfs directory is `sys` to `want` (as scripts/daxmode does:
 /// fsdev_dax only takes a device through its new_id list).
 fn set_dax_driver(sys: &Path, want: &DaxDriver) -> Result<()> {
-    let name = sys.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = sys
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let drivers = Path::new("/sys/bus/dax/drivers");
-    let write = |p: &Path| std::fs::write(p, &name).with_context(|| format!("cannot write {name} to {}", p.display()));
+    let write = |p: &Path| {
+        std::fs::write(p, &name).with_context(|| format!("cannot write {name} to {}", p.display()))
+    };
     if sys.join("driver").exists() {
         write(&sys.join("driver/unbind"))?;
     }
@@ -1571,7 +1959,10 @@ fn set_dax_driver(sys: &Path, want: &DaxDriver) -> Result<()> {
 /// server holds it through device_dax). Run once the command has closed the device.
 pub fn set_daxmode_fsdev(prog: &str, dev: &Path) -> Result<()> {
     let Some(sys) = famfs_media::dax_sysfs_dir(dev) else {
-        eprintln!("{prog}: note: --set-daxmode: {} is not a devdax device; nothing to rebind", dev.display());
+        eprintln!(
+            "{prog}: note: --set-daxmode: {} is not a devdax device; nothing to rebind",
+            dev.display()
+        );
         return Ok(());
     };
     let have = famfs_media::dax_driver(dev).unwrap_or(DaxDriver::Unbound);
@@ -1580,12 +1971,24 @@ pub fn set_daxmode_fsdev(prog: &str, dev: &Path) -> Result<()> {
     }
     let mounts = crate::mkfs_cmd::mounted_at(dev);
     if !mounts.is_empty() {
-        bail!("--set-daxmode: {} is mounted at {} (bound to {have}); unmount it before rebinding", dev.display(), mounts.join(", "));
+        bail!(
+            "--set-daxmode: {} is mounted at {} (bound to {have}); unmount it before rebinding",
+            dev.display(),
+            mounts.join(", ")
+        );
     }
-    set_dax_driver(&sys, &DaxDriver::FsdevDax).with_context(|| format!("--set-daxmode: cannot rebind {} to fsdev_dax (is famfs.ko loaded?)", dev.display()))?;
+    set_dax_driver(&sys, &DaxDriver::FsdevDax).with_context(|| {
+        format!(
+            "--set-daxmode: cannot rebind {} to fsdev_dax (is famfs.ko loaded?)",
+            dev.display()
+        )
+    })?;
     let now = famfs_media::dax_driver(dev).unwrap_or(DaxDriver::Unbound);
     if now != DaxDriver::FsdevDax {
-        bail!("--set-daxmode: {} is bound to {now} after rebinding, not fsdev_dax", dev.display());
+        bail!(
+            "--set-daxmode: {} is bound to {now} after rebinding, not fsdev_dax",
+            dev.display()
+        );
     }
     println!("{prog}: {} rebound from {have} to fsdev_dax", dev.display());
     Ok(())
@@ -1604,21 +2007,29 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
     for (opt, why) in &r.accepted {
         note("mount", true, opt, why);
     }
-    let Some(r_mpt) = r.mpt else { bail!("famfs mount needs DEV and MPT") };
+    let Some(r_mpt) = r.mpt else {
+        bail!("famfs mount needs DEV and MPT")
+    };
     if !nix::unistd::geteuid().is_root() {
         bail!("famfs mount must be run as root (the server needs CAP_SYS_ADMIN for FUSE passthrough and /dev/famfs)");
     }
-    let mpt = std::fs::canonicalize(r_mpt).with_context(|| format!("mount point {}", r_mpt.display()))?;
+    let mpt =
+        std::fs::canonicalize(r_mpt).with_context(|| format!("mount point {}", r_mpt.display()))?;
     if !mpt.is_dir() {
         bail!("mount point {} is not a directory", mpt.display());
     }
-    let device = std::fs::canonicalize(r.device).with_context(|| format!("device {}", r.device.display()))?;
+    let device = std::fs::canonicalize(r.device)
+        .with_context(|| format!("device {}", r.device.display()))?;
     if r.remount && is_famfs_mount(&mpt) {
         cmd_umount(&mpt).with_context(|| format!("remount: cannot unmount {}", mpt.display()))?;
     }
     let mounts = crate::mkfs_cmd::mounted_at(&device);
     if !mounts.is_empty() {
-        bail!("{} is already mounted at {}", device.display(), mounts.join(", "));
+        bail!(
+            "{} is already mounted at {}",
+            device.display(),
+            mounts.join(", ")
+        );
     }
     let module_loaded = Path::new("/dev/famfs").exists();
     let fallback = r.fallback || !module_loaded;
@@ -1626,7 +2037,11 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
         eprintln!("famfs: warning: famfs.ko is not loaded (no /dev/famfs): the server will run in the slow fallback mode");
     }
     if let Some(sys) = famfs_media::dax_sysfs_dir(&device) {
-        let want = if fallback { DaxDriver::DeviceDax } else { DaxDriver::FsdevDax };
+        let want = if fallback {
+            DaxDriver::DeviceDax
+        } else {
+            DaxDriver::FsdevDax
+        };
         let have = famfs_media::dax_driver(&device).unwrap_or(DaxDriver::Unbound);
         if have != want {
             if !r.set_daxmode {
@@ -1637,25 +2052,40 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
                     if fallback { "" } else { " (or use --fallback)" }
                 );
             }
-            set_dax_driver(&sys, &want).with_context(|| format!("cannot rebind {} to {want}", device.display()))?;
+            set_dax_driver(&sys, &want)
+                .with_context(|| format!("cannot rebind {} to {want}", device.display()))?;
             let now = famfs_media::dax_driver(&device).unwrap_or(DaxDriver::Unbound);
             if now != want {
-                bail!("{} is bound to {now} after rebinding, not {want}", device.display());
+                bail!(
+                    "{} is bound to {now} after rebinding, not {want}",
+                    device.display()
+                );
             }
             println!("famfs: {} rebound from {have} to {want}", device.display());
         }
     }
     // The superblock must be valid before a server is started on it.
     {
-        let media = famfs_media::Media::open(&device, Access::ReadOnly).with_context(|| format!("cannot open {}", device.display()))?;
-        media
-            .read_superblock()
-            .with_context(|| format!("{} holds no valid famfs superblock (make one with mkfs.famfs)", device.display()))?;
+        let media = famfs_media::Media::open(&device, Access::ReadOnly)
+            .with_context(|| format!("cannot open {}", device.display()))?;
+        media.read_superblock().with_context(|| {
+            format!(
+                "{} holds no valid famfs superblock (make one with mkfs.famfs)",
+                device.display()
+            )
+        })?;
     }
-    let want = if fallback { DaxDriver::DeviceDax } else { DaxDriver::FsdevDax };
+    let want = if fallback {
+        DaxDriver::DeviceDax
+    } else {
+        DaxDriver::FsdevDax
+    };
     bind_secondaries(&device, &want, r.set_daxmode)?;
-    let server = find_helper("famfs-fused")
-        .ok_or_else(|| anyhow!("the famfs FUSE server famfs-fused is not installed (not next to famfs nor on PATH)"))?;
+    let server = find_helper("famfs-fused").ok_or_else(|| {
+        anyhow!(
+            "the famfs FUSE server famfs-fused is not installed (not next to famfs nor on PATH)"
+        )
+    })?;
     let mut cmd = std::process::Command::new(&server);
     if let Some(t) = r.timeout {
         cmd.arg("-t").arg(t.to_string());
@@ -1674,9 +2104,15 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
     }
     cmd.arg(&device).arg(&mpt).args(r.extra);
     // famfs-fused daemonizes and returns once the mount answers, printing role and mode.
-    let st = cmd.status().with_context(|| format!("cannot run {}", server.display()))?;
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", server.display()))?;
     if !st.success() {
-        bail!("the famfs server failed to mount {} on {} ({st})", device.display(), mpt.display());
+        bail!(
+            "the famfs server failed to mount {} on {} ({st})",
+            device.display(),
+            mpt.display()
+        );
     }
     Ok(())
 }
@@ -1686,13 +2122,23 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
 /// their files with ENXIO.
 fn bind_secondaries(primary: &Path, want: &DaxDriver, rebind: bool) -> Result<()> {
     let found: Vec<(u32, PathBuf)> = {
-        let mut fs = Famfs::open(primary, Access::ReadOnly).with_context(|| format!("cannot play the log of {}", primary.display()))?;
+        let mut fs = Famfs::open(primary, Access::ReadOnly)
+            .with_context(|| format!("cannot play the log of {}", primary.display()))?;
         fs.attach_missing();
-        fs.devices().iter().skip(1).filter_map(|d| Some((d.index, fs.device_path(d.index)?.to_path_buf()))).collect()
+        fs.devices()
+            .iter()
+            .skip(1)
+            .filter_map(|d| Some((d.index, fs.device_path(d.index)?.to_path_buf())))
+            .collect()
         // Dropped here: a device this process holds open cannot be rebound.
     };
     for (index, path) in found {
-        let (Some(sys), Some(have)) = (famfs_media::dax_sysfs_dir(&path), famfs_media::dax_driver(&path)) else { continue };
+        let (Some(sys), Some(have)) = (
+            famfs_media::dax_sysfs_dir(&path),
+            famfs_media::dax_driver(&path),
+        ) else {
+            continue;
+        };
         if have == *want {
             continue;
         }
@@ -1703,15 +2149,25 @@ fn bind_secondaries(primary: &Path, want: &DaxDriver, rebind: bool) -> Result<()
             );
             continue;
         }
-        set_dax_driver(&sys, want).with_context(|| format!("cannot rebind device {index} ({}) to {want}", path.display()))?;
-        println!("famfs: device {index} ({}) rebound from {have} to {want}", path.display());
+        set_dax_driver(&sys, want).with_context(|| {
+            format!(
+                "cannot rebind device {index} ({}) to {want}",
+                path.display()
+            )
+        })?;
+        println!(
+            "famfs: device {index} ({}) rebound from {have} to {want}",
+            path.display()
+        );
     }
     Ok(())
 }
 
 /// Processes of famfs-fused serving `mpt` (found by their command lines).
 fn servers_of(mpt: &Path) -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let want = mpt.as_os_str().as_encoded_bytes();
     rd.filter_map(|e| {
         let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
@@ -1728,17 +2184,24 @@ fn servers_of(mpt: &Path) -> Vec<u32> {
 /// statfs of a mount whose server died fails (ENOTCONN), and such a mount is exactly one to
 /// unmount (or remount).
 fn is_famfs_mount(canon: &Path) -> bool {
-    famfs_media::mounts::mount_at(canon).is_some_and(|m| m.fstype == famfs_media::mounts::FAMFS_FSTYPE)
+    famfs_media::mounts::mount_at(canon)
+        .is_some_and(|m| m.fstype == famfs_media::mounts::FAMFS_FSTYPE)
 }
 
 fn cmd_umount(mpt: &Path) -> Result<()> {
-    let canon = std::fs::canonicalize(mpt).with_context(|| format!("cannot resolve {}", mpt.display()))?;
+    let canon =
+        std::fs::canonicalize(mpt).with_context(|| format!("cannot resolve {}", mpt.display()))?;
     if !is_famfs_mount(&canon) {
         bail!("{} is not a famfs mount", mpt.display());
     }
     let servers = servers_of(&canon);
-    let tool = find_helper("fusermount3").or_else(|| find_helper("fusermount")).ok_or_else(|| anyhow!("fusermount3 not found (install fuse3)"))?;
-    let st = std::process::Command::new(tool).arg("-u").arg(&canon).status()?;
+    let tool = find_helper("fusermount3")
+        .or_else(|| find_helper("fusermount"))
+        .ok_or_else(|| anyhow!("fusermount3 not found (install fuse3)"))?;
+    let st = std::process::Command::new(tool)
+        .arg("-u")
+        .arg(&canon)
+        .status()?;
     if !st.success() {
         bail!("unmount of {} failed ({st})", canon.display());
     }
@@ -1747,12 +2210,17 @@ fn cmd_umount(mpt: &Path) -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let alive = |pid: &u32| {
         // A zombie has closed its files already: it counts as gone.
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
     };
     while servers.iter().any(alive) {
         if std::time::Instant::now() > deadline {
-            eprintln!("famfs: warning: the server of {} has not exited yet", canon.display());
+            eprintln!(
+                "famfs: warning: the server of {} has not exited yet",
+                canon.display()
+            );
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -1763,21 +2231,92 @@ fn cmd_umount(mpt: &Path) -> Result<()> {
 /// Runs a parsed command line; `Ok(false)` means "ran, but the answer is no" (exit 1).
 pub fn run(cli: &Cli) -> Result<bool> {
     match &cli.cmd {
-        Cmd::Mkdir { parents, owner, dirs } => cmd_mkdir(cli, *parents, owner, dirs).map(|()| true),
-        Cmd::Creat { size, randomize, seed, owner, stripe, multi, file, threads } => {
-            let o = CreatOpts { size: *size, randomize: *randomize, seed: *seed, owner, stripe, multi, file, threads: *threads };
+        Cmd::Mkdir {
+            parents,
+            owner,
+            dirs,
+        } => cmd_mkdir(cli, *parents, owner, dirs).map(|()| true),
+        Cmd::Creat {
+            size,
+            randomize,
+            seed,
+            owner,
+            stripe,
+            multi,
+            file,
+            threads,
+        } => {
+            let o = CreatOpts {
+                size: *size,
+                randomize: *randomize,
+                seed: *seed,
+                owner,
+                stripe,
+                multi,
+                file,
+                threads: *threads,
+            };
             cmd_creat(cli, &o).map(|()| true)
         }
-        Cmd::Cp { recursive, threads, compare, contents, umask, owner, stripe, paths } => {
-            let o = CpOpts { recursive: *recursive, threads: (*threads).clamp(1, 64), compare: *compare, contents: *contents, umask: *umask, owner, stripe };
+        Cmd::Cp {
+            recursive,
+            threads,
+            compare,
+            contents,
+            umask,
+            owner,
+            stripe,
+            paths,
+        } => {
+            let o = CpOpts {
+                recursive: *recursive,
+                threads: (*threads).clamp(1, 64),
+                compare: *compare,
+                contents: *contents,
+                umask: *umask,
+                owner,
+                stripe,
+            };
             cmd_cp(cli, &o, paths).map(|()| true)
         }
-        Cmd::Verify { seed, file, multi, threads, quiet, files } => {
-            let o = VerifyOpts { seed: *seed, files: file.iter().chain(files).cloned().collect(), multi, threads: *threads, quiet: *quiet };
+        Cmd::Verify {
+            seed,
+            file,
+            multi,
+            threads,
+            quiet,
+            files,
+        } => {
+            let o = VerifyOpts {
+                seed: *seed,
+                files: file.iter().chain(files).cloned().collect(),
+                multi,
+                threads: *threads,
+                quiet: *quiet,
+            };
             cmd_verify(cli, &o)
         }
-        Cmd::Logplay { dry_run, client, daxdev, mmap, read, shadow, shadowtest, set_daxmode, mpt } => {
-            let o = LogplayOpts { dry_run: *dry_run, client: *client, daxdev, mmap: *mmap, read: *read, shadow, shadowtest: *shadowtest, mpt };
+        Cmd::Logplay {
+            dry_run,
+            client,
+            daxdev,
+            mmap,
+            read,
+            shadow,
+            shadowtest,
+            set_daxmode,
+            mpt,
+        } => {
+            let o = LogplayOpts {
+                dry_run: *dry_run,
+                client: *client,
+                daxdev,
+                mmap: *mmap,
+                read: *read,
+                shadow,
+                shadowtest: *shadowtest,
+                mpt,
+            };
             cmd_logplay(cli, &o)?;
             if *set_daxmode {
                 match daxdev.as_ref().or(cli.device.as_ref()) {
@@ -1787,13 +2326,32 @@ pub fn run(cli: &Cli) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Fsck { human, json, path, nbuckets, force, nodax, mmap, read, set_daxmode, .. } => {
-            let x = FsckExtra { nbuckets: *nbuckets, force: *force, nodax: *nodax, mmap: *mmap, read: *read };
+        Cmd::Fsck {
+            human,
+            json,
+            path,
+            nbuckets,
+            force,
+            nodax,
+            mmap,
+            read,
+            set_daxmode,
+            ..
+        } => {
+            let x = FsckExtra {
+                nbuckets: *nbuckets,
+                force: *force,
+                nodax: *nodax,
+                mmap: *mmap,
+                read: *read,
+            };
             let damaged = cmd_fsck(cli, *human, *json, path, &x)?;
             if *set_daxmode {
                 match path.as_ref().or(cli.device.as_ref()) {
                     Some(d) => set_daxmode_fsdev("famfs fsck", d)?,
-                    None => eprintln!("famfs fsck: note: --set-daxmode without a device: nothing to rebind"),
+                    None => eprintln!(
+                        "famfs fsck: note: --set-daxmode without a device: nothing to rebind"
+                    ),
                 }
             }
             Ok(!damaged)
@@ -1802,14 +2360,40 @@ pub fn run(cli: &Cli) -> Result<bool> {
         Cmd::Cat { file } => cmd_cat(cli, file).map(|()| true),
         Cmd::Flush { files } => cmd_flush(cli, files).map(|()| true),
         Cmd::Check { mpt } => cmd_check(cli, mpt),
-        Cmd::Chkread { superblock, log, file } => cmd_chkread(file, *superblock, *log),
+        Cmd::Chkread {
+            superblock,
+            log,
+            file,
+        } => cmd_chkread(file, *superblock, *log),
         Cmd::Clone { src, dest } => cmd_clone(cli, src, dest).map(|()| true),
         Cmd::Mkmeta { device } => cmd_mkmeta(device),
         Cmd::Mount {
-            timeout, debug, set_daxmode, fallback, remount, cache, fuse, nofuse, bouncedax, mmap, read, nouseraccess, nodefaultperm, shadow, dummy, device, mpt, extra,
+            timeout,
+            debug,
+            set_daxmode,
+            fallback,
+            remount,
+            cache,
+            fuse,
+            nofuse,
+            bouncedax,
+            mmap,
+            read,
+            nouseraccess,
+            nodefaultperm,
+            shadow,
+            dummy,
+            device,
+            mpt,
+            extra,
         } => {
             let mut refused = Vec::new();
-            for (on, opt) in [(*nofuse, "-F/--nofuse"), (shadow.is_some(), "-S/--shadow"), (*dummy, "-D/--dummy"), (*nodefaultperm, "-p/--nodefaultperm")] {
+            for (on, opt) in [
+                (*nofuse, "-F/--nofuse"),
+                (shadow.is_some(), "-S/--shadow"),
+                (*dummy, "-D/--dummy"),
+                (*nodefaultperm, "-p/--nodefaultperm"),
+            ] {
                 if on {
                     refused.push(opt);
                 }
@@ -1817,7 +2401,11 @@ pub fn run(cli: &Cli) -> Result<bool> {
             let mut accepted = Vec::new();
             for (on, opt, why) in [
                 (*fuse, "-f/--fuse", "famfs-rs mounts are always FUSE mounts"),
-                (*bouncedax, "-b/--bouncedax", "the device is rebound only when the mode needs it (--set-daxmode)"),
+                (
+                    *bouncedax,
+                    "-b/--bouncedax",
+                    "the device is rebound only when the mode needs it (--set-daxmode)",
+                ),
                 (*mmap, "-m/--mmap", "the meta files are always mapped"),
                 (*read, "-r/--read", "the meta files are always mapped"),
             ] {
@@ -1849,7 +2437,11 @@ pub fn run(cli: &Cli) -> Result<bool> {
             .map(|()| true)
         }
         Cmd::Umount { mpt } => cmd_umount(mpt).map(|()| true),
-        Cmd::Devadd { force, target, device } => crate::devices::cmd_devadd(*force, target, device).map(|()| true),
+        Cmd::Devadd {
+            force,
+            target,
+            device,
+        } => crate::devices::cmd_devadd(*force, target, device).map(|()| true),
         Cmd::Daxdev { json, action } => crate::devices::cmd_daxdev(action, *json),
         Cmd::GenMan { dir } => crate::man::write_all(dir).map(|()| true),
     }

@@ -24,7 +24,8 @@ pub fn report(prog: &str, e: &anyhow::Error) -> i32 {
 
 /// Parses an octal mode.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
-    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| format!("invalid mode {s:?}: expected octal, e.g. 0644"))?;
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("invalid mode {s:?}: expected octal, e.g. 0644"))?;
     if m > 0o7777 {
         return Err(format!("invalid mode {s:?}: at most 07777"));
     }
@@ -51,7 +52,9 @@ pub fn parse_c_ulong(s: &str) -> Result<u64, String> {
         (t, 10)
     };
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return Err(format!("invalid number {s:?}: expected decimal, 0x hexadecimal or 0 octal digits"));
+        return Err(format!(
+            "invalid number {s:?}: expected decimal, 0x hexadecimal or 0 octal digits"
+        ));
     }
     u64::from_str_radix(digits, radix).map_err(|_| format!("number {s:?} is too large"))
 }

@@ -17,10 +17,18 @@ user-guide.md, cli.md, install.md).";
 pub fn write_page(cmd: clap::Command, name: &str, dir: &Path) -> Result<std::path::PathBuf> {
     // The page's title and NAME; the synopsis keeps the bin name ("famfs mount" for a verb).
     let bin = cmd.get_bin_name().unwrap_or(name).to_string();
-    let cmd = cmd.name(name.to_string()).display_name(name.to_string()).bin_name(bin).after_long_help(SEE_ALSO);
-    let man = clap_mangen::Man::new(cmd).section(SECTION).manual("famfs-rs").source(format!("famfs-rs {}", env!("CARGO_PKG_VERSION")));
+    let cmd = cmd
+        .name(name.to_string())
+        .display_name(name.to_string())
+        .bin_name(bin)
+        .after_long_help(SEE_ALSO);
+    let man = clap_mangen::Man::new(cmd)
+        .section(SECTION)
+        .manual("famfs-rs")
+        .source(format!("famfs-rs {}", env!("CARGO_PKG_VERSION")));
     let mut buf = Vec::new();
-    man.render(&mut buf).with_context(|| format!("rendering {name}"))?;
+    man.render(&mut buf)
+        .with_context(|| format!("rendering {name}"))?;
     let path = dir.join(format!("{name}.{SECTION}"));
     std::fs::write(&path, buf).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
@@ -30,14 +38,23 @@ pub fn write_page(cmd: clap::Command, name: &str, dir: &Path) -> Result<std::pat
 pub fn write_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // The crate description is about both tools; the page of famfs says what famfs itself does.
-    let mut famfs = crate::famfs_cmd::Cli::command().about("create and inspect files in fabric-attached (CXL) shared memory");
+    let mut famfs = crate::famfs_cmd::Cli::command()
+        .about("create and inspect files in fabric-attached (CXL) shared memory");
     famfs.build();
     let mut written = vec![write_page(famfs.clone(), "famfs", dir)?];
-    for sub in famfs.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+    for sub in famfs
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("famfs-{}", sub.get_name());
         written.push(write_page(sub.clone(), &name, dir)?);
     }
-    written.push(write_page(crate::mkfs_cmd::MkfsArgs::command().about("create a famfs file system on a devdax device or an image file"), "mkfs.famfs", dir)?);
+    written.push(write_page(
+        crate::mkfs_cmd::MkfsArgs::command()
+            .about("create a famfs file system on a devdax device or an image file"),
+        "mkfs.famfs",
+        dir,
+    )?);
     for p in written {
         println!("{}", p.display());
     }

@@ -47,7 +47,10 @@ pub struct MkfsArgs {
 
 /// Mount points whose source is `dev` (from mountinfo, unescaped).
 pub fn mounted_at(dev: &Path) -> Vec<String> {
-    famfs_media::mounts::mount_points_of(dev).iter().map(|p| p.display().to_string()).collect()
+    famfs_media::mounts::mount_points_of(dev)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 fn uuid_arg(s: &Option<String>) -> Result<[u8; 16]> {
@@ -68,25 +71,43 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
     }
     let mounts = mounted_at(dev);
     if !mounts.is_empty() {
-        bail!("{} is mounted at {}; unmount it first", dev.display(), mounts.join(", "));
+        bail!(
+            "{} is mounted at {}; unmount it first",
+            dev.display(),
+            mounts.join(", ")
+        );
     }
     // Every secondary passes the devadd checks before anything is written.
     let mut secondaries = Vec::new();
     for (i, s) in a.secondaries.iter().enumerate() {
-        if a.secondaries[..i].iter().any(|o| crate::devices::same_device(o, s)) {
+        if a.secondaries[..i]
+            .iter()
+            .any(|o| crate::devices::same_device(o, s))
+        {
             bail!("{} is given twice", s.display());
         }
-        secondaries.push((s, crate::devices::open_new_secondary(s, dev, None, a.force)?));
+        secondaries.push((
+            s,
+            crate::devices::open_new_secondary(s, dev, None, a.force)?,
+        ));
     }
-    let media = Media::open(dev, Access::ReadWrite).with_context(|| format!("cannot open {}", dev.display()))?;
+    let media = Media::open(dev, Access::ReadWrite)
+        .with_context(|| format!("cannot open {}", dev.display()))?;
     if media.kind() == famfs_media::MediaKind::MetaFiles {
-        bail!("{} is a directory; give a devdax device or an image file", dev.display());
+        bail!(
+            "{} is a directory; give a devdax device or an image file",
+            dev.display()
+        );
     }
     let existing = media.read_superblock().ok();
     if a.kill {
         if let Some(sb) = &existing {
             if !a.force {
-                bail!("{} holds a valid famfs (fs uuid {}); add -f to kill it", dev.display(), format_uuid(&sb.fs_uuid));
+                bail!(
+                    "{} holds a valid famfs (fs uuid {}); add -f to kill it",
+                    dev.display(),
+                    format_uuid(&sb.fs_uuid)
+                );
             }
         }
         let mut magic = [0u8; 8];
@@ -100,7 +121,12 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
         return Ok(());
     }
     if media.size() < MIN_DEVICE_SIZE {
-        bail!("{} is {} ({} bytes); famfs needs at least 4 GiB", dev.display(), human(media.size()), media.size());
+        bail!(
+            "{} is {} ({} bytes); famfs needs at least 4 GiB",
+            dev.display(),
+            human(media.size()),
+            media.size()
+        );
     }
     if let Some(sb) = &existing {
         if !a.force {
@@ -116,10 +142,19 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
         bail!("log length {log_len} must be a power of two of at least 8 MiB");
     }
     if log_len + (4 << 20) > media.size() {
-        bail!("a log of {} leaves no data space on {}", human(log_len), dev.display());
+        bail!(
+            "a log of {} leaves no data space on {}",
+            human(log_len),
+            dev.display()
+        );
     }
     let sup = system_uuid_path();
-    let system_uuid = local_system_uuid(&sup).with_context(|| format!("cannot read or create the system uuid file {}", sup.display()))?;
+    let system_uuid = local_system_uuid(&sup).with_context(|| {
+        format!(
+            "cannot read or create the system uuid file {}",
+            sup.display()
+        )
+    })?;
     let opts = MkfsOptions {
         log_len,
         fs_uuid: uuid_arg(&a.fs_uuid)?,
@@ -130,27 +165,50 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
     // Over an existing file system: wait for its appenders of this host (they take the same lock)
     // and keep them out while the log is rewritten; the next one finds the new superblock.
     let old_lock = match &existing {
-        Some(sb) => Some(media.lock_fs(&sb.fs_uuid).with_context(|| format!("cannot take the append lock of {}", dev.display()))?),
+        Some(sb) => Some(
+            media
+                .lock_fs(&sb.fs_uuid)
+                .with_context(|| format!("cannot take the append lock of {}", dev.display()))?,
+        ),
         None => None,
     };
     let sb = mkfs(&media, &opts).with_context(|| format!("mkfs on {} failed", dev.display()))?;
     drop(old_lock);
     println!("famfs file system created on {}", dev.display());
     if !secondaries.is_empty() {
-        let mut fs = famfs_meta::Famfs::from_media(media).context("cannot open the new file system")?;
+        let mut fs =
+            famfs_meta::Famfs::from_media(media).context("cannot open the new file system")?;
         for (path, m) in secondaries {
-            let name = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+            let name = std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string();
             let size = m.size();
             let index = fs
                 .with_log_lock(|ap| ap.add_device(m, &name, *uuid::Uuid::new_v4().as_bytes()))
                 .with_context(|| format!("cannot add {}", path.display()))?;
-            println!("  device {index}:    {} ({}), secondary", path.display(), human(size));
+            println!(
+                "  device {index}:    {} ({}), secondary",
+                path.display(),
+                human(size)
+            );
         }
     }
-    println!("  device size: {} ({} bytes)", human(sb.device_size), sb.device_size);
-    println!("  log:         {} ({} entries)", human(sb.log_len), sb.log_geometry().capacity());
+    println!(
+        "  device size: {} ({} bytes)",
+        human(sb.device_size),
+        sb.device_size
+    );
+    println!(
+        "  log:         {} ({} entries)",
+        human(sb.log_len),
+        sb.log_geometry().capacity()
+    );
     println!("  fs uuid:     {}", format_uuid(&sb.fs_uuid));
-    println!("  system uuid: {} (this host is the master)", format_uuid(&sb.system_uuid));
+    println!(
+        "  system uuid: {} (this host is the master)",
+        format_uuid(&sb.system_uuid)
+    );
     if a.verbose > 0 {
         println!("  device uuid: {}", format_uuid(&sb.dev_uuid));
         println!("  alloc unit:  {} bytes", sb.alloc_unit);
@@ -165,7 +223,13 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
 pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let a = MkfsArgs::parse_from(crate::famfs_cmd::help_alias(args));
     // The rebind runs once run() has closed the device (a device held open cannot be rebound).
-    let r = run(&a).and_then(|()| if a.set_daxmode { crate::famfs_cmd::set_daxmode_fsdev("mkfs.famfs", &a.device) } else { Ok(()) });
+    let r = run(&a).and_then(|()| {
+        if a.set_daxmode {
+            crate::famfs_cmd::set_daxmode_fsdev("mkfs.famfs", &a.device)
+        } else {
+            Ok(())
+        }
+    });
     match r {
         Ok(()) => 0,
         Err(e) => crate::report("mkfs.famfs", &e),

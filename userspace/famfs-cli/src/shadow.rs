@@ -27,12 +27,28 @@ pub struct ShadowFile {
 impl ShadowFile {
     /// The shadow of a logged file.
     pub fn of_entry(f: &FileEntry) -> ShadowFile {
-        ShadowFile { path: f.path.as_str().to_string(), size: f.size, flags: f.flags.0, mode: f.mode, uid: f.uid, gid: f.gid, fmap: f.fmap.clone() }
+        ShadowFile {
+            path: f.path.as_str().to_string(),
+            size: f.size,
+            flags: f.flags.0,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
+            fmap: f.fmap.clone(),
+        }
     }
 
     /// The shadow of a meta file: the superblock (2 MiB at 0, mode 0444) or the log.
     pub fn meta(path: &str, offset: u64, len: u64, mode: u32) -> ShadowFile {
-        ShadowFile { path: path.to_string(), size: len, flags: 0, mode, uid: 0, gid: 0, fmap: Fmap::Simple(vec![Extent::new(offset, len)]) }
+        ShadowFile {
+            path: path.to_string(),
+            size: len,
+            flags: 0,
+            mode,
+            uid: 0,
+            gid: 0,
+            fmap: Fmap::Simple(vec![Extent::new(offset, len)]),
+        }
     }
 }
 
@@ -81,7 +97,12 @@ fn scalar_at(s: &str, col: usize, indent: usize) -> String {
         col += 1;
         for (i, &c) in chars.iter().enumerate() {
             if c == ' ' {
-                if !spaces && col > BEST_WIDTH && i != 0 && i != last && chars.get(i + 1) != Some(&' ') {
+                if !spaces
+                    && col > BEST_WIDTH
+                    && i != 0
+                    && i != last
+                    && chars.get(i + 1) != Some(&' ')
+                {
                     brk(&mut o, &mut col);
                 } else {
                     o.push(' ');
@@ -141,18 +162,20 @@ fn analyze(s: &str) -> (bool, bool) {
     }
     let chars: Vec<char> = s.chars().collect();
     let mut block_indicators = s.starts_with("---") || s.starts_with("...");
-    let (mut special, mut line_breaks, mut leading_space, mut trailing_space) = (false, false, false, false);
-    let (mut break_space, mut space_break, mut previous_space, mut previous_break) = (false, false, false, false);
+    let (mut special, mut line_breaks, mut leading_space, mut trailing_space) =
+        (false, false, false, false);
+    let (mut break_space, mut space_break, mut previous_space, mut previous_break) =
+        (false, false, false, false);
     let (mut leading_break, mut trailing_break) = (false, false);
     let mut preceded_by_ws = true;
-    let blankz = |c: Option<&char>| matches!(c, None | Some(' ') | Some('\t') | Some('\r') | Some('\n'));
+    let blankz =
+        |c: Option<&char>| matches!(c, None | Some(' ') | Some('\t') | Some('\r') | Some('\n'));
     for (i, &c) in chars.iter().enumerate() {
         let followed_by_ws = blankz(chars.get(i + 1));
         if i == 0 {
             match c {
-                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' => {
-                    block_indicators = true
-                }
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => block_indicators = true,
                 '?' | ':' if followed_by_ws => block_indicators = true,
                 '-' if followed_by_ws => block_indicators = true,
                 _ => {}
@@ -264,7 +287,10 @@ fn extents_yaml(o: &mut String, indent: &str, exts: &[Extent]) {
 /// The YAML the C tools' `famfs_emit_file_yaml` writes for `f`.
 pub fn emit_file_yaml(f: &ShadowFile) -> String {
     let mut o = String::from("---\nfile:\n");
-    o.push_str(&format!("  path: {}\n", scalar_at(&f.path, "  path: ".len(), 4)));
+    o.push_str(&format!(
+        "  path: {}\n",
+        scalar_at(&f.path, "  path: ".len(), 4)
+    ));
     o.push_str(&format!("  size: {}\n", f.size));
     o.push_str(&format!("  flags: {}\n", f.flags));
     o.push_str(&format!("  mode: 0{:o}\n", f.mode));
@@ -293,7 +319,9 @@ fn unquote(v: &str) -> Result<String> {
     if let Some(inner) = v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
         return Ok(inner.replace("''", "'"));
     }
-    let Some(inner) = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) else { return Ok(v.to_string()) };
+    let Some(inner) = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) else {
+        return Ok(v.to_string());
+    };
     let mut o = String::new();
     let mut it = inner.chars();
     while let Some(c) = it.next() {
@@ -301,10 +329,15 @@ fn unquote(v: &str) -> Result<String> {
             o.push(c);
             continue;
         }
-        let e = it.next().ok_or_else(|| anyhow!("dangling escape in {v:?}"))?;
+        let e = it
+            .next()
+            .ok_or_else(|| anyhow!("dangling escape in {v:?}"))?;
         let hex = |n: usize, it: &mut std::str::Chars| -> Result<char> {
             let h: String = it.take(n).collect();
-            u32::from_str_radix(&h, 16).ok().and_then(char::from_u32).ok_or_else(|| anyhow!("bad escape in {v:?}"))
+            u32::from_str_radix(&h, 16)
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| anyhow!("bad escape in {v:?}"))
         };
         o.push(match e {
             '0' => '\0',
@@ -338,7 +371,8 @@ fn unquote(v: &str) -> Result<String> {
 /// (strtoull base 0).
 pub fn parse_file_yaml(text: &str) -> Result<ShadowFile> {
     let num = |k: &str, v: &str| crate::parse_c_ulong(v).map_err(|e| anyhow!("{k}: {e}"));
-    let (mut path, mut size, mut flags, mut mode, mut uid, mut gid) = (None, None, None, None, None, None);
+    let (mut path, mut size, mut flags, mut mode, mut uid, mut gid) =
+        (None, None, None, None, None, None);
     let mut striped: Option<(u64, u64)> = None;
     let mut exts: Vec<[Option<u64>; 3]> = Vec::new();
     let mut nextents = None;
@@ -350,7 +384,12 @@ pub fn parse_file_yaml(text: &str) -> Result<ShadowFile> {
             continue;
         }
         let line = raw.trim_start();
-        if line.is_empty() || line == "---" || line == "..." || line == "file:" || line.starts_with('#') {
+        if line.is_empty()
+            || line == "---"
+            || line == "..."
+            || line == "file:"
+            || line.starts_with('#')
+        {
             continue;
         }
         let (item, line) = match line.strip_prefix("- ") {
@@ -409,7 +448,13 @@ pub fn parse_file_yaml(text: &str) -> Result<ShadowFile> {
     let need = |f: Option<u64>, k: &str| f.ok_or_else(|| anyhow!("no {k}"));
     let exts: Vec<Extent> = exts
         .into_iter()
-        .map(|[d, o, l]| Ok(Extent { devindex: d.unwrap_or(0), offset: need(o, "offset")?, len: need(l, "length")? }))
+        .map(|[d, o, l]| {
+            Ok(Extent {
+                devindex: d.unwrap_or(0),
+                offset: need(o, "offset")?,
+                len: need(l, "length")?,
+            })
+        })
         .collect::<Result<_>>()?;
     let fmap = match striped {
         Some((nstrips, chunk)) => {
@@ -420,7 +465,11 @@ pub fn parse_file_yaml(text: &str) -> Result<ShadowFile> {
         }
         None => {
             if nextents.is_some_and(|n| n != exts.len() as u64) {
-                bail!("nextents {} but {} extents", nextents.unwrap_or(0), exts.len());
+                bail!(
+                    "nextents {} but {} extents",
+                    nextents.unwrap_or(0),
+                    exts.len()
+                );
             }
             Fmap::Simple(exts)
         }
@@ -454,31 +503,47 @@ pub struct ShadowStats {
 /// `dir/root` (created if missing). `dir` must be an existing directory.
 pub fn shadow_root(dir: &Path) -> Result<PathBuf> {
     if !dir.is_dir() {
-        bail!("shadow path {} is not an existing directory (create it first, as with the C famfs)", dir.display());
+        bail!(
+            "shadow path {} is not an existing directory (create it first, as with the C famfs)",
+            dir.display()
+        );
     }
     if dir.file_name().is_some_and(|n| n == "root") {
         return Ok(dir.to_path_buf());
     }
     let root = dir.join("root");
     if !root.is_dir() {
-        std::fs::create_dir(&root).with_context(|| format!("cannot create the shadow root {}", root.display()))?;
+        std::fs::create_dir(&root)
+            .with_context(|| format!("cannot create the shadow root {}", root.display()))?;
     }
     Ok(root)
 }
 
 /// Writes (or, when it exists, keeps) the shadow YAML of `f` at `path`; with `test`, reads it back
 /// and checks it describes `f`.
-pub fn shadow_file(path: &Path, f: &ShadowFile, test: bool, st: &mut ShadowStats, verbose: bool) -> Result<()> {
+pub fn shadow_file(
+    path: &Path,
+    f: &ShadowFile,
+    test: bool,
+    st: &mut ShadowStats,
+    verbose: bool,
+) -> Result<()> {
     use std::io::Write;
     match std::fs::symlink_metadata(path) {
         Ok(md) if md.is_dir() => {
             st.file_errors += 1;
-            bail!("{}: a directory where a shadow file should be", path.display());
+            bail!(
+                "{}: a directory where a shadow file should be",
+                path.display()
+            );
         }
         Ok(md) if md.is_file() => st.files_existed += 1,
         Ok(_) => {
             st.file_errors += 1;
-            bail!("{}: something other than a file where a shadow file should be", path.display());
+            bail!(
+                "{}: something other than a file where a shadow file should be",
+                path.display()
+            );
         }
         Err(_) => {
             let mut out = std::fs::OpenOptions::new()
@@ -487,7 +552,8 @@ pub fn shadow_file(path: &Path, f: &ShadowFile, test: bool, st: &mut ShadowStats
                 .mode_0644()
                 .open(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            out.write_all(emit_file_yaml(f).as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            out.write_all(emit_file_yaml(f).as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
             st.files_created += 1;
         }
     }
@@ -496,12 +562,16 @@ pub fn shadow_file(path: &Path, f: &ShadowFile, test: bool, st: &mut ShadowStats
     }
     if test {
         st.yaml_checked += 1;
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let ok = matches!(parse_file_yaml(&text), Ok(ref back) if back == f);
         if !ok {
             st.yaml_errors += 1;
             st.file_errors += 1;
-            bail!("{}: its YAML does not read back as the logged file", path.display());
+            bail!(
+                "{}: its YAML does not read back as the logged file",
+                path.display()
+            );
         }
     }
     Ok(())

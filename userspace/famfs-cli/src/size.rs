@@ -6,11 +6,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     // Hexadecimal, as the C tools take sizes (strtoull base 0): 0x800000.
     if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        return u64::from_str_radix(h, 16).map_err(|_| format!("invalid size {s:?}: bad hexadecimal number"));
+        return u64::from_str_radix(h, 16)
+            .map_err(|_| format!("invalid size {s:?}: bad hexadecimal number"));
     }
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, suffix) = t.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected a number with an optional k/M/G/T suffix"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number with an optional k/M/G/T suffix")
+    })?;
     let shift = match suffix.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
@@ -19,7 +22,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "t" | "tb" | "tib" => 40,
         _ => return Err(format!("invalid size suffix in {s:?}: use k, M, G or T")),
     };
-    n.checked_mul(1u64 << shift).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// Formats bytes for people (binary units).

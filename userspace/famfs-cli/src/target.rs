@@ -25,7 +25,8 @@ impl Target {
     pub fn open(device: Option<&Path>, hint: &Path, access: Access) -> Result<Target> {
         match device {
             Some(d) => {
-                let fs = Famfs::open(d, access).with_context(|| format!("cannot open famfs on {}", d.display()))?;
+                let fs = Famfs::open(d, access)
+                    .with_context(|| format!("cannot open famfs on {}", d.display()))?;
                 Ok(Target { fs, mpt: None })
             }
             None => {
@@ -53,7 +54,9 @@ impl Target {
                                 }
                             }
                         }
-                        return Err(e).with_context(|| format!("cannot open the famfs mounted at {}", mpt.display()));
+                        return Err(e).with_context(|| {
+                            format!("cannot open the famfs mounted at {}", mpt.display())
+                        });
                     }
                 };
                 Ok(Target { fs, mpt: Some(mpt) })
@@ -72,13 +75,24 @@ impl Target {
         let inner = match &self.mpt {
             None => p.to_path_buf(),
             Some(m) => {
-                let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) };
+                let abs = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    std::env::current_dir()?.join(p)
+                };
                 let abs = normalize(&abs);
-                abs.strip_prefix(m).map(Path::to_path_buf).map_err(|_| anyhow!("{} is outside the mount {}", p.display(), m.display()))?
+                abs.strip_prefix(m)
+                    .map(Path::to_path_buf)
+                    .map_err(|_| anyhow!("{} is outside the mount {}", p.display(), m.display()))?
             }
         };
-        let s = inner.to_str().ok_or_else(|| anyhow!("{}: path is not valid UTF-8", p.display()))?;
-        let parts: Vec<&str> = s.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let s = inner
+            .to_str()
+            .ok_or_else(|| anyhow!("{}: path is not valid UTF-8", p.display()))?;
+        let parts: Vec<&str> = s
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
         if parts.contains(&"..") {
             bail!("{}: '..' is not allowed in famfs paths", p.display());
         }

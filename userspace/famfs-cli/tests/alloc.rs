@@ -43,10 +43,21 @@ fn allocation_does_not_copy_the_bitmap() {
     let bitmap_bytes = dev / (2 << 20) / 8;
     let before = ALLOCATED.load(Ordering::Relaxed);
     for i in 0..20 {
-        fs.create_file(&RelPath::new(&format!("f{i}")).unwrap(), 3 << 20, 0o644, 0, 0, Layout::Contiguous).unwrap();
+        fs.create_file(
+            &RelPath::new(&format!("f{i}")).unwrap(),
+            3 << 20,
+            0o644,
+            0,
+            0,
+            Layout::Contiguous,
+        )
+        .unwrap();
     }
     let per_file = (ALLOCATED.load(Ordering::Relaxed) - before) / 20;
-    assert!(per_file < bitmap_bytes / 4, "{per_file} bytes allocated per file creation; the bitmap is {bitmap_bytes} bytes");
+    assert!(
+        per_file < bitmap_bytes / 4,
+        "{per_file} bytes allocated per file creation; the bitmap is {bitmap_bytes} bytes"
+    );
 }
 
 /// Issue 22: a file was placed on a secondary device this host does not have (it was not found),
@@ -61,11 +72,20 @@ fn no_file_on_a_device_this_host_lacks() {
     std::fs::write(e.path("s1"), b"").unwrap();
     e.image("s1", 4 * G);
     e.ok(&["--device", "p", "creat", "-s", "3M", "-S", "7", "/a"]);
-    let m: serde_json::Value = serde_json::from_str(&e.ok(&["--device", "p", "getmap", "--json", "/a"])).unwrap();
-    assert_eq!(m["fmap"]["extents"][0]["devindex"], serde_json::json!(0), "{m:#}");
+    let m: serde_json::Value =
+        serde_json::from_str(&e.ok(&["--device", "p", "getmap", "--json", "/a"])).unwrap();
+    assert_eq!(
+        m["fmap"]["extents"][0]["devindex"],
+        serde_json::json!(0),
+        "{m:#}"
+    );
     e.ok(&["--device", "p", "verify", "-S", "7", "-f", "/a"]);
     // Striped over 2 devices needs the missing one: refused, saying why.
-    e.fails(&["--device", "p", "creat", "-s", "11M", "-N", "2", "/b"], 1, "not found on this host");
+    e.fails(
+        &["--device", "p", "creat", "-s", "11M", "-N", "2", "/b"],
+        1,
+        "not found on this host",
+    );
 }
 
 /// Issue 25: with 476 MiB free in pieces, a plain 256 MiB file was refused ("cannot find
@@ -78,16 +98,43 @@ fn plain_file_takes_several_extents() {
     e.image("img", 4 * G);
     e.ok_bin(MKFS, &["img"]);
     let mut n = 0;
-    while e.run(FAMFS, &["--device", "img", "creat", "-N", "3", "-B", "4", "-C", "2M", "-s", "256M", &format!("/il{n}")]).status.success() {
+    while e
+        .run(
+            FAMFS,
+            &[
+                "--device",
+                "img",
+                "creat",
+                "-N",
+                "3",
+                "-B",
+                "4",
+                "-C",
+                "2M",
+                "-s",
+                "256M",
+                &format!("/il{n}"),
+            ],
+        )
+        .status
+        .success()
+    {
         n += 1;
         assert!(n < 30);
     }
     assert_eq!(n, 14, "the C allocator places 14 such files");
-    e.ok(&["--device", "img", "creat", "-s", "256M", "-S", "9", "/plain"]);
-    let m: serde_json::Value = serde_json::from_str(&e.ok(&["--device", "img", "getmap", "--json", "/plain"])).unwrap();
+    e.ok(&[
+        "--device", "img", "creat", "-s", "256M", "-S", "9", "/plain",
+    ]);
+    let m: serde_json::Value =
+        serde_json::from_str(&e.ok(&["--device", "img", "getmap", "--json", "/plain"])).unwrap();
     let exts = m["fmap"]["extents"].as_array().unwrap();
     assert!(exts.len() > 1 && exts.len() <= 16, "{m:#}");
-    assert_eq!(exts.iter().map(|x| x["len"].as_u64().unwrap()).sum::<u64>(), 256 << 20, "{m:#}");
+    assert_eq!(
+        exts.iter().map(|x| x["len"].as_u64().unwrap()).sum::<u64>(),
+        256 << 20,
+        "{m:#}"
+    );
     e.ok(&["--device", "img", "verify", "-S", "9", "-f", "/plain"]);
     let v: serde_json::Value = serde_json::from_str(&e.ok(&["fsck", "--json", "img"])).unwrap();
     assert_eq!(v["ok"], serde_json::json!(true), "{v:#}");

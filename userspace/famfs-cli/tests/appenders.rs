@@ -37,11 +37,19 @@ type Log = Arc<Mutex<Vec<Outcome>>>;
 
 fn famfs(args: &[&str]) -> (bool, String) {
     let o = Command::new(FAMFS).args(args).output().unwrap();
-    (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn record(log: &Log, path: String, (ok, why): (bool, String), want: Option<String>) {
-    log.lock().unwrap().push(Outcome { path, ok, why, want });
+    log.lock().unwrap().push(Outcome {
+        path,
+        ok,
+        why,
+        want,
+    });
 }
 
 /// What the log holds when played from the image, and whether fsck is clean.
@@ -49,20 +57,37 @@ fn check(img: &Path, log: &Log) -> Vec<String> {
     let fs = Famfs::open(img, Access::ReadOnly).unwrap();
     let mut bad = Vec::new();
     let outcomes = log.lock().unwrap();
-    let (ok, failed) = (outcomes.iter().filter(|o| o.ok).count(), outcomes.iter().filter(|o| !o.ok).count());
-    println!("{} operations: {ok} succeeded, {failed} failed; the log holds {} entries", outcomes.len(), fs.played());
+    let (ok, failed) = (
+        outcomes.iter().filter(|o| o.ok).count(),
+        outcomes.iter().filter(|o| !o.ok).count(),
+    );
+    println!(
+        "{} operations: {ok} succeeded, {failed} failed; the log holds {} entries",
+        outcomes.len(),
+        fs.played()
+    );
     for o in outcomes.iter() {
         if o.ok && fs.namespace().resolve(&o.path).is_none() {
-            bad.push(format!("/{}: reported success, missing from the log", o.path));
+            bad.push(format!(
+                "/{}: reported success, missing from the log",
+                o.path
+            ));
         }
         if !o.ok {
-            let said = o.want.as_ref().is_none_or(|w| o.why.contains(w.as_str())) && !o.why.trim().is_empty();
+            let said = o.want.as_ref().is_none_or(|w| o.why.contains(w.as_str()))
+                && !o.why.trim().is_empty();
             if !said {
-                bad.push(format!("/{}: failed without saying why (want {:?}): {:?}", o.path, o.want, o.why));
+                bad.push(format!(
+                    "/{}: failed without saying why (want {:?}): {:?}",
+                    o.path, o.want, o.why
+                ));
             }
         }
         if o.ok && o.want.is_some() {
-            bad.push(format!("/{}: succeeded where it must be refused ({:?})", o.path, o.want));
+            bad.push(format!(
+                "/{}: succeeded where it must be refused ({:?})",
+                o.path, o.want
+            ));
         }
     }
     if let Some(p) = fs.problems().iter().find(|p| p.is_damage()) {
@@ -76,16 +101,27 @@ fn check(img: &Path, log: &Log) -> Vec<String> {
 }
 
 fn is_mounted(mnt: &Path) -> bool {
-    famfs_media::mounts::mount_at(mnt).is_some_and(|m| m.fstype == famfs_media::mounts::FAMFS_FSTYPE)
+    famfs_media::mounts::mount_at(mnt)
+        .is_some_and(|m| m.fstype == famfs_media::mounts::FAMFS_FSTYPE)
 }
 
 #[test]
 fn concurrent_appenders_on_every_path_lose_nothing() {
-    assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: this test needs FUSE (modprobe fuse)");
-    assert!(nix::unistd::geteuid().is_root(), "this test mounts a file system and must run as root");
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing: this test needs FUSE (modprobe fuse)"
+    );
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts a file system and must run as root"
+    );
     // On tmpfs when there is one: appends sync their pages, a disk write each elsewhere.
     let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() };
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
     let d = dir.path();
     // Set before any thread starts; the servers and the CLI processes inherit them.
     std::env::set_var("FAMFS_SYSTEM_UUID_FILE", d.join("system_uuid"));
@@ -93,14 +129,25 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     let img = d.join("img");
     let mnt = d.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    std::fs::File::create(&img).unwrap().set_len(8 << 30).unwrap();
-    assert!(Command::new(MKFS).arg(&img).output().unwrap().status.success());
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    assert!(Command::new(MKFS)
+        .arg(&img)
+        .output()
+        .unwrap()
+        .status
+        .success());
 
     // ---- 1. mounted (fallback mode, server in this process) ----
     let mut opts = famfs_fused::ServerOptions::new(img.clone(), mnt.clone());
     opts.force_fallback = true;
     opts.threads = 2;
-    let session = famfs_fused::Server::open(&opts).unwrap().mount(&opts).unwrap();
+    let session = famfs_fused::Server::open(&opts)
+        .unwrap()
+        .mount(&opts)
+        .unwrap();
     let server = std::thread::spawn(move || session.run());
     assert!(is_mounted(&mnt), "the mount is not up");
     let m = mnt.to_str().unwrap().to_string();
@@ -112,7 +159,9 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     }
     let (ok, err) = famfs(&["devadd", img.to_str().unwrap(), sec1.to_str().unwrap()]);
     if ok || !err.contains(&m) {
-        bad.push(format!("devadd on the mounted image: want a refusal naming {m}, got ok={ok}: {err}"));
+        bad.push(format!(
+            "devadd on the mounted image: want a refusal naming {m}, got ok={ok}: {err}"
+        ));
     }
     let (ok, err) = famfs(&["devadd", &m, sec2.to_str().unwrap()]);
     if !ok {
@@ -126,10 +175,20 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
             for i in 0..OPS {
                 if i % 4 == 3 {
                     let p = format!("mdir{w}_{i}");
-                    record(&log, p.clone(), famfs(&["mkdir", &format!("{m}/{p}")]), None);
+                    record(
+                        &log,
+                        p.clone(),
+                        famfs(&["mkdir", &format!("{m}/{p}")]),
+                        None,
+                    );
                 } else {
                     let p = format!("mfile{w}_{i}");
-                    record(&log, p.clone(), famfs(&["creat", "-s", "4k", &format!("{m}/{p}")]), None);
+                    record(
+                        &log,
+                        p.clone(),
+                        famfs(&["creat", "-s", "4k", &format!("{m}/{p}")]),
+                        None,
+                    );
                 }
             }
         }));
@@ -142,7 +201,14 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
         workers.push(std::thread::spawn(move || {
             for i in 0..OPS {
                 let p = format!("dfile{w}_{i}");
-                let r = famfs(&["--device", dev.to_str().unwrap(), "creat", "-s", "4k", &format!("/{p}")]);
+                let r = famfs(&[
+                    "--device",
+                    dev.to_str().unwrap(),
+                    "creat",
+                    "-s",
+                    "4k",
+                    &format!("/{p}"),
+                ]);
                 // Refused while mounted, naming the mount point.
                 record(&log, p, r, Some(m.clone()));
             }
@@ -156,18 +222,32 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
                 let r = if i % 2 == 0 {
                     std::fs::create_dir(mnt.join(&p)).map(drop)
                 } else {
-                    std::fs::OpenOptions::new().write(true).create_new(true).open(mnt.join(&p)).map(drop)
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(mnt.join(&p))
+                        .map(drop)
                 };
                 // famfs-fused refuses new names: the namespace changes only through the log.
                 let r = r.map_err(|e| format!("{e} (errno {:?})", e.raw_os_error()));
-                record(&log, p, (r.is_ok(), r.err().unwrap_or_default()), Some(format!("errno Some({})", libc::EPERM)));
+                record(
+                    &log,
+                    p,
+                    (r.is_ok(), r.err().unwrap_or_default()),
+                    Some(format!("errno Some({})", libc::EPERM)),
+                );
             }
         }));
     }
     for t in workers {
         t.join().unwrap();
     }
-    assert!(Command::new("fusermount3").arg("-u").arg(&mnt).status().unwrap().success());
+    assert!(Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success());
     server.join().unwrap().unwrap();
     bad.extend(check(&img, &log));
     if Famfs::open(&img, Access::ReadOnly).unwrap().devices().len() != 2 {
@@ -184,7 +264,19 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
         workers.push(std::thread::spawn(move || {
             for i in 0..OPS {
                 let p = format!("u{w}_{i}");
-                record(&log, p.clone(), famfs(&["--device", dev.to_str().unwrap(), "creat", "-s", "4k", &format!("/{p}")]), None);
+                record(
+                    &log,
+                    p.clone(),
+                    famfs(&[
+                        "--device",
+                        dev.to_str().unwrap(),
+                        "creat",
+                        "-s",
+                        "4k",
+                        &format!("/{p}"),
+                    ]),
+                    None,
+                );
             }
         }));
     }
@@ -195,7 +287,15 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
             for i in 0..OPS {
                 let p = format!("lib{i}");
                 let r = fs.mkdir(&famfs_format::RelPath::new(&p).unwrap(), 0o755, 0, 0);
-                record(&log, p, (r.is_ok(), r.err().map(|e| e.to_string()).unwrap_or_default()), None);
+                record(
+                    &log,
+                    p,
+                    (
+                        r.is_ok(),
+                        r.err().map(|e| e.to_string()).unwrap_or_default(),
+                    ),
+                    None,
+                );
             }
         }));
     }
@@ -227,25 +327,49 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
         let other_ok = st.is_some_and(|s| s.success());
-        Ok((other_ok, a.mkdir(&famfs_format::RelPath::new("this-host").unwrap(), 0o755, 0, 0)))
+        Ok((
+            other_ok,
+            a.mkdir(
+                &famfs_format::RelPath::new("this-host").unwrap(),
+                0o755,
+                0,
+                0,
+            ),
+        ))
     });
     let r = match r {
         Ok((false, _)) => {
-            bad.push("two masters: the second master's append failed or waited for this host's lock".into());
+            bad.push(
+                "two masters: the second master's append failed or waited for this host's lock"
+                    .into(),
+            );
             Ok(0)
         }
         Ok((true, r)) => r,
         Err(e) => Err(e),
     };
     match r {
-        Err(e) if e.to_string().contains("another writer appended to this log") => println!("two masters: {e}"),
-        Err(e) => bad.push(format!("two masters: the append failed for another reason: {e}")),
-        Ok(_) => bad.push("two masters: this host appended after another master's entry without noticing".into()),
+        Err(e)
+            if e.to_string()
+                .contains("another writer appended to this log") =>
+        {
+            println!("two masters: {e}")
+        }
+        Err(e) => bad.push(format!(
+            "two masters: the append failed for another reason: {e}"
+        )),
+        Ok(_) => bad.push(
+            "two masters: this host appended after another master's entry without noticing".into(),
+        ),
     }
     drop(fs);
     let fs = Famfs::open(&img, Access::ReadOnly).unwrap();
-    if fs.namespace().resolve("other-host").is_none() || fs.namespace().resolve("this-host").is_some() {
-        bad.push("two masters: the log should hold the other host's entry and not this host's".into());
+    if fs.namespace().resolve("other-host").is_none()
+        || fs.namespace().resolve("this-host").is_some()
+    {
+        bad.push(
+            "two masters: the log should hold the other host's entry and not this host's".into(),
+        );
     }
     if !famfs(&["--device", img.to_str().unwrap(), "fsck"]).0 {
         bad.push("two masters: fsck not clean".into());
@@ -253,17 +377,29 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     // ---- 4. mkfs -f over the file system waits for an appender of this host to finish ----
     let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
     let waited = fs.with_log_lock(|a| {
-        let mut mkfs = Command::new(MKFS).args(["-f", img.to_str().unwrap()]).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let mut mkfs = Command::new(MKFS)
+            .args(["-f", img.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1500));
         let waited = mkfs.try_wait().unwrap().is_none();
-        a.mkdir(&famfs_format::RelPath::new("before-mkfs").unwrap(), 0o755, 0, 0)?;
+        a.mkdir(
+            &famfs_format::RelPath::new("before-mkfs").unwrap(),
+            0o755,
+            0,
+            0,
+        )?;
         Ok((waited, mkfs))
     });
     match waited {
         Ok((waited, mut mkfs)) => {
             assert!(mkfs.wait().unwrap().success(), "mkfs -f failed");
             if !waited {
-                bad.push("mkfs -f rewrote the log while an appender of this host held the append lock".into());
+                bad.push(
+                    "mkfs -f rewrote the log while an appender of this host held the append lock"
+                        .into(),
+                );
             }
             match fs.mkdir(&famfs_format::RelPath::new("after-mkfs").unwrap(), 0o755, 0, 0) {
                 Err(famfs_meta::MetaError::SuperblockChanged) => {}
@@ -275,5 +411,10 @@ fn concurrent_appenders_on_every_path_lose_nothing() {
     for b in &bad {
         println!("not ok: {b}");
     }
-    assert!(bad.is_empty(), "{} problems:\n{}", bad.len(), bad.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} problems:\n{}",
+        bad.len(),
+        bad.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
 }

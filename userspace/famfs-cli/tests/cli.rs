@@ -18,7 +18,19 @@ fn read_head(img: &Path, entries: usize) -> Vec<u8> {
 }
 
 fn hexdump(b: &[u8]) -> String {
-    b.chunks(16).enumerate().map(|(i, c)| format!("{:06x}: {}\n", i * 16, c.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" "))).collect()
+    b.chunks(16)
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{:06x}: {}\n",
+                i * 16,
+                c.iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        })
+        .collect()
 }
 
 /// The golden image: mkfs + mkdir + creat with fixed uuids must reproduce the stored bytes of the
@@ -28,15 +40,64 @@ fn hexdump(b: &[u8]) -> String {
 fn golden_image() {
     let e = Env::new();
     e.image("golden.img", 4 * G);
-    e.ok_bin(MKFS, &["--fs-uuid", "11111111-2222-3333-4444-555555555555", "--dev-uuid", "66666666-7777-8888-9999-aaaaaaaaaaaa", "golden.img"]);
-    e.ok(&["mkdir", "--device", "golden.img", "-m", "0755", "-u", "0", "-g", "0", "/dir"]);
-    e.ok(&["creat", "--device", "golden.img", "-s", "3M", "-m", "0644", "-u", "1000", "-g", "100", "/dir/file"]);
-    e.ok(&["creat", "--device", "golden.img", "-s", "5000", "-m", "0600", "-u", "0", "-g", "0", "/top"]);
+    e.ok_bin(
+        MKFS,
+        &[
+            "--fs-uuid",
+            "11111111-2222-3333-4444-555555555555",
+            "--dev-uuid",
+            "66666666-7777-8888-9999-aaaaaaaaaaaa",
+            "golden.img",
+        ],
+    );
+    e.ok(&[
+        "mkdir",
+        "--device",
+        "golden.img",
+        "-m",
+        "0755",
+        "-u",
+        "0",
+        "-g",
+        "0",
+        "/dir",
+    ]);
+    e.ok(&[
+        "creat",
+        "--device",
+        "golden.img",
+        "-s",
+        "3M",
+        "-m",
+        "0644",
+        "-u",
+        "1000",
+        "-g",
+        "100",
+        "/dir/file",
+    ]);
+    e.ok(&[
+        "creat",
+        "--device",
+        "golden.img",
+        "-s",
+        "5000",
+        "-m",
+        "0600",
+        "-u",
+        "0",
+        "-g",
+        "0",
+        "/top",
+    ]);
     let head = read_head(&e.path("golden.img"), 3);
     let ns = e.ok(&["logplay", "--device", "golden.img", "-v"]);
     let fsck = e.ok(&["fsck", "--json", "-v", "golden.img"]);
     let v: serde_json::Value = serde_json::from_str(&fsck).unwrap();
-    let namespace = format!("{ns}{}\n", serde_json::to_string_pretty(&v["file_list"]).unwrap());
+    let namespace = format!(
+        "{ns}{}\n",
+        serde_json::to_string_pretty(&v["file_list"]).unwrap()
+    );
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     if std::env::var_os("FAMFS_BLESS").is_some() {
         std::fs::write(data.join("golden-head.bin"), &head).unwrap();
@@ -45,9 +106,16 @@ fn golden_image() {
     let want = std::fs::read(data.join("golden-head.bin")).unwrap();
     assert_eq!(want.len(), 200 + 48 + 3 * 544);
     if want != head {
-        panic!("golden bytes differ\nwant:\n{}\ngot:\n{}", hexdump(&want), hexdump(&head));
+        panic!(
+            "golden bytes differ\nwant:\n{}\ngot:\n{}",
+            hexdump(&want),
+            hexdump(&head)
+        );
     }
-    assert_eq!(std::fs::read_to_string(data.join("golden-namespace.txt")).unwrap(), namespace);
+    assert_eq!(
+        std::fs::read_to_string(data.join("golden-namespace.txt")).unwrap(),
+        namespace
+    );
     // Independent spot checks of the stored bytes (so a bad bless cannot hide a format change).
     assert_eq!(&want[0..8], &0x87b282ffu64.to_le_bytes());
     assert_eq!(&want[48..52], &[0x11, 0x11, 0x11, 0x11]);
@@ -60,8 +128,14 @@ fn golden_image() {
     assert_eq!(&e1[0..8], &1u64.to_le_bytes()); // seqnum
     assert_eq!(&e1[16..24], &(3u64 << 20).to_le_bytes()); // size
     assert_eq!(&e1[16 + 24..16 + 33], b"dir/file\0");
-    assert_eq!(&e1[16 + 104 + 16 + 8..16 + 104 + 16 + 16], &(10u64 << 20).to_le_bytes()); // first data unit
-    assert_eq!(&e1[16 + 104 + 16 + 16..16 + 104 + 16 + 24], &(4u64 << 20).to_le_bytes()); // 3M rounded
+    assert_eq!(
+        &e1[16 + 104 + 16 + 8..16 + 104 + 16 + 16],
+        &(10u64 << 20).to_le_bytes()
+    ); // first data unit
+    assert_eq!(
+        &e1[16 + 104 + 16 + 16..16 + 104 + 16 + 24],
+        &(4u64 << 20).to_le_bytes()
+    ); // 3M rounded
 }
 
 #[test]
@@ -93,19 +167,47 @@ fn verbs_on_an_image() {
     e.ok(&["mkdir", "--device", "img", "-p", "/a/b/c"]);
     e.fails(&["mkdir", "--device", "img", "/a"], 1, "already exists");
     e.fails(&["mkdir", "--device", "img", "/q/r"], 1, "no such file");
-    e.ok(&["creat", "--device", "img", "-s", "5M", "-S", "42", "/a/rand"]);
+    e.ok(&[
+        "creat", "--device", "img", "-s", "5M", "-S", "42", "/a/rand",
+    ]);
     e.ok(&["verify", "--device", "img", "-S", "42", "-f", "/a/rand"]);
-    e.fails(&["verify", "--device", "img", "-S", "41", "-f", "/a/rand"], 1, "differs");
-    e.ok(&["creat", "--device", "img", "-M", "/m1,1M,1", "-M", "/m2,7M,2", "-M", "/m3,100"]);
+    e.fails(
+        &["verify", "--device", "img", "-S", "41", "-f", "/a/rand"],
+        1,
+        "differs",
+    );
+    e.ok(&[
+        "creat", "--device", "img", "-M", "/m1,1M,1", "-M", "/m2,7M,2", "-M", "/m3,100",
+    ]);
     e.ok(&["verify", "--device", "img", "-S", "2", "-f", "/m2"]);
-    e.ok(&["creat", "--device", "img", "-s", "100M", "-N", "3", "-B", "4", "-C", "4M", "-S", "9", "/striped"]);
+    e.ok(&[
+        "creat", "--device", "img", "-s", "100M", "-N", "3", "-B", "4", "-C", "4M", "-S", "9",
+        "/striped",
+    ]);
     e.ok(&["verify", "--device", "img", "-S", "9", "-f", "/striped"]);
-    let m: serde_json::Value = serde_json::from_str(&e.ok(&["getmap", "--json", "--device", "img", "/striped"])).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&e.ok(&["getmap", "--json", "--device", "img", "/striped"])).unwrap();
     assert_eq!(m["fmap"]["type"], "interleaved");
     assert_eq!(m["fmap"]["nstrips"], 3);
-    e.fails(&["creat", "--device", "img", "-s", "1M", "-N", "5", "-B", "4", "/bad"], 1, "nstrips");
-    e.fails(&["creat", "--device", "img", "-s", "1M", "-C", "3M", "-N", "2", "/bad"], 1, "power of two");
-    e.fails(&["creat", "--device", "img", "-s", "9G", "/huge"], 1, "no space");
+    e.fails(
+        &[
+            "creat", "--device", "img", "-s", "1M", "-N", "5", "-B", "4", "/bad",
+        ],
+        1,
+        "nstrips",
+    );
+    e.fails(
+        &[
+            "creat", "--device", "img", "-s", "1M", "-C", "3M", "-N", "2", "/bad",
+        ],
+        1,
+        "power of two",
+    );
+    e.fails(
+        &["creat", "--device", "img", "-s", "9G", "/huge"],
+        1,
+        "no space",
+    );
     // cp, with data read back.
     let data: Vec<u8> = (0..3_000_001u32).map(|i| (i * 7 + i / 256) as u8).collect();
     std::fs::write(e.path("local.bin"), &data).unwrap();
@@ -113,15 +215,31 @@ fn verbs_on_an_image() {
     std::fs::write(e.path("tree/sub/x"), b"xx").unwrap();
     std::fs::write(e.path("tree/y"), b"yyy").unwrap();
     e.ok(&["cp", "--device", "img", "local.bin", "/copy.bin"]);
-    e.ok(&["cp", "--device", "img", "-r", "-t", "2", "tree", "local.bin", "/a"]);
+    e.ok(&[
+        "cp",
+        "--device",
+        "img",
+        "-r",
+        "-t",
+        "2",
+        "tree",
+        "local.bin",
+        "/a",
+    ]);
     let o = e.run(FAMFS, &["cat", "--device", "img", "/copy.bin"]);
     assert!(o.stdout == data, "cp data differs");
     let o = e.run(FAMFS, &["cat", "--device", "img", "/a/tree/sub/x"]);
     assert_eq!(o.stdout, b"xx");
     e.fails(&["cp", "--device", "img", "tree", "/b"], 1, "use -r");
-    e.fails(&["cp", "--device", "img", "local.bin", "tree/y", "/copy.bin"], 1, "existing directory");
+    e.fails(
+        &["cp", "--device", "img", "local.bin", "tree/y", "/copy.bin"],
+        1,
+        "existing directory",
+    );
     // getmap, fsck.
-    assert!(e.ok(&["getmap", "--device", "img", "/copy.bin"]).contains("extent type: simple"));
+    assert!(e
+        .ok(&["getmap", "--device", "img", "/copy.bin"])
+        .contains("extent type: simple"));
     e.fails(&["getmap", "-q", "--device", "img", "/a"], 1, "");
     e.ok(&["getmap", "-q", "--device", "img", "/copy.bin"]);
     e.ok(&["flush", "--device", "img", "/copy.bin"]);
@@ -131,20 +249,51 @@ fn verbs_on_an_image() {
     assert_eq!(f["directories"], 5);
     assert_eq!(f["role"], "master");
     // Paths that must be refused.
-    e.fails(&["creat", "--device", "img", "-s", "1M", "/../x"], 1, "'..'");
-    e.fails(&["creat", "--device", "img", "-s", "1M", &format!("/{}", "n".repeat(80))], 1, "too long");
+    e.fails(
+        &["creat", "--device", "img", "-s", "1M", "/../x"],
+        1,
+        "'..'",
+    );
+    e.fails(
+        &[
+            "creat",
+            "--device",
+            "img",
+            "-s",
+            "1M",
+            &format!("/{}", "n".repeat(80)),
+        ],
+        1,
+        "too long",
+    );
     e.fails(&["creat", "--device", "img", "-s", "0", "/z"], 1, "size 0");
     e.fails(&["creat", "--device", "img", "-s", "1X", "/z"], 2, "suffix");
     if nix::unistd::geteuid().is_root() {
-        e.fails(&["mount", "img", "/nonexistent-mpt"], 1, "mount point /nonexistent-mpt");
+        e.fails(
+            &["mount", "img", "/nonexistent-mpt"],
+            1,
+            "mount point /nonexistent-mpt",
+        );
         // An image without a famfs is refused before any server starts.
         e.image("blank", 4 * G);
         std::fs::create_dir(e.path("mpt")).unwrap();
-        e.fails(&["mount", "blank", "mpt"], 1, "holds no valid famfs superblock");
+        e.fails(
+            &["mount", "blank", "mpt"],
+            1,
+            "holds no valid famfs superblock",
+        );
     } else {
-        e.fails(&["mount", "img", "/nonexistent-mpt"], 1, "must be run as root");
+        e.fails(
+            &["mount", "img", "/nonexistent-mpt"],
+            1,
+            "must be run as root",
+        );
     }
-    e.fails(&["creat", "-s", "1M", "/definitely/not/famfs"], 1, "--device");
+    e.fails(
+        &["creat", "-s", "1M", "/definitely/not/famfs"],
+        1,
+        "--device",
+    );
 }
 
 #[test]
@@ -154,7 +303,11 @@ fn client_gets_clear_errors() {
     e.ok_bin(MKFS, &["img"]);
     // Become another host.
     std::fs::remove_file(e.path("system_uuid")).unwrap();
-    std::fs::write(e.path("system_uuid"), "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\n").unwrap();
+    std::fs::write(
+        e.path("system_uuid"),
+        "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee\n",
+    )
+    .unwrap();
     e.fails(&["mkdir", "--device", "img", "/d"], 1, "only the master");
     assert!(e.ok(&["fsck", "img"]).contains("this host is client"));
 }
@@ -168,7 +321,11 @@ fn corrupt_images_fail_without_panic() {
     e.ok(&["creat", "--device", "img", "-s", "1M", "/d/f"]);
     let pristine = read_head(&e.path("img"), 2);
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(e.path("img")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(e.path("img"))
+        .unwrap();
     let restore = |f: &std::fs::File| {
         f.write_all_at(&pristine[..200], 0).unwrap();
         f.write_all_at(&pristine[200..], 2 << 20).unwrap();
@@ -208,7 +365,14 @@ fn corrupt_images_fail_without_panic() {
     }
     e.ok(&["fsck", "img"]);
     // Truncated images.
-    for len in [0u64, 150, 4096, (2 << 20) + 20, (2 << 20) + 48 + 600, 9 << 20] {
+    for len in [
+        0u64,
+        150,
+        4096,
+        (2 << 20) + 20,
+        (2 << 20) + 48 + 600,
+        9 << 20,
+    ] {
         f.set_len(len).unwrap();
         let o = e.run(FAMFS, &["fsck", "img"]);
         assert_eq!(o.status.code(), Some(1), "len {len}");
@@ -226,7 +390,11 @@ fn fsck_reports_collisions() {
     e.ok(&["creat", "--device", "img", "-s", "4M", "/b"]);
     // Point /b's extent at /a's memory (rewriting its crc like a buggy writer would).
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(e.path("img")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(e.path("img"))
+        .unwrap();
     let off = (2 << 20) + 48 + 544;
     let mut ent = vec![0u8; 544];
     f.read_exact_at(&mut ent, off).unwrap();
@@ -257,14 +425,22 @@ fn concurrent_creators_lose_nothing() {
                 args.push(format!("/p{p}-f{i},{},{}", 1 + i * 4096, p * 1000 + i));
             }
             // One file per invocation too, to interleave lock holders more.
-            e.command(FAMFS).args(&args).spawn()
-                .unwrap()
+            e.command(FAMFS).args(&args).spawn().unwrap()
         })
         .collect();
     let singles: Vec<_> = (0..procs * 4)
         .map(|i| {
             e.command(FAMFS)
-                .args(["creat", "--device", "img", "-s", "3M", "-S", &i.to_string(), &format!("/single{i}")])
+                .args([
+                    "creat",
+                    "--device",
+                    "img",
+                    "-s",
+                    "3M",
+                    "-S",
+                    &i.to_string(),
+                    &format!("/single{i}"),
+                ])
                 .spawn()
                 .unwrap()
         })
@@ -278,7 +454,15 @@ fn concurrent_creators_lose_nothing() {
     assert_eq!(v["log"]["entries"], (procs * per + procs * 4) as u64);
     assert_eq!(v["collisions"], 0);
     for i in 0..procs * 4 {
-        e.ok(&["verify", "--device", "img", "-S", &i.to_string(), "-f", &format!("/single{i}")]);
+        e.ok(&[
+            "verify",
+            "--device",
+            "img",
+            "-S",
+            &i.to_string(),
+            "-f",
+            &format!("/single{i}"),
+        ]);
     }
     e.ok(&["verify", "--device", "img", "-S", "5024", "-f", "/p5-f24"]);
 }
@@ -300,43 +484,86 @@ fn multi_device_cli() {
     e.fails(&["devadd", "p", "s1"], 1, "already device 1");
     e.fails(&["devadd", "p", "small"], 1, "at least 4 GiB");
     e.ok_bin(MKFS, &["other"]);
-    e.fails(&["devadd", "p", "other"], 1, "already holds a famfs file system");
+    e.fails(
+        &["devadd", "p", "other"],
+        1,
+        "already holds a famfs file system",
+    );
     let out = e.ok(&["devadd", "p", "s2"]);
     assert!(out.contains("added as device 2"), "{out}");
     // Files: plain on the most-free device (1), striped over 3 devices.
     e.ok(&["--device", "p", "creat", "-s", "3M", "-S", "5", "/a"]);
-    e.ok(&["--device", "p", "creat", "-s", "11M", "-N", "3", "-S", "6", "/b"]);
-    e.fails(&["--device", "p", "creat", "-s", "11M", "-N", "4", "/c"], 1, "-N at most 3");
-    let map = |f: &str| -> serde_json::Value { serde_json::from_str(&e.ok(&["--device", "p", "getmap", "--json", f])).unwrap() };
+    e.ok(&[
+        "--device", "p", "creat", "-s", "11M", "-N", "3", "-S", "6", "/b",
+    ]);
+    e.fails(
+        &["--device", "p", "creat", "-s", "11M", "-N", "4", "/c"],
+        1,
+        "-N at most 3",
+    );
+    let map = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&e.ok(&["--device", "p", "getmap", "--json", f])).unwrap()
+    };
     let ma = map("/a");
-    assert_eq!(ma["fmap"]["extents"][0]["devindex"], serde_json::json!(1), "{ma:#}");
+    assert_eq!(
+        ma["fmap"]["extents"][0]["devindex"],
+        serde_json::json!(1),
+        "{ma:#}"
+    );
     let mb = map("/b");
-    let mut devs: Vec<u64> = mb["fmap"]["strips"].as_array().unwrap().iter().map(|s| s["devindex"].as_u64().unwrap()).collect();
+    let mut devs: Vec<u64> = mb["fmap"]["strips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["devindex"].as_u64().unwrap())
+        .collect();
     devs.sort();
     assert_eq!(devs, vec![0, 1, 2]);
-    e.ok(&["--device", "p", "verify", "-S", "5", "-f", "/a", "-m", "/b,6"]);
+    e.ok(&[
+        "--device", "p", "verify", "-S", "5", "-f", "/a", "-m", "/b,6",
+    ]);
     // Oracle: the bytes `famfs cat` prints equal the images' bytes at the strips' offsets.
     let content = e.run(FAMFS, &["--device", "p", "cat", "/b"]).stdout;
     assert_eq!(content.len(), 11 << 20);
-    let imgs: Vec<std::fs::File> = ["p", "s1", "s2"].iter().map(|n| std::fs::File::open(e.path(n)).unwrap()).collect();
+    let imgs: Vec<std::fs::File> = ["p", "s1", "s2"]
+        .iter()
+        .map(|n| std::fs::File::open(e.path(n)).unwrap())
+        .collect();
     let chunk = mb["fmap"]["chunk_size"].as_u64().unwrap();
     let strips = mb["fmap"]["strips"].as_array().unwrap();
     for (i, piece) in content.chunks(chunk as usize).enumerate() {
         let s = &strips[i % strips.len()];
         let off = s["offset"].as_u64().unwrap() + (i / strips.len()) as u64 * chunk;
         let mut buf = vec![0u8; piece.len()];
-        imgs[s["devindex"].as_u64().unwrap() as usize].read_exact_at(&mut buf, off).unwrap();
-        assert!(buf == piece, "chunk {i} differs from the image of device {}", s["devindex"]);
+        imgs[s["devindex"].as_u64().unwrap() as usize]
+            .read_exact_at(&mut buf, off)
+            .unwrap();
+        assert!(
+            buf == piece,
+            "chunk {i} differs from the image of device {}",
+            s["devindex"]
+        );
     }
     // fsck: per device, and a secondary leads to its primary.
     let v: serde_json::Value = serde_json::from_str(&e.ok(&["fsck", "--json", "p"])).unwrap();
     assert_eq!(v["ok"], serde_json::json!(true));
     let d = v["devices"].as_array().unwrap();
     assert_eq!(d.len(), 3);
-    assert!(d.iter().all(|x| x["collisions"] == serde_json::json!(0) && x["missing"].is_null()), "{v:#}");
-    assert_eq!(d[1]["allocated_bytes"].as_u64(), Some((2 + 4 + 4) << 20), "{v:#}");
+    assert!(
+        d.iter()
+            .all(|x| x["collisions"] == serde_json::json!(0) && x["missing"].is_null()),
+        "{v:#}"
+    );
+    assert_eq!(
+        d[1]["allocated_bytes"].as_u64(),
+        Some((2 + 4 + 4) << 20),
+        "{v:#}"
+    );
     let t = e.ok(&["fsck", "s2"]);
-    assert!(t.contains("secondary device; checking the file system on its primary"), "{t}");
+    assert!(
+        t.contains("secondary device; checking the file system on its primary"),
+        "{t}"
+    );
     assert!(t.trim_end().ends_with("clean"), "{t}");
     // daxdev: resolve by uuid (the images given with --also), the cache, a wrong uuid.
     let fs_uuid = v["fs_uuid"].as_str().unwrap().to_string();
@@ -348,8 +575,17 @@ fn multi_device_cli() {
     assert!(cached.contains(&u2), "{cached}");
     // From the cache alone (no --also): the entry is checked against the device and used.
     assert_eq!(e.ok(&["daxdev", "resolve", &fs_uuid, &u2]).trim(), s2);
-    let o = e.run(FAMFS, &["daxdev", "resolve", &fs_uuid, "00000000-0000-0000-0000-000000000001"]);
+    let o = e.run(
+        FAMFS,
+        &[
+            "daxdev",
+            "resolve",
+            &fs_uuid,
+            "00000000-0000-0000-0000-000000000001",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
-    let l: serde_json::Value = serde_json::from_str(&e.ok(&["daxdev", "--json", "list", "--also", &s2])).unwrap();
+    let l: serde_json::Value =
+        serde_json::from_str(&e.ok(&["daxdev", "--json", "list", "--also", &s2])).unwrap();
     assert_eq!(l[0]["kind"], serde_json::json!("secondary"));
 }

@@ -16,8 +16,17 @@ fn corpus() -> PathBuf {
 }
 
 fn run(dir: &Path, bin: &str, args: &[&str]) {
-    let o = Command::new(bin).args(args).current_dir(dir).env("FAMFS_SYSTEM_UUID_FILE", dir.join("system_uuid")).output().unwrap();
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .env("FAMFS_SYSTEM_UUID_FILE", dir.join("system_uuid"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Superblock bytes and the used part of the log of a freshly populated image.
@@ -25,16 +34,52 @@ fn make_image() -> (Vec<u8>, Vec<u8>) {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     std::fs::write(dir.join("system_uuid"), format!("{SYSTEM_UUID}\n")).unwrap();
-    std::fs::File::create(dir.join("img")).unwrap().set_len(4 << 30).unwrap();
+    std::fs::File::create(dir.join("img"))
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
     std::fs::write(dir.join("local.txt"), b"hello famfs\n").unwrap();
-    run(dir, MKFS, &["--fs-uuid", "11111111-2222-3333-4444-555555555555", "--dev-uuid", "66666666-7777-8888-9999-aaaaaaaaaaaa", "img"]);
+    run(
+        dir,
+        MKFS,
+        &[
+            "--fs-uuid",
+            "11111111-2222-3333-4444-555555555555",
+            "--dev-uuid",
+            "66666666-7777-8888-9999-aaaaaaaaaaaa",
+            "img",
+        ],
+    );
     for args in [
         &["mkdir", "--device", "img", "/d"][..],
         &["mkdir", "--device", "img", "-p", "/d/e/f"],
         &["creat", "--device", "img", "-s", "4M", "-S", "7", "/d/f"],
-        &["creat", "--device", "img", "-s", "5000", "-m", "0600", "/top"],
-        &["creat", "--device", "img", "-s", "20M", "-N", "2", "-B", "4", "-C", "4M", "/d/striped"],
-        &["creat", "--device", "img", "-M", "/m1,1M", "-M", "/d/e/m2,3M"],
+        &[
+            "creat", "--device", "img", "-s", "5000", "-m", "0600", "/top",
+        ],
+        &[
+            "creat",
+            "--device",
+            "img",
+            "-s",
+            "20M",
+            "-N",
+            "2",
+            "-B",
+            "4",
+            "-C",
+            "4M",
+            "/d/striped",
+        ],
+        &[
+            "creat",
+            "--device",
+            "img",
+            "-M",
+            "/m1,1M",
+            "-M",
+            "/d/e/m2,3M",
+        ],
         &["cp", "--device", "img", "local.txt", "/d/e/f/copy"],
     ] {
         run(dir, FAMFS, args);
@@ -95,7 +140,10 @@ fn fuzz_seed_corpus_is_valid() {
     }
     let dir = corpus();
     let files = |t: &str| -> Vec<Vec<u8>> {
-        let mut v: Vec<_> = std::fs::read_dir(dir.join(t)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut v: Vec<_> = std::fs::read_dir(dir.join(t))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         v.sort();
         assert!(!v.is_empty(), "no seeds for {t}");
         v.iter().map(|p| std::fs::read(p).unwrap()).collect()
@@ -110,11 +158,16 @@ fn fuzz_seed_corpus_is_valid() {
     for b in files("decode_log_entry") {
         let seq = RawLogEntry::from_bytes(&b).unwrap().seqnum;
         match LogEntry::decode(&b, seq).unwrap().body {
-            LogEntryBody::File(f) => kinds[0] += 1 + matches!(f.fmap, Fmap::Interleaved(_)) as usize * 100,
+            LogEntryBody::File(f) => {
+                kinds[0] += 1 + matches!(f.fmap, Fmap::Interleaved(_)) as usize * 100
+            }
             _ => kinds[1] += 1,
         }
     }
-    assert!(kinds[0] > 100 && kinds[1] > 0, "seeds lack a kind of entry: {kinds:?}");
+    assert!(
+        kinds[0] > 100 && kinds[1] > 0,
+        "seeds lack a kind of entry: {kinds:?}"
+    );
     for b in files("log_play") {
         assert!(b.len() < 16 << 10, "seeds stay small");
         let log = &b[1..];

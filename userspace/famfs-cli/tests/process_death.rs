@@ -45,11 +45,19 @@ enum Expect {
 
 #[test]
 fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
-    let iters: u64 = std::env::var("FAMFS_CRASH_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(150);
+    let iters: u64 = std::env::var("FAMFS_CRASH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
     let seed: u64 = std::env::var("FAMFS_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
     println!("FAMFS_CRASH_SEED={seed} FAMFS_CRASH_ITERS={iters}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -59,7 +67,10 @@ fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
     // Serialises the in-process opens below with the uuid file (read once per open).
     std::env::set_var("FAMFS_SYSTEM_UUID_FILE", &uuid_file);
     let img = d.join("img");
-    std::fs::File::create(&img).unwrap().set_len(16 << 30).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(16 << 30)
+        .unwrap();
     let famfs = |args: &[String]| {
         Command::new(FAMFS)
             .args(["--device", img.to_str().unwrap()])
@@ -71,8 +82,17 @@ fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
             .spawn()
             .unwrap()
     };
-    assert!(Command::new(MKFS).arg(&img).env("FAMFS_SYSTEM_UUID_FILE", &uuid_file).output().unwrap().status.success());
-    assert!(famfs(&["mkdir".into(), "/cp".into()]).wait().unwrap().success());
+    assert!(Command::new(MKFS)
+        .arg(&img)
+        .env("FAMFS_SYSTEM_UUID_FILE", &uuid_file)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert!(famfs(&["mkdir".into(), "/cp".into()])
+        .wait()
+        .unwrap()
+        .success());
     // Sources for cp, of a few sizes.
     let srcs: Vec<PathBuf> = (0..4u64)
         .map(|i| {
@@ -88,7 +108,8 @@ fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
     let mut expect: Vec<Expect> = Vec::new();
     let (mut killed, mut finished_anyway) = (0, 0);
     let check_log = |what: &str| {
-        let fs = Famfs::open(&img, Access::ReadOnly).unwrap_or_else(|e| panic!("{what}: the log does not play: {e}"));
+        let fs = Famfs::open(&img, Access::ReadOnly)
+            .unwrap_or_else(|e| panic!("{what}: the log does not play: {e}"));
         assert!(fs.problems().is_empty(), "{what}: {:?}", fs.problems());
         assert_eq!(fs.played(), fs.log_header().unwrap().next_index());
         fs
@@ -98,7 +119,17 @@ fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
         let (args, promised): (Vec<String>, Vec<Expect>) = match rng.below(3) {
             0 => {
                 let p = format!("/k{i}");
-                (vec!["creat".into(), "-s".into(), sz.to_string(), "-S".into(), i.to_string(), p.clone()], vec![Expect::Pattern { path: p, seed: i }])
+                (
+                    vec![
+                        "creat".into(),
+                        "-s".into(),
+                        sz.to_string(),
+                        "-S".into(),
+                        i.to_string(),
+                        p.clone(),
+                    ],
+                    vec![Expect::Pattern { path: p, seed: i }],
+                )
             }
             1 => {
                 let mut a = vec!["creat".to_string()];
@@ -107,19 +138,32 @@ fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
                     let p = format!("/m{i}-{j}");
                     a.push("-M".into());
                     a.push(format!("{p},{},{}", 1 + rng.below(4 << 20), i * 10 + j));
-                    e.push(Expect::Pattern { path: p, seed: i * 10 + j });
+                    e.push(Expect::Pattern {
+                        path: p,
+                        seed: i * 10 + j,
+                    });
                 }
                 (a, e)
             }
             _ => {
                 let src = srcs[rng.below(srcs.len() as u64) as usize].clone();
                 let p = format!("/cp/c{i}");
-                (vec!["cp".into(), src.to_str().unwrap().into(), p.clone()], vec![Expect::Copy { path: p, src }])
+                (
+                    vec!["cp".into(), src.to_str().unwrap().into(), p.clone()],
+                    vec![Expect::Copy { path: p, src }],
+                )
             }
         };
         let mut victim = famfs(&args);
         let bystander_path = format!("/b{i}");
-        let mut bystander = famfs(&["creat".into(), "-s".into(), "3M".into(), "-S".into(), (1_000_000 + i).to_string(), bystander_path.clone()]);
+        let mut bystander = famfs(&[
+            "creat".into(),
+            "-s".into(),
+            "3M".into(),
+            "-S".into(),
+            (1_000_000 + i).to_string(),
+            bystander_path.clone(),
+        ]);
         std::thread::sleep(Duration::from_micros(rng.below(25_000)));
         let _ = victim.kill(); // SIGKILL
         let st = victim.wait().unwrap();
@@ -129,17 +173,31 @@ fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
         } else {
             killed += 1;
         }
-        assert!(bystander.wait().unwrap().success(), "iteration {i}: a creator racing a killed one failed");
-        expect.push(Expect::Pattern { path: bystander_path, seed: 1_000_000 + i });
+        assert!(
+            bystander.wait().unwrap().success(),
+            "iteration {i}: a creator racing a killed one failed"
+        );
+        expect.push(Expect::Pattern {
+            path: bystander_path,
+            seed: 1_000_000 + i,
+        });
         check_log(&format!("iteration {i}"));
         if i % 50 == 49 || i + 1 == iters {
-            let o = Command::new(FAMFS).args(["fsck", "--json"]).arg(&img).env("FAMFS_SYSTEM_UUID_FILE", &uuid_file).output().unwrap();
+            let o = Command::new(FAMFS)
+                .args(["fsck", "--json"])
+                .arg(&img)
+                .env("FAMFS_SYSTEM_UUID_FILE", &uuid_file)
+                .output()
+                .unwrap();
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             assert_eq!(v["ok"], true, "iteration {i}: fsck: {v}");
             assert_eq!(v["collisions"], 0);
             // The only warning a kill may leave: torn log counters (repaired by the next append).
             for w in v["warnings"].as_array().unwrap() {
-                assert!(w.as_str().unwrap().starts_with("log header: next_seqnum"), "iteration {i}: {w}");
+                assert!(
+                    w.as_str().unwrap().starts_with("log header: next_seqnum"),
+                    "iteration {i}: {w}"
+                );
             }
         }
     }
@@ -148,13 +206,18 @@ fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
     let ns = fs.namespace();
     // Nothing leaks (before anything reads file data: on tmpfs a read of a hole allocates it).
     let stray = stray_data(&img, fs.superblock().data_offset(), &owned_extents(&fs));
-    assert!(stray.is_empty(), "data in the image outside every file's extents (leaked): {stray:x?}");
+    assert!(
+        stray.is_empty(),
+        "data in the image outside every file's extents (leaked): {stray:x?}"
+    );
     // Every acknowledged file is there with its data.
     for e in &expect {
         let path = match e {
             Expect::Pattern { path, .. } | Expect::Copy { path, .. } => path,
         };
-        let ino = ns.resolve(path).unwrap_or_else(|| panic!("{path} was acknowledged but is missing"));
+        let ino = ns
+            .resolve(path)
+            .unwrap_or_else(|| panic!("{path} was acknowledged but is missing"));
         let size = ns.get(ino).unwrap().file().expect("a file").size;
         let mut buf = vec![0u8; size as usize];
         fs.read_data(ino, 0, &mut buf).unwrap();
@@ -172,7 +235,10 @@ fn process_death_sigkill_during_creat_and_cp_loses_nothing_acknowledged() {
         expect.len(),
         fs.played()
     );
-    assert!(killed > 0, "no command was ever killed: the delays are too long for this machine");
+    assert!(
+        killed > 0,
+        "no command was ever killed: the delays are too long for this machine"
+    );
 }
 
 /// The extents of every file of the log on the primary device, as (offset, length).
@@ -180,7 +246,13 @@ fn owned_extents(fs: &Famfs) -> Vec<(u64, u64)> {
     let mut v: Vec<(u64, u64)> = Vec::new();
     for n in fs.namespace().nodes() {
         if let Some(f) = n.file() {
-            v.extend(f.fmap.extents().iter().filter(|e| e.devindex == 0).map(|e| (e.offset, e.len)));
+            v.extend(
+                f.fmap
+                    .extents()
+                    .iter()
+                    .filter(|e| e.devindex == 0)
+                    .map(|e| (e.offset, e.len)),
+            );
         }
     }
     v.sort();
@@ -225,25 +297,60 @@ fn stray_data_check_finds_a_write_outside_every_file() {
     let d = dir.path();
     let uuid_file = d.join("system_uuid");
     let img = d.join("img");
-    std::fs::File::create(&img).unwrap().set_len(8 << 30).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
     let run = |prog: &str, args: &[&str]| {
-        let o = Command::new(prog).args(args).env("FAMFS_SYSTEM_UUID_FILE", &uuid_file).env("FAMFS_LOCK_DIR", d.join("locks")).output().unwrap();
-        assert!(o.status.success(), "{prog} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new(prog)
+            .args(args)
+            .env("FAMFS_SYSTEM_UUID_FILE", &uuid_file)
+            .env("FAMFS_LOCK_DIR", d.join("locks"))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{prog} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     };
     run(MKFS, &[img.to_str().unwrap()]);
-    run(FAMFS, &["--device", img.to_str().unwrap(), "creat", "-s", "3M", "-S", "7", "/f"]);
+    run(
+        FAMFS,
+        &[
+            "--device",
+            img.to_str().unwrap(),
+            "creat",
+            "-s",
+            "3M",
+            "-S",
+            "7",
+            "/f",
+        ],
+    );
     std::env::set_var("FAMFS_SYSTEM_UUID_FILE", &uuid_file);
     let fs = Famfs::open(&img, Access::ReadOnly).unwrap();
     let owned = owned_extents(&fs);
     assert_eq!(owned.len(), 1);
     let from = fs.superblock().data_offset();
-    assert_eq!(stray_data(&img, from, &owned), vec![], "a written file is not a leak");
+    assert_eq!(
+        stray_data(&img, from, &owned),
+        vec![],
+        "a written file is not a leak"
+    );
     let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
     f.write_all_at(b"x", owned[0].0 + owned[0].1 - 1).unwrap();
-    assert_eq!(stray_data(&img, from, &owned), vec![], "a byte inside the file is not a leak");
+    assert_eq!(
+        stray_data(&img, from, &owned),
+        vec![],
+        "a byte inside the file is not a leak"
+    );
     let at = owned[0].0 + owned[0].1 + (6 << 20);
     f.write_all_at(b"leak", at).unwrap();
     let stray = stray_data(&img, from, &owned);
     assert_eq!(stray.len(), 1, "{stray:x?}");
-    assert!(stray[0].0 <= at && at < stray[0].0 + stray[0].1, "{stray:x?}");
+    assert!(
+        stray[0].0 <= at && at < stray[0].0 + stray[0].1,
+        "{stray:x?}"
+    );
 }

@@ -76,7 +76,10 @@ const EXT0_OFFSET: usize = 16 + 104 + 16 + 8;
 #[test]
 fn bad_entries_are_named_by_index_and_read_only_verbs_never_write() {
     let e = Env::new();
-    std::fs::File::create(e.path("img")).unwrap().set_len(4 << 30).unwrap();
+    std::fs::File::create(e.path("img"))
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
     e.ok(&["--version"]);
     assert!(e.run(MKFS, &["img"]).status.success());
     e.ok(&["mkdir", "--device", "img", "/d"]); // 0
@@ -84,7 +87,11 @@ fn bad_entries_are_named_by_index_and_read_only_verbs_never_write() {
     e.ok(&["creat", "--device", "img", "-s", "2M", "/g"]); // 2
     e.ok(&["creat", "--device", "img", "-s", "2M", "/h"]); // 3
     e.ok(&["mkdir", "--device", "img", "/e"]); // 4
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(e.path("img")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(e.path("img"))
+        .unwrap();
     // 2: a path escaping the mount.
     let mut x = read_entry(&f, 2);
     set_path(&mut x, FILE_PATH, b"../escape");
@@ -138,7 +145,19 @@ fn bad_entries_are_named_by_index_and_read_only_verbs_never_write() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ok"], false);
     let idx = |k: &str| -> Vec<u64> {
-        v[k].as_array().unwrap().iter().map(|s| s.as_str().unwrap().split([' ', ':']).nth(1).unwrap().parse().unwrap()).collect()
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .unwrap()
+                    .split([' ', ':'])
+                    .nth(1)
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
     };
     assert_eq!(idx("damage"), vec![2, 3, 5, 6, 7, 9, 10]);
     assert_eq!(idx("warnings"), vec![5]);
@@ -147,19 +166,46 @@ fn bad_entries_are_named_by_index_and_read_only_verbs_never_write() {
     // logplay skips the same entries, naming them, and plays the rest.
     let out = e.ok(&["logplay", "--device", "img", "-v"]);
     for i in [2, 3, 5, 6, 7, 9, 10] {
-        assert!(out.contains(&format!("warning: entry {i}")), "logplay does not name entry {i}");
+        assert!(
+            out.contains(&format!("warning: entry {i}")),
+            "logplay does not name entry {i}"
+        );
     }
     assert!(out.contains(" /ok\n") && !out.contains("escape") && !out.contains("/etc"));
     // The rest of the file system is usable.
     e.ok(&["verify", "--device", "img", "-S", "7", "-f", "/d/f"]);
     e.ok(&["getmap", "--device", "img", "/d/f"]);
-    assert_eq!(e.run(FAMFS, &["cat", "--device", "img", "/g"]).status.code(), Some(1));
-    assert_eq!(e.run(FAMFS, &["cat", "--device", "img", "/d/f"]).stdout.len(), 4 << 20);
-    assert_eq!(fingerprint(&e.path("img")), before, "a read-only verb wrote the image");
+    assert_eq!(
+        e.run(FAMFS, &["cat", "--device", "img", "/g"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        e.run(FAMFS, &["cat", "--device", "img", "/d/f"])
+            .stdout
+            .len(),
+        4 << 20
+    );
+    assert_eq!(
+        fingerprint(&e.path("img")),
+        before,
+        "a read-only verb wrote the image"
+    );
 
     // Damaged superblock and log header: every read-only verb refuses, nothing is written.
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(e.path("img")).unwrap();
-    for (off, msg) in [(0u64, "magic"), (30, "crc"), (LOG, "log magic"), (LOG + 44, "past the end"), (entry_off(4) + 100, "log entry 4")] {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(e.path("img"))
+        .unwrap();
+    for (off, msg) in [
+        (0u64, "magic"),
+        (30, "crc"),
+        (LOG, "log magic"),
+        (LOG + 44, "past the end"),
+        (entry_off(4) + 100, "log entry 4"),
+    ] {
         let mut b = [0u8; 1];
         f.read_exact_at(&mut b, off).unwrap();
         f.write_all_at(&[b[0] ^ 0x81], off).unwrap();
@@ -173,11 +219,23 @@ fn bad_entries_are_named_by_index_and_read_only_verbs_never_write() {
             &["verify", "--device", "img", "-S", "7", "-f", "/d/f"],
         ] {
             let o = e.run(FAMFS, args);
-            assert_eq!(o.status.code(), Some(1), "{args:?} with byte {off:#x} damaged");
-            let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-            assert!(text.to_lowercase().contains(msg), "{args:?}: {text:?} lacks {msg:?}");
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "{args:?} with byte {off:#x} damaged"
+            );
+            let text = String::from_utf8_lossy(&o.stdout).to_string()
+                + &String::from_utf8_lossy(&o.stderr);
+            assert!(
+                text.to_lowercase().contains(msg),
+                "{args:?}: {text:?} lacks {msg:?}"
+            );
         }
-        assert_eq!(fingerprint(&e.path("img")), before, "byte {off:#x}: a read-only verb wrote the image");
+        assert_eq!(
+            fingerprint(&e.path("img")),
+            before,
+            "byte {off:#x}: a read-only verb wrote the image"
+        );
         f.write_all_at(&b, off).unwrap();
     }
 }
@@ -187,13 +245,23 @@ fn bad_entries_are_named_by_index_and_read_only_verbs_never_write() {
 #[test]
 fn torn_log_counters_are_repaired() {
     let e = Env::new();
-    std::fs::File::create(e.path("img")).unwrap().set_len(4 << 30).unwrap();
+    std::fs::File::create(e.path("img"))
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
     assert!(e.run(MKFS, &["img"]).status.success());
     e.ok(&["creat", "--device", "img", "-s", "1M", "-S", "1", "/a"]);
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(e.path("img")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(e.path("img"))
+        .unwrap();
     f.write_all_at(&2u64.to_le_bytes(), LOG + 32).unwrap();
     let out = e.ok(&["fsck", "img"]);
-    assert!(out.contains("warning: log header: next_seqnum 2 differs from next_index 1"), "{out}");
+    assert!(
+        out.contains("warning: log header: next_seqnum 2 differs from next_index 1"),
+        "{out}"
+    );
     e.ok(&["creat", "--device", "img", "-s", "1M", "-S", "2", "/b"]);
     let out = e.ok(&["fsck", "img"]);
     assert!(!out.contains("warning") && out.contains("clean"));

@@ -30,7 +30,11 @@ pub(crate) fn put_u32(b: &mut [u8], off: usize, v: u32) {
 /// Checks that `b` holds at least `need` bytes, naming `what` in the error.
 pub(crate) fn need(b: &[u8], need: usize, what: &'static str) -> Result<(), crate::FormatError> {
     if b.len() < need {
-        Err(crate::FormatError::Truncated { what, need, have: b.len() })
+        Err(crate::FormatError::Truncated {
+            what,
+            need,
+            have: b.len(),
+        })
     } else {
         Ok(())
     }

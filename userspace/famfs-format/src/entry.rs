@@ -85,7 +85,10 @@ impl FileEntry {
         }
         let covered = self.fmap.capacity();
         if covered < self.size {
-            return Err(FormatError::FmapTooSmall { size: self.size, covered });
+            return Err(FormatError::FmapTooSmall {
+                size: self.size,
+                covered,
+            });
         }
         Ok(())
     }
@@ -165,11 +168,18 @@ impl LogEntry {
                 while !x.name.is_char_boundary(n) {
                     n -= 1;
                 }
-                body[DAXDEV_ENTRY_NAME_OFF..DAXDEV_ENTRY_NAME_OFF + n].copy_from_slice(&x.name.as_bytes()[..n]);
+                body[DAXDEV_ENTRY_NAME_OFF..DAXDEV_ENTRY_NAME_OFF + n]
+                    .copy_from_slice(&x.name.as_bytes()[..n]);
                 EntryType::AddDaxdev
             }
         };
-        let mut raw = RawLogEntry { seqnum: self.seqnum, entry_type: ty as u32, pad: 0, body, crc: 0 };
+        let mut raw = RawLogEntry {
+            seqnum: self.seqnum,
+            entry_type: ty as u32,
+            pad: 0,
+            body,
+            crc: 0,
+        };
         raw.crc = raw.compute_crc();
         raw.to_bytes()
     }
@@ -180,10 +190,17 @@ impl LogEntry {
         let raw = RawLogEntry::from_bytes(b)?;
         let computed = raw.compute_crc();
         if raw.crc != computed {
-            return Err(FormatError::BadEntryCrc { index, stored: raw.crc, computed });
+            return Err(FormatError::BadEntryCrc {
+                index,
+                stored: raw.crc,
+                computed,
+            });
         }
         if raw.seqnum != index {
-            return Err(FormatError::SeqnumMismatch { index, seqnum: raw.seqnum });
+            return Err(FormatError::SeqnumMismatch {
+                index,
+                seqnum: raw.seqnum,
+            });
         }
         Ok(raw)
     }
@@ -215,18 +232,32 @@ impl LogEntry {
             3 => {
                 // A hint only: one that is not UTF-8 ending in a NUL inside the field is no hint
                 // (never a lossy one, which would not encode back to what was read).
-                let field = &b[DAXDEV_ENTRY_NAME_OFF..DAXDEV_ENTRY_NAME_OFF + DAXDEV_ENTRY_NAME_LEN];
+                let field =
+                    &b[DAXDEV_ENTRY_NAME_OFF..DAXDEV_ENTRY_NAME_OFF + DAXDEV_ENTRY_NAME_LEN];
                 let name = field
                     .iter()
                     .position(|&c| c == 0)
                     .and_then(|end| std::str::from_utf8(&field[..end]).ok())
                     .unwrap_or_default()
                     .to_string();
-                LogEntryBody::AddDaxdev(DaxdevEntry { size: get_u64(b, 0), uuid: get_arr(b, 8), index: get_u32(b, 24), name })
+                LogEntryBody::AddDaxdev(DaxdevEntry {
+                    size: get_u64(b, 0),
+                    uuid: get_arr(b, 8),
+                    index: get_u32(b, 24),
+                    name,
+                })
             }
-            other => return Err(FormatError::BadEntryType { index: raw.seqnum, found: other }),
+            other => {
+                return Err(FormatError::BadEntryType {
+                    index: raw.seqnum,
+                    found: other,
+                })
+            }
         };
-        Ok(LogEntry { seqnum: raw.seqnum, body })
+        Ok(LogEntry {
+            seqnum: raw.seqnum,
+            body,
+        })
     }
 
     /// Integrity check and body decode in one step.
@@ -296,7 +327,12 @@ mod tests {
     fn mkdir_and_daxdev_bytes() {
         let d = LogEntry {
             seqnum: 0,
-            body: LogEntryBody::Mkdir(MkdirEntry { uid: 1, gid: 2, mode: 0o755, path: RelPath::new("a/b").unwrap() }),
+            body: LogEntryBody::Mkdir(MkdirEntry {
+                uid: 1,
+                gid: 2,
+                mode: 0o755,
+                path: RelPath::new("a/b").unwrap(),
+            }),
         };
         let b = d.encode();
         assert_eq!(get_u32(&b, 8), 1);
@@ -308,7 +344,12 @@ mod tests {
         assert_eq!(LogEntry::decode(&b, 0).unwrap(), d);
         let x = LogEntry {
             seqnum: 1,
-            body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 1 << 34, uuid: [9; 16], index: 1, name: "/dev/dax1.0".into() }),
+            body: LogEntryBody::AddDaxdev(DaxdevEntry {
+                size: 1 << 34,
+                uuid: [9; 16],
+                index: 1,
+                name: "/dev/dax1.0".into(),
+            }),
         };
         let b = x.encode();
         assert_eq!(get_u32(&b, 8), 3);
@@ -340,7 +381,15 @@ mod tests {
             assert_eq!(LogEntry::decode(&e.encode(), 1).unwrap(), e);
         }
         // A long name is cut to 63 bytes and keeps its NUL.
-        let long = LogEntry { seqnum: 1, body: LogEntryBody::AddDaxdev(DaxdevEntry { size: 1, uuid: [1; 16], index: 1, name: "x".repeat(100) }) };
+        let long = LogEntry {
+            seqnum: 1,
+            body: LogEntryBody::AddDaxdev(DaxdevEntry {
+                size: 1,
+                uuid: [1; 16],
+                index: 1,
+                name: "x".repeat(100),
+            }),
+        };
         let b = long.encode();
         assert_eq!(b[16 + 32 + 63], 0);
     }
@@ -354,7 +403,10 @@ mod tests {
             let r = LogEntry::check_integrity(&b, 3);
             assert!(r.is_err(), "byte {i}");
             if i < 536 {
-                assert!(matches!(r, Err(FormatError::BadEntryCrc { .. })), "byte {i}");
+                assert!(
+                    matches!(r, Err(FormatError::BadEntryCrc { .. })),
+                    "byte {i}"
+                );
             }
         }
     }
@@ -362,23 +414,59 @@ mod tests {
     #[test]
     fn entry_errors() {
         let b = file_entry(3).encode();
-        assert_eq!(LogEntry::decode(&b, 4), Err(FormatError::SeqnumMismatch { index: 4, seqnum: 3 }));
-        assert!(matches!(LogEntry::decode(&b[..543], 3), Err(FormatError::Truncated { .. })));
+        assert_eq!(
+            LogEntry::decode(&b, 4),
+            Err(FormatError::SeqnumMismatch {
+                index: 4,
+                seqnum: 3
+            })
+        );
+        assert!(matches!(
+            LogEntry::decode(&b[..543], 3),
+            Err(FormatError::Truncated { .. })
+        ));
         let reencode = |f: &dyn Fn(&mut RawLogEntry)| {
             let mut r = RawLogEntry::from_bytes(&b).unwrap();
             f(&mut r);
             r.crc = r.compute_crc();
             LogEntry::decode(&r.to_bytes(), 3)
         };
-        assert!(matches!(reencode(&|r| r.entry_type = 2), Err(FormatError::BadEntryType { found: 2, .. })));
-        assert!(matches!(reencode(&|r| r.entry_type = 99), Err(FormatError::BadEntryType { found: 99, .. })));
-        assert_eq!(reencode(&|r| r.body[..8].fill(0)), Err(FormatError::FileSizeZero));
-        assert!(matches!(reencode(&|r| put_u64(&mut r.body, 0, 9 * M)), Err(FormatError::FmapTooSmall { .. })));
-        assert_eq!(reencode(&|r| r.body[24] = b'/'), Err(FormatError::PathAbsolute));
-        assert!(matches!(reencode(&|r| r.body[24..27].copy_from_slice(b"../")), Err(FormatError::PathBadComponent(_))));
-        assert_eq!(reencode(&|r| r.body[24..104].fill(b'a')), Err(FormatError::PathNotTerminated));
-        assert_eq!(reencode(&|r| put_u64(&mut r.body, 104 + 24, 0)), Err(FormatError::ExtentAtZero));
-        assert!(matches!(reencode(&|r| put_u64(&mut r.body, 104 + 24, 4096)), Err(FormatError::ExtentMisaligned { .. })));
+        assert!(matches!(
+            reencode(&|r| r.entry_type = 2),
+            Err(FormatError::BadEntryType { found: 2, .. })
+        ));
+        assert!(matches!(
+            reencode(&|r| r.entry_type = 99),
+            Err(FormatError::BadEntryType { found: 99, .. })
+        ));
+        assert_eq!(
+            reencode(&|r| r.body[..8].fill(0)),
+            Err(FormatError::FileSizeZero)
+        );
+        assert!(matches!(
+            reencode(&|r| put_u64(&mut r.body, 0, 9 * M)),
+            Err(FormatError::FmapTooSmall { .. })
+        ));
+        assert_eq!(
+            reencode(&|r| r.body[24] = b'/'),
+            Err(FormatError::PathAbsolute)
+        );
+        assert!(matches!(
+            reencode(&|r| r.body[24..27].copy_from_slice(b"../")),
+            Err(FormatError::PathBadComponent(_))
+        ));
+        assert_eq!(
+            reencode(&|r| r.body[24..104].fill(b'a')),
+            Err(FormatError::PathNotTerminated)
+        );
+        assert_eq!(
+            reencode(&|r| put_u64(&mut r.body, 104 + 24, 0)),
+            Err(FormatError::ExtentAtZero)
+        );
+        assert!(matches!(
+            reencode(&|r| put_u64(&mut r.body, 104 + 24, 4096)),
+            Err(FormatError::ExtentMisaligned { .. })
+        ));
     }
 
     proptest! {

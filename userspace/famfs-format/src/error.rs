@@ -4,10 +4,20 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FormatError {
     #[error("{what}: need {need} bytes, only {have} available (truncated device or file?)")]
-    Truncated { what: &'static str, need: usize, have: usize },
-    #[error("bad superblock magic {found:#x} (expected {:#x}): not a famfs file system", crate::SB_MAGIC)]
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
+    #[error(
+        "bad superblock magic {found:#x} (expected {:#x}): not a famfs file system",
+        crate::SB_MAGIC
+    )]
     BadMagic { found: u64 },
-    #[error("unsupported superblock version {found} (expected {})", crate::SB_VERSION)]
+    #[error(
+        "unsupported superblock version {found} (expected {})",
+        crate::SB_VERSION
+    )]
     BadVersion { found: u64 },
     #[error("superblock crc mismatch: stored {stored:#x}, computed {computed:#x}")]
     BadSuperblockCrc { stored: u64, computed: u64 },
@@ -34,14 +44,21 @@ pub enum FormatError {
     #[error("log counters past the end of the log: next_index {next_index}, capacity {capacity}")]
     CountersPastEnd { next_index: u64, capacity: u64 },
     #[error("log entry {index}: crc mismatch (stored {stored:#x}, computed {computed:#x})")]
-    BadEntryCrc { index: u64, stored: u64, computed: u64 },
+    BadEntryCrc {
+        index: u64,
+        stored: u64,
+        computed: u64,
+    },
     #[error("log entry {index}: seqnum {seqnum} does not match its index")]
     SeqnumMismatch { index: u64, seqnum: u64 },
     #[error("log entry {index}: unknown or unsupported entry type {found}")]
     BadEntryType { index: u64, found: u32 },
     #[error("path is empty")]
     PathEmpty,
-    #[error("path of {len} bytes is too long (at most {} bytes)", crate::MAX_RELPATH)]
+    #[error(
+        "path of {len} bytes is too long (at most {} bytes)",
+        crate::MAX_RELPATH
+    )]
     PathTooLong { len: usize },
     #[error("path is not relative to the file system root (it starts with '/')")]
     PathAbsolute,
@@ -62,7 +79,11 @@ pub enum FormatError {
     #[error("extent of length 0")]
     ExtentEmpty,
     #[error("extent [{offset:#x}, +{len:#x}) goes beyond the device end {device_size:#x}")]
-    ExtentBeyondDevice { offset: u64, len: u64, device_size: u64 },
+    ExtentBeyondDevice {
+        offset: u64,
+        len: u64,
+        device_size: u64,
+    },
     #[error("unknown fmap extent type {0}")]
     BadExtentType(u32),
     #[error("bad fmap extent count {0} (1 to 16 simple extents, or exactly 1 interleaved extent)")]
@@ -81,6 +102,11 @@ impl FormatError {
     /// True for errors meaning the bytes of a log entry are not what was written (crc, seqnum,
     /// truncation), as opposed to an intact entry with invalid content.
     pub fn is_integrity(&self) -> bool {
-        matches!(self, FormatError::BadEntryCrc { .. } | FormatError::SeqnumMismatch { .. } | FormatError::Truncated { .. })
+        matches!(
+            self,
+            FormatError::BadEntryCrc { .. }
+                | FormatError::SeqnumMismatch { .. }
+                | FormatError::Truncated { .. }
+        )
     }
 }

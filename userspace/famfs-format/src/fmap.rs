@@ -15,7 +15,11 @@ pub struct Extent {
 impl Extent {
     /// An extent on device 0.
     pub fn new(offset: u64, len: u64) -> Self {
-        Extent { devindex: 0, offset, len }
+        Extent {
+            devindex: 0,
+            offset,
+            len,
+        }
     }
 
     /// Checks alignment and that it does not start at 0 (the superblock).
@@ -24,14 +28,20 @@ impl Extent {
             return Err(FormatError::ExtentEmpty);
         }
         if !self.offset.is_multiple_of(MIB2) || !self.len.is_multiple_of(MIB2) {
-            return Err(FormatError::ExtentMisaligned { offset: self.offset, len: self.len });
+            return Err(FormatError::ExtentMisaligned {
+                offset: self.offset,
+                len: self.len,
+            });
         }
         if self.offset == 0 {
             return Err(FormatError::ExtentAtZero);
         }
         // Device offsets inside the extent are computed as offset + (something < len).
         if self.offset.checked_add(self.len).is_none() {
-            return Err(FormatError::ExtentOverflow { offset: self.offset, len: self.len });
+            return Err(FormatError::ExtentOverflow {
+                offset: self.offset,
+                len: self.len,
+            });
         }
         Ok(())
     }
@@ -40,7 +50,11 @@ impl Extent {
     pub fn check_within(&self, device_size: u64) -> Result<(), FormatError> {
         match self.offset.checked_add(self.len) {
             Some(end) if end <= device_size => Ok(()),
-            _ => Err(FormatError::ExtentBeyondDevice { offset: self.offset, len: self.len, device_size }),
+            _ => Err(FormatError::ExtentBeyondDevice {
+                offset: self.offset,
+                len: self.len,
+                device_size,
+            }),
         }
     }
 
@@ -56,7 +70,11 @@ impl Extent {
     }
 
     fn decode(b: &[u8]) -> Self {
-        Extent { devindex: get_u64(b, 0), offset: get_u64(b, 8), len: get_u64(b, 16) }
+        Extent {
+            devindex: get_u64(b, 0),
+            offset: get_u64(b, 8),
+            len: get_u64(b, 16),
+        }
     }
 }
 
@@ -151,14 +169,18 @@ impl Fmap {
                 // Every strip must supply the same number of whole chunks for the round-robin to
                 // work; the shortest strip decides.
                 let min = i.strips.iter().map(|s| s.len).min().unwrap_or(0);
-                (min / i.chunk_size).saturating_mul(i.chunk_size).saturating_mul(i.nstrips())
+                (min / i.chunk_size)
+                    .saturating_mul(i.chunk_size)
+                    .saturating_mul(i.nstrips())
             }
         }
     }
 
     /// Checks every extent against a device size.
     pub fn check_within(&self, device_size: u64) -> Result<(), FormatError> {
-        self.extents().iter().try_for_each(|e| e.check_within(device_size))
+        self.extents()
+            .iter()
+            .try_for_each(|e| e.check_within(device_size))
     }
 
     /// Resolves file offset `off` to device memory, `None` past the map's capacity.
@@ -168,7 +190,11 @@ impl Fmap {
                 let mut rem = off;
                 for e in exts {
                     if rem < e.len {
-                        return Some(Segment { devindex: e.devindex, offset: e.offset + rem, len: e.len - rem });
+                        return Some(Segment {
+                            devindex: e.devindex,
+                            offset: e.offset + rem,
+                            len: e.len - rem,
+                        });
                     }
                     rem -= e.len;
                 }
@@ -224,7 +250,9 @@ impl Fmap {
                 if count == 0 || count as usize > MAX_EXTENTS {
                     return Err(FormatError::BadExtentCount(count));
                 }
-                let exts = (0..count as usize).map(|i| Extent::decode(&b[16 + i * EXTENT_SIZE..])).collect();
+                let exts = (0..count as usize)
+                    .map(|i| Extent::decode(&b[16 + i * EXTENT_SIZE..]))
+                    .collect();
                 Fmap::simple(exts)
             }
             EXT_INTERLEAVE => {
@@ -236,7 +264,9 @@ impl Fmap {
                     return Err(FormatError::BadStripCount(nstrips));
                 }
                 let chunk = get_u64(b, 24);
-                let strips = (0..nstrips as usize).map(|i| Extent::decode(&b[32 + i * EXTENT_SIZE..])).collect();
+                let strips = (0..nstrips as usize)
+                    .map(|i| Extent::decode(&b[32 + i * EXTENT_SIZE..]))
+                    .collect();
                 Ok(Fmap::Interleaved(Interleave::new(chunk, strips)?))
             }
             other => Err(FormatError::BadExtentType(other)),
@@ -266,13 +296,24 @@ mod tests {
         assert!(b[64..].iter().all(|&x| x == 0));
         assert_eq!(Fmap::decode(&b).unwrap(), f);
         assert_eq!(f.capacity(), 6 * M);
-        assert_eq!(f.resolve(5 * M), Some(Segment { devindex: 0, offset: 21 * M, len: M }));
+        assert_eq!(
+            f.resolve(5 * M),
+            Some(Segment {
+                devindex: 0,
+                offset: 21 * M,
+                len: M
+            })
+        );
         assert_eq!(f.resolve(6 * M), None);
     }
 
     #[test]
     fn interleaved_layout() {
-        let strips = vec![Extent::new(100 * M, 4 * M), Extent::new(200 * M, 4 * M), Extent::new(300 * M, 4 * M)];
+        let strips = vec![
+            Extent::new(100 * M, 4 * M),
+            Extent::new(200 * M, 4 * M),
+            Extent::new(300 * M, 4 * M),
+        ];
         let f = Fmap::Interleaved(Interleave::new(2 * M, strips).unwrap());
         let mut b = [0u8; FMAP_SIZE];
         f.encode(&mut b);
@@ -304,19 +345,27 @@ mod tests {
         put_u64(&mut b, 32, M);
         assert_eq!(Fmap::decode(&b), Err(FormatError::ExtentAtZero));
         put_u64(&mut b, 24, M + 4096);
-        assert!(matches!(Fmap::decode(&b), Err(FormatError::ExtentMisaligned { .. })));
+        assert!(matches!(
+            Fmap::decode(&b),
+            Err(FormatError::ExtentMisaligned { .. })
+        ));
         put_u32(&mut b, 0, 1);
         put_u64(&mut b, 16, 0);
         assert_eq!(Fmap::decode(&b), Err(FormatError::BadStripCount(0)));
         put_u64(&mut b, 16, 1);
         put_u64(&mut b, 24, 4096);
         assert_eq!(Fmap::decode(&b), Err(FormatError::BadChunkSize(4096)));
-        assert!(matches!(Fmap::decode(&b[..100]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            Fmap::decode(&b[..100]),
+            Err(FormatError::Truncated { .. })
+        ));
         assert!(matches!(
             Extent::new(4 * M, 4 * M).check_within(6 * M),
             Err(FormatError::ExtentBeyondDevice { .. })
         ));
-        assert!(Extent::new(u64::MAX - M + 1, 2 * M).check_within(u64::MAX).is_err());
+        assert!(Extent::new(u64::MAX - M + 1, 2 * M)
+            .check_within(u64::MAX)
+            .is_err());
     }
 
     /// Regression (fuzzing, decode_log_entry): an extent ending past 2^64 was accepted and
@@ -324,20 +373,32 @@ mod tests {
     #[test]
     fn extent_wrapping_the_address_space_is_refused() {
         let top = u64::MAX / M * M;
-        assert_eq!(Extent::new(top, 2 * M).validate(), Err(FormatError::ExtentOverflow { offset: top, len: 2 * M }));
+        assert_eq!(
+            Extent::new(top, 2 * M).validate(),
+            Err(FormatError::ExtentOverflow {
+                offset: top,
+                len: 2 * M
+            })
+        );
         assert_eq!(Extent::new(top - M, M).validate(), Ok(()));
         let mut b = [0u8; FMAP_SIZE];
         put_u32(&mut b, 8, 1);
         put_u64(&mut b, 24, 2 * M);
         put_u64(&mut b, 32, u64::MAX / M * M);
-        assert!(matches!(Fmap::decode(&b), Err(FormatError::ExtentOverflow { .. })));
+        assert!(matches!(
+            Fmap::decode(&b),
+            Err(FormatError::ExtentOverflow { .. })
+        ));
         // Interleaved strips too.
         put_u32(&mut b, 0, 1);
         put_u64(&mut b, 16, 1);
         put_u64(&mut b, 24, 2 * M);
         put_u64(&mut b, 32 + 8, top);
         put_u64(&mut b, 32 + 16, 4 * M);
-        assert!(matches!(Fmap::decode(&b), Err(FormatError::ExtentOverflow { .. })));
+        assert!(matches!(
+            Fmap::decode(&b),
+            Err(FormatError::ExtentOverflow { .. })
+        ));
     }
 
     proptest! {

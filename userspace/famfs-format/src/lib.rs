@@ -19,12 +19,18 @@ mod path;
 mod superblock;
 
 pub use consts::*;
-pub use entry::{DaxdevEntry, DAXDEV_ENTRY_NAME_LEN, EntryType, FileEntry, FileFlags, LogEntry, LogEntryBody, MkdirEntry, RawLogEntry};
+pub use entry::{
+    DaxdevEntry, EntryType, FileEntry, FileFlags, LogEntry, LogEntryBody, MkdirEntry, RawLogEntry,
+    DAXDEV_ENTRY_NAME_LEN,
+};
 pub use error::FormatError;
 pub use fmap::{Extent, Fmap, Interleave, Segment};
 pub use log::{LogGeometry, LogHeader, RawLogHeader};
 pub use path::RelPath;
-pub use superblock::{AnySuperblock, RawSuperblock, SecondarySuperblock, Superblock, SB_FLAG_PRIMARY, SB_FLAG_SECONDARY};
+pub use superblock::{
+    AnySuperblock, RawSuperblock, SecondarySuperblock, Superblock, SB_FLAG_PRIMARY,
+    SB_FLAG_SECONDARY,
+};
 
 /// zlib-compatible crc32 (initial value 0, as `crc32(0, buf, len)` in zlib).
 pub fn crc32(bytes: &[u8]) -> u32 {
@@ -38,7 +44,14 @@ pub type UuidBytes = [u8; 16];
 pub fn format_uuid(u: &UuidBytes) -> String {
     let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
     let h = h.concat();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Parses a uuid in its 36-character text form (case-insensitive); `None` when malformed.
@@ -77,7 +90,9 @@ mod tests {
 
     #[test]
     fn uuid_text_round_trip() {
-        let u = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let u = [
+            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
         let s = format_uuid(&u);
         assert_eq!(s, "12345678-9abc-def0-0102-030405060708");
         assert_eq!(parse_uuid(&s), Some(u));

@@ -92,7 +92,11 @@ pub struct LogHeader {
 impl LogHeader {
     /// An empty log (as mkfs writes it).
     pub fn new(geometry: LogGeometry) -> Self {
-        LogHeader { geometry, next_seqnum: 0, next_index: 0 }
+        LogHeader {
+            geometry,
+            next_seqnum: 0,
+            next_index: 0,
+        }
     }
 
     /// The geometry.
@@ -121,9 +125,16 @@ impl LogHeader {
     pub fn advanced(&self) -> Result<LogHeader, FormatError> {
         let next = self.next_index + 1;
         if next > self.geometry.capacity() {
-            return Err(FormatError::CountersPastEnd { next_index: next, capacity: self.geometry.capacity() });
+            return Err(FormatError::CountersPastEnd {
+                next_index: next,
+                capacity: self.geometry.capacity(),
+            });
         }
-        Ok(LogHeader { geometry: self.geometry, next_seqnum: next, next_index: next })
+        Ok(LogHeader {
+            geometry: self.geometry,
+            next_seqnum: next,
+            next_index: next,
+        })
     }
 
     /// Whether the two counters disagree (an interrupted append; harmless, see [`LogHeader::advanced`]).
@@ -159,19 +170,35 @@ impl LogHeader {
         }
         let computed = r.compute_crc();
         if r.crc != computed {
-            return Err(FormatError::BadLogHeaderCrc { stored: r.crc, computed });
+            return Err(FormatError::BadLogHeaderCrc {
+                stored: r.crc,
+                computed,
+            });
         }
         if r.len != sb_log_len {
-            return Err(FormatError::LogLenMismatch { found: r.len, expected: sb_log_len });
+            return Err(FormatError::LogLenMismatch {
+                found: r.len,
+                expected: sb_log_len,
+            });
         }
         let geometry = LogGeometry::new(r.len)?;
         if r.last_index != geometry.last_index() {
-            return Err(FormatError::BadLastIndex { found: r.last_index, expected: geometry.last_index() });
+            return Err(FormatError::BadLastIndex {
+                found: r.last_index,
+                expected: geometry.last_index(),
+            });
         }
         if r.next_index > geometry.capacity() {
-            return Err(FormatError::CountersPastEnd { next_index: r.next_index, capacity: geometry.capacity() });
+            return Err(FormatError::CountersPastEnd {
+                next_index: r.next_index,
+                capacity: geometry.capacity(),
+            });
         }
-        Ok(LogHeader { geometry, next_seqnum: r.next_seqnum, next_index: r.next_index })
+        Ok(LogHeader {
+            geometry,
+            next_seqnum: r.next_seqnum,
+            next_index: r.next_index,
+        })
     }
 }
 
@@ -201,7 +228,10 @@ mod tests {
         assert_eq!(&b[16..24], &15419u64.to_le_bytes());
         assert_eq!(&b[24..32], &(crc32(&b[..24]) as u64).to_le_bytes());
         assert_eq!(&b[32..48], &[0; 16]);
-        assert_eq!(LogGeometry::new(16 << 20).unwrap().last_index(), ((16u64 << 20) - 48) / 544 - 1);
+        assert_eq!(
+            LogGeometry::new(16 << 20).unwrap().last_index(),
+            ((16u64 << 20) - 48) / 544 - 1
+        );
     }
 
     #[test]
@@ -213,7 +243,10 @@ mod tests {
             b[i] ^= 0x01;
             let r = LogHeader::decode(&b, DEFAULT_LOG_LEN);
             // bytes [24, 32) hold the crc itself; the counters after it are not covered
-            let crc_err = matches!(r, Err(FormatError::BadLogHeaderCrc { .. }) | Err(FormatError::BadLogMagic { .. }));
+            let crc_err = matches!(
+                r,
+                Err(FormatError::BadLogHeaderCrc { .. }) | Err(FormatError::BadLogMagic { .. })
+            );
             assert_eq!(crc_err, i < 32, "byte {i}: {r:?}");
         }
     }
@@ -222,24 +255,42 @@ mod tests {
     fn errors() {
         let g = LogGeometry::new(DEFAULT_LOG_LEN).unwrap();
         let mut r = LogHeader::new(g).to_raw();
-        assert!(matches!(LogHeader::decode(&r.to_bytes(), 16 << 20), Err(FormatError::LogLenMismatch { .. })));
+        assert!(matches!(
+            LogHeader::decode(&r.to_bytes(), 16 << 20),
+            Err(FormatError::LogLenMismatch { .. })
+        ));
         r.magic = 1;
-        assert_eq!(LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN), Err(FormatError::BadLogMagic { found: 1 }));
+        assert_eq!(
+            LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN),
+            Err(FormatError::BadLogMagic { found: 1 })
+        );
         r.magic = LOG_MAGIC;
         r.last_index = 3;
         r.crc = r.compute_crc();
-        assert!(matches!(LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN), Err(FormatError::BadLastIndex { .. })));
+        assert!(matches!(
+            LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN),
+            Err(FormatError::BadLastIndex { .. })
+        ));
         r.last_index = 15419;
         r.crc = r.compute_crc();
         r.next_index = 15420;
         r.next_seqnum = 15420;
         let full = LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN).unwrap();
         assert!(full.is_full());
-        assert!(matches!(full.advanced(), Err(FormatError::CountersPastEnd { .. })));
+        assert!(matches!(
+            full.advanced(),
+            Err(FormatError::CountersPastEnd { .. })
+        ));
         r.next_index = 15421;
-        assert!(matches!(LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN), Err(FormatError::CountersPastEnd { .. })));
+        assert!(matches!(
+            LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN),
+            Err(FormatError::CountersPastEnd { .. })
+        ));
         r.next_index = u64::MAX;
-        assert!(matches!(LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN), Err(FormatError::CountersPastEnd { .. })));
+        assert!(matches!(
+            LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN),
+            Err(FormatError::CountersPastEnd { .. })
+        ));
         r.next_index = 5;
         r.next_seqnum = 6;
         let h = LogHeader::decode(&r.to_bytes(), DEFAULT_LOG_LEN).unwrap();
@@ -247,6 +298,9 @@ mod tests {
         let next = h.advanced().unwrap();
         assert_eq!((next.next_index(), next.next_seqnum()), (6, 6));
         assert!(!next.counters_disagree());
-        assert!(matches!(LogHeader::decode(&[0; 47], DEFAULT_LOG_LEN), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            LogHeader::decode(&[0; 47], DEFAULT_LOG_LEN),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 }

@@ -33,7 +33,10 @@ impl RelPath {
     /// Builds a relpath from a path inside the file system such as "/a/b" or "a/b" (leading and
     /// trailing slashes and repeated slashes are dropped; "." components are dropped; ".." is refused).
     pub fn from_fs_path(p: &str) -> Result<Self, FormatError> {
-        let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let parts: Vec<&str> = p
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
         RelPath::new(&parts.join("/"))
     }
 
@@ -70,7 +73,10 @@ impl RelPath {
     /// Decodes the 80-byte field: the text before the first NUL, which must exist.
     pub(crate) fn decode(field: &[u8]) -> Result<Self, FormatError> {
         let field = &field[..RELPATH_FIELD];
-        let end = field.iter().position(|&b| b == 0).ok_or(FormatError::PathNotTerminated)?;
+        let end = field
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(FormatError::PathNotTerminated)?;
         let s = std::str::from_utf8(&field[..end]).map_err(|_| FormatError::PathNotUtf8)?;
         RelPath::new(s)
     }
@@ -92,12 +98,27 @@ mod tests {
         assert_eq!(RelPath::new(""), Err(FormatError::PathEmpty));
         assert_eq!(RelPath::new("/a"), Err(FormatError::PathAbsolute));
         assert_eq!(RelPath::new("a\0b"), Err(FormatError::PathNul));
-        assert!(matches!(RelPath::new("a/../b"), Err(FormatError::PathBadComponent(_))));
-        assert!(matches!(RelPath::new(".."), Err(FormatError::PathBadComponent(_))));
-        assert!(matches!(RelPath::new("a//b"), Err(FormatError::PathBadComponent(_))));
-        assert!(matches!(RelPath::new("a/"), Err(FormatError::PathBadComponent(_))));
+        assert!(matches!(
+            RelPath::new("a/../b"),
+            Err(FormatError::PathBadComponent(_))
+        ));
+        assert!(matches!(
+            RelPath::new(".."),
+            Err(FormatError::PathBadComponent(_))
+        ));
+        assert!(matches!(
+            RelPath::new("a//b"),
+            Err(FormatError::PathBadComponent(_))
+        ));
+        assert!(matches!(
+            RelPath::new("a/"),
+            Err(FormatError::PathBadComponent(_))
+        ));
         assert!(RelPath::new(&"x".repeat(79)).is_ok());
-        assert_eq!(RelPath::new(&"x".repeat(80)), Err(FormatError::PathTooLong { len: 80 }));
+        assert_eq!(
+            RelPath::new(&"x".repeat(80)),
+            Err(FormatError::PathTooLong { len: 80 })
+        );
         assert_eq!(RelPath::from_fs_path("//a/./b/").unwrap().as_str(), "a/b");
         assert!(RelPath::from_fs_path("/").is_err());
     }
@@ -109,7 +130,10 @@ mod tests {
         p.encode(&mut f);
         assert_eq!(f[79], 0);
         assert_eq!(RelPath::decode(&f).unwrap(), p);
-        assert_eq!(RelPath::decode(&[b'a'; 80]), Err(FormatError::PathNotTerminated));
+        assert_eq!(
+            RelPath::decode(&[b'a'; 80]),
+            Err(FormatError::PathNotTerminated)
+        );
         let mut bad = [0u8; 80];
         bad[0] = 0xff;
         assert_eq!(RelPath::decode(&bad), Err(FormatError::PathNotUtf8));

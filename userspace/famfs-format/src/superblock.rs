@@ -151,7 +151,10 @@ impl Superblock {
         check_log_len(log_len)?;
         let log_end = LOG_OFFSET + log_len;
         if device_size < log_end {
-            return Err(FormatError::DeviceTooSmall { device_size, log_end });
+            return Err(FormatError::DeviceTooSmall {
+                device_size,
+                log_end,
+            });
         }
         let mut name = [0u8; DAXDEV_NAME_LEN];
         let n = device_name.len().min(DAXDEV_NAME_LEN);
@@ -198,7 +201,9 @@ impl Superblock {
         let r = RawSuperblock::from_bytes(b)?;
         check_common(&r)?;
         if r.log_offset != LOG_OFFSET {
-            return Err(FormatError::BadLogOffset { found: r.log_offset });
+            return Err(FormatError::BadLogOffset {
+                found: r.log_offset,
+            });
         }
         check_log_len(r.log_len)?;
         Ok(Superblock {
@@ -216,7 +221,11 @@ impl Superblock {
 
     /// The device name as text (up to the first NUL; lossy).
     pub fn device_name_str(&self) -> String {
-        let end = self.device_name.iter().position(|&b| b == 0).unwrap_or(DAXDEV_NAME_LEN);
+        let end = self
+            .device_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(DAXDEV_NAME_LEN);
         String::from_utf8_lossy(&self.device_name[..end]).into_owned()
     }
 
@@ -262,7 +271,12 @@ pub struct SecondarySuperblock {
 impl SecondarySuperblock {
     /// A secondary superblock for a device of `device_size` bytes joining the file system of
     /// `primary`.
-    pub fn new(primary: &Superblock, dev_uuid: UuidBytes, device_size: u64, device_name: &str) -> Self {
+    pub fn new(
+        primary: &Superblock,
+        dev_uuid: UuidBytes,
+        device_size: u64,
+        device_name: &str,
+    ) -> Self {
         let mut name = [0u8; DAXDEV_NAME_LEN];
         let n = device_name.len().min(DAXDEV_NAME_LEN);
         name[..n].copy_from_slice(&device_name.as_bytes()[..n]);
@@ -308,7 +322,10 @@ impl SecondarySuperblock {
             return Err(FormatError::NotSecondary);
         }
         if r.log_offset != 0 || r.log_len != 0 {
-            return Err(FormatError::SecondaryWithLog { log_offset: r.log_offset, log_len: r.log_len });
+            return Err(FormatError::SecondaryWithLog {
+                log_offset: r.log_offset,
+                log_len: r.log_len,
+            });
         }
         Ok(SecondarySuperblock {
             fs_uuid: r.fs_uuid,
@@ -322,7 +339,11 @@ impl SecondarySuperblock {
 
     /// The device name as text (up to the first NUL; lossy).
     pub fn device_name_str(&self) -> String {
-        let end = self.device_name.iter().position(|&b| b == 0).unwrap_or(DAXDEV_NAME_LEN);
+        let end = self
+            .device_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(DAXDEV_NAME_LEN);
         String::from_utf8_lossy(&self.device_name[..end]).into_owned()
     }
 }
@@ -371,10 +392,15 @@ fn check_common(r: &RawSuperblock) -> Result<(), FormatError> {
     }
     let computed = r.compute_crc();
     if r.crc != computed {
-        return Err(FormatError::BadSuperblockCrc { stored: r.crc, computed });
+        return Err(FormatError::BadSuperblockCrc {
+            stored: r.crc,
+            computed,
+        });
     }
     if r.alloc_unit != ALLOC_UNIT && r.alloc_unit != ALLOC_UNIT_4K {
-        return Err(FormatError::BadAllocUnit { found: r.alloc_unit });
+        return Err(FormatError::BadAllocUnit {
+            found: r.alloc_unit,
+        });
     }
     Ok(())
 }
@@ -393,7 +419,15 @@ mod tests {
     use core::mem::{offset_of, size_of};
 
     fn sample() -> Superblock {
-        Superblock::new(DEFAULT_LOG_LEN, 8 << 30, [1; 16], [2; 16], [3; 16], "/dev/dax0.0").unwrap()
+        Superblock::new(
+            DEFAULT_LOG_LEN,
+            8 << 30,
+            [1; 16],
+            [2; 16],
+            [3; 16],
+            "/dev/dax0.0",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -457,20 +491,38 @@ mod tests {
         assert_eq!(&b[120..136], &[2; 16], "the primary's device uuid");
         assert_eq!(&b[136..147], b"/dev/dax1.0");
         assert_eq!(SecondarySuperblock::decode(&b).unwrap(), s);
-        assert_eq!(AnySuperblock::decode(&b).unwrap(), AnySuperblock::Secondary(s.clone()));
+        assert_eq!(
+            AnySuperblock::decode(&b).unwrap(),
+            AnySuperblock::Secondary(s.clone())
+        );
         // A reader of primaries only refuses it (no log).
-        assert_eq!(Superblock::decode(&b), Err(FormatError::BadLogOffset { found: 0 }));
+        assert_eq!(
+            Superblock::decode(&b),
+            Err(FormatError::BadLogOffset { found: 0 })
+        );
         // The primary decodes as a primary, and is not a secondary.
         let pb = p.encode();
-        assert_eq!(AnySuperblock::decode(&pb).unwrap(), AnySuperblock::Primary(p));
-        assert_eq!(SecondarySuperblock::decode(&pb), Err(FormatError::NotSecondary));
+        assert_eq!(
+            AnySuperblock::decode(&pb).unwrap(),
+            AnySuperblock::Primary(p)
+        );
+        assert_eq!(
+            SecondarySuperblock::decode(&pb),
+            Err(FormatError::NotSecondary)
+        );
         // A secondary flag on a superblock with a log is damage, not a primary.
         let mut r = RawSuperblock::from_bytes(&pb).unwrap();
         r.sb_flags = SB_FLAG_SECONDARY;
-        assert!(matches!(AnySuperblock::decode(&r.to_bytes()), Err(FormatError::SecondaryWithLog { .. })));
+        assert!(matches!(
+            AnySuperblock::decode(&r.to_bytes()),
+            Err(FormatError::SecondaryWithLog { .. })
+        ));
         let mut bad = b;
         bad[50] ^= 1;
-        assert!(matches!(AnySuperblock::decode(&bad), Err(FormatError::BadSuperblockCrc { .. })));
+        assert!(matches!(
+            AnySuperblock::decode(&bad),
+            Err(FormatError::BadSuperblockCrc { .. })
+        ));
     }
 
     #[test]
@@ -495,27 +547,48 @@ mod tests {
         let mut r = RawSuperblock::from_bytes(&good).unwrap();
         r.magic = 0;
         r.version = 1; // magic is checked first
-        assert_eq!(Superblock::decode(&r.to_bytes()), Err(FormatError::BadMagic { found: 0 }));
+        assert_eq!(
+            Superblock::decode(&r.to_bytes()),
+            Err(FormatError::BadMagic { found: 0 })
+        );
         r.magic = SB_MAGIC;
-        assert_eq!(Superblock::decode(&r.to_bytes()), Err(FormatError::BadVersion { found: 1 }));
+        assert_eq!(
+            Superblock::decode(&r.to_bytes()),
+            Err(FormatError::BadVersion { found: 1 })
+        );
         r.version = SB_VERSION;
         r.alloc_unit = 12345; // crc comes before alloc unit
-        assert!(matches!(Superblock::decode(&r.to_bytes()), Err(FormatError::BadSuperblockCrc { .. })));
+        assert!(matches!(
+            Superblock::decode(&r.to_bytes()),
+            Err(FormatError::BadSuperblockCrc { .. })
+        ));
         r.crc = r.compute_crc();
-        assert_eq!(Superblock::decode(&r.to_bytes()), Err(FormatError::BadAllocUnit { found: 12345 }));
+        assert_eq!(
+            Superblock::decode(&r.to_bytes()),
+            Err(FormatError::BadAllocUnit { found: 12345 })
+        );
         r.alloc_unit = ALLOC_UNIT_4K;
         r.crc = r.compute_crc();
         assert!(Superblock::decode(&r.to_bytes()).is_ok());
         r.log_offset = 0;
         r.crc = r.compute_crc();
-        assert_eq!(Superblock::decode(&r.to_bytes()), Err(FormatError::BadLogOffset { found: 0 }));
+        assert_eq!(
+            Superblock::decode(&r.to_bytes()),
+            Err(FormatError::BadLogOffset { found: 0 })
+        );
         r.log_offset = LOG_OFFSET;
         for bad in [0, 4 << 20, (8 << 20) + 1, 1 << 41] {
             r.log_len = bad;
             r.crc = r.compute_crc();
-            assert_eq!(Superblock::decode(&r.to_bytes()), Err(FormatError::BadLogLen { found: bad }));
+            assert_eq!(
+                Superblock::decode(&r.to_bytes()),
+                Err(FormatError::BadLogLen { found: bad })
+            );
         }
-        assert!(matches!(Superblock::decode(&good[..199]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            Superblock::decode(&good[..199]),
+            Err(FormatError::Truncated { .. })
+        ));
         assert!(Superblock::new(DEFAULT_LOG_LEN, 4 << 20, [0; 16], [0; 16], [0; 16], "x").is_err());
     }
 }

@@ -5,7 +5,11 @@ use clap::{CommandFactory, Parser};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "famfs-fused", version, about = "famfs FUSE server: serves a famfs device or image at a mount point")]
+#[command(
+    name = "famfs-fused",
+    version,
+    about = "famfs FUSE server: serves a famfs device or image at a mount point"
+)]
 pub struct Args {
     /// devdax device (/dev/daxN.M) or famfs image file
     pub device: PathBuf,
@@ -61,7 +65,10 @@ pub fn write_man_page(dir: &Path) -> anyhow::Result<PathBuf> {
 famfs@.service. See also: famfs(8), mkfs.famfs(8), and the famfs-rs Documentation/ (fuse-server.md, \
 user-guide.md, install.md).",
     );
-    let man = clap_mangen::Man::new(cmd).section("8").manual("famfs-rs").source(format!("famfs-rs {}", env!("CARGO_PKG_VERSION")));
+    let man = clap_mangen::Man::new(cmd)
+        .section("8")
+        .manual("famfs-rs")
+        .source(format!("famfs-rs {}", env!("CARGO_PKG_VERSION")));
     let mut buf = Vec::new();
     man.render(&mut buf).context("rendering famfs-fused(8)")?;
     let path = dir.join("famfs-fused.8");

@@ -42,7 +42,10 @@ pub(crate) fn read_any(f: &File) -> Result<AnySuperblock, String> {
 
 /// Why the primary superblock, as read, is not the one this mount was made from (`mounted`:
 /// its fs uuid and system uuid), if it is not.
-pub(crate) fn primary_change(read: Result<Superblock, String>, mounted: &(UuidBytes, UuidBytes)) -> Option<String> {
+pub(crate) fn primary_change(
+    read: Result<Superblock, String>,
+    mounted: &(UuidBytes, UuidBytes),
+) -> Option<String> {
     match read {
         Err(e) => Some(format!("{SB_INVALID} ({e}): the file system was killed, or is being re-formatted")),
         Ok(sb) if sb.fs_uuid != mounted.0 => Some(format!(
@@ -71,7 +74,10 @@ pub(crate) fn secondary_change(
     let what = match read {
         Err(e) => format!("holds no valid famfs superblock any more ({e})"),
         Ok(AnySuperblock::Primary(p)) => {
-            format!("now holds the primary superblock of a file system (fs uuid {})", format_uuid(&p.fs_uuid))
+            format!(
+                "now holds the primary superblock of a file system (fs uuid {})",
+                format_uuid(&p.fs_uuid)
+            )
         }
         Ok(AnySuperblock::Secondary(s)) if s.fs_uuid != *fs_uuid => format!(
             "now belongs to another file system (fs uuid {} instead of {})",
@@ -104,12 +110,21 @@ pub(crate) fn open_dax_candidate(path: &Path) -> Result<File, String> {
         .map_err(|e| format!("{at}: {e}"))?;
     let md = p.metadata().map_err(|e| format!("{at}: fstat: {e}"))?;
     if !md.file_type().is_char_device() {
-        return Err(format!("{at}: not a character device (a devdax device is one); not opened"));
+        return Err(format!(
+            "{at}: not a character device (a devdax device is one); not opened"
+        ));
     }
-    let class = format!("/sys/dev/char/{}:{}/subsystem", libc::major(md.rdev()), libc::minor(md.rdev()));
-    let is_dax = std::fs::read_link(&class).is_ok_and(|l| l.file_name().is_some_and(|n| n == "dax"));
+    let class = format!(
+        "/sys/dev/char/{}:{}/subsystem",
+        libc::major(md.rdev()),
+        libc::minor(md.rdev())
+    );
+    let is_dax =
+        std::fs::read_link(&class).is_ok_and(|l| l.file_name().is_some_and(|n| n == "dax"));
     if !is_dax {
-        return Err(format!("{at}: not a dax device (no dax class in {class}); not opened"));
+        return Err(format!(
+            "{at}: not a dax device (no dax class in {class}); not opened"
+        ));
     }
     OpenOptions::new()
         .read(true)
@@ -123,12 +138,24 @@ pub(crate) fn open_dax_candidate(path: &Path) -> Result<File, String> {
 /// famfs.ko's control device of its own (the server's table cannot let a device go once
 /// attached): attach at index 0, a read-only file over the superblock region, pread(2). Returns
 /// the superblock and the device size. Everything is released before it returns.
-pub(crate) fn read_candidate(control_path: &Path, dev: &File) -> Result<(AnySuperblock, u64), String> {
-    let ctl = Control::open_path(control_path).map_err(|e| format!("open {}: {e}", control_path.display()))?;
-    let size = ctl.attach_daxdev(dev, 0).map_err(|e| format!("famfs.ko attach: {e}"))?;
+pub(crate) fn read_candidate(
+    control_path: &Path,
+    dev: &File,
+) -> Result<(AnySuperblock, u64), String> {
+    let ctl = Control::open_path(control_path)
+        .map_err(|e| format!("open {}: {e}", control_path.display()))?;
+    let size = ctl
+        .attach_daxdev(dev, 0)
+        .map_err(|e| format!("famfs.ko attach: {e}"))?;
     let msg = crate::wire::superblock_wire().map_err(|e| e.to_string())?;
     let f = ctl
-        .create_file(&msg, abi::CREATE_READ_ONLY | abi::CREATE_CLOEXEC, 0o400, 0, 0)
+        .create_file(
+            &msg,
+            abi::CREATE_READ_ONLY | abi::CREATE_CLOEXEC,
+            0o400,
+            0,
+            0,
+        )
         .map_err(|e| format!("famfs.ko superblock file: {e}"))?;
     let sb = read_any(&f.file)?;
     Ok((sb, size))
@@ -150,14 +177,27 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let t0 = Instant::now();
-        let paths = [fifo.clone(), file.clone(), Path::new("/dev/null").to_path_buf()];
+        let paths = [
+            fifo.clone(),
+            file.clone(),
+            Path::new("/dev/null").to_path_buf(),
+        ];
         std::thread::spawn(move || {
-            let r: Vec<_> = paths.iter().map(|p| open_dax_candidate(p).map(|_| ())).collect();
+            let r: Vec<_> = paths
+                .iter()
+                .map(|p| open_dax_candidate(p).map(|_| ()))
+                .collect();
             let _ = tx.send(r);
         });
-        let r = rx.recv_timeout(Duration::from_secs(10)).expect("open_dax_candidate blocked on a FIFO");
+        let r = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("open_dax_candidate blocked on a FIFO");
         assert!(t0.elapsed() < Duration::from_secs(10));
-        for (e, want) in r.iter().zip(["not a character device", "not a character device", "not a dax device"]) {
+        for (e, want) in r.iter().zip([
+            "not a character device",
+            "not a character device",
+            "not a dax device",
+        ]) {
             let e = e.as_ref().expect_err("a non-dax candidate was accepted");
             assert!(e.contains(want), "{e}");
         }
@@ -167,7 +207,10 @@ mod tests {
     fn secondary_change_says_which_device_and_why() {
         let fs = [1u8; 16];
         let dev = [2u8; 16];
-        assert!(secondary_change(1, "/dev/dax1.0", Err("bad magic".into()), &fs, &dev)
-            .is_some_and(|w| w.contains("secondary device 1 (/dev/dax1.0) holds no valid famfs superblock")));
+        assert!(
+            secondary_change(1, "/dev/dax1.0", Err("bad magic".into()), &fs, &dev)
+                .is_some_and(|w| w
+                    .contains("secondary device 1 (/dev/dax1.0) holds no valid famfs superblock"))
+        );
     }
 }

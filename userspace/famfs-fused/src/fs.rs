@@ -8,10 +8,10 @@ use famfs_kmod::abi;
 use famfs_media::{Access, MediaError};
 use famfs_meta::{Famfs, Node, NodeKind, Problem, Role, ROOT_INO};
 use fuser::{
-    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -78,14 +78,19 @@ impl State {
             // Found invalid, the superblock may have been caught mid-write by a re-format: say
             // what the device holds once it is valid again (the mount stays stale either way).
             if was.starts_with(SB_INVALID) {
-                if let Some(now) = self.superblock_change().filter(|w| !w.starts_with(SB_INVALID)) {
+                if let Some(now) = self
+                    .superblock_change()
+                    .filter(|w| !w.starts_with(SB_INVALID))
+                {
                     log::error!("STALE MOUNT, updated: {now}");
                     self.stale = Some(now);
                 }
             }
             return true;
         }
-        let Some(why) = self.superblock_change() else { return false };
+        let Some(why) = self.superblock_change() else {
+            return false;
+        };
         self.mark_stale(why)
     }
 
@@ -100,8 +105,14 @@ impl State {
     fn superblock_change(&self) -> Option<String> {
         let primary = match self.module.as_ref().and_then(|m| m.sb_probes.get(&0)) {
             Some(f) => devcheck::read_primary(f),
-            None if self.module.is_some() => Err("no superblock file to read it through".to_string()),
-            None => self.famfs.media().read_superblock().map_err(|e| e.to_string()),
+            None if self.module.is_some() => {
+                Err("no superblock file to read it through".to_string())
+            }
+            None => self
+                .famfs
+                .media()
+                .read_superblock()
+                .map_err(|e| e.to_string()),
         };
         if let Some(why) = devcheck::primary_change(primary, &self.mounted) {
             return Some(why);
@@ -111,9 +122,21 @@ impl State {
         match &self.module {
             Some(m) => {
                 for (&i, f) in m.sb_probes.range(1..) {
-                    let Some(dev) = devices.get(i as usize) else { continue };
-                    let at = m.secondaries.get(&i).map(|(_, p)| p.display().to_string()).unwrap_or_default();
-                    if let Some(why) = devcheck::secondary_change(i, &at, devcheck::read_any(f), &fs_uuid, &dev.uuid) {
+                    let Some(dev) = devices.get(i as usize) else {
+                        continue;
+                    };
+                    let at = m
+                        .secondaries
+                        .get(&i)
+                        .map(|(_, p)| p.display().to_string())
+                        .unwrap_or_default();
+                    if let Some(why) = devcheck::secondary_change(
+                        i,
+                        &at,
+                        devcheck::read_any(f),
+                        &fs_uuid,
+                        &dev.uuid,
+                    ) {
                         return Some(why);
                     }
                 }
@@ -121,11 +144,16 @@ impl State {
             None => {
                 for (i, dev) in devices.iter().enumerate().skip(1) {
                     let i = i as u32;
-                    let Some(path) = self.famfs.device_path(i) else { continue };
-                    let Ok(media) = self.famfs.device_media(u64::from(i)) else { continue };
+                    let Some(path) = self.famfs.device_path(i) else {
+                        continue;
+                    };
+                    let Ok(media) = self.famfs.device_media(u64::from(i)) else {
+                        continue;
+                    };
                     let read = media.read_any_superblock().map_err(|e| e.to_string());
                     let at = path.display().to_string();
-                    if let Some(why) = devcheck::secondary_change(i, &at, read, &fs_uuid, &dev.uuid) {
+                    if let Some(why) = devcheck::secondary_change(i, &at, read, &fs_uuid, &dev.uuid)
+                    {
                         return Some(why);
                     }
                 }
@@ -191,11 +219,16 @@ impl State {
 /// writes ESTALE) and logs how it went. Runs without the server's lock.
 fn revoke(control: &famfs_kmod::Control) {
     match control.revoke() {
-        Ok(r) => log::error!("famfs.ko revoked the mount's files ({} file(s) were mapped or open)", r.files),
+        Ok(r) => log::error!(
+            "famfs.ko revoked the mount's files ({} file(s) were mapped or open)",
+            r.files
+        ),
         Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
             log::error!("famfs.ko is too old to revoke files: mappings made before stay and read the new file system")
         }
-        Err(e) => log::error!("famfs.ko could not revoke the mount's files ({e}): mappings made before may stay"),
+        Err(e) => log::error!(
+            "famfs.ko could not revoke the mount's files ({e}): mappings made before may stay"
+        ),
     }
 }
 
@@ -228,18 +261,29 @@ fn errno_of_media(e: &MediaError) -> Errno {
     match e {
         MediaError::ReadOnly => Errno::EROFS,
         MediaError::OutOfRange { .. } => Errno::EIO,
-        MediaError::Io { source, .. } => Errno::from_i32(source.raw_os_error().unwrap_or(libc::EIO)),
+        MediaError::Io { source, .. } => {
+            Errno::from_i32(source.raw_os_error().unwrap_or(libc::EIO))
+        }
         _ => Errno::EIO,
     }
 }
 
 impl FamfsFs {
-    pub(crate) fn new(famfs: Famfs, module: Option<ModuleCtx>, opts: &ServerOptions, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(
+        famfs: Famfs,
+        module: Option<ModuleCtx>,
+        opts: &ServerOptions,
+        stats: Arc<Stats>,
+    ) -> Self {
         let sb = famfs.superblock();
         let log_len = sb.log_len;
         let role = famfs.role();
         FamfsFs {
-            mode: if module.is_some() { Mode::Module } else { Mode::Fallback },
+            mode: if module.is_some() {
+                Mode::Module
+            } else {
+                Mode::Fallback
+            },
             role,
             attr_ttl: opts.attr_ttl,
             entry_ttl: opts.entry_ttl,
@@ -263,14 +307,16 @@ impl FamfsFs {
     /// with the file system.
     fn watch_superblock(&self) {
         let weak = Arc::downgrade(&self.state);
-        let r = std::thread::Builder::new().name("sb-watch".into()).spawn(move || loop {
-            std::thread::sleep(SB_CHECK_INTERVAL);
-            let Some(state) = weak.upgrade() else { return };
-            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.check_superblock() {
-                return;
-            }
-        });
+        let r = std::thread::Builder::new()
+            .name("sb-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(SB_CHECK_INTERVAL);
+                let Some(state) = weak.upgrade() else { return };
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                if st.check_superblock() {
+                    return;
+                }
+            });
         if let Err(e) = r {
             log::warn!("cannot start the superblock watch thread: {e}");
         }
@@ -309,7 +355,12 @@ impl FamfsFs {
         match &r {
             Ok(s) if s.played > 0 => {
                 self.stats.log_plays.fetch_add(1, Ordering::Relaxed);
-                log::debug!("log play: {} entries ({} files, {} dirs)", s.played, s.files, s.dirs);
+                log::debug!(
+                    "log play: {} entries ({} files, {} dirs)",
+                    s.played,
+                    s.files,
+                    s.dirs
+                );
             }
             Ok(_) => {}
             Err(e) => log::error!("log play failed: {e}"),
@@ -331,15 +382,36 @@ impl FamfsFs {
             MetaKind::Dir => (META_DIR_INO, FileType::Directory, 0o755, 0),
             MetaKind::Superblock => (META_SB_INO, FileType::RegularFile, 0o444, SB_REGION_LEN),
             MetaKind::Log => {
-                let perm = if self.role == Role::Master { 0o644 } else { 0o444 };
+                let perm = if self.role == Role::Master {
+                    0o644
+                } else {
+                    0o444
+                };
                 (META_LOG_INO, FileType::RegularFile, perm, self.log_len)
             }
         };
-        self.attr(ino, kind, perm, 0, 0, size, if m == MetaKind::Dir { 2 } else { 1 })
+        self.attr(
+            ino,
+            kind,
+            perm,
+            0,
+            0,
+            size,
+            if m == MetaKind::Dir { 2 } else { 1 },
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attr(&self, ino: u64, kind: FileType, perm: u32, uid: u32, gid: u32, size: u64, nlink: u32) -> FileAttr {
+    fn attr(
+        &self,
+        ino: u64,
+        kind: FileType,
+        perm: u32,
+        uid: u32,
+        gid: u32,
+        size: u64,
+        nlink: u32,
+    ) -> FileAttr {
         FileAttr {
             ino: INodeNo(ino),
             size,
@@ -400,7 +472,11 @@ impl FamfsFs {
     }
 
     fn listing(&self, st: &State, ino: u64) -> Option<Vec<DirEnt>> {
-        let ent = |ino, kind, name: &str| DirEnt { ino, kind, name: name.to_string() };
+        let ent = |ino, kind, name: &str| DirEnt {
+            ino,
+            kind,
+            name: name.to_string(),
+        };
         if ino == META_DIR_INO {
             return Some(vec![
                 ent(META_DIR_INO, FileType::Directory, "."),
@@ -412,7 +488,10 @@ impl FamfsFs {
         let ns = st.famfs.namespace();
         let node = ns.get(ino)?;
         let children = ns.children(ino)?;
-        let mut v = vec![ent(ino, FileType::Directory, "."), ent(node.parent, FileType::Directory, "..")];
+        let mut v = vec![
+            ent(ino, FileType::Directory, "."),
+            ent(node.parent, FileType::Directory, ".."),
+        ];
         if ino == ROOT_INO {
             v.push(ent(META_DIR_INO, FileType::Directory, META_DIR));
         }
@@ -420,19 +499,38 @@ impl FamfsFs {
             if ino == ROOT_INO && name == META_DIR {
                 continue; // our .meta shadows a log entry of that name
             }
-            let kind = if ns.get(child).is_some_and(Node::is_dir) { FileType::Directory } else { FileType::RegularFile };
+            let kind = if ns.get(child).is_some_and(Node::is_dir) {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
             v.push(ent(child, kind, name));
         }
         Some(v)
     }
 
     /// Where a file's bytes live and how long it is, for the fallback data path.
-    fn fallback_io(&self, st: &State, ino: u64, off: u64, len: usize, write: Option<&[u8]>) -> Result<Vec<u8>, Errno> {
+    fn fallback_io(
+        &self,
+        st: &State,
+        ino: u64,
+        off: u64,
+        len: usize,
+        write: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Errno> {
         let mut media = st.famfs.media();
         let (size, meta_base) = match ino {
             META_SB_INO => (SB_REGION_LEN, Some(0)),
             META_LOG_INO => (self.log_len, Some(LOG_OFFSET)),
-            _ => (st.famfs.namespace().get(ino).and_then(Node::file).ok_or(Errno::EIO)?.size, None),
+            _ => (
+                st.famfs
+                    .namespace()
+                    .get(ino)
+                    .and_then(Node::file)
+                    .ok_or(Errno::EIO)?
+                    .size,
+                None,
+            ),
         };
         if write.is_some() && off >= size {
             return Err(Errno::EFBIG); // famfs files never grow
@@ -441,14 +539,23 @@ impl FamfsFs {
             return Ok(Vec::new());
         }
         let len = (len as u64).min(size - off) as usize;
-        let mut out = if write.is_none() { vec![0u8; len] } else { Vec::new() };
+        let mut out = if write.is_none() {
+            vec![0u8; len]
+        } else {
+            Vec::new()
+        };
         let mut done = 0usize;
         while done < len {
             let foff = off + done as u64;
             let (dev_off, seg) = match meta_base {
                 Some(base) => (base + foff, (len - done) as u64),
                 None => {
-                    let f = st.famfs.namespace().get(ino).and_then(Node::file).ok_or(Errno::EIO)?;
+                    let f = st
+                        .famfs
+                        .namespace()
+                        .get(ino)
+                        .and_then(Node::file)
+                        .ok_or(Errno::EIO)?;
                     let s = f.fmap.resolve(foff).ok_or(Errno::EIO)?;
                     if s.devindex != 0 {
                         media = st.famfs.device_media(s.devindex).map_err(|e| {
@@ -466,7 +573,9 @@ impl FamfsFs {
             let r = match write {
                 // The log's pages come from an appender's msync, entry before header: each must
                 // be durable before the reply lets the appender go on to the next.
-                Some(data) if ino == META_LOG_INO => media.write_durable(dev_off, &data[done..done + n]),
+                Some(data) if ino == META_LOG_INO => {
+                    media.write_durable(dev_off, &data[done..done + n])
+                }
                 Some(data) => media.write_at(dev_off, &data[done..done + n]),
                 // The log is written by other processes and hosts: read it fresh.
                 None if ino == META_LOG_INO => media.read_fresh(dev_off, &mut out[done..done + n]),
@@ -492,7 +601,10 @@ impl FamfsFs {
             META_LOG_INO => None,
             _ => match st.famfs.namespace().get(ino).and_then(Node::file) {
                 Some(f) if f.flags == FileFlags::READ_ONLY => Some(Errno::EROFS),
-                Some(_) if self.mode == Mode::Fallback && st.famfs.media().access() != Access::ReadWrite => {
+                Some(_)
+                    if self.mode == Mode::Fallback
+                        && st.famfs.media().access() != Access::ReadWrite =>
+                {
                     Some(Errno::EROFS)
                 }
                 _ => None,
@@ -501,7 +613,12 @@ impl FamfsFs {
     }
 
     /// Module mode: the backing id of `ino`, making the DAX file and registering it on first use.
-    fn backing_for<'s>(&self, st: &'s mut State, ino: u64, reply: &ReplyOpen) -> Result<&'s BackingId, Errno> {
+    fn backing_for<'s>(
+        &self,
+        st: &'s mut State,
+        ino: u64,
+        reply: &ReplyOpen,
+    ) -> Result<&'s BackingId, Errno> {
         if !st.backing.contains_key(&ino) {
             let module = st.module.as_mut().ok_or(Errno::EIO)?;
             let file = match ino {
@@ -523,7 +640,9 @@ impl FamfsFs {
                         let idx = u32::try_from(d).map_err(|_| Errno::ENXIO)?;
                         if let Err(why) = module.ensure_device(&st.famfs, idx) {
                             let path = st.famfs.namespace().path_of(ino).unwrap_or_default();
-                            log::error!("/{path}: its memory is on a device this host does not have: {why}");
+                            log::error!(
+                                "/{path}: its memory is on a device this host does not have: {why}"
+                            );
                             return Err(Errno::ENXIO);
                         }
                     }
@@ -538,10 +657,13 @@ impl FamfsFs {
                         flags |= abi::CREATE_READ_ONLY;
                     }
                     let module = st.module.as_ref().ok_or(Errno::EIO)?;
-                    let dax = module.control.create_file(&msg, flags, node.mode & 0o7777, node.uid, node.gid).map_err(|e| {
-                        log::error!("famfs.ko create file for inode {ino}: {e}");
-                        Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
-                    })?;
+                    let dax = module
+                        .control
+                        .create_file(&msg, flags, node.mode & 0o7777, node.uid, node.gid)
+                        .map_err(|e| {
+                            log::error!("famfs.ko create file for inode {ino}: {e}");
+                            Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+                        })?;
                     self.stats.dax_files_created.fetch_add(1, Ordering::Relaxed);
                     dax.file
                 }
@@ -603,7 +725,10 @@ impl Filesystem for FamfsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         self.stats.count(Op::Init);
         self.watch_superblock();
-        if config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS).is_err() {
+        if config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS)
+            .is_err()
+        {
             log::debug!("kernel has no readdirplus");
         }
         // Without it the kernel never marks our inodes S_NOSEC, so every write(2) through the
@@ -614,17 +739,22 @@ impl Filesystem for FamfsFs {
         // attributes are next refreshed. What the kernel then leaves to us, killing suid/sgid
         // and security.capability on write, truncate and chown, cannot arise: setxattr,
         // chmod/chown and truncation are refused (EPERM) and modes come from the log.
-        if config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_err() {
-            log::debug!("kernel has no handle_killpriv_v2: every write(2) will ask for security.capability");
+        if config
+            .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_err()
+        {
+            log::debug!(
+                "kernel has no handle_killpriv_v2: every write(2) will ask for security.capability"
+            );
         }
         if self.mode == Mode::Module {
             config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).map_err(|_| {
                 std::io::Error::other("the kernel's FUSE has no passthrough support (needs Linux 6.9+); use --fallback")
             })?;
             // The module's files live on an unstacked internal mount (depth 0 < 1).
-            config
-                .set_max_stack_depth(1)
-                .map_err(|m| std::io::Error::other(format!("max_stack_depth 1 refused (max {m})")))?;
+            config.set_max_stack_depth(1).map_err(|m| {
+                std::io::Error::other(format!("max_stack_depth 1 refused (max {m})"))
+            })?;
         }
         // Flock and POSIX locks are not requested from the kernel on purpose: it then keeps them
         // itself, per inode of this mount (host-local). Appenders do not lock .meta/.log: they
@@ -634,7 +764,9 @@ impl Filesystem for FamfsFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.stats.count(Op::Lookup);
-        let Some(name) = name.to_str() else { return reply.error(Errno::ENOENT) };
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
         let mut st = self.lock();
         if st.stale.is_some() {
             return reply.error(Errno::ESTALE);
@@ -698,7 +830,9 @@ impl Filesystem for FamfsFs {
     ) {
         self.stats.count(Op::Setattr);
         let st = self.lock();
-        let Some(attr) = self.attr_of(&st, ino.0) else { return reply.error(Errno::ENOENT) };
+        let Some(attr) = self.attr_of(&st, ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
         // Size, mode and owner live in the append-only log: famfs files are allocated once and
         // never truncated, extended or re-owned. Time changes (touch) are accepted and ignored:
         // famfs keeps no timestamps, and failing `touch` on an existing file helps nobody.
@@ -715,7 +849,9 @@ impl Filesystem for FamfsFs {
         if st.check_superblock() {
             return reply.error(Errno::ESTALE);
         }
-        let Some(target) = self.target(&st, ino.0) else { return reply.error(Errno::ENOENT) };
+        let Some(target) = self.target(&st, ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
         if let Target::Meta(MetaKind::Dir) = target {
             return reply.error(Errno::EISDIR);
         }
@@ -800,7 +936,14 @@ impl Filesystem for FamfsFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         self.stats.count(Op::Flush);
         reply.ok(); // writes are already in memory (and flushed from the CPU cache)
     }
@@ -821,7 +964,14 @@ impl Filesystem for FamfsFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         self.stats.count(Op::Fsync);
         reply.ok();
     }
@@ -834,7 +984,11 @@ impl Filesystem for FamfsFs {
             return reply.error(Errno::ESTALE);
         }
         let Some(list) = self.listing(&st, ino.0) else {
-            return reply.error(if self.target(&st, ino.0).is_some() { Errno::ENOTDIR } else { Errno::ENOENT });
+            return reply.error(if self.target(&st, ino.0).is_some() {
+                Errno::ENOTDIR
+            } else {
+                Errno::ENOENT
+            });
         };
         let fh = st.next_fh;
         st.next_fh += 1;
@@ -842,10 +996,19 @@ impl Filesystem for FamfsFs {
         reply.opened(FileHandle(fh), FopenFlags::empty());
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         self.stats.count(Op::Readdir);
         let st = self.lock();
-        let Some(list) = st.dirs.get(&fh.0) else { return reply.error(Errno::EBADF) };
+        let Some(list) = st.dirs.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(e.ino), i as u64 + 1, e.kind, &e.name) {
                 break;
@@ -854,15 +1017,33 @@ impl Filesystem for FamfsFs {
         reply.ok();
     }
 
-    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         self.stats.count(Op::Readdirplus);
         let mut st = self.lock();
         let st = &mut *st;
-        let Some(list) = st.dirs.get(&fh.0) else { return reply.error(Errno::EBADF) };
+        let Some(list) = st.dirs.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
         let mut handed = Vec::new();
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let Some(attr) = self.attr_of(st, e.ino) else { continue };
-            if reply.add(INodeNo(e.ino), i as u64 + 1, &e.name, &self.entry_ttl, &attr, Generation(0)) {
+            let Some(attr) = self.attr_of(st, e.ino) else {
+                continue;
+            };
+            if reply.add(
+                INodeNo(e.ino),
+                i as u64 + 1,
+                &e.name,
+                &self.entry_ttl,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
             // The kernel takes a lookup reference on every entry it is handed but "." and "..".
@@ -876,7 +1057,14 @@ impl Filesystem for FamfsFs {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.stats.count(Op::Releasedir);
         self.lock().dirs.remove(&fh.0);
         reply.ok();
@@ -895,7 +1083,16 @@ impl Filesystem for FamfsFs {
         let free: u64 = st.famfs.bitmaps().iter().map(|b| b.free_bytes() / bs).sum();
         let cap = st.famfs.superblock().log_geometry().capacity();
         let used = st.famfs.played().min(cap);
-        reply.statfs(total, free, free, cap, cap - used, bs as u32, MAX_RELPATH as u32, bs as u32);
+        reply.statfs(
+            total,
+            free,
+            free,
+            cap,
+            cap - used,
+            bs as u32,
+            MAX_RELPATH as u32,
+            bs as u32,
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -917,7 +1114,16 @@ impl Filesystem for FamfsFs {
         reply_xattr(reply, size, names);
     }
 
-    fn setxattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, _v: &[u8], _f: i32, _p: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _n: &OsStr,
+        _v: &[u8],
+        _f: i32,
+        _p: u32,
+        reply: ReplyEmpty,
+    ) {
         self.stats.count(Op::Setxattr);
         reply.error(Errno::EPERM);
     }
@@ -936,12 +1142,30 @@ impl Filesystem for FamfsFs {
 
     // ---- what famfs forbids: the namespace changes only through the log (famfs creat/mkdir) ----
 
-    fn create(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _f: i32, reply: fuser::ReplyCreate) {
+    fn create(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _m: u32,
+        _u: u32,
+        _f: i32,
+        reply: fuser::ReplyCreate,
+    ) {
         self.stats.count(Op::Create);
         reply.error(Errno::EPERM);
     }
 
-    fn mknod(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, _r: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _m: u32,
+        _u: u32,
+        _r: u32,
+        reply: ReplyEntry,
+    ) {
         self.stats.count(Op::Mknod);
         reply.error(Errno::EPERM);
     }
@@ -966,7 +1190,16 @@ impl Filesystem for FamfsFs {
         reply.error(Errno::EPERM);
     }
 
-    fn rename(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _np: INodeNo, _nn: &OsStr, _f: RenameFlags, reply: ReplyEmpty) {
+    fn rename(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _np: INodeNo,
+        _nn: &OsStr,
+        _f: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
         self.stats.count(Op::Rename);
         reply.error(Errno::EPERM);
     }
@@ -981,7 +1214,16 @@ impl Filesystem for FamfsFs {
         reply.error(Errno::EINVAL);
     }
 
-    fn fallocate(&self, _req: &Request, _i: INodeNo, _fh: FileHandle, _o: u64, _l: u64, _m: i32, reply: ReplyEmpty) {
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _o: u64,
+        _l: u64,
+        _m: i32,
+        reply: ReplyEmpty,
+    ) {
         // Space is allocated once, by `famfs creat`.
         self.stats.count(Op::Fallocate);
         reply.error(Errno::EPERM);

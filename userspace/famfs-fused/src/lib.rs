@@ -29,8 +29,8 @@ pub mod mounts;
 pub mod stats;
 pub mod wire;
 
-pub use fs::{FamfsFs, META_DIR_INO, META_LOG_INO, META_SB_INO};
 pub use famfs_meta::Role;
+pub use fs::{FamfsFs, META_DIR_INO, META_LOG_INO, META_SB_INO};
 pub use stats::{parse_stats, Op, Stats};
 
 use famfs_format::SB_SIZE;
@@ -61,23 +61,38 @@ pub enum FusedError {
     #[error("{0}")]
     Media(#[from] MediaError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{device} is already mounted as famfs on {mountpoint}")]
-    AlreadyMounted { device: PathBuf, mountpoint: PathBuf },
+    AlreadyMounted {
+        device: PathBuf,
+        mountpoint: PathBuf,
+    },
     #[error("{0}: something is already mounted there")]
     MountPointBusy(PathBuf),
     #[error("{0}: not a directory")]
     NotADirectory(PathBuf),
     #[error("famfs.ko: {what}: {source}")]
-    Module { what: String, source: std::io::Error },
+    Module {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("the fmap of {0} cannot be sent to the module: {1}")]
     Wire(String, wire::WireError),
     #[error("mount on {path} failed: {source} (is /dev/fuse present and fusermount3 installed? apt-get install fuse3)")]
-    Mount { path: PathBuf, source: std::io::Error },
+    Mount {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> FusedError {
-    FusedError::Io { path: path.to_path_buf(), source }
+    FusedError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// How file data is served.
@@ -141,7 +156,10 @@ impl ServerOptions {
 /// Refuses a device already mounted as famfs and a mount point that is not an unused directory.
 pub fn check_mountable(device: &Path, mountpoint: &Path) -> Result<(), FusedError> {
     if let Some(m) = mounts::famfs_mount_of(device) {
-        return Err(FusedError::AlreadyMounted { device: device.to_path_buf(), mountpoint: m });
+        return Err(FusedError::AlreadyMounted {
+            device: device.to_path_buf(),
+            mountpoint: m,
+        });
     }
     let md = std::fs::metadata(mountpoint).map_err(|e| io_err(mountpoint, e))?;
     if !md.is_dir() {
@@ -180,9 +198,19 @@ impl ModuleCtx {
         if index == 0 || self.secondaries.contains_key(&index) {
             return Ok(());
         }
-        let dev = famfs.devices().get(index as usize).ok_or_else(|| format!("device {index} is not in the log's device table"))?;
+        let dev = famfs
+            .devices()
+            .get(index as usize)
+            .ok_or_else(|| format!("device {index} is not in the log's device table"))?;
         let mut cands = famfs_meta::resolver::cached_paths(&famfs.superblock().fs_uuid, &dev.uuid);
-        cands.extend(famfs.devices().iter().skip(1).filter(|d| !d.name.is_empty()).map(|d| PathBuf::from(&d.name)));
+        cands.extend(
+            famfs
+                .devices()
+                .iter()
+                .skip(1)
+                .filter(|d| !d.name.is_empty())
+                .map(|d| PathBuf::from(&d.name)),
+        );
         cands.extend(famfs_meta::dax_devices());
         let mut checked = 0;
         let mut last = String::new();
@@ -208,7 +236,13 @@ impl ModuleCtx {
                 }
             };
             let at = c.display().to_string();
-            if let Some(why) = devcheck::secondary_change(index, &at, Ok(sb), &famfs.superblock().fs_uuid, &dev.uuid) {
+            if let Some(why) = devcheck::secondary_change(
+                index,
+                &at,
+                Ok(sb),
+                &famfs.superblock().fs_uuid,
+                &dev.uuid,
+            ) {
                 last = why;
                 continue;
             }
@@ -216,8 +250,15 @@ impl ModuleCtx {
                 last = format!("{at}: it is {size} bytes, the log says {}", dev.size);
                 continue;
             }
-            let size = self.control.attach_daxdev(&f, index).map_err(|e| format!("famfs.ko: attach {} at index {index}: {e}", c.display()))?;
-            log::info!("attached {} ({size} bytes) at index {index} (device uuid {})", c.display(), famfs_format::format_uuid(&dev.uuid));
+            let size = self
+                .control
+                .attach_daxdev(&f, index)
+                .map_err(|e| format!("famfs.ko: attach {} at index {index}: {e}", c.display()))?;
+            log::info!(
+                "attached {} ({size} bytes) at index {index} (device uuid {})",
+                c.display(),
+                famfs_format::format_uuid(&dev.uuid)
+            );
             match self.sb_probe(index) {
                 Ok(p) => {
                     self.sb_probes.insert(index, p);
@@ -240,8 +281,15 @@ impl ModuleCtx {
     /// A read-only module file over the superblock region of attached device `index`.
     fn sb_probe(&self, index: u32) -> Result<std::fs::File, String> {
         let msg = wire::superblock_wire_on(index).map_err(|e| e.to_string())?;
-        let f = self.control.create_file(&msg, abi::CREATE_READ_ONLY | abi::CREATE_CLOEXEC, 0o400, 0, 0);
-        f.map(|d| d.file).map_err(|e| format!("famfs.ko: create the superblock file of device {index}: {e}"))
+        let f = self.control.create_file(
+            &msg,
+            abi::CREATE_READ_ONLY | abi::CREATE_CLOEXEC,
+            0o400,
+            0,
+            0,
+        );
+        f.map(|d| d.file)
+            .map_err(|e| format!("famfs.ko: create the superblock file of device {index}: {e}"))
     }
 }
 
@@ -262,10 +310,18 @@ impl Server {
             match Control::open_path(&opts.control_path) {
                 Ok(c) => Some(c),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    log::info!("{} not found (famfs.ko not loaded)", opts.control_path.display());
+                    log::info!(
+                        "{} not found (famfs.ko not loaded)",
+                        opts.control_path.display()
+                    );
                     None
                 }
-                Err(e) => return Err(FusedError::Module { what: format!("open {}", opts.control_path.display()), source: e }),
+                Err(e) => {
+                    return Err(FusedError::Module {
+                        what: format!("open {}", opts.control_path.display()),
+                        source: e,
+                    })
+                }
             }
         } else {
             None
@@ -281,8 +337,16 @@ impl Server {
                 // a read-only device still serves reads (writes then fail with EROFS).
                 let media = match Media::open(&opts.device, Access::ReadWrite) {
                     Ok(m) => m,
-                    Err(MediaError::Io { source, .. }) if matches!(source.raw_os_error(), Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM)) => {
-                        log::warn!("{}: no write access; file writes will fail with EROFS", opts.device.display());
+                    Err(MediaError::Io { source, .. })
+                        if matches!(
+                            source.raw_os_error(),
+                            Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM)
+                        ) =>
+                    {
+                        log::warn!(
+                            "{}: no write access; file writes will fail with EROFS",
+                            opts.device.display()
+                        );
                         Media::open(&opts.device, Access::ReadOnly)?
                     }
                     Err(e) => return Err(e.into()),
@@ -348,8 +412,12 @@ impl Server {
         };
         cfg.n_threads = Some(opts.threads.max(1));
         let before = socket_fds();
-        let session = fuser::Session::new(self.fs, &opts.mountpoint, &cfg)
-            .map_err(|e| FusedError::Mount { path: opts.mountpoint.clone(), source: e })?;
+        let session = fuser::Session::new(self.fs, &opts.mountpoint, &cfg).map_err(|e| {
+            FusedError::Mount {
+                path: opts.mountpoint.clone(),
+                source: e,
+            }
+        })?;
         pin_helper_sockets(&before);
         Ok(session)
     }
@@ -359,12 +427,20 @@ impl Server {
 /// log through them. The raw device cannot be mapped when it is bound to `fsdev_dax` (the only
 /// binding the module accepts), so all metadata is read through the module's files, which
 /// famfs-media maps as the meta files of a mount (from our own descriptors, never by path).
-fn open_through_module(control: Control, control_path: &Path, device: &Path) -> Result<(Famfs, ModuleCtx), FusedError> {
+fn open_through_module(
+    control: Control,
+    control_path: &Path,
+    device: &Path,
+) -> Result<(Famfs, ModuleCtx), FusedError> {
     let modf = |what: &str| {
         let what = what.to_string();
         move |source| FusedError::Module { what, source }
     };
-    let dev = std::fs::OpenOptions::new().read(true).write(true).open(device).map_err(|e| io_err(device, e))?;
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(|e| io_err(device, e))?;
     let size = control.attach_daxdev(&dev, 0).map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::EBUSY) => " (the device is in use: mounted, or held by another famfs.ko user?)",
@@ -375,25 +451,38 @@ fn open_through_module(control: Control, control_path: &Path, device: &Path) -> 
     })?;
     log::info!("attached {} ({} bytes) at index 0", device.display(), size);
     let ro = abi::CREATE_READ_ONLY | abi::CREATE_CLOEXEC;
-    let sb_msg = wire::superblock_wire().map_err(|e| FusedError::Wire(".meta/.superblock".into(), e))?;
-    let sb_file = control.create_file(&sb_msg, ro, 0o444, 0, 0).map_err(modf("create the superblock file"))?;
+    let sb_msg =
+        wire::superblock_wire().map_err(|e| FusedError::Wire(".meta/.superblock".into(), e))?;
+    let sb_file = control
+        .create_file(&sb_msg, ro, 0o444, 0, 0)
+        .map_err(modf("create the superblock file"))?;
     let mut sbb = [0u8; SB_SIZE];
-    (&sb_file.file).read_exact(&mut sbb).map_err(|e| io_err(Path::new(".meta/.superblock"), e))?;
+    (&sb_file.file)
+        .read_exact(&mut sbb)
+        .map_err(|e| io_err(Path::new(".meta/.superblock"), e))?;
     let sb = famfs_format::Superblock::decode(&sbb).map_err(MediaError::from)?;
     let role = match famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()) {
         Ok(u) if u == sb.system_uuid => Role::Master,
         _ => Role::Client,
     };
-    let log_msg = wire::log_wire(sb.log_len).map_err(|e| FusedError::Wire(".meta/.log".into(), e))?;
+    let log_msg =
+        wire::log_wire(sb.log_len).map_err(|e| FusedError::Wire(".meta/.log".into(), e))?;
     let (flags, mode) = match role {
         Role::Master => (abi::CREATE_CLOEXEC, 0o644),
         Role::Client => (ro, 0o444),
     };
-    let log_file = control.create_file(&log_msg, flags, mode, 0, 0).map_err(modf("create the log file"))?;
+    let log_file = control
+        .create_file(&log_msg, flags, mode, 0, 0)
+        .map_err(modf("create the log file"))?;
     // The server itself only reads the log; appends come from the CLI through the mount. The
     // media is built from duplicates of the two files just made: nothing goes through a path.
     let dup = |f: &DaxFile, what: &str| f.file.try_clone().map_err(|e| io_err(Path::new(what), e));
-    let opened = Media::from_meta_files(device, dup(&sb_file, ".meta/.superblock")?, dup(&log_file, ".meta/.log")?, Access::ReadOnly)?;
+    let opened = Media::from_meta_files(
+        device,
+        dup(&sb_file, ".meta/.superblock")?,
+        dup(&log_file, ".meta/.log")?,
+        Access::ReadOnly,
+    )?;
     let famfs = Famfs::from_media(opened)?;
     debug_assert_eq!(famfs.superblock().log_len, sb.log_len);
     let mut sb_probes = std::collections::BTreeMap::new();
@@ -435,7 +524,9 @@ pub fn raise_nofile_limit() {
 
 /// The descriptors of this process that are sockets.
 fn socket_fds() -> std::collections::HashSet<i32> {
-    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else { return Default::default() };
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return Default::default();
+    };
     rd.filter_map(|e| {
         let e = e.ok()?;
         let fd: i32 = e.file_name().to_str()?.parse().ok()?;

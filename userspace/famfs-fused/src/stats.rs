@@ -77,9 +77,18 @@ impl Stats {
         for op in Op::ALL {
             s.push_str(&format!("{} {}\n", op.name(), self.get(*op)));
         }
-        s.push_str(&format!("passthrough_opens {}\n", self.passthrough_opens.load(Ordering::Relaxed)));
-        s.push_str(&format!("dax_files_created {}\n", self.dax_files_created.load(Ordering::Relaxed)));
-        s.push_str(&format!("log_plays {}\n", self.log_plays.load(Ordering::Relaxed)));
+        s.push_str(&format!(
+            "passthrough_opens {}\n",
+            self.passthrough_opens.load(Ordering::Relaxed)
+        ));
+        s.push_str(&format!(
+            "dax_files_created {}\n",
+            self.dax_files_created.load(Ordering::Relaxed)
+        ));
+        s.push_str(&format!(
+            "log_plays {}\n",
+            self.log_plays.load(Ordering::Relaxed)
+        ));
         s
     }
 

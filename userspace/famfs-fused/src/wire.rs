@@ -8,7 +8,10 @@
 //! truncating, and every message it returns has been validated by `Fmap::parse` (the builder
 //! does that in `finish`), so the module never sees a map we did not check ourselves.
 
-use famfs_fmap::{encode_interleaved, encode_simple, FileType, FmapError, InterleaveSpec, SimpleExtent, MAX_MSG_LEN};
+use famfs_fmap::{
+    encode_interleaved, encode_simple, FileType, FmapError, InterleaveSpec, SimpleExtent,
+    MAX_MSG_LEN,
+};
 use famfs_format::{Extent, Fmap, LOG_OFFSET, SB_REGION_LEN};
 use thiserror::Error;
 
@@ -48,11 +51,20 @@ pub fn wire_fmap(file_type: FileType, size: u64, fmap: &Fmap) -> Result<Vec<u8>,
             encode_simple(&mut buf, file_type, size, &exts).map_err(WireError::Fmap)?
         }
         Fmap::Interleaved(il) => {
-            let strips = il.strips().iter().map(simple).collect::<Result<Vec<_>, _>>()?;
-            let chunk_size = u32::try_from(il.chunk_size()).map_err(|_| WireError::ChunkSize(il.chunk_size()))?;
+            let strips = il
+                .strips()
+                .iter()
+                .map(simple)
+                .collect::<Result<Vec<_>, _>>()?;
+            let chunk_size = u32::try_from(il.chunk_size())
+                .map_err(|_| WireError::ChunkSize(il.chunk_size()))?;
             // The on-media format has one interleaved extent covering the whole file; the C
             // tools also store the file size as its `nbytes`, which the wire rules allow.
-            let spec = InterleaveSpec { chunk_size, nbytes: size, strips: &strips };
+            let spec = InterleaveSpec {
+                chunk_size,
+                nbytes: size,
+                strips: &strips,
+            };
             encode_interleaved(&mut buf, file_type, size, &[spec]).map_err(WireError::Fmap)?
         }
     };
@@ -70,8 +82,13 @@ pub fn superblock_wire() -> Result<Vec<u8>, WireError> {
 /// that the device still holds the mounted file system.
 pub fn superblock_wire_on(devindex: u32) -> Result<Vec<u8>, WireError> {
     let mut buf = vec![0u8; MAX_MSG_LEN];
-    let e = SimpleExtent { devindex, offset: 0, len: SB_REGION_LEN };
-    let len = encode_simple(&mut buf, FileType::Superblock, SB_REGION_LEN, &[e]).map_err(WireError::Fmap)?;
+    let e = SimpleExtent {
+        devindex,
+        offset: 0,
+        len: SB_REGION_LEN,
+    };
+    let len = encode_simple(&mut buf, FileType::Superblock, SB_REGION_LEN, &[e])
+        .map_err(WireError::Fmap)?;
     buf.truncate(len);
     Ok(buf)
 }
@@ -79,7 +96,11 @@ pub fn superblock_wire_on(devindex: u32) -> Result<Vec<u8>, WireError> {
 /// The wire message of `.meta/.log`: `log_len` bytes at device offset 2 MiB.
 pub fn log_wire(log_len: u64) -> Result<Vec<u8>, WireError> {
     let mut buf = vec![0u8; MAX_MSG_LEN];
-    let e = SimpleExtent { devindex: 0, offset: LOG_OFFSET, len: log_len };
+    let e = SimpleExtent {
+        devindex: 0,
+        offset: LOG_OFFSET,
+        len: log_len,
+    };
     let len = encode_simple(&mut buf, FileType::Log, log_len, &[e]).map_err(WireError::Fmap)?;
     buf.truncate(len);
     Ok(buf)
@@ -95,7 +116,8 @@ mod tests {
 
     #[test]
     fn simple_map_round_trips() {
-        let fmap = Fmap::simple(vec![Extent::new(10 * M2, 2 * M2), Extent::new(40 * M2, M2)]).unwrap();
+        let fmap =
+            Fmap::simple(vec![Extent::new(10 * M2, 2 * M2), Extent::new(40 * M2, M2)]).unwrap();
         let size = 3 * M2 - 7;
         let msg = wire_fmap(FileType::Regular, size, &fmap).unwrap();
         let w = Wire::parse(&msg).unwrap();
@@ -107,13 +129,21 @@ mod tests {
         for off in [0, 1, M2 - 1, M2, 2 * M2 - 1, 2 * M2, size - 1] {
             let r = w.resolve(off).unwrap();
             let s = fmap.resolve(off).unwrap();
-            assert_eq!((r.devindex as u64, r.dev_offset), (s.devindex, s.offset), "offset {off}");
+            assert_eq!(
+                (r.devindex as u64, r.dev_offset),
+                (s.devindex, s.offset),
+                "offset {off}"
+            );
         }
     }
 
     #[test]
     fn interleaved_map_round_trips() {
-        let strips = vec![Extent::new(100 * M2, 4 * M2), Extent::new(200 * M2, 4 * M2), Extent::new(300 * M2, 4 * M2)];
+        let strips = vec![
+            Extent::new(100 * M2, 4 * M2),
+            Extent::new(200 * M2, 4 * M2),
+            Extent::new(300 * M2, 4 * M2),
+        ];
         let fmap = Fmap::Interleaved(Interleave::new(M2, strips).unwrap());
         let size = 11 * M2 + 12345;
         let msg = wire_fmap(FileType::Regular, size, &fmap).unwrap();
@@ -147,13 +177,27 @@ mod tests {
 
     #[test]
     fn refuses_what_the_wire_cannot_hold() {
-        let big = Extent { devindex: 1 << 40, offset: M2, len: M2 };
+        let big = Extent {
+            devindex: 1 << 40,
+            offset: M2,
+            len: M2,
+        };
         let fmap = Fmap::Simple(vec![big]);
-        assert_eq!(wire_fmap(FileType::Regular, 1, &fmap), Err(WireError::DevIndex(1 << 40)));
-        let fmap = Fmap::Interleaved(Interleave::new(1 << 33, vec![Extent::new(M2, 1 << 33)]).unwrap());
-        assert_eq!(wire_fmap(FileType::Regular, 1, &fmap), Err(WireError::ChunkSize(1 << 33)));
+        assert_eq!(
+            wire_fmap(FileType::Regular, 1, &fmap),
+            Err(WireError::DevIndex(1 << 40))
+        );
+        let fmap =
+            Fmap::Interleaved(Interleave::new(1 << 33, vec![Extent::new(M2, 1 << 33)]).unwrap());
+        assert_eq!(
+            wire_fmap(FileType::Regular, 1, &fmap),
+            Err(WireError::ChunkSize(1 << 33))
+        );
         // A map shorter than the file is refused by the wire validation, not sent to the module.
         let fmap = Fmap::simple(vec![Extent::new(M2, M2)]).unwrap();
-        assert!(matches!(wire_fmap(FileType::Regular, M2 + 1, &fmap), Err(WireError::Fmap(FmapError::ShortMap))));
+        assert!(matches!(
+            wire_fmap(FileType::Regular, M2 + 1, &fmap),
+            Err(WireError::Fmap(FmapError::ShortMap))
+        ));
     }
 }

@@ -18,10 +18,23 @@ const M2: u64 = 2 << 20;
 fn preflight() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: these tests need FUSE (modprobe fuse)");
-        let ok = Command::new("fusermount3").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
-        assert!(ok, "fusermount3 is missing: install Debian's fuse3 package (apt-get install fuse3)");
-        assert!(nix::unistd::geteuid().is_root(), "these tests mount file systems and must run as root");
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "/dev/fuse is missing: these tests need FUSE (modprobe fuse)"
+        );
+        let ok = Command::new("fusermount3")
+            .arg("-V")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "fusermount3 is missing: install Debian's fuse3 package (apt-get install fuse3)"
+        );
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests mount file systems and must run as root"
+        );
         // One system uuid file for the whole test process, so that the images we make are ours
         // (master role) in this process and in the servers it starts.
         let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("famfs-fused-tests.system_uuid");
@@ -57,7 +70,11 @@ struct Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         if is_mounted(&self.mnt) {
-            let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(&self.mnt).status();
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&self.mnt)
+                .status();
         }
         if let Some(c) = &mut self.child {
             let _ = c.kill();
@@ -68,7 +85,8 @@ impl Drop for Fixture {
 
 fn is_mounted(mnt: &Path) -> bool {
     let t = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    t.lines().any(|l| l.split_whitespace().nth(1) == Some(mnt.to_str().unwrap()))
+    t.lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(mnt.to_str().unwrap()))
 }
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -80,7 +98,9 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
 }
 
 fn rp(s: &str) -> RelPath {
@@ -97,19 +117,49 @@ impl Fixture {
         format_image(&img);
         let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
         fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
-        let f1 = fs.create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
+        let f1 = fs
+            .create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous)
+            .unwrap();
         fs.write_data(f1, 0, &pattern(1, 1000)).unwrap();
-        let f2 = fs.create_file(&rp("a/b/big"), 5 * M2 + 17, 0o640, 12, 34, Layout::Contiguous).unwrap();
-        fs.write_data(f2, 0, &pattern(2, (5 * M2 + 17) as usize)).unwrap();
-        Fixture { _dir: dir, img, mnt, child: None }
+        let f2 = fs
+            .create_file(
+                &rp("a/b/big"),
+                5 * M2 + 17,
+                0o640,
+                12,
+                34,
+                Layout::Contiguous,
+            )
+            .unwrap();
+        fs.write_data(f2, 0, &pattern(2, (5 * M2 + 17) as usize))
+            .unwrap();
+        Fixture {
+            _dir: dir,
+            img,
+            mnt,
+            child: None,
+        }
     }
 
     /// Starts the server in the background (daemon mode) and returns its stdout.
     fn mount_daemon(&self, extra: &[&str]) -> String {
-        let out = Command::new(BIN).args(extra).arg(&self.img).arg(&self.mnt).output().unwrap();
+        let out = Command::new(BIN)
+            .args(extra)
+            .arg(&self.img)
+            .arg(&self.mnt)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "famfs-fused failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
-        assert!(is_mounted(&self.mnt), "famfs-fused returned before the mount was live");
+        assert!(
+            out.status.success(),
+            "famfs-fused failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            is_mounted(&self.mnt),
+            "famfs-fused returned before the mount was live"
+        );
         stdout
     }
 
@@ -136,26 +186,43 @@ impl Fixture {
 }
 
 fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
-    r.expect_err("expected an error").raw_os_error().unwrap_or(0)
+    r.expect_err("expected an error")
+        .raw_os_error()
+        .unwrap_or(0)
 }
 
 #[test]
 fn serves_tree_data_and_refuses_namespace_changes() {
     let fx = Fixture::new();
     let out = fx.mount_daemon(&[]);
-    assert!(out.contains("role: master") && out.contains("mode: fallback"), "{out}");
+    assert!(
+        out.contains("role: master") && out.contains("mode: fallback"),
+        "{out}"
+    );
     // /proc/mounts: DEVICE MPT fuse.famfs
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let line = mounts.lines().find(|l| l.split_whitespace().nth(1) == fx.mnt.to_str()).unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == fx.mnt.to_str())
+        .unwrap();
     let f: Vec<_> = line.split_whitespace().collect();
     assert_eq!((f[0], f[2]), (fx.img.to_str().unwrap(), "fuse.famfs"));
-    assert!(f[3].contains("default_permissions") && f[3].contains("allow_other"), "{line}");
+    assert!(
+        f[3].contains("default_permissions") && f[3].contains("allow_other"),
+        "{line}"
+    );
 
     // Tree and attributes.
-    let mut root: Vec<_> = std::fs::read_dir(&fx.mnt).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut root: Vec<_> = std::fs::read_dir(&fx.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     root.sort();
     assert_eq!(root, [".meta", "a"]);
-    let mut a: Vec<_> = std::fs::read_dir(fx.p("a")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut a: Vec<_> = std::fs::read_dir(fx.p("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     a.sort();
     assert_eq!(a, ["b", "small"]);
     let big = std::fs::metadata(fx.p("a/b/big")).unwrap();
@@ -165,27 +232,49 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     let sb = std::fs::metadata(fx.p(".meta/.superblock")).unwrap();
     assert_eq!((sb.len(), sb.permissions().mode() & 0o777), (M2, 0o444));
     let log = std::fs::metadata(fx.p(".meta/.log")).unwrap();
-    assert_eq!((log.len(), log.permissions().mode() & 0o777), (DEFAULT_LOG_LEN, 0o644));
+    assert_eq!(
+        (log.len(), log.permissions().mode() & 0o777),
+        (DEFAULT_LOG_LEN, 0o644)
+    );
 
     // statfs: famfs capacity and free space, not the host's.
     let sv = nix::sys::statvfs::statvfs(&fx.mnt).unwrap();
     let fs = Famfs::open(&fx.img, Access::ReadOnly).unwrap();
     assert_eq!(sv.blocks() * sv.fragment_size(), 8 << 30);
-    assert_eq!(sv.blocks_free() * sv.fragment_size(), fs.bitmap().free_bytes());
+    assert_eq!(
+        sv.blocks_free() * sv.fragment_size(),
+        fs.bitmap().free_bytes()
+    );
     drop(fs);
 
     // Data reads equal what was written into the image.
     assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
-    assert_eq!(std::fs::read(fx.p("a/b/big")).unwrap(), pattern(2, (5 * M2 + 17) as usize));
+    assert_eq!(
+        std::fs::read(fx.p("a/b/big")).unwrap(),
+        pattern(2, (5 * M2 + 17) as usize)
+    );
     let mut sbb = vec![0u8; 8];
-    File::open(fx.p(".meta/.superblock")).unwrap().read_exact(&mut sbb).unwrap();
-    assert_eq!(u64::from_le_bytes(sbb.try_into().unwrap()), famfs_format::SB_MAGIC);
+    File::open(fx.p(".meta/.superblock"))
+        .unwrap()
+        .read_exact(&mut sbb)
+        .unwrap();
+    assert_eq!(
+        u64::from_le_bytes(sbb.try_into().unwrap()),
+        famfs_format::SB_MAGIC
+    );
 
     // Writes land in the image; they never extend the file.
     {
-        let f = OpenOptions::new().write(true).open(fx.p("a/b/big")).unwrap();
+        let f = OpenOptions::new()
+            .write(true)
+            .open(fx.p("a/b/big"))
+            .unwrap();
         f.write_all_at(b"through the mount", M2 + 3).unwrap();
-        assert_eq!(f.write_at(b"0123456789", 5 * M2 + 10).unwrap(), 7, "short write at the end");
+        assert_eq!(
+            f.write_at(b"0123456789", 5 * M2 + 10).unwrap(),
+            7,
+            "short write at the end"
+        );
         assert_eq!(errno(f.write_at(b"x", 5 * M2 + 17)), libc::EFBIG);
         assert_eq!(errno(f.write_at(b"x", 6 * M2)), libc::EFBIG);
     }
@@ -197,7 +286,10 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     let mut tail = vec![0u8; 7];
     fs.read_data(ino, 5 * M2 + 10, &mut tail).unwrap();
     assert_eq!(&tail, b"0123456");
-    assert_eq!(std::fs::metadata(fx.p("a/b/big")).unwrap().len(), 5 * M2 + 17);
+    assert_eq!(
+        std::fs::metadata(fx.p("a/b/big")).unwrap().len(),
+        5 * M2 + 17
+    );
     drop(fs);
 
     // Refusals (documented in Documentation/fuse-server.md): EPERM for namespace and size changes.
@@ -205,36 +297,90 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     assert_eq!(errno(std::fs::create_dir(fx.p("a/newdir"))), libc::EPERM);
     assert_eq!(errno(std::fs::remove_file(fx.p("a/small"))), libc::EPERM);
     assert_eq!(errno(std::fs::remove_dir(fx.p("a/b"))), libc::EPERM);
-    assert_eq!(errno(std::fs::rename(fx.p("a/small"), fx.p("a/renamed"))), libc::EPERM);
-    assert_eq!(errno(std::fs::hard_link(fx.p("a/small"), fx.p("a/link"))), libc::EPERM);
-    assert_eq!(errno(std::os::unix::fs::symlink("small", fx.p("a/sym"))), libc::EPERM);
-    let f = OpenOptions::new().write(true).open(fx.p("a/small")).unwrap();
+    assert_eq!(
+        errno(std::fs::rename(fx.p("a/small"), fx.p("a/renamed"))),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(std::fs::hard_link(fx.p("a/small"), fx.p("a/link"))),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(std::os::unix::fs::symlink("small", fx.p("a/sym"))),
+        libc::EPERM
+    );
+    let f = OpenOptions::new()
+        .write(true)
+        .open(fx.p("a/small"))
+        .unwrap();
     assert_eq!(errno(f.set_len(10)), libc::EPERM);
-    assert_eq!(errno(OpenOptions::new().write(true).truncate(true).open(fx.p("a/small"))), libc::EPERM);
-    assert_eq!(errno(std::fs::set_permissions(fx.p("a/small"), std::fs::Permissions::from_mode(0o600))), libc::EPERM);
-    assert_eq!(errno(OpenOptions::new().write(true).open(fx.p(".meta/.superblock"))), libc::EROFS);
+    assert_eq!(
+        errno(
+            OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(fx.p("a/small"))
+        ),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(std::fs::set_permissions(
+            fx.p("a/small"),
+            std::fs::Permissions::from_mode(0o600)
+        )),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(
+            OpenOptions::new()
+                .write(true)
+                .open(fx.p(".meta/.superblock"))
+        ),
+        libc::EROFS
+    );
     assert_eq!(std::fs::metadata(fx.p("a/small")).unwrap().len(), 1000);
 
     // A file created while mounted appears without remount (lookup miss re-plays). Appends go
     // through the mount: with the image's own path they are refused, naming the mount point.
     let mut fs = Famfs::open(&fx.mnt, Access::ReadWrite).unwrap();
-    fs.create_file(&rp("a/later"), 4096, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    fs.create_file(&rp("a/later"), 4096, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
     fs.mkdir(&rp("newdir"), 0o755, 0, 0).unwrap();
     drop(fs);
     let mut dev = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
-    let err = dev.mkdir(&rp("refused"), 0o755, 0, 0).unwrap_err().to_string();
-    assert!(err.contains(&format!("mounted at {}", fx.mnt.display())), "{err}");
+    let err = dev
+        .mkdir(&rp("refused"), 0o755, 0, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("mounted at {}", fx.mnt.display())),
+        "{err}"
+    );
     let n = dev.namespace().resolve("a/later").unwrap();
     dev.write_data(n, 0, b"late data").unwrap();
     drop(dev);
     let mut later = vec![0u8; 9];
-    File::open(fx.p("a/later")).unwrap().read_exact(&mut later).unwrap();
+    File::open(fx.p("a/later"))
+        .unwrap()
+        .read_exact(&mut later)
+        .unwrap();
     assert_eq!(&later, b"late data");
-    assert!(std::fs::read_dir(&fx.mnt).unwrap().any(|e| e.unwrap().file_name() == "newdir"), "readdir re-plays");
+    assert!(
+        std::fs::read_dir(&fx.mnt)
+            .unwrap()
+            .any(|e| e.unwrap().file_name() == "newdir"),
+        "readdir re-plays"
+    );
     // The explicit trigger `famfs logplay MPT` uses: read the logplay xattr of the root.
     let v = xattr(&fx.mnt, "user.famfs.logplay").unwrap();
-    assert!(v.contains("played 0 new entries") && v.contains("6 entries in the log"), "{v}");
-    assert_eq!(xattr(&fx.mnt, "user.famfs.mode").unwrap().trim(), "fallback master");
+    assert!(
+        v.contains("played 0 new entries") && v.contains("6 entries in the log"),
+        "{v}"
+    );
+    assert_eq!(
+        xattr(&fx.mnt, "user.famfs.mode").unwrap().trim(),
+        "fallback master"
+    );
     assert!(xattr(&fx.mnt, "user.nope").is_none());
 
     // flock on .meta/.log through the mount: exclusive among processes of this host.
@@ -255,18 +401,34 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     assert!(get("read") > 0 && get("write") > 0 && get("lookup") > 0);
 
     // A device already mounted is refused, and so is a mount point in use.
-    let again = Command::new(BIN).arg(&fx.img).arg(fx._dir.path()).output().unwrap();
+    let again = Command::new(BIN)
+        .arg(&fx.img)
+        .arg(fx._dir.path())
+        .output()
+        .unwrap();
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already mounted"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already mounted"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let img2 = fx._dir.path().join("img2");
     File::create(&img2).unwrap().set_len(4096).unwrap();
     let busy = Command::new(BIN).arg(&img2).arg(&fx.mnt).output().unwrap();
     assert!(!busy.status.success());
-    assert!(String::from_utf8_lossy(&busy.stderr).contains("already mounted there"), "{}", String::from_utf8_lossy(&busy.stderr));
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("already mounted there"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
 
     // Unmounting makes the daemon exit.
     drop((f, l1, l2));
-    assert!(unmount(&fx.mnt), "fusermount3 -u {} kept failing", fx.mnt.display());
+    assert!(
+        unmount(&fx.mnt),
+        "fusermount3 -u {} kept failing",
+        fx.mnt.display()
+    );
     assert!(!is_mounted(&fx.mnt));
 }
 
@@ -274,7 +436,13 @@ fn serves_tree_data_and_refuses_namespace_changes() {
 /// holds copies of our descriptors between its fork and exec, which makes the mount briefly busy.
 fn unmount(mnt: &Path) -> bool {
     (0..100).any(|_| {
-        let ok = Command::new("fusermount3").arg("-u").arg(mnt).stderr(std::process::Stdio::null()).status().unwrap().success();
+        let ok = Command::new("fusermount3")
+            .arg("-u")
+            .arg(mnt)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
         if !ok {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -296,7 +464,9 @@ fn kill_9_leaves_no_dead_mount() {
     let child = fx.child.as_mut().unwrap();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    wait_until("fusermount3 to unmount after the server died", 10, || !is_mounted(&fx.mnt));
+    wait_until("fusermount3 to unmount after the server died", 10, || {
+        !is_mounted(&fx.mnt)
+    });
 }
 
 #[test]
@@ -311,7 +481,11 @@ fn sigterm_unmounts_cleanly_and_writes_stats() {
     assert_eq!(&b[..], &pattern(1, 20)[10..]);
     drop(f);
     let child = fx.child.as_mut().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let end = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -344,23 +518,49 @@ fn replaced_file_system_goes_stale() {
     {
         let mut fs = Famfs::open(&other, Access::ReadWrite).unwrap();
         fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
-        let f = fs.create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
+        let f = fs
+            .create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous)
+            .unwrap();
         fs.write_data(f, 0, &pattern(9, 1000)).unwrap();
-        fs.create_file(&rp("a/new"), 1000, 0o644, 0, 0, Layout::Contiguous).unwrap();
+        fs.create_file(&rp("a/new"), 1000, 0o644, 0, 0, Layout::Contiguous)
+            .unwrap();
     }
     let mut head = vec![0u8; 64 << 20];
     File::open(&other).unwrap().read_exact(&mut head).unwrap();
-    OpenOptions::new().write(true).open(&fx.img).unwrap().write_all_at(&head, 0).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&fx.img)
+        .unwrap()
+        .write_all_at(&head, 0)
+        .unwrap();
 
     let estale = libc::ESTALE;
-    assert_eq!(errno(File::open(fx.p("a/small"))), estale, "open of an old path");
-    assert_eq!(errno(File::open(fx.p("a/new"))), estale, "lookup of a new path");
+    assert_eq!(
+        errno(File::open(fx.p("a/small"))),
+        estale,
+        "open of an old path"
+    );
+    assert_eq!(
+        errno(File::open(fx.p("a/new"))),
+        estale,
+        "lookup of a new path"
+    );
     assert_eq!(errno(std::fs::read_dir(fx.p("a"))), estale, "listing");
-    assert_eq!(errno(nix::sys::statfs::statfs(&fx.mnt).map_err(std::io::Error::from)), estale, "statfs");
+    assert_eq!(
+        errno(nix::sys::statfs::statfs(&fx.mnt).map_err(std::io::Error::from)),
+        estale,
+        "statfs"
+    );
     let mode = xattr(&fx.mnt, "user.famfs.mode").unwrap_or_default();
-    assert!(mode.contains("stale: the device now holds another file system"), "mode xattr: {mode}");
+    assert!(
+        mode.contains("stale: the device now holds another file system"),
+        "mode xattr: {mode}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("STALE MOUNT") && text.contains("re-formatted"), "server log: {text}");
+    assert!(
+        text.contains("STALE MOUNT") && text.contains("re-formatted"),
+        "server log: {text}"
+    );
     // The mount point itself still answers, and unmounts.
     assert!(fx.mnt.is_dir());
     assert!(unmount(&fx.mnt));
@@ -374,9 +574,15 @@ fn idle_server_notices_a_killed_superblock() {
     fx.mount_foreground(&["--log-file", log.to_str().unwrap()]);
     assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
     // mkfs.famfs -k: the magic zeroed.
-    OpenOptions::new().write(true).open(&fx.img).unwrap().write_all_at(&[0u8; 8], 0).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&fx.img)
+        .unwrap()
+        .write_all_at(&[0u8; 8], 0)
+        .unwrap();
     wait_until("the server to log the stale mount", 15, || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("STALE MOUNT") && t.contains("killed"))
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("STALE MOUNT") && t.contains("killed"))
     });
     assert_eq!(errno(File::open(fx.p("a/small"))), libc::ESTALE);
     assert!(unmount(&fx.mnt));
@@ -398,17 +604,49 @@ fn several_devices_fallback() {
     let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
     let m1 = Media::open(&img1, Access::ReadWrite).unwrap();
     let name1 = img1.display().to_string();
-    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes())).unwrap();
-    let one = fs.create_file(&rp("one"), 3 * M2 + 5, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes()))
+        .unwrap();
+    let one = fs
+        .create_file(&rp("one"), 3 * M2 + 5, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
     let p = famfs_alloc::InterleaveParams::new(2, 2, M2, 8 << 30).unwrap();
-    let st = fs.create_file(&rp("striped"), 7 * M2 + 1, 0o644, 0, 0, Layout::Interleaved(p)).unwrap();
+    let st = fs
+        .create_file(
+            &rp("striped"),
+            7 * M2 + 1,
+            0o644,
+            0,
+            0,
+            Layout::Interleaved(p),
+        )
+        .unwrap();
     let d1 = pattern(5, (3 * M2 + 5) as usize);
     let ds = pattern(6, (7 * M2 + 1) as usize);
     fs.write_data(one, 0, &d1).unwrap();
     fs.write_data(st, 0, &ds).unwrap();
-    let fmap_one = fs.namespace().get(one).unwrap().file().unwrap().fmap.clone();
-    assert!(fmap_one.extents().iter().all(|e| e.devindex == 1), "{fmap_one:?}");
-    let devs: std::collections::BTreeSet<u64> = fs.namespace().get(st).unwrap().file().unwrap().fmap.extents().iter().map(|e| e.devindex).collect();
+    let fmap_one = fs
+        .namespace()
+        .get(one)
+        .unwrap()
+        .file()
+        .unwrap()
+        .fmap
+        .clone();
+    assert!(
+        fmap_one.extents().iter().all(|e| e.devindex == 1),
+        "{fmap_one:?}"
+    );
+    let devs: std::collections::BTreeSet<u64> = fs
+        .namespace()
+        .get(st)
+        .unwrap()
+        .file()
+        .unwrap()
+        .fmap
+        .extents()
+        .iter()
+        .map(|e| e.devindex)
+        .collect();
     assert_eq!(devs.into_iter().collect::<Vec<_>>(), vec![0, 1]);
     drop(fs);
     fx.mount_foreground(&["--fallback"]);
@@ -420,19 +658,42 @@ fn several_devices_fallback() {
     drop(f);
     let seg = fmap_one.resolve(4096).unwrap();
     let mut got = [0u8; 12];
-    File::open(&img1).unwrap().read_exact_at(&mut got, seg.offset).unwrap();
+    File::open(&img1)
+        .unwrap()
+        .read_exact_at(&mut got, seg.offset)
+        .unwrap();
     assert_eq!(&got, b"THROUGH-FUSE");
     // Online devadd through the mount, then a file on the new device.
     let mut online = Famfs::open(&fx.mnt, Access::ReadWrite).unwrap();
     let m2 = Media::open(&img2, Access::ReadWrite).unwrap();
     let name2 = img2.display().to_string();
-    let idx = online.with_log_lock(|a| a.add_device(m2, &name2, *uuid::Uuid::new_v4().as_bytes())).unwrap();
+    let idx = online
+        .with_log_lock(|a| a.add_device(m2, &name2, *uuid::Uuid::new_v4().as_bytes()))
+        .unwrap();
     assert_eq!(idx, 2);
-    online.create_file(&rp("two"), M2, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    online
+        .create_file(&rp("two"), M2, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
     let two = online.namespace().resolve("two").unwrap();
-    assert_eq!(online.namespace().get(two).unwrap().file().unwrap().fmap.extents()[0].devindex, 2);
+    assert_eq!(
+        online
+            .namespace()
+            .get(two)
+            .unwrap()
+            .file()
+            .unwrap()
+            .fmap
+            .extents()[0]
+            .devindex,
+        2
+    );
     drop(online);
-    OpenOptions::new().write(true).open(fx.p("two")).unwrap().write_all_at(&vec![0x5a; M2 as usize], 0).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(fx.p("two"))
+        .unwrap()
+        .write_all_at(&vec![0x5a; M2 as usize], 0)
+        .unwrap();
     assert_eq!(std::fs::read(fx.p("two")).unwrap(), vec![0x5a; M2 as usize]);
     unmount(&fx.mnt);
     if let Some(mut c) = fx.child.take() {
@@ -458,22 +719,46 @@ fn statfs_counts_every_device() {
     let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
     let m1 = Media::open(&img1, Access::ReadWrite).unwrap();
     let name1 = img1.display().to_string();
-    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes())).unwrap();
+    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes()))
+        .unwrap();
     drop(fs);
     fx.mount_foreground(&["--fallback"]);
     let before = nix::sys::statfs::statfs(&fx.mnt).unwrap();
     assert_eq!(before.block_size() as u64, M2);
-    assert_eq!(before.blocks(), (8 << 30) / M2 + (8 << 30) / M2, "total blocks: both 8 GiB devices");
+    assert_eq!(
+        before.blocks(),
+        (8 << 30) / M2 + (8 << 30) / M2,
+        "total blocks: both 8 GiB devices"
+    );
     // A new file on device 1 (the most free: the primary holds the superblock, log and files).
     let mut online = Famfs::open(&fx.mnt, Access::ReadWrite).unwrap();
-    online.create_file(&rp("on-dev1"), 3 * M2 + 5, 0o644, 0, 0, Layout::Contiguous).unwrap();
+    online
+        .create_file(&rp("on-dev1"), 3 * M2 + 5, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
     let ino = online.namespace().resolve("on-dev1").unwrap();
-    assert!(online.namespace().get(ino).unwrap().file().unwrap().fmap.extents().iter().all(|e| e.devindex == 1));
+    assert!(online
+        .namespace()
+        .get(ino)
+        .unwrap()
+        .file()
+        .unwrap()
+        .fmap
+        .extents()
+        .iter()
+        .all(|e| e.devindex == 1));
     drop(online);
     let after = nix::sys::statfs::statfs(&fx.mnt).unwrap();
     assert_eq!(after.blocks(), before.blocks());
-    assert_eq!(before.blocks_free() - after.blocks_free(), 4, "a 3 x 2 MiB + 5 byte file on device 1 takes 4 units");
-    assert!(after.blocks_free() > (8 << 30) / M2, "free space of both devices: {}", after.blocks_free());
+    assert_eq!(
+        before.blocks_free() - after.blocks_free(),
+        4,
+        "a 3 x 2 MiB + 5 byte file on device 1 takes 4 units"
+    );
+    assert!(
+        after.blocks_free() > (8 << 30) / M2,
+        "free space of both devices: {}",
+        after.blocks_free()
+    );
 }
 
 /// A secondary device re-formatted by another file system under a fallback mount: the server
@@ -489,9 +774,21 @@ fn secondary_taken_by_another_file_system_goes_stale() {
     let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
     let m1 = Media::open(&img1, Access::ReadWrite).unwrap();
     let name1 = img1.display().to_string();
-    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes())).unwrap();
-    let one = fs.create_file(&rp("one"), M2, 0o644, 0, 0, Layout::Contiguous).unwrap();
-    assert!(fs.namespace().get(one).unwrap().file().unwrap().fmap.extents().iter().all(|e| e.devindex == 1));
+    fs.with_log_lock(|a| a.add_device(m1, &name1, *uuid::Uuid::new_v4().as_bytes()))
+        .unwrap();
+    let one = fs
+        .create_file(&rp("one"), M2, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
+    assert!(fs
+        .namespace()
+        .get(one)
+        .unwrap()
+        .file()
+        .unwrap()
+        .fmap
+        .extents()
+        .iter()
+        .all(|e| e.devindex == 1));
     fs.write_data(one, 0, &pattern(3, M2 as usize)).unwrap();
     drop(fs);
     let log = dir.join("server.log");
@@ -502,12 +799,31 @@ fn secondary_taken_by_another_file_system_goes_stale() {
     format_image(&other);
     let mut head = vec![0u8; 4096];
     File::open(&other).unwrap().read_exact(&mut head).unwrap();
-    OpenOptions::new().write(true).open(&img1).unwrap().write_all_at(&head, 0).unwrap();
-    assert_eq!(errno(File::open(fx.p("one"))), libc::ESTALE, "open of a file on the taken device");
-    assert_eq!(errno(File::open(fx.p("a/small"))), libc::ESTALE, "open of a file on the primary");
+    OpenOptions::new()
+        .write(true)
+        .open(&img1)
+        .unwrap()
+        .write_all_at(&head, 0)
+        .unwrap();
+    assert_eq!(
+        errno(File::open(fx.p("one"))),
+        libc::ESTALE,
+        "open of a file on the taken device"
+    );
+    assert_eq!(
+        errno(File::open(fx.p("a/small"))),
+        libc::ESTALE,
+        "open of a file on the primary"
+    );
     let mode = xattr(&fx.mnt, "user.famfs.mode").unwrap_or_default();
-    assert!(mode.contains("stale: secondary device 1"), "mode xattr: {mode}");
+    assert!(
+        mode.contains("stale: secondary device 1"),
+        "mode xattr: {mode}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("STALE MOUNT") && text.contains("taken by another file system"), "server log: {text}");
+    assert!(
+        text.contains("STALE MOUNT") && text.contains("taken by another file system"),
+        "server log: {text}"
+    );
     assert!(unmount(&fx.mnt));
 }

@@ -72,15 +72,27 @@ impl Control {
 
     /// As [`Control::attach_daxdev`], with a raw descriptor (tests pass bad ones on purpose).
     pub fn attach_raw_fd(&self, fd: i32, index: u32) -> io::Result<u64> {
-        let mut args = abi::AttachDaxdevArgs { fd, index, ..Default::default() };
+        let mut args = abi::AttachDaxdevArgs {
+            fd,
+            index,
+            ..Default::default()
+        };
         // SAFETY: IOC_ATTACH_DAXDEV takes a `*mut AttachDaxdevArgs`.
         unsafe { ioctl_ptr(&self.file, abi::IOC_ATTACH_DAXDEV, &mut args)? };
         Ok(args.size)
     }
 
     /// Creates a DAX file whose data is described by the fmap message `fmap`.
-    pub fn create_file(&self, fmap: &[u8], flags: u32, mode: u32, uid: u32, gid: u32) -> io::Result<DaxFile> {
-        let fmap_len = u32::try_from(fmap.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    pub fn create_file(
+        &self,
+        fmap: &[u8],
+        flags: u32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> io::Result<DaxFile> {
+        let fmap_len =
+            u32::try_from(fmap.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
         let mut args = abi::CreateFileArgs {
             fmap_ptr: fmap.as_ptr() as u64,
             fmap_len,
@@ -95,7 +107,10 @@ impl Control {
         unsafe { ioctl_ptr(&self.file, abi::IOC_CREATE_FILE, &mut args)? };
         // SAFETY: On success the module installed a new descriptor that we now own.
         let file = File::from(unsafe { OwnedFd::from_raw_fd(args.fd) });
-        Ok(DaxFile { file, ino: args.ino })
+        Ok(DaxFile {
+            file,
+            ino: args.ino,
+        })
     }
 
     /// Revokes every file made through this open (`IOC_REVOKE`): the file system on its devices
@@ -116,7 +131,9 @@ impl Control {
     /// Another descriptor of the same open (the same daxdev table), e.g. for a thread that
     /// revokes while others keep using the first.
     pub fn try_clone(&self) -> io::Result<Self> {
-        Ok(Self { file: self.file.try_clone()? })
+        Ok(Self {
+            file: self.file.try_clone()?,
+        })
     }
 
     /// The control device's open file.

@@ -43,8 +43,15 @@ mod imp {
             // CPUID leaf 7, sub-leaf 0, EBX: bit 23 = CLFLUSHOPT, bit 24 = CLWB.
             // cpuid exists on every x86_64 CPU.
             let max_leaf = core::arch::x86_64::__cpuid(0).eax;
-            let ebx = if max_leaf >= 7 { core::arch::x86_64::__cpuid_count(7, 0).ebx } else { 0 };
-            Features { clflushopt: ebx & (1 << 23) != 0, clwb: ebx & (1 << 24) != 0 }
+            let ebx = if max_leaf >= 7 {
+                core::arch::x86_64::__cpuid_count(7, 0).ebx
+            } else {
+                0
+            };
+            Features {
+                clflushopt: ebx & (1 << 23) != 0,
+                clwb: ebx & (1 << 24) != 0,
+            }
         })
     }
 

@@ -15,7 +15,10 @@ pub mod cache;
 pub mod lock;
 pub mod mounts;
 
-use famfs_format::{FormatError, LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET, SB_REGION_LEN, SB_SIZE};
+use famfs_format::{
+    FormatError, LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET,
+    SB_REGION_LEN, SB_SIZE,
+};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -27,7 +30,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum MediaError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: not a devdax device, image file or famfs mount point")]
     Unsupported(PathBuf),
     #[error("{path}: only {size} bytes, too small to hold a famfs superblock")]
@@ -35,7 +41,11 @@ pub enum MediaError {
     #[error("{path}: cannot find the size of devdax device (tried {tried})")]
     NoDaxSize { path: PathBuf, tried: String },
     #[error("range [{offset:#x}, +{len:#x}) is outside the mapped media ({what})")]
-    OutOfRange { offset: u64, len: u64, what: &'static str },
+    OutOfRange {
+        offset: u64,
+        len: u64,
+        what: &'static str,
+    },
     #[error("media opened read-only; writes need read-write access")]
     ReadOnly,
     #[error(transparent)]
@@ -55,19 +65,29 @@ pub enum MediaError {
     #[error("{path}: the device is bound to {driver}, which famfs cannot use (want device_dax or fsdev_dax)")]
     UnknownDriver { path: PathBuf, driver: String },
     #[error("{path}: famfs.ko: {what}: {source}")]
-    Module { path: PathBuf, what: &'static str, source: std::io::Error },
+    Module {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error(
         "{path} is mounted at {mount}: appending with --device next to the mount would race its appenders; \
          give paths under {mount} instead (without --device), or unmount it first"
     )]
     Mounted { path: PathBuf, mount: PathBuf },
     #[error("cannot take the append lock {path}: {source} (FAMFS_LOCK_DIR names another directory for it)")]
-    Lock { path: PathBuf, source: std::io::Error },
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl MediaError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        MediaError::Io { path: path.to_path_buf(), source }
+        MediaError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -123,7 +143,11 @@ pub fn dax_sysfs_dir(path: &Path) -> Option<PathBuf> {
         return None;
     }
     let rdev = meta.rdev();
-    let by_devt = PathBuf::from(format!("/sys/dev/char/{}:{}", libc::major(rdev), libc::minor(rdev)));
+    let by_devt = PathBuf::from(format!(
+        "/sys/dev/char/{}:{}",
+        libc::major(rdev),
+        libc::minor(rdev)
+    ));
     if let Ok(dir) = std::fs::canonicalize(&by_devt) {
         if let Some(name) = dir.file_name() {
             let bus = Path::new("/sys/bus/dax/devices").join(name);
@@ -140,8 +164,13 @@ pub fn dax_sysfs_dir(path: &Path) -> Option<PathBuf> {
 /// The driver a devdax device is bound to; `None` when `path` is not a devdax device.
 pub fn dax_driver(path: &Path) -> Option<DaxDriver> {
     let dir = dax_sysfs_dir(path)?;
-    let Ok(target) = std::fs::read_link(dir.join("driver")) else { return Some(DaxDriver::Unbound) };
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Ok(target) = std::fs::read_link(dir.join("driver")) else {
+        return Some(DaxDriver::Unbound);
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Some(match name.as_str() {
         "device_dax" => DaxDriver::DeviceDax,
         "fsdev_dax" => DaxDriver::FsdevDax,
@@ -168,7 +197,10 @@ struct Region {
 
 impl Region {
     fn contains(&self, off: u64, len: u64) -> bool {
-        off >= self.base && off.checked_add(len).is_some_and(|end| end <= self.base + self.map.len() as u64)
+        off >= self.base
+            && off
+                .checked_add(len)
+                .is_some_and(|end| end <= self.base + self.map.len() as u64)
     }
 }
 
@@ -241,7 +273,10 @@ fn open_file(path: &Path, access: Access) -> Result<File, MediaError> {
 }
 
 fn map(file: &File, path: &Path, len: u64, access: Access) -> Result<MmapRaw, MediaError> {
-    let len = usize::try_from(len).map_err(|_| MediaError::TooSmall { path: path.into(), size: len })?;
+    let len = usize::try_from(len).map_err(|_| MediaError::TooSmall {
+        path: path.into(),
+        size: len,
+    })?;
     let mut opts = MmapOptions::new();
     opts.len(len);
     let r = match access {
@@ -266,8 +301,15 @@ pub fn dax_device_size(path: &Path, meta: &std::fs::Metadata) -> Result<u64, Med
             }
         }
     }
-    let tried = candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ");
-    Err(MediaError::NoDaxSize { path: path.into(), tried })
+    let tried = candidates
+        .iter()
+        .map(|c| c.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(MediaError::NoDaxSize {
+        path: path.into(),
+        tried,
+    })
 }
 
 impl Media {
@@ -284,9 +326,17 @@ impl Media {
                 Some(DaxDriver::FsdevDax) => return Self::open_through_module(path, access),
                 Some(DaxDriver::DeviceDax) | None => {}
                 Some(DaxDriver::Unbound) => {
-                    return Err(MediaError::UnknownDriver { path: path.into(), driver: "no driver".into() })
+                    return Err(MediaError::UnknownDriver {
+                        path: path.into(),
+                        driver: "no driver".into(),
+                    })
                 }
-                Some(DaxDriver::Other(d)) => return Err(MediaError::UnknownDriver { path: path.into(), driver: d }),
+                Some(DaxDriver::Other(d)) => {
+                    return Err(MediaError::UnknownDriver {
+                        path: path.into(),
+                        driver: d,
+                    })
+                }
             }
         }
         let file = open_file(path, access)?;
@@ -298,10 +348,26 @@ impl Media {
             return Err(MediaError::Unsupported(path.into()));
         };
         if size < SB_SIZE as u64 {
-            return Err(MediaError::TooSmall { path: path.into(), size });
+            return Err(MediaError::TooSmall {
+                path: path.into(),
+                size,
+            });
         }
         let map = map(&file, path, size, access)?;
-        Ok(Media { kind, path: path.into(), access, regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }], _file: Some(file), size, module: None, trace: None })
+        Ok(Media {
+            kind,
+            path: path.into(),
+            access,
+            regions: vec![Region {
+                map,
+                base: 0,
+                writable: access == Access::ReadWrite,
+            }],
+            _file: Some(file),
+            size,
+            module: None,
+            trace: None,
+        })
     }
 
     /// A devdax device bound to `fsdev_dax`: attach it to famfs.ko at index 0, have the module make
@@ -309,8 +375,16 @@ impl Media {
     fn open_through_module(path: &Path, access: Access) -> Result<Media, MediaError> {
         let control = match famfs_kmod::Control::open() {
             Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(MediaError::NeedsModule(path.into())),
-            Err(source) => return Err(MediaError::Module { path: path.into(), what: "open /dev/famfs", source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(MediaError::NeedsModule(path.into()))
+            }
+            Err(source) => {
+                return Err(MediaError::Module {
+                    path: path.into(),
+                    what: "open /dev/famfs",
+                    source,
+                })
+            }
         };
         let dev = open_file(path, access)?;
         let size = match control.attach_daxdev(&dev, 0) {
@@ -318,24 +392,41 @@ impl Media {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 // Mounted here: famfs.ko holds it for the server. Say where.
                 return Err(match mounts::famfs_mount_of_file(path) {
-                    Some(mount) => MediaError::MountedInUse { path: path.into(), mount },
+                    Some(mount) => MediaError::MountedInUse {
+                        path: path.into(),
+                        mount,
+                    },
                     None => MediaError::DeviceInUse(path.into()),
                 });
             }
-            Err(source) => return Err(MediaError::Module { path: path.into(), what: "attach the device", source }),
+            Err(source) => {
+                return Err(MediaError::Module {
+                    path: path.into(),
+                    what: "attach the device",
+                    source,
+                })
+            }
         };
         // Whole 2 MiB units only (the module maps in those); a device is always a multiple.
         let len = size & !(SB_REGION_LEN - 1);
         if len < SB_SIZE as u64 {
-            return Err(MediaError::TooSmall { path: path.into(), size });
+            return Err(MediaError::TooSmall {
+                path: path.into(),
+                size,
+            });
         }
         let mut msg = vec![0u8; famfs_fmap::MAX_MSG_LEN];
-        let ext = famfs_fmap::SimpleExtent { devindex: 0, offset: 0, len };
-        let n = famfs_fmap::encode_simple(&mut msg, famfs_fmap::FileType::Regular, len, &[ext]).map_err(|e| MediaError::Module {
-            path: path.into(),
-            what: "encode the device map",
-            source: std::io::Error::other(format!("{e:?}")),
-        })?;
+        let ext = famfs_fmap::SimpleExtent {
+            devindex: 0,
+            offset: 0,
+            len,
+        };
+        let n = famfs_fmap::encode_simple(&mut msg, famfs_fmap::FileType::Regular, len, &[ext])
+            .map_err(|e| MediaError::Module {
+                path: path.into(),
+                what: "encode the device map",
+                source: std::io::Error::other(format!("{e:?}")),
+            })?;
         msg.truncate(n);
         let mut flags = famfs_kmod::abi::CREATE_CLOEXEC;
         if access == Access::ReadOnly {
@@ -343,16 +434,27 @@ impl Media {
         }
         let dax = control
             .create_file(&msg, flags, 0o600, 0, 0)
-            .map_err(|source| MediaError::Module { path: path.into(), what: "create the device file", source })?;
+            .map_err(|source| MediaError::Module {
+                path: path.into(),
+                what: "create the device file",
+                source,
+            })?;
         let map = map(&dax.file, path, len, access)?;
         Ok(Media {
             kind: MediaKind::DaxDevice,
             path: path.into(),
             access,
-            regions: vec![Region { map, base: 0, writable: access == Access::ReadWrite }],
+            regions: vec![Region {
+                map,
+                base: 0,
+                writable: access == Access::ReadWrite,
+            }],
             _file: Some(dev),
             size: len,
-            module: Some(ModuleAccess { _file: dax, _control: control }),
+            module: Some(ModuleAccess {
+                _file: dax,
+                _control: control,
+            }),
             trace: None,
         })
     }
@@ -367,7 +469,7 @@ impl Media {
         let sb_path = mpt.join(".meta/.superblock");
         let log_path = mpt.join(".meta/.log");
         // A famfs mount is what the kernel says is one; any directory can hold .meta/.log.
-        if !mounts::mount_at(mpt).is_some_and(|m| m.fstype == mounts::FAMFS_FSTYPE) {
+        if mounts::mount_at(mpt).is_none_or(|m| m.fstype != mounts::FAMFS_FSTYPE) {
             return Err(MediaError::Unsupported(mpt.into()));
         }
         match nix::sys::statfs::statfs(mpt) {
@@ -388,17 +490,35 @@ impl Media {
     /// and the log file (mapped with `access`; its descriptor also serves the log lock). Nothing
     /// is opened by path: the FUSE server hands in the module's DAX files it made itself. `label`
     /// names the media in messages.
-    pub fn from_meta_files(label: &Path, sb_file: File, log_file: File, access: Access) -> Result<Media, MediaError> {
+    pub fn from_meta_files(
+        label: &Path,
+        sb_file: File,
+        log_file: File,
+        access: Access,
+    ) -> Result<Media, MediaError> {
         let sb_path = label.join(".meta/.superblock");
         let log_path = label.join(".meta/.log");
-        let sb_len = sb_file.metadata().map_err(|e| MediaError::io(&sb_path, e))?.len().min(SB_REGION_LEN);
+        let sb_len = sb_file
+            .metadata()
+            .map_err(|e| MediaError::io(&sb_path, e))?
+            .len()
+            .min(SB_REGION_LEN);
         if sb_len < SB_SIZE as u64 {
-            return Err(MediaError::TooSmall { path: sb_path, size: sb_len });
+            return Err(MediaError::TooSmall {
+                path: sb_path,
+                size: sb_len,
+            });
         }
         let sb_map = map(&sb_file, &sb_path, sb_len, Access::ReadOnly)?;
-        let log_len = log_file.metadata().map_err(|e| MediaError::io(&log_path, e))?.len();
+        let log_len = log_file
+            .metadata()
+            .map_err(|e| MediaError::io(&log_path, e))?
+            .len();
         if log_len < LOG_HEADER_SIZE as u64 {
-            return Err(MediaError::TooSmall { path: log_path, size: log_len });
+            return Err(MediaError::TooSmall {
+                path: log_path,
+                size: log_len,
+            });
         }
         let log_map = map(&log_file, &log_path, log_len, access)?;
         let mut m = Media {
@@ -406,8 +526,16 @@ impl Media {
             path: label.into(),
             access,
             regions: vec![
-                Region { map: sb_map, base: 0, writable: false },
-                Region { map: log_map, base: LOG_OFFSET, writable: access == Access::ReadWrite },
+                Region {
+                    map: sb_map,
+                    base: 0,
+                    writable: false,
+                },
+                Region {
+                    map: log_map,
+                    base: LOG_OFFSET,
+                    writable: access == Access::ReadWrite,
+                },
             ],
             _file: Some(log_file),
             size: 0,
@@ -427,13 +555,23 @@ impl Media {
         if size < SB_SIZE as u64 {
             return Err(MediaError::TooSmall { path, size });
         }
-        let len = usize::try_from(size).map_err(|_| MediaError::TooSmall { path: path.clone(), size })?;
-        let map = MmapOptions::new().len(len).map_anon().map_err(|e| MediaError::io(&path, e))?;
+        let len = usize::try_from(size).map_err(|_| MediaError::TooSmall {
+            path: path.clone(),
+            size,
+        })?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_anon()
+            .map_err(|e| MediaError::io(&path, e))?;
         Ok(Media {
             kind: MediaKind::Memory,
             path,
             access: Access::ReadWrite,
-            regions: vec![Region { map: MmapRaw::from(map), base: 0, writable: true }],
+            regions: vec![Region {
+                map: MmapRaw::from(map),
+                base: 0,
+                writable: true,
+            }],
             _file: None,
             size,
             module: None,
@@ -466,12 +604,21 @@ impl Media {
         self.kind != MediaKind::MetaFiles
     }
 
-    fn region(&self, off: u64, len: u64, what: &'static str) -> Result<(&Region, usize), MediaError> {
+    fn region(
+        &self,
+        off: u64,
+        len: u64,
+        what: &'static str,
+    ) -> Result<(&Region, usize), MediaError> {
         self.regions
             .iter()
             .find(|r| r.contains(off, len))
             .map(|r| (r, (off - r.base) as usize))
-            .ok_or(MediaError::OutOfRange { offset: off, len, what })
+            .ok_or(MediaError::OutOfRange {
+                offset: off,
+                len,
+                what,
+            })
     }
 
     /// Copies `buf.len()` bytes at device offset `off` into `buf` (no cache invalidation).
@@ -513,10 +660,16 @@ impl Media {
         unsafe {
             let dst = r.map.as_mut_ptr().add(rel);
             cache::copy_to_shared(data, dst);
-            self.record_op(|| MediaOp::Store { off, data: data.to_vec() });
+            self.record_op(|| MediaOp::Store {
+                off,
+                data: data.to_vec(),
+            });
             cache::publish(dst, data.len());
         }
-        self.record_op(|| MediaOp::CpuFlush { off, len: data.len() as u64 });
+        self.record_op(|| MediaOp::CpuFlush {
+            off,
+            len: data.len() as u64,
+        });
         Ok(())
     }
 
@@ -537,7 +690,9 @@ impl Media {
             return Ok(());
         }
         let (r, rel) = self.region(off, len, "sync")?;
-        r.map.flush_range(rel, len as usize).map_err(|e| MediaError::io(&self.path, e))?;
+        r.map
+            .flush_range(rel, len as usize)
+            .map_err(|e| MediaError::io(&self.path, e))?;
         self.record_op(|| MediaOp::Sync { off, len });
         Ok(())
     }
@@ -599,11 +754,15 @@ impl Media {
         }
         if matches!(self.kind, MediaKind::DaxDevice | MediaKind::Image) {
             if let Some(mount) = mounts::famfs_mount_of_file(&self.path) {
-                return Err(MediaError::Mounted { path: self.path.clone(), mount });
+                return Err(MediaError::Mounted {
+                    path: self.path.clone(),
+                    mount,
+                });
             }
         }
         let path = lock::lock_path(fs_uuid);
-        let file = lock::lock_exclusive(&path).map_err(|source| MediaError::Lock { path, source })?;
+        let file =
+            lock::lock_exclusive(&path).map_err(|source| MediaError::Lock { path, source })?;
         Ok(LogLock { file: Some(file) })
     }
 
@@ -633,7 +792,11 @@ impl Media {
         sb.log_geometry()
             .entry_offset(index)
             .map(|o| LOG_OFFSET + o)
-            .ok_or(MediaError::OutOfRange { offset: index, len: 1, what: "log entry index" })
+            .ok_or(MediaError::OutOfRange {
+                offset: index,
+                len: 1,
+                what: "log entry index",
+            })
     }
 
     /// Reads entry `index` raw bytes, fresh from memory. When the entry fails its integrity check
@@ -655,7 +818,13 @@ impl Media {
 
     /// Reads many consecutive entries' raw bytes in one go (after one invalidation). Used by log
     /// play; the per-entry retry is done by the caller through [`Media::read_log_entry`].
-    pub fn read_log_range(&self, sb: &Superblock, first: u64, count: u64, buf: &mut Vec<u8>) -> Result<(), MediaError> {
+    pub fn read_log_range(
+        &self,
+        sb: &Superblock,
+        first: u64,
+        count: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), MediaError> {
         if count == 0 {
             buf.clear();
             return Ok(());
@@ -668,7 +837,12 @@ impl Media {
 
     /// Writes a log entry's bytes into slot `index`, durably ([`Media::write_durable`]): the
     /// header that counts it must not reach memory first.
-    pub fn write_log_entry(&self, sb: &Superblock, index: u64, bytes: &[u8; LOG_ENTRY_SIZE]) -> Result<(), MediaError> {
+    pub fn write_log_entry(
+        &self,
+        sb: &Superblock,
+        index: u64,
+        bytes: &[u8; LOG_ENTRY_SIZE],
+    ) -> Result<(), MediaError> {
         self.write_durable(Self::entry_offset(sb, index)?, bytes)
     }
 
@@ -696,13 +870,25 @@ mod tests {
         let mut b = [0u8; 5];
         m.read_fresh(4096, &mut b).unwrap();
         assert_eq!(&b, b"hello");
-        assert!(matches!(m.read_at((16 << 20) - 2, &mut b), Err(MediaError::OutOfRange { .. })));
-        assert!(matches!(m.read_at(u64::MAX - 1, &mut b), Err(MediaError::OutOfRange { .. })));
-        assert!(matches!(m.read_superblock(), Err(MediaError::Format(FormatError::BadMagic { .. }))));
+        assert!(matches!(
+            m.read_at((16 << 20) - 2, &mut b),
+            Err(MediaError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            m.read_at(u64::MAX - 1, &mut b),
+            Err(MediaError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            m.read_superblock(),
+            Err(MediaError::Format(FormatError::BadMagic { .. }))
+        ));
         let ro = Media::open(&p, Access::ReadOnly).unwrap();
         assert!(matches!(ro.write_at(0, b"x"), Err(MediaError::ReadOnly)));
         // The append lock is named after the file system: no superblock, no lock.
-        assert!(matches!(m.lock_log(), Err(MediaError::Format(FormatError::BadMagic { .. }))));
+        assert!(matches!(
+            m.lock_log(),
+            Err(MediaError::Format(FormatError::BadMagic { .. }))
+        ));
     }
 
     #[test]
@@ -720,7 +906,10 @@ mod tests {
     #[test]
     fn memory_media() {
         let m = Media::memory(16 << 20).unwrap();
-        assert_eq!((m.kind(), m.size(), m.access()), (MediaKind::Memory, 16 << 20, Access::ReadWrite));
+        assert_eq!(
+            (m.kind(), m.size(), m.access()),
+            (MediaKind::Memory, 16 << 20, Access::ReadWrite)
+        );
         assert!(m.has_data());
         let mut b = [9u8; 4];
         m.read_fresh((16 << 20) - 4, &mut b).unwrap();
@@ -728,9 +917,15 @@ mod tests {
         m.write_at(LOG_OFFSET, b"log!").unwrap();
         m.read_at(LOG_OFFSET, &mut b).unwrap();
         assert_eq!(&b, b"log!");
-        assert!(matches!(m.write_at(16 << 20, b"x"), Err(MediaError::OutOfRange { .. })));
+        assert!(matches!(
+            m.write_at(16 << 20, b"x"),
+            Err(MediaError::OutOfRange { .. })
+        ));
         drop(m.lock_log().unwrap());
-        assert!(matches!(Media::memory(10), Err(MediaError::TooSmall { .. })));
+        assert!(matches!(
+            Media::memory(10),
+            Err(MediaError::TooSmall { .. })
+        ));
     }
 
     #[test]
@@ -738,9 +933,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("img");
         File::create(&p).unwrap().set_len(10).unwrap();
-        assert!(matches!(Media::open(&p, Access::ReadOnly), Err(MediaError::TooSmall { .. })));
-        assert!(matches!(Media::open(&dir.path().join("nope"), Access::ReadOnly), Err(MediaError::Io { .. })));
-        assert!(matches!(Media::open(dir.path(), Access::ReadOnly), Err(MediaError::Unsupported(_))));
+        assert!(matches!(
+            Media::open(&p, Access::ReadOnly),
+            Err(MediaError::TooSmall { .. })
+        ));
+        assert!(matches!(
+            Media::open(&dir.path().join("nope"), Access::ReadOnly),
+            Err(MediaError::Io { .. })
+        ));
+        assert!(matches!(
+            Media::open(dir.path(), Access::ReadOnly),
+            Err(MediaError::Unsupported(_))
+        ));
     }
 
     #[test]
@@ -755,16 +959,27 @@ mod tests {
         log[..48].copy_from_slice(&LogHeader::new(sb.log_geometry()).encode());
         std::fs::write(dir.path().join(".meta/.log"), &log).unwrap();
         // A directory holding meta files is not a mount.
-        assert!(matches!(Media::open(dir.path(), Access::ReadWrite), Err(MediaError::Unsupported(_))));
+        assert!(matches!(
+            Media::open(dir.path(), Access::ReadWrite),
+            Err(MediaError::Unsupported(_))
+        ));
         let f = |n: &str, a| open_file(&dir.path().join(".meta").join(n), a).unwrap();
-        let m = Media::from_meta_files(dir.path(), f(".superblock", Access::ReadOnly), f(".log", Access::ReadWrite), Access::ReadWrite)
-            .unwrap();
+        let m = Media::from_meta_files(
+            dir.path(),
+            f(".superblock", Access::ReadOnly),
+            f(".log", Access::ReadWrite),
+            Access::ReadWrite,
+        )
+        .unwrap();
         assert_eq!(m.kind(), MediaKind::MetaFiles);
         assert_eq!(m.size(), 8 << 30);
         assert!(!m.has_data());
         assert_eq!(m.read_superblock().unwrap(), sb);
         assert_eq!(m.read_log_header(&sb).unwrap().next_index(), 0);
-        assert!(matches!(m.write_at(LOG_OFFSET + DEFAULT_LOG_LEN, b"x"), Err(MediaError::OutOfRange { .. })));
+        assert!(matches!(
+            m.write_at(LOG_OFFSET + DEFAULT_LOG_LEN, b"x"),
+            Err(MediaError::OutOfRange { .. })
+        ));
         assert!(matches!(m.write_at(0, b"x"), Err(MediaError::ReadOnly)));
         m.write_at(LOG_OFFSET + 100, b"x").unwrap();
     }

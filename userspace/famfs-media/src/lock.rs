@@ -44,7 +44,10 @@ pub fn lock_path(fs_uuid: &[u8; 16]) -> PathBuf {
 pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -80,7 +83,10 @@ mod tests {
         drop(a);
         rustix::fs::flock(&b, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
         std::os::unix::fs::symlink(&p, d.path().join("link")).unwrap();
-        assert!(lock_exclusive(&d.path().join("link")).is_err(), "a symlink at the lock path is refused");
+        assert!(
+            lock_exclusive(&d.path().join("link")).is_err(),
+            "a symlink at the lock path is refused"
+        );
     }
 
     #[test]

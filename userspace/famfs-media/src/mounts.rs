@@ -37,7 +37,9 @@ pub fn unescape(s: &str) -> OsString {
     while i < b.len() {
         let oct = |c: &u8| (b'0'..=b'7').contains(c);
         if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(oct) {
-            let v = u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
             if let Ok(byte) = u8::try_from(v) {
                 out.push(byte);
                 i += 4;
@@ -68,7 +70,17 @@ pub fn parse_line(line: &str) -> Option<MountInfo> {
     let fstype = f.next()?.to_string();
     let source = PathBuf::from(unescape(f.next()?));
     let super_options = f.next().unwrap_or("").to_string();
-    Some(MountInfo { mount_id, parent_id, dev, root, mount_point, options, fstype, source, super_options })
+    Some(MountInfo {
+        mount_id,
+        parent_id,
+        dev,
+        root,
+        mount_point,
+        options,
+        fstype,
+        source,
+        super_options,
+    })
 }
 
 /// Parses the text of a mountinfo file (malformed lines are skipped).
@@ -78,7 +90,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
 
 /// This process's mounts, in mount order (empty when mountinfo cannot be read).
 pub fn current() -> Vec<MountInfo> {
-    std::fs::read_to_string("/proc/self/mountinfo").map(|t| parse_mountinfo(&t)).unwrap_or_default()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default()
 }
 
 fn canonical(p: &Path) -> PathBuf {
@@ -163,7 +177,11 @@ pub fn is_famfs_mount(path: &Path) -> bool {
 /// `path`, which need not exist yet) that is a mount point, if that mount is a famfs. The path is
 /// returned as spelled (not canonicalised), so callers can strip it from the user's paths.
 pub fn famfs_mount_containing(path: &Path) -> Option<PathBuf> {
-    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().ok()?.join(path) };
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
     let mounts = current();
     let mut p = abs.as_path();
     loop {
@@ -199,7 +217,10 @@ mod tests {
         assert_eq!(unescape("a\\"), OsString::from("a\\"));
         assert_eq!(unescape("a\\04"), OsString::from("a\\04"));
         assert_eq!(unescape("\\777"), OsString::from("\\777"));
-        assert_eq!(mount_at_in(&m, Path::new("/mnt/my famfs")).map(|m| m.mount_id), Some(36));
+        assert_eq!(
+            mount_at_in(&m, Path::new("/mnt/my famfs")).map(|m| m.mount_id),
+            Some(36)
+        );
     }
 
     #[test]

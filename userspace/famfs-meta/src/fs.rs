@@ -52,7 +52,10 @@ pub struct Problem {
 impl Problem {
     /// Whether this is damage (as opposed to a harmless duplicate).
     pub fn is_damage(&self) -> bool {
-        !matches!(self.kind, ProblemKind::Duplicate | ProblemKind::PartialUnit(_))
+        !matches!(
+            self.kind,
+            ProblemKind::Duplicate | ProblemKind::PartialUnit(_)
+        )
     }
 }
 
@@ -68,7 +71,9 @@ impl std::fmt::Display for Problem {
         match &self.kind {
             ProblemKind::BadEntry(e) => write!(f, ": invalid entry: {e}"),
             ProblemKind::Collision(e) => write!(f, ": {e}"),
-            ProblemKind::Conflict(ApplyConflict::Exists { .. }) => write!(f, ": directory over an existing file"),
+            ProblemKind::Conflict(ApplyConflict::Exists { .. }) => {
+                write!(f, ": directory over an existing file")
+            }
             ProblemKind::Conflict(ApplyConflict::ParentNotDir) => write!(f, ": a parent is a file"),
             ProblemKind::Duplicate => write!(f, ": path already exists; entry ignored"),
             ProblemKind::PartialUnit(e) => write!(f, ": {e}"),
@@ -153,20 +158,39 @@ impl Famfs {
         // The device size field is not covered by the crc; through meta files nothing else bounds
         // it, and the bitmap costs one bit per 2 MiB of it.
         if dev_size > MAX_DEVICE_SIZE {
-            return Err(MetaError::ImplausibleDeviceSize { size: dev_size, max: MAX_DEVICE_SIZE });
+            return Err(MetaError::ImplausibleDeviceSize {
+                size: dev_size,
+                max: MAX_DEVICE_SIZE,
+            });
         }
         let log_end = sb.data_offset();
         if media.kind() != MediaKind::MetaFiles && media.size() < log_end {
-            return Err(FormatError::DeviceTooSmall { device_size: media.size(), log_end }.into());
+            return Err(FormatError::DeviceTooSmall {
+                device_size: media.size(),
+                log_end,
+            }
+            .into());
         }
         let sup = system_uuid_path();
         // A host that cannot create its uuid file (no permission) can still read as a client.
         let (local_uuid, uuid_error) = match local_system_uuid(&sup) {
             Ok(u) => (Some(u), None),
-            Err(e) => (None, Some(format!("system uuid file {}: {e}", sup.display()))),
+            Err(e) => (
+                None,
+                Some(format!("system uuid file {}: {e}", sup.display())),
+            ),
         };
-        let role = if local_uuid == Some(sb.system_uuid) { Role::Master } else { Role::Client };
-        let primary = Device { index: 0, uuid: sb.dev_uuid, size: dev_size, name: sb.device_name_str() };
+        let role = if local_uuid == Some(sb.system_uuid) {
+            Role::Master
+        } else {
+            Role::Client
+        };
+        let primary = Device {
+            index: 0,
+            uuid: sb.dev_uuid,
+            size: dev_size,
+            name: sb.device_name_str(),
+        };
         let mut fs = Famfs {
             bitmaps: vec![Bitmap::new(dev_size, log_end)],
             devices: vec![primary],
@@ -241,12 +265,23 @@ impl Famfs {
     /// Checks that `media` holds secondary device `index` of this file system (a secondary
     /// superblock with our fs uuid and that device's uuid, and at least its size).
     pub fn check_secondary(&self, index: u32, media: &Media) -> Result<SecondarySuperblock> {
-        let dev = self.devices.get(index as usize).filter(|_| index > 0).ok_or(MetaError::NoSuchDevice(index.into()))?;
-        let wrong = |why: String| MetaError::WrongDevice { index, path: media.path().to_path_buf(), why };
+        let dev = self
+            .devices
+            .get(index as usize)
+            .filter(|_| index > 0)
+            .ok_or(MetaError::NoSuchDevice(index.into()))?;
+        let wrong = |why: String| MetaError::WrongDevice {
+            index,
+            path: media.path().to_path_buf(),
+            why,
+        };
         let sb = match media.read_any_superblock() {
             Ok(AnySuperblock::Secondary(s)) => s,
             Ok(AnySuperblock::Primary(p)) => {
-                return Err(wrong(format!("it holds a primary superblock (fs uuid {})", format_uuid(&p.fs_uuid))))
+                return Err(wrong(format!(
+                    "it holds a primary superblock (fs uuid {})",
+                    format_uuid(&p.fs_uuid)
+                )))
             }
             Err(e) => return Err(wrong(format!("no valid famfs superblock: {e}"))),
         };
@@ -265,7 +300,11 @@ impl Famfs {
             )));
         }
         if media.size() < dev.size {
-            return Err(wrong(format!("it is {} bytes, the log says {}", media.size(), dev.size)));
+            return Err(wrong(format!(
+                "it is {} bytes, the log says {}",
+                media.size(),
+                dev.size
+            )));
         }
         Ok(sb)
     }
@@ -297,8 +336,13 @@ impl Famfs {
             let mut cands: Vec<PathBuf> = self.candidates.clone();
             cands.extend(crate::resolver::cached_paths(&self.sb.fs_uuid, &dev.uuid));
             // Its own name hint first, then the other devices' (names may have been swapped).
-            let hints = std::iter::once(&dev).chain(self.devices.iter().skip(1).filter(|d| d.index != dev.index));
-            cands.extend(hints.filter(|d| !d.name.is_empty()).map(|d| PathBuf::from(&d.name)));
+            let hints = std::iter::once(&dev)
+                .chain(self.devices.iter().skip(1).filter(|d| d.index != dev.index));
+            cands.extend(
+                hints
+                    .filter(|d| !d.name.is_empty())
+                    .map(|d| PathBuf::from(&d.name)),
+            );
             cands.extend(dax_devices());
             let mut tried = Vec::new();
             let mut found = None;
@@ -310,7 +354,9 @@ impl Famfs {
                 .filter_map(|p| std::fs::canonicalize(p).ok())
                 .collect();
             for c in cands {
-                let Ok(canon) = std::fs::canonicalize(&c) else { continue };
+                let Ok(canon) = std::fs::canonicalize(&c) else {
+                    continue;
+                };
                 if mine.contains(&canon) || tried.contains(&canon) {
                     continue;
                 }
@@ -319,7 +365,9 @@ impl Famfs {
                 if !crate::resolver::is_device_or_image(&c) {
                     continue;
                 }
-                let Ok(m) = Media::open(&c, self.media.access()) else { continue };
+                let Ok(m) = Media::open(&c, self.media.access()) else {
+                    continue;
+                };
                 if self.check_secondary(i as u32, &m).is_ok() {
                     found = Some((m, c));
                     break;
@@ -342,7 +390,10 @@ impl Famfs {
         if index == 0 {
             return Ok(&self.media);
         }
-        let i = usize::try_from(index).ok().filter(|&i| i < self.devices.len()).ok_or(MetaError::NoSuchDevice(index))?;
+        let i = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < self.devices.len())
+            .ok_or(MetaError::NoSuchDevice(index))?;
         match &self.attached[i] {
             Attached::Yes { media, .. } => Ok(media),
             Attached::Missing(why) => Err(MetaError::DeviceMissing(why.clone())),
@@ -419,13 +470,18 @@ impl Famfs {
         let h = self.log_header()?;
         let end = h.next_index();
         if end < self.next_index {
-            return Err(MetaError::LogWentBackwards { played: self.next_index, now: end });
+            return Err(MetaError::LogWentBackwards {
+                played: self.next_index,
+                now: end,
+            });
         }
         let mut stats = PlayStats::default();
         let ndev = self.devices.len();
         let first = self.next_index;
         let mut buf = std::mem::take(&mut self.scratch);
-        let r = self.media.read_log_range(&self.sb, first, end - first, &mut buf);
+        let r = self
+            .media
+            .read_log_range(&self.sb, first, end - first, &mut buf);
         let result = r.map_err(MetaError::from).and_then(|()| {
             for (i, chunk) in buf.chunks_exact(LOG_ENTRY_SIZE).enumerate() {
                 let index = first + i as u64;
@@ -454,12 +510,28 @@ impl Famfs {
         result
     }
 
-    fn problem(&mut self, index: u64, path: Option<&RelPath>, kind: ProblemKind, stats: &mut PlayStats) {
+    fn problem(
+        &mut self,
+        index: u64,
+        path: Option<&RelPath>,
+        kind: ProblemKind,
+        stats: &mut PlayStats,
+    ) {
         stats.problems += 1;
-        self.problems.push(Problem { index, path: path.map(|p| p.to_string()), kind, device: 0 });
+        self.problems.push(Problem {
+            index,
+            path: path.map(|p| p.to_string()),
+            kind,
+            device: 0,
+        });
     }
 
-    fn apply(&mut self, index: u64, entry: std::result::Result<LogEntry, FormatError>, stats: &mut PlayStats) {
+    fn apply(
+        &mut self,
+        index: u64,
+        entry: std::result::Result<LogEntry, FormatError>,
+        stats: &mut PlayStats,
+    ) {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => return self.problem(index, None, ProblemKind::BadEntry(e), stats),
@@ -469,8 +541,14 @@ impl Famfs {
                 // Every valid FILE entry owns its extents, even a duplicate path (fsck must see
                 // the space as used to report collisions correctly).
                 for e in f.fmap.extents() {
-                    let Some(bm) = usize::try_from(e.devindex).ok().and_then(|i| self.bitmaps.get_mut(i)) else {
-                        let why = format!("extent on device {}, which the log has not added", e.devindex);
+                    let Some(bm) = usize::try_from(e.devindex)
+                        .ok()
+                        .and_then(|i| self.bitmaps.get_mut(i))
+                    else {
+                        let why = format!(
+                            "extent on device {}, which the log has not added",
+                            e.devindex
+                        );
                         self.problem(index, Some(&f.path), ProblemKind::BadDevice(why), stats);
                         continue;
                     };
@@ -481,7 +559,9 @@ impl Famfs {
                         Err(err @ AllocError::InPartialUnit { .. }) => {
                             self.problem(index, Some(&f.path), ProblemKind::PartialUnit(err), stats)
                         }
-                        Err(err) => self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats),
+                        Err(err) => {
+                            self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats)
+                        }
                     }
                     if failed {
                         if let Some(p) = self.problems.last_mut() {
@@ -489,16 +569,28 @@ impl Famfs {
                         }
                     }
                 }
-                let info = FileInfo { size: f.size, flags: f.flags, fmap: f.fmap };
-                match self.ns.apply_file(&f.path, f.mode, f.uid, f.gid, info, Some(index)) {
+                let info = FileInfo {
+                    size: f.size,
+                    flags: f.flags,
+                    fmap: f.fmap,
+                };
+                match self
+                    .ns
+                    .apply_file(&f.path, f.mode, f.uid, f.gid, info, Some(index))
+                {
                     Ok(_) => stats.files += 1,
-                    Err(ApplyConflict::Exists { .. }) => self.problem(index, Some(&f.path), ProblemKind::Duplicate, stats),
+                    Err(ApplyConflict::Exists { .. }) => {
+                        self.problem(index, Some(&f.path), ProblemKind::Duplicate, stats)
+                    }
                     Err(c) => self.problem(index, Some(&f.path), ProblemKind::Conflict(c), stats),
                 }
             }
             LogEntryBody::Mkdir(d) => {
                 let before = self.ns.dir_count();
-                match self.ns.apply_mkdir(&d.path, d.mode, d.uid, d.gid, Some(index)) {
+                match self
+                    .ns
+                    .apply_mkdir(&d.path, d.mode, d.uid, d.gid, Some(index))
+                {
                     Ok(_) => stats.dirs += self.ns.dir_count() - before,
                     Err(c) => self.problem(index, Some(&d.path), ProblemKind::Conflict(c), stats),
                 }
@@ -506,20 +598,36 @@ impl Famfs {
             LogEntryBody::AddDaxdev(x) => {
                 self.daxdevs.push(x.clone());
                 let why = if x.index as usize != self.devices.len() {
-                    Some(format!("ADD_DAXDEV index {} out of order (the next device is {})", x.index, self.devices.len()))
+                    Some(format!(
+                        "ADD_DAXDEV index {} out of order (the next device is {})",
+                        x.index,
+                        self.devices.len()
+                    ))
                 } else if let Some(d) = self.devices.iter().find(|d| d.uuid == x.uuid) {
-                    Some(format!("ADD_DAXDEV uuid {} is already device {}", format_uuid(&x.uuid), d.index))
+                    Some(format!(
+                        "ADD_DAXDEV uuid {} is already device {}",
+                        format_uuid(&x.uuid),
+                        d.index
+                    ))
                 } else if x.size < SB_REGION_LEN || x.size > MAX_DEVICE_SIZE {
                     Some(format!("ADD_DAXDEV size {} is implausible", x.size))
                 } else if x.index as usize >= MAX_DEVICES {
-                    Some(format!("ADD_DAXDEV index {} beyond the {MAX_DEVICES} devices supported", x.index))
+                    Some(format!(
+                        "ADD_DAXDEV index {} beyond the {MAX_DEVICES} devices supported",
+                        x.index
+                    ))
                 } else {
                     None
                 };
                 if let Some(why) = why {
                     return self.problem(index, None, ProblemKind::BadDevice(why), stats);
                 }
-                self.devices.push(Device { index: x.index, uuid: x.uuid, size: x.size, name: x.name });
+                self.devices.push(Device {
+                    index: x.index,
+                    uuid: x.uuid,
+                    size: x.size,
+                    name: x.name,
+                });
                 // The secondary superblock's 2 MiB unit is never allocated.
                 self.bitmaps.push(Bitmap::new(x.size, SB_REGION_LEN));
                 self.attached.push(Attached::No);
@@ -536,7 +644,10 @@ impl Famfs {
         if self.role != Role::Master {
             return Err(MetaError::NotMaster {
                 master: format_uuid(&self.sb.system_uuid),
-                ours: self.local_uuid.map(|u| format_uuid(&u)).unwrap_or_else(|| "unknown".into()),
+                ours: self
+                    .local_uuid
+                    .map(|u| format_uuid(&u))
+                    .unwrap_or_else(|| "unknown".into()),
             });
         }
         Ok(())
@@ -544,14 +655,20 @@ impl Famfs {
 
     /// Runs `f` with the log lock held, after catching up with entries other processes appended.
     /// Use it to create many files under one lock.
-    pub fn with_log_lock<T>(&mut self, f: impl FnOnce(&mut Appender<'_>) -> Result<T>) -> Result<T> {
+    pub fn with_log_lock<T>(
+        &mut self,
+        f: impl FnOnce(&mut Appender<'_>) -> Result<T>,
+    ) -> Result<T> {
         self.check_writable()?;
         // The lock of the file system we opened (not of whatever the superblock says now: a
         // `mkfs -f` holds that one while it rewrites the device, and the play below then finds
         // the superblock changed).
         let _lock = self.media.lock_fs(&self.sb.fs_uuid)?;
         self.refresh()?;
-        f(&mut Appender { fs: self, cursors: Vec::new() })
+        f(&mut Appender {
+            fs: self,
+            cursors: Vec::new(),
+        })
     }
 
     /// Creates a directory (parent must exist).
@@ -565,14 +682,25 @@ impl Famfs {
     }
 
     /// Creates a file of `size` bytes (parent must exist), allocating its memory.
-    pub fn create_file(&mut self, path: &RelPath, size: u64, mode: u32, uid: u32, gid: u32, layout: Layout) -> Result<Ino> {
+    pub fn create_file(
+        &mut self,
+        path: &RelPath,
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        layout: Layout,
+    ) -> Result<Ino> {
         self.with_log_lock(|a| a.create_file(path, size, mode, uid, gid, layout))
     }
 
     // ---- file data (device and image media) ----
 
     fn file_info(&self, ino: Ino) -> Result<(&FileInfo, String)> {
-        let node = self.ns.get(ino).ok_or_else(|| MetaError::NotFound(format!("<inode {ino}>")))?;
+        let node = self
+            .ns
+            .get(ino)
+            .ok_or_else(|| MetaError::NotFound(format!("<inode {ino}>")))?;
         let path = self.ns.path_of(ino).unwrap_or_default();
         match &node.kind {
             NodeKind::File(f) => Ok((f, path)),
@@ -580,26 +708,43 @@ impl Famfs {
         }
     }
 
-    fn data_op(&self, ino: Ino, offset: u64, len: usize, mut op: impl FnMut(&Media, u64, std::ops::Range<usize>) -> Result<()>) -> Result<()> {
+    fn data_op(
+        &self,
+        ino: Ino,
+        offset: u64,
+        len: usize,
+        mut op: impl FnMut(&Media, u64, std::ops::Range<usize>) -> Result<()>,
+    ) -> Result<()> {
         if !self.media.has_data() {
             return Err(MetaError::NoData(self.media.kind()));
         }
         let (info, path) = self.file_info(ino)?;
         let end = offset.checked_add(len as u64);
         if end.is_none_or(|e| e > info.size) {
-            return Err(MetaError::BeyondEof { path, offset, len: len as u64, size: info.size });
-        }
-        let mut done = 0usize;
-        while done < len {
-            let seg = info.fmap.resolve(offset + done as u64).ok_or_else(|| MetaError::BeyondEof {
-                path: path.clone(),
+            return Err(MetaError::BeyondEof {
+                path,
                 offset,
                 len: len as u64,
                 size: info.size,
-            })?;
+            });
+        }
+        let mut done = 0usize;
+        while done < len {
+            let seg =
+                info.fmap
+                    .resolve(offset + done as u64)
+                    .ok_or_else(|| MetaError::BeyondEof {
+                        path: path.clone(),
+                        offset,
+                        len: len as u64,
+                        size: info.size,
+                    })?;
             let n = (seg.len.min((len - done) as u64)) as usize;
             let media = self.device_media(seg.devindex).map_err(|e| match e {
-                MetaError::DeviceMissing(why) => MetaError::FileDeviceMissing { path: path.clone(), why },
+                MetaError::DeviceMissing(why) => MetaError::FileDeviceMissing {
+                    path: path.clone(),
+                    why,
+                },
                 e => e,
             })?;
             op(media, seg.offset, done..done + n)?;
@@ -610,14 +755,18 @@ impl Famfs {
 
     /// Writes file data directly into device memory (flushed from the CPU caches).
     pub fn write_data(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
-        self.data_op(ino, offset, data.len(), |m, dev_off, r| Ok(m.write_at(dev_off, &data[r])?))
+        self.data_op(ino, offset, data.len(), |m, dev_off, r| {
+            Ok(m.write_at(dev_off, &data[r])?)
+        })
     }
 
     /// Reads file data from device memory (cache lines invalidated first: another host may have
     /// written it).
     pub fn read_data(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<()> {
         let len = buf.len();
-        self.data_op(ino, offset, len, |m, dev_off, r| Ok(m.read_fresh(dev_off, &mut buf[r])?))
+        self.data_op(ino, offset, len, |m, dev_off, r| {
+            Ok(m.read_fresh(dev_off, &mut buf[r])?)
+        })
     }
 
     /// Flushes the CPU cache lines of a file's whole memory.
@@ -653,7 +802,9 @@ impl Appender<'_> {
         // The header as it is now, under the lock: never an index remembered from earlier.
         let h = fs.log_header()?;
         if h.is_full() {
-            return Err(MetaError::LogFull { capacity: h.geometry().capacity() });
+            return Err(MetaError::LogFull {
+                capacity: h.geometry().capacity(),
+            });
         }
         let index = h.next_index();
         // Under the lock nobody else of this host appends, and everything up to the header was
@@ -666,7 +817,10 @@ impl Appender<'_> {
             });
         }
         let next = h.advanced()?;
-        let entry = LogEntry { seqnum: index, body };
+        let entry = LogEntry {
+            seqnum: index,
+            body,
+        };
         let bytes = entry.encode();
         // Entry first, durable (flushed, and for a page-cache mapping synced), then the header
         // that counts it: no crash and no reader on another host can see a header counting an
@@ -677,12 +831,23 @@ impl Appender<'_> {
         // or the other. Say so rather than report an entry that is not in the log.
         let now = fs.log_header()?;
         if now.next_index() != index + 1 {
-            return Err(MetaError::TwoWriters { index, what: format!("the header says {} entries right after this append made it {}", now.next_index(), index + 1) });
+            return Err(MetaError::TwoWriters {
+                index,
+                what: format!(
+                    "the header says {} entries right after this append made it {}",
+                    now.next_index(),
+                    index + 1
+                ),
+            });
         }
         let mut back = [0u8; LOG_ENTRY_SIZE];
-        fs.media.read_fresh(Media::entry_offset(&fs.sb, index)?, &mut back)?;
+        fs.media
+            .read_fresh(Media::entry_offset(&fs.sb, index)?, &mut back)?;
         if back != bytes {
-            return Err(MetaError::TwoWriters { index, what: "the entry just written was overwritten".into() });
+            return Err(MetaError::TwoWriters {
+                index,
+                what: "the entry just written was overwritten".into(),
+            });
         }
         let mut stats = PlayStats::default();
         fs.apply(index, Ok(entry), &mut stats);
@@ -692,7 +857,9 @@ impl Appender<'_> {
 
     fn parent_of(&self, path: &RelPath) -> Result<()> {
         let ns = &self.fs.ns;
-        let Some(parent) = path.parent() else { return Ok(()) };
+        let Some(parent) = path.parent() else {
+            return Ok(());
+        };
         match ns.resolve(parent.as_str()).and_then(|i| ns.get(i)) {
             None => Err(MetaError::NotFound(parent.to_string())),
             Some(n) if !n.is_dir() => Err(MetaError::NotADirectory(parent.to_string())),
@@ -706,9 +873,17 @@ impl Appender<'_> {
         if self.fs.ns.resolve(path.as_str()).is_some() {
             return Err(MetaError::Exists(path.to_string()));
         }
-        let body = LogEntryBody::Mkdir(MkdirEntry { uid, gid, mode: mode & 0o7777, path: path.clone() });
+        let body = LogEntryBody::Mkdir(MkdirEntry {
+            uid,
+            gid,
+            mode: mode & 0o7777,
+            path: path.clone(),
+        });
         self.append(body)?;
-        self.fs.ns.resolve(path.as_str()).ok_or_else(|| MetaError::NotFound(path.to_string()))
+        self.fs
+            .ns
+            .resolve(path.as_str())
+            .ok_or_else(|| MetaError::NotFound(path.to_string()))
     }
 
     /// Creates a directory and its missing parents.
@@ -735,16 +910,32 @@ impl Appender<'_> {
     /// the collision).
     pub fn clone_file(&mut self, src: &RelPath, dest: &RelPath) -> Result<Ino> {
         let ns = &self.fs.ns;
-        let node = ns.resolve(src.as_str()).and_then(|i| ns.get(i)).ok_or_else(|| MetaError::NotFound(src.to_string()))?;
-        let f = node.file().ok_or_else(|| MetaError::IsADirectory(src.to_string()))?;
-        let entry = FileEntry { size: f.size, flags: f.flags, uid: node.uid, gid: node.gid, mode: node.mode, path: dest.clone(), fmap: f.fmap.clone() };
+        let node = ns
+            .resolve(src.as_str())
+            .and_then(|i| ns.get(i))
+            .ok_or_else(|| MetaError::NotFound(src.to_string()))?;
+        let f = node
+            .file()
+            .ok_or_else(|| MetaError::IsADirectory(src.to_string()))?;
+        let entry = FileEntry {
+            size: f.size,
+            flags: f.flags,
+            uid: node.uid,
+            gid: node.gid,
+            mode: node.mode,
+            path: dest.clone(),
+            fmap: f.fmap.clone(),
+        };
         self.parent_of(dest)?;
         if self.fs.ns.resolve(dest.as_str()).is_some() {
             return Err(MetaError::Exists(dest.to_string()));
         }
         entry.validate()?;
         self.append(LogEntryBody::File(entry))?;
-        self.fs.ns.resolve(dest.as_str()).ok_or_else(|| MetaError::NotFound(dest.to_string()))
+        self.fs
+            .ns
+            .resolve(dest.as_str())
+            .ok_or_else(|| MetaError::NotFound(dest.to_string()))
     }
 
     /// The devices in the order a new file tries them: most free space first (ties: lowest
@@ -772,7 +963,9 @@ impl Appender<'_> {
             (Some(e), true) => e.into(),
             (first, _) => MetaError::DeviceMissing(format!(
                 "{}; the devices this host lacks were not used: {}",
-                first.map(|e| e.to_string()).unwrap_or_else(|| "no device of this host has room".into()),
+                first
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "no device of this host has room".into()),
                 skipped.join("; ")
             )),
         }
@@ -795,7 +988,10 @@ impl Appender<'_> {
             match self.fs.bitmaps[i].find_contiguous(size, self.cursors[i]) {
                 Ok(e) => {
                     self.cursors[i] = e.end();
-                    return Ok(vec![Extent { devindex: i as u64, ..e }]);
+                    return Ok(vec![Extent {
+                        devindex: i as u64,
+                        ..e
+                    }]);
                 }
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -804,7 +1000,13 @@ impl Appender<'_> {
         }
         for i in order {
             if let Ok(v) = self.fs.bitmaps[i].find_simple(size, self.cursors[i]) {
-                return Ok(v.into_iter().map(|e| Extent { devindex: i as u64, ..e }).collect());
+                return Ok(v
+                    .into_iter()
+                    .map(|e| Extent {
+                        devindex: i as u64,
+                        ..e
+                    })
+                    .collect());
             }
         }
         Err(Self::no_room(first_err, &skipped))
@@ -818,9 +1020,15 @@ impl Appender<'_> {
             Layout::Contiguous => Fmap::simple(self.alloc_simple(size, false)?)?,
             // A file smaller than one chunk gets a simple map, first fit from the start of the
             // device (the C allocator does the same and resets its cursor).
-            Layout::Interleaved(p) if size < p.chunk_size() => Fmap::simple(self.alloc_simple(size, true)?)?,
+            Layout::Interleaved(p) if size < p.chunk_size() => {
+                Fmap::simple(self.alloc_simple(size, true)?)?
+            }
             Layout::Interleaved(p) if ndev == 1 => {
-                let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
+                let seed = u64::from_le_bytes(
+                    uuid::Uuid::new_v4().as_bytes()[..8]
+                        .try_into()
+                        .expect("8 bytes"),
+                );
                 Fmap::Interleaved(self.fs.bitmaps[0].find_interleaved(size, &p, seed)?)
             }
             Layout::Interleaved(p) => {
@@ -841,11 +1049,18 @@ impl Appender<'_> {
                         break;
                     }
                     if let Some(e) = self.fs.bitmaps[i].find_strip(strip_len) {
-                        strips.push(Extent { devindex: i as u64, ..e });
+                        strips.push(Extent {
+                            devindex: i as u64,
+                            ..e
+                        });
                     }
                 }
                 if (strips.len() as u64) < nstrips {
-                    let e = AllocError::NoSpaceInterleaved { nstrips, found: strips.len() as u64, strip_len };
+                    let e = AllocError::NoSpaceInterleaved {
+                        nstrips,
+                        found: strips.len() as u64,
+                        strip_len,
+                    };
                     return Err(Self::no_room(Some(e), &skipped));
                 }
                 Fmap::Interleaved(Interleave::new(p.chunk_size(), strips)?)
@@ -862,7 +1077,9 @@ impl Appender<'_> {
             return Err(MetaError::NoData(media.kind()));
         }
         if let Ok(AnySuperblock::Secondary(s)) = media.read_any_superblock() {
-            if s.fs_uuid == self.fs.sb.fs_uuid && self.fs.devices.iter().any(|d| d.uuid == s.dev_uuid) {
+            if s.fs_uuid == self.fs.sb.fs_uuid
+                && self.fs.devices.iter().any(|d| d.uuid == s.dev_uuid)
+            {
                 return Err(MetaError::AlreadyMember(media.path().to_path_buf()));
             }
         }
@@ -875,17 +1092,27 @@ impl Appender<'_> {
         }
         let size = media.size();
         if size > MAX_DEVICE_SIZE {
-            return Err(MetaError::ImplausibleDeviceSize { size, max: MAX_DEVICE_SIZE });
+            return Err(MetaError::ImplausibleDeviceSize {
+                size,
+                max: MAX_DEVICE_SIZE,
+            });
         }
         let h = self.fs.log_header()?;
         if h.is_full() {
-            return Err(MetaError::LogFull { capacity: h.geometry().capacity() });
+            return Err(MetaError::LogFull {
+                capacity: h.geometry().capacity(),
+            });
         }
         // The superblock first: a reader that sees the entry finds the device ready.
         let sb = SecondarySuperblock::new(&self.fs.sb, dev_uuid, size, name);
         media.zero(0, SB_REGION_LEN.min(size))?;
         media.write_at(0, &sb.encode())?;
-        self.append(LogEntryBody::AddDaxdev(DaxdevEntry { size, uuid: dev_uuid, index, name: name.to_string() }))?;
+        self.append(LogEntryBody::AddDaxdev(DaxdevEntry {
+            size,
+            uuid: dev_uuid,
+            index,
+            name: name.to_string(),
+        }))?;
         if self.fs.devices.len() as u32 != index + 1 {
             return Err(MetaError::NoSuchDevice(index.into()));
         }
@@ -897,7 +1124,15 @@ impl Appender<'_> {
     }
 
     /// Allocates memory and creates a file (parent must exist; an existing path is an error).
-    pub fn create_file(&mut self, path: &RelPath, size: u64, mode: u32, uid: u32, gid: u32, layout: Layout) -> Result<Ino> {
+    pub fn create_file(
+        &mut self,
+        path: &RelPath,
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        layout: Layout,
+    ) -> Result<Ino> {
         if size == 0 {
             return Err(FormatError::FileSizeZero.into());
         }
@@ -907,13 +1142,26 @@ impl Appender<'_> {
         }
         let h = self.fs.log_header()?;
         if h.is_full() {
-            return Err(MetaError::LogFull { capacity: h.geometry().capacity() });
+            return Err(MetaError::LogFull {
+                capacity: h.geometry().capacity(),
+            });
         }
         let fmap = self.allocate(size, layout)?;
-        let f = FileEntry { size, flags: FileFlags::READ_WRITE, uid, gid, mode: mode & 0o7777, path: path.clone(), fmap };
+        let f = FileEntry {
+            size,
+            flags: FileFlags::READ_WRITE,
+            uid,
+            gid,
+            mode: mode & 0o7777,
+            path: path.clone(),
+            fmap,
+        };
         f.validate()?;
         self.append(LogEntryBody::File(f))?;
-        self.fs.ns.resolve(path.as_str()).ok_or_else(|| MetaError::NotFound(path.to_string()))
+        self.fs
+            .ns
+            .resolve(path.as_str())
+            .ok_or_else(|| MetaError::NotFound(path.to_string()))
     }
 }
 
@@ -922,10 +1170,16 @@ pub const MAX_DEVICES: usize = 64;
 
 /// Every devdax character device of this host (`/dev/daxN.M`), in name order.
 pub fn dax_devices() -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir("/dev") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/dev") else {
+        return Vec::new();
+    };
     let mut v: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("dax") && n.contains('.')))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("dax") && n.contains('.'))
+        })
         .map(|e| e.path())
         .collect();
     v.sort();
@@ -947,7 +1201,14 @@ pub struct MkfsOptions {
 /// header, and writes the superblock last (so a crash leaves no valid-looking half file system).
 /// Policy checks (size, existing fs, mounts) are the caller's.
 pub fn mkfs(media: &Media, o: &MkfsOptions) -> Result<Superblock> {
-    let sb = Superblock::new(o.log_len, media.size(), o.fs_uuid, o.dev_uuid, o.system_uuid, &o.device_name)?;
+    let sb = Superblock::new(
+        o.log_len,
+        media.size(),
+        o.fs_uuid,
+        o.dev_uuid,
+        o.system_uuid,
+        &o.device_name,
+    )?;
     media.zero(0, SB_REGION_LEN)?;
     media.zero(LOG_OFFSET, o.log_len)?;
     media.write_log_header(&LogHeader::new(sb.log_geometry()))?;

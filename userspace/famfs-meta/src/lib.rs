@@ -19,9 +19,14 @@ pub mod resolver;
 mod role;
 
 pub use famfs_media::{Access, MediaKind};
-pub use fs::{dax_devices, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind, MAX_DEVICES, MAX_DEVICE_SIZE};
+pub use fs::{
+    dax_devices, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, PlayStats, Problem,
+    ProblemKind, MAX_DEVICES, MAX_DEVICE_SIZE,
+};
 pub use namespace::{ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, ROOT_INO};
-pub use role::{local_system_uuid, parse_uuid_file, system_uuid_path, Role, SYSTEM_UUID_ENV, SYSTEM_UUID_PATH};
+pub use role::{
+    local_system_uuid, parse_uuid_file, system_uuid_path, Role, SYSTEM_UUID_ENV, SYSTEM_UUID_PATH,
+};
 
 use famfs_alloc::AllocError;
 use famfs_format::FormatError;
@@ -40,7 +45,9 @@ pub enum MetaError {
     Alloc(#[from] AllocError),
     #[error("log entry {index} is damaged: {source} (the log stops there; run `famfs fsck`)")]
     LogDamaged { index: u64, source: FormatError },
-    #[error("the log shrank from {played} to {now} entries: the device was reformatted; reopen it")]
+    #[error(
+        "the log shrank from {played} to {now} entries: the device was reformatted; reopen it"
+    )]
     LogWentBackwards { played: u64, now: u64 },
     #[error("the superblock changed under us (reformatted?); reopen the file system")]
     SuperblockChanged,
@@ -61,13 +68,22 @@ pub enum MetaError {
     #[error("file data is not reachable through {0:?} media (only the superblock and log are); use the device or the mounted files")]
     NoData(MediaKind),
     #[error("access [{offset}, +{len}) beyond the end of /{path} ({size} bytes)")]
-    BeyondEof { path: String, offset: u64, len: u64, size: u64 },
+    BeyondEof {
+        path: String,
+        offset: u64,
+        len: u64,
+        size: u64,
+    },
     #[error("the superblock's device size {size} is implausible (more than {max} bytes): damaged superblock")]
     ImplausibleDeviceSize { size: u64, max: u64 },
     #[error("device {0} is not in this file system's device table")]
     NoSuchDevice(u64),
     #[error("{path} is not device {index} of this file system: {why}")]
-    WrongDevice { index: u32, path: PathBuf, why: String },
+    WrongDevice {
+        index: u32,
+        path: PathBuf,
+        why: String,
+    },
     #[error("{0}")]
     DeviceMissing(String),
     #[error("/{path}: its memory is on a device this host does not have: {why}")]
@@ -84,7 +100,10 @@ pub enum MetaError {
     )]
     TwoWriters { index: u64, what: String },
     #[error("system uuid file {path}: {source}")]
-    SystemUuid { path: PathBuf, source: std::io::Error },
+    SystemUuid {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Result alias.

@@ -104,9 +104,15 @@ impl Namespace {
             uid,
             gid,
             log_index: None,
-            kind: NodeKind::Dir { children: BTreeMap::new() },
+            kind: NodeKind::Dir {
+                children: BTreeMap::new(),
+            },
         };
-        Namespace { nodes: vec![root], nfiles: 0, ndirs: 0 }
+        Namespace {
+            nodes: vec![root],
+            nfiles: 0,
+            ndirs: 0,
+        }
     }
 
     /// The node of an inode number.
@@ -182,13 +188,31 @@ impl Namespace {
     }
 
     #[allow(clippy::too_many_arguments)] // one call per node kind; a struct would only rename them
-    fn add(&mut self, parent: Ino, name: &str, mode: u32, uid: u32, gid: u32, log_index: Option<u64>, kind: NodeKind) -> Ino {
+    fn add(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        log_index: Option<u64>,
+        kind: NodeKind,
+    ) -> Ino {
         let ino = self.nodes.len() as Ino + 1;
         match kind {
             NodeKind::Dir { .. } => self.ndirs += 1,
             NodeKind::File(_) => self.nfiles += 1,
         }
-        self.nodes.push(Node { ino, parent, name: name.to_string(), mode, uid, gid, log_index, kind });
+        self.nodes.push(Node {
+            ino,
+            parent,
+            name: name.to_string(),
+            mode,
+            uid,
+            gid,
+            log_index,
+            kind,
+        });
         if let NodeKind::Dir { children } = &mut self.nodes[(parent - 1) as usize].kind {
             children.insert(name.to_string(), ino);
         }
@@ -208,7 +232,17 @@ impl Namespace {
                     if !self.get(ino).is_some_and(Node::is_dir) {
                         return Err(ApplyConflict::ParentNotDir);
                     }
-                    self.add(ino, c, 0o755, uid, gid, None, NodeKind::Dir { children: BTreeMap::new() })
+                    self.add(
+                        ino,
+                        c,
+                        0o755,
+                        uid,
+                        gid,
+                        None,
+                        NodeKind::Dir {
+                            children: BTreeMap::new(),
+                        },
+                    )
                 }
             };
         }
@@ -216,21 +250,56 @@ impl Namespace {
     }
 
     /// Applies a MKDIR entry. An existing directory is fine (idempotent play).
-    pub fn apply_mkdir(&mut self, path: &RelPath, mode: u32, uid: u32, gid: u32, log_index: Option<u64>) -> Result<Ino, ApplyConflict> {
+    pub fn apply_mkdir(
+        &mut self,
+        path: &RelPath,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        log_index: Option<u64>,
+    ) -> Result<Ino, ApplyConflict> {
         let parent = self.parent_dir(path, uid, gid)?;
         match self.lookup(parent, path.file_name()) {
             Some(i) if self.get(i).is_some_and(Node::is_dir) => Ok(i),
             Some(_) => Err(ApplyConflict::Exists { is_dir: false }),
-            None => Ok(self.add(parent, path.file_name(), mode, uid, gid, log_index, NodeKind::Dir { children: BTreeMap::new() })),
+            None => Ok(self.add(
+                parent,
+                path.file_name(),
+                mode,
+                uid,
+                gid,
+                log_index,
+                NodeKind::Dir {
+                    children: BTreeMap::new(),
+                },
+            )),
         }
     }
 
     /// Applies a FILE entry. An existing path is left as it is and reported.
-    pub fn apply_file(&mut self, path: &RelPath, mode: u32, uid: u32, gid: u32, info: FileInfo, log_index: Option<u64>) -> Result<Ino, ApplyConflict> {
+    pub fn apply_file(
+        &mut self,
+        path: &RelPath,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        info: FileInfo,
+        log_index: Option<u64>,
+    ) -> Result<Ino, ApplyConflict> {
         let parent = self.parent_dir(path, uid, gid)?;
         match self.lookup(parent, path.file_name()) {
-            Some(i) => Err(ApplyConflict::Exists { is_dir: self.get(i).is_some_and(Node::is_dir) }),
-            None => Ok(self.add(parent, path.file_name(), mode, uid, gid, log_index, NodeKind::File(info))),
+            Some(i) => Err(ApplyConflict::Exists {
+                is_dir: self.get(i).is_some_and(Node::is_dir),
+            }),
+            None => Ok(self.add(
+                parent,
+                path.file_name(),
+                mode,
+                uid,
+                gid,
+                log_index,
+                NodeKind::File(info),
+            )),
         }
     }
 }
@@ -241,7 +310,11 @@ mod tests {
     use famfs_format::Extent;
 
     fn info() -> FileInfo {
-        FileInfo { size: 5, flags: FileFlags::READ_WRITE, fmap: Fmap::simple(vec![Extent::new(2 << 20, 2 << 20)]).unwrap() }
+        FileInfo {
+            size: 5,
+            flags: FileFlags::READ_WRITE,
+            fmap: Fmap::simple(vec![Extent::new(2 << 20, 2 << 20)]).unwrap(),
+        }
     }
 
     #[test]
@@ -250,16 +323,31 @@ mod tests {
         let p = |s| RelPath::new(s).unwrap();
         let d = ns.apply_mkdir(&p("a"), 0o700, 1, 2, Some(0)).unwrap();
         assert_eq!(ns.apply_mkdir(&p("a"), 0o700, 1, 2, Some(1)), Ok(d));
-        let f = ns.apply_file(&p("a/b/f"), 0o644, 3, 4, info(), Some(2)).unwrap();
+        let f = ns
+            .apply_file(&p("a/b/f"), 0o644, 3, 4, info(), Some(2))
+            .unwrap();
         assert_eq!(ns.resolve("/a/b/f"), Some(f));
         assert_eq!(ns.path_of(f).unwrap(), "a/b/f");
         assert_eq!(ns.get(ns.resolve("a/b").unwrap()).unwrap().log_index, None);
-        assert_eq!(ns.apply_file(&p("a/b/f"), 0o644, 3, 4, info(), Some(3)), Err(ApplyConflict::Exists { is_dir: false }));
-        assert_eq!(ns.apply_mkdir(&p("a/b/f"), 0o755, 0, 0, Some(4)), Err(ApplyConflict::Exists { is_dir: false }));
-        assert_eq!(ns.apply_file(&p("a/b/f/g"), 0o644, 3, 4, info(), Some(5)), Err(ApplyConflict::ParentNotDir));
+        assert_eq!(
+            ns.apply_file(&p("a/b/f"), 0o644, 3, 4, info(), Some(3)),
+            Err(ApplyConflict::Exists { is_dir: false })
+        );
+        assert_eq!(
+            ns.apply_mkdir(&p("a/b/f"), 0o755, 0, 0, Some(4)),
+            Err(ApplyConflict::Exists { is_dir: false })
+        );
+        assert_eq!(
+            ns.apply_file(&p("a/b/f/g"), 0o644, 3, 4, info(), Some(5)),
+            Err(ApplyConflict::ParentNotDir)
+        );
         assert_eq!(ns.file_count(), 1);
         assert_eq!(ns.dir_count(), 2);
-        let names: Vec<_> = ns.children(ROOT_INO).unwrap().map(|(n, _)| n.to_string()).collect();
+        let names: Vec<_> = ns
+            .children(ROOT_INO)
+            .unwrap()
+            .map(|(n, _)| n.to_string())
+            .collect();
         assert_eq!(names, vec!["a"]);
         assert!(ns.children(f).is_none());
         assert_eq!(ns.get(0), None);

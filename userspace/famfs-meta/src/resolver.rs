@@ -56,9 +56,13 @@ impl Found {
 /// log, the cache, `/dev/dax*`) is checked with it before [`Media::open`], so that a FIFO or a
 /// socket named there cannot block whoever plays the log (the FUSE server, under its lock).
 pub fn is_device_or_image(path: &Path) -> bool {
-    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_CLOEXEC).open(path);
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path);
     let Ok(f) = opened else { return false };
-    f.metadata().is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_file())
+    f.metadata()
+        .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_file())
 }
 
 /// What the superblock of `path` says, if it holds a valid famfs superblock of either kind.
@@ -71,7 +75,13 @@ pub fn probe(path: &Path) -> Option<Found> {
         AnySuperblock::Primary(s) => (s.fs_uuid, s.dev_uuid, true, s.device_size),
         AnySuperblock::Secondary(s) => (s.fs_uuid, s.dev_uuid, false, s.device_size),
     };
-    Some(Found { path: path.to_path_buf(), fs_uuid, dev_uuid, primary, size })
+    Some(Found {
+        path: path.to_path_buf(),
+        fs_uuid,
+        dev_uuid,
+        primary,
+        size,
+    })
 }
 
 /// Reads the superblock of every path in `extra` and every `/dev/dax*` device (devices busy in a
@@ -93,12 +103,16 @@ pub fn scan(extra: &[PathBuf]) -> Vec<Found> {
 }
 
 fn cache_path() -> PathBuf {
-    std::env::var_os(CACHE_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(CACHE_PATH))
+    std::env::var_os(CACHE_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CACHE_PATH))
 }
 
 /// Whether `p` is owned by root (or, under [`CACHE_ENV`], by us) and writable by nobody else.
 fn trusted(p: &Path) -> bool {
-    let Ok(md) = std::fs::symlink_metadata(p) else { return false };
+    let Ok(md) = std::fs::symlink_metadata(p) else {
+        return false;
+    };
     let me = nix::unistd::geteuid().as_raw();
     let owner_ok = md.uid() == 0 || (std::env::var_os(CACHE_ENV).is_some() && md.uid() == me);
     owner_ok && !md.file_type().is_symlink() && md.permissions().mode() & 0o022 == 0
@@ -111,8 +125,12 @@ pub fn read_cache() -> Vec<Found> {
     if !dir_ok || !trusted(&p) {
         return Vec::new();
     }
-    let Ok(text) = std::fs::read_to_string(&p) else { return Vec::new() };
-    let Ok(serde_json::Value::Array(v)) = serde_json::from_str::<serde_json::Value>(&text) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Vec::new();
+    };
+    let Ok(serde_json::Value::Array(v)) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
     v.iter().filter_map(Found::from_json).collect()
 }
 
@@ -126,7 +144,10 @@ pub fn write_cache(found: &[Found]) -> std::io::Result<PathBuf> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     }
     if !trusted(dir) {
-        return Err(std::io::Error::other(format!("{}: not owned by root or writable by others; not used", dir.display())));
+        return Err(std::io::Error::other(format!(
+            "{}: not owned by root or writable by others; not used",
+            dir.display()
+        )));
     }
     let tmp = dir.join(format!(".daxdevs.{}.tmp", std::process::id()));
     let v = serde_json::Value::Array(found.iter().map(Found::to_json).collect());
@@ -159,5 +180,9 @@ pub fn resolve(fs_uuid: &UuidBytes, dev_uuid: &UuidBytes, extra: &[PathBuf]) -> 
 
 /// Paths the cache names for `(fs_uuid, dev_uuid)` (unchecked: candidates only).
 pub fn cached_paths(fs_uuid: &UuidBytes, dev_uuid: &UuidBytes) -> Vec<PathBuf> {
-    read_cache().into_iter().filter(|f| f.fs_uuid == *fs_uuid && f.dev_uuid == *dev_uuid).map(|f| f.path).collect()
+    read_cache()
+        .into_iter()
+        .filter(|f| f.fs_uuid == *fs_uuid && f.dev_uuid == *dev_uuid)
+        .map(|f| f.path)
+        .collect()
 }

@@ -30,7 +30,9 @@ impl std::fmt::Display for Role {
 
 /// The system uuid file in effect (the env override, else the default path).
 pub fn system_uuid_path() -> PathBuf {
-    std::env::var_os(SYSTEM_UUID_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(SYSTEM_UUID_PATH))
+    std::env::var_os(SYSTEM_UUID_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_UUID_PATH))
 }
 
 /// Parses the content of a system uuid file: the 36-character uuid, optionally followed by a
@@ -51,7 +53,10 @@ pub fn local_system_uuid(path: &Path) -> std::io::Result<UuidBytes> {
             return parse_uuid_file(&b).ok_or_else(|| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("{}: not a 36-character uuid (fix or remove the file)", path.display()),
+                    format!(
+                        "{}: not a 36-character uuid (fix or remove the file)",
+                        path.display()
+                    ),
                 )
             })
         }
@@ -64,7 +69,11 @@ pub fn local_system_uuid(path: &Path) -> std::io::Result<UuidBytes> {
     let uuid = *uuid::Uuid::new_v4().as_bytes();
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o444).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&tmp)?;
         writeln!(f, "{}", format_uuid(&uuid))?;
         f.sync_all()?;
     }
@@ -101,7 +110,10 @@ mod tests {
     /// userspace/testdata/c-famfs/ (made by the C tools, not by us).
     #[test]
     fn c_made_file_accepted() {
-        let c = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/c-famfs/system_uuid.c-made");
+        let c = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/c-famfs/system_uuid.c-made"
+        );
         let bytes = std::fs::read(c).unwrap();
         assert_eq!(bytes.len(), 37);
         assert_eq!(bytes[36], 0);
@@ -115,7 +127,13 @@ mod tests {
         assert_eq!(&text[..36], format_uuid(&u).as_bytes());
         assert_eq!(&text[36..], b"\n");
         // Garbage after a NUL is ignored (the C reader stops there too), garbage before is not.
-        assert_eq!(parse_uuid_file(b"0705d3e6-56e5-4e06-88c9-e429986f02c6\0junk"), Some(want));
-        assert_eq!(parse_uuid_file(b"0705d3e6-56e5-4e06-88c9-e429986f02c6x\0"), None);
+        assert_eq!(
+            parse_uuid_file(b"0705d3e6-56e5-4e06-88c9-e429986f02c6\0junk"),
+            Some(want)
+        );
+        assert_eq!(
+            parse_uuid_file(b"0705d3e6-56e5-4e06-88c9-e429986f02c6x\0"),
+            None
+        );
     }
 }

@@ -14,7 +14,8 @@ const MASTER: UuidBytes = [0x77; 16];
 fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("famfs-meta-corrupt.system_uuid");
+        let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("famfs-meta-corrupt.system_uuid");
         std::fs::write(&d, format!("{}\n", format_uuid(&MASTER))).unwrap();
         std::env::set_var(SYSTEM_UUID_ENV, &d);
     });
@@ -56,7 +57,16 @@ fn file(i: u64, path: &str, offset: u64, len: u64) -> [u8; LOG_ENTRY_SIZE] {
 }
 
 fn mkdir(i: u64, path: &str) -> [u8; LOG_ENTRY_SIZE] {
-    LogEntry { seqnum: i, body: LogEntryBody::Mkdir(MkdirEntry { uid: 0, gid: 0, mode: 0o755, path: RelPath::new(path).unwrap() }) }.encode()
+    LogEntry {
+        seqnum: i,
+        body: LogEntryBody::Mkdir(MkdirEntry {
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+            path: RelPath::new(path).unwrap(),
+        }),
+    }
+    .encode()
 }
 
 /// Rewrites part of an entry as a buggy or hostile writer would, crc included.
@@ -110,13 +120,20 @@ fn paths_that_escape_the_mount_are_skipped_and_named() {
         (b"bad\xff\xfe", FormatError::PathNotUtf8),
     ];
     for (raw, want) in cases {
-        for (e, at) in [(file(1, "x", 10 * M, M), FILE_PATH), (mkdir(1, "x"), MKDIR_PATH)] {
+        for (e, at) in [
+            (file(1, "x", 10 * M, M), FILE_PATH),
+            (mkdir(1, "x"), MKDIR_PATH),
+        ] {
             let (fs, p) = one_bad(with_path(e, at, raw));
             assert_eq!(p.len(), 1, "{raw:?}: {p:?}");
             assert_eq!(p[0].index, 1);
             assert_eq!(p[0].kind, ProblemKind::BadEntry(want.clone()), "{raw:?}");
             assert!(p[0].is_damage());
-            assert!(p[0].to_string().starts_with("entry 1: invalid entry"), "{}", p[0]);
+            assert!(
+                p[0].to_string().starts_with("entry 1: invalid entry"),
+                "{}",
+                p[0]
+            );
             // Nothing but the two good directories exists.
             assert_eq!(fs.namespace().len(), 3);
             // A bad FILE entry does not own space either.
@@ -140,59 +157,142 @@ fn duplicate_paths() {
     // file vs file at other memory: a warning, the first entry wins.
     let fs = open(device(&[file(0, "f", 10 * M, M), file(1, "f", 20 * M, M)]));
     let p = fs.problems();
-    assert_eq!((p.len(), p[0].index, &p[0].kind), (1, 1, &ProblemKind::Duplicate));
+    assert_eq!(
+        (p.len(), p[0].index, &p[0].kind),
+        (1, 1, &ProblemKind::Duplicate)
+    );
     assert!(!p[0].is_damage());
-    assert_eq!(p[0].to_string(), "entry 1 (/f): path already exists; entry ignored");
+    assert_eq!(
+        p[0].to_string(),
+        "entry 1 (/f): path already exists; entry ignored"
+    );
     let ino = fs.namespace().resolve("f").unwrap();
     assert_eq!(fs.namespace().get(ino).unwrap().log_index, Some(0));
     // file vs file at the same memory: a duplicate and a collision.
     let fs = open(device(&[file(0, "f", 10 * M, M), file(1, "f", 10 * M, M)]));
-    let kinds: Vec<_> = fs.problems().iter().map(|p| (p.index, p.is_damage())).collect();
+    let kinds: Vec<_> = fs
+        .problems()
+        .iter()
+        .map(|p| (p.index, p.is_damage()))
+        .collect();
     assert_eq!(kinds, vec![(1, true), (1, false)]);
     // directory then file: the directory stays.
     let fs = open(device(&[mkdir(0, "d"), file(1, "d", 10 * M, M)]));
     assert_eq!(fs.problems()[0].index, 1);
-    assert!(fs.namespace().get(fs.namespace().resolve("d").unwrap()).unwrap().is_dir());
+    assert!(fs
+        .namespace()
+        .get(fs.namespace().resolve("d").unwrap())
+        .unwrap()
+        .is_dir());
     // file then directory: damage.
     let fs = open(device(&[file(0, "d", 10 * M, M), mkdir(1, "d")]));
     let p = &fs.problems()[0];
     assert_eq!((p.index, p.is_damage()), (1, true));
-    assert_eq!(p.to_string(), "entry 1 (/d): directory over an existing file");
+    assert_eq!(
+        p.to_string(),
+        "entry 1 (/d): directory over an existing file"
+    );
     // a path under a file: damage.
-    let fs = open(device(&[file(0, "f", 10 * M, M), file(1, "f/g", 20 * M, M), mkdir(2, "f/d")]));
-    let p: Vec<_> = fs.problems().iter().map(|p| (p.index, p.to_string())).collect();
-    assert_eq!(p, vec![(1, "entry 1 (/f/g): a parent is a file".to_string()), (2, "entry 2 (/f/d): a parent is a file".to_string())]);
+    let fs = open(device(&[
+        file(0, "f", 10 * M, M),
+        file(1, "f/g", 20 * M, M),
+        mkdir(2, "f/d"),
+    ]));
+    let p: Vec<_> = fs
+        .problems()
+        .iter()
+        .map(|p| (p.index, p.to_string()))
+        .collect();
+    assert_eq!(
+        p,
+        vec![
+            (1, "entry 1 (/f/g): a parent is a file".to_string()),
+            (2, "entry 2 (/f/d): a parent is a file".to_string())
+        ]
+    );
     assert_eq!(fs.namespace().len(), 2);
 }
 
 #[test]
 fn extents_over_the_superblock_the_log_or_each_other() {
     // At 0 (the superblock): refused by the decoder.
-    let (_, p) = one_bad(patch(file(1, "x", 10 * M, M), EXT0_OFFSET, &0u64.to_le_bytes()));
+    let (_, p) = one_bad(patch(
+        file(1, "x", 10 * M, M),
+        EXT0_OFFSET,
+        &0u64.to_le_bytes(),
+    ));
     assert_eq!(p[0].kind, ProblemKind::BadEntry(FormatError::ExtentAtZero));
     // Over the log (its first unit, its middle, straddling its end): collisions.
-    for off in [LOG_OFFSET, LOG_OFFSET + 2 * M, LOG_OFFSET + DEFAULT_LOG_LEN - M] {
+    for off in [
+        LOG_OFFSET,
+        LOG_OFFSET + 2 * M,
+        LOG_OFFSET + DEFAULT_LOG_LEN - M,
+    ] {
         let (fs, p) = one_bad(file(1, "x", off, 2 * M));
         assert_eq!(p.len(), 1, "{off:#x}");
-        assert!(matches!(p[0].kind, ProblemKind::Collision(famfs_alloc::AllocError::Collision { .. })), "{:?}", p[0]);
-        assert!(p[0].to_string().starts_with("entry 1 (/x): allocation collision"), "{}", p[0]);
+        assert!(
+            matches!(
+                p[0].kind,
+                ProblemKind::Collision(famfs_alloc::AllocError::Collision { .. })
+            ),
+            "{:?}",
+            p[0]
+        );
+        assert!(
+            p[0].to_string()
+                .starts_with("entry 1 (/x): allocation collision"),
+            "{}",
+            p[0]
+        );
         // The file is still listed (its data is at risk, fsck says where).
         assert!(fs.namespace().resolve("x").is_some());
     }
     // Two files overlapping each other: the later entry is blamed.
-    let fs = open(device(&[file(0, "a", 10 * M, 6 * M), file(1, "b", 14 * M, 4 * M), file(2, "c", 18 * M, 2 * M)]));
-    let p: Vec<_> = fs.problems().iter().map(|p| (p.index, p.to_string())).collect();
+    let fs = open(device(&[
+        file(0, "a", 10 * M, 6 * M),
+        file(1, "b", 14 * M, 4 * M),
+        file(2, "c", 18 * M, 2 * M),
+    ]));
+    let p: Vec<_> = fs
+        .problems()
+        .iter()
+        .map(|p| (p.index, p.to_string()))
+        .collect();
     assert_eq!(p, vec![(1, "entry 1 (/b): allocation collision: [0x1c00000, +0x400000) overlaps space already in use".to_string())]);
     // Beyond the device, and wrapping the address space.
     let (_, p) = one_bad(file(1, "x", DEV - M, 2 * M + M));
-    assert!(matches!(p[0].kind, ProblemKind::Collision(famfs_alloc::AllocError::BeyondDevice { .. })));
+    assert!(matches!(
+        p[0].kind,
+        ProblemKind::Collision(famfs_alloc::AllocError::BeyondDevice { .. })
+    ));
     let top = u64::MAX / M * M;
-    let (_, p) = one_bad(patch(file(1, "x", 10 * M, 2 * M), EXT0_OFFSET, &top.to_le_bytes()));
-    assert_eq!(p[0].kind, ProblemKind::BadEntry(FormatError::ExtentOverflow { offset: top, len: 2 * M }));
+    let (_, p) = one_bad(patch(
+        file(1, "x", 10 * M, 2 * M),
+        EXT0_OFFSET,
+        &top.to_le_bytes(),
+    ));
+    assert_eq!(
+        p[0].kind,
+        ProblemKind::BadEntry(FormatError::ExtentOverflow {
+            offset: top,
+            len: 2 * M
+        })
+    );
     // Misaligned and empty.
-    let (_, p) = one_bad(patch(file(1, "x", 10 * M, 2 * M), EXT0_OFFSET, &(10 * M + 4096).to_le_bytes()));
-    assert!(matches!(p[0].kind, ProblemKind::BadEntry(FormatError::ExtentMisaligned { .. })));
-    let (_, p) = one_bad(patch(file(1, "x", 10 * M, 2 * M), EXT0_LEN, &0u64.to_le_bytes()));
+    let (_, p) = one_bad(patch(
+        file(1, "x", 10 * M, 2 * M),
+        EXT0_OFFSET,
+        &(10 * M + 4096).to_le_bytes(),
+    ));
+    assert!(matches!(
+        p[0].kind,
+        ProblemKind::BadEntry(FormatError::ExtentMisaligned { .. })
+    ));
+    let (_, p) = one_bad(patch(
+        file(1, "x", 10 * M, 2 * M),
+        EXT0_LEN,
+        &0u64.to_le_bytes(),
+    ));
     assert_eq!(p[0].kind, ProblemKind::BadEntry(FormatError::ExtentEmpty));
 }
 
@@ -201,10 +301,20 @@ fn extents_over_the_superblock_the_log_or_each_other() {
 #[test]
 fn wrapping_extent_cannot_reach_file_data() {
     let top = u64::MAX / M * M;
-    let fs = open(device(&[patch(file(0, "x", 10 * M, 4 * M), EXT0_OFFSET, &top.to_le_bytes())]));
+    let fs = open(device(&[patch(
+        file(0, "x", 10 * M, 4 * M),
+        EXT0_OFFSET,
+        &top.to_le_bytes(),
+    )]));
     assert!(fs.namespace().resolve("x").is_none());
     let f = Fmap::simple(vec![Extent::new(top, 4 * M)]);
-    assert_eq!(f, Err(FormatError::ExtentOverflow { offset: top, len: 4 * M }));
+    assert_eq!(
+        f,
+        Err(FormatError::ExtentOverflow {
+            offset: top,
+            len: 4 * M
+        })
+    );
 }
 
 #[test]
@@ -215,7 +325,12 @@ fn log_counters_past_the_end() {
         let m = device(&[mkdir(0, "d")]);
         m.write_at(LOG_OFFSET + 40, &next.to_le_bytes()).unwrap();
         match Famfs::from_media(m) {
-            Err(MetaError::Media(famfs_media::MediaError::Format(FormatError::CountersPastEnd { next_index, capacity }))) => {
+            Err(MetaError::Media(famfs_media::MediaError::Format(
+                FormatError::CountersPastEnd {
+                    next_index,
+                    capacity,
+                },
+            ))) => {
                 assert_eq!((next_index, capacity), (next, cap));
             }
             other => panic!("next_index {next}: {:?}", other.map(|f| f.played())),
@@ -233,7 +348,10 @@ fn log_counters_past_the_end() {
     raw.next_index = cap;
     raw.next_seqnum = cap;
     m.write_at(LOG_OFFSET, &raw.to_bytes()).unwrap();
-    assert!(matches!(Famfs::from_media(m), Err(MetaError::LogDamaged { index: 0, .. })));
+    assert!(matches!(
+        Famfs::from_media(m),
+        Err(MetaError::LogDamaged { index: 0, .. })
+    ));
 }
 
 /// Regression: next_seqnum (not covered by the crc) disagreeing with next_index, as a writer
@@ -259,26 +377,96 @@ fn every_superblock_field() {
     // (field, edit, crc fixed afterwards, expected error or None when the field is not checked)
     let cases: Vec<(&str, Edit, bool, Option<&str>)> = vec![
         ("magic", |r| r.magic = 0, true, Some("bad superblock magic")),
-        ("version", |r| r.version = 47, true, Some("unsupported superblock version 47")),
-        ("log_offset", |r| r.log_offset = 0, true, Some("bad log offset")),
-        ("log_len small", |r| r.log_len = 4 << 20, true, Some("bad log length")),
-        ("log_len odd", |r| r.log_len = 12 << 20, true, Some("bad log length")),
-        ("log_len huge", |r| r.log_len = 1 << 62, true, Some("bad log length")),
-        ("log_len beyond device", |r| r.log_len = 8 << 30, true, Some("too small for a log")),
-        ("alloc_unit", |r| r.alloc_unit = 12345, true, Some("bad allocation unit")),
+        (
+            "version",
+            |r| r.version = 47,
+            true,
+            Some("unsupported superblock version 47"),
+        ),
+        (
+            "log_offset",
+            |r| r.log_offset = 0,
+            true,
+            Some("bad log offset"),
+        ),
+        (
+            "log_len small",
+            |r| r.log_len = 4 << 20,
+            true,
+            Some("bad log length"),
+        ),
+        (
+            "log_len odd",
+            |r| r.log_len = 12 << 20,
+            true,
+            Some("bad log length"),
+        ),
+        (
+            "log_len huge",
+            |r| r.log_len = 1 << 62,
+            true,
+            Some("bad log length"),
+        ),
+        (
+            "log_len beyond device",
+            |r| r.log_len = 8 << 30,
+            true,
+            Some("too small for a log"),
+        ),
+        (
+            "alloc_unit",
+            |r| r.alloc_unit = 12345,
+            true,
+            Some("bad allocation unit"),
+        ),
         ("omf major", |r| r.omf_ver_major = 9, true, None),
         ("omf minor", |r| r.omf_ver_minor = 9, true, None),
-        ("fs uuid", |r| r.fs_uuid[3] ^= 1, false, Some("superblock crc mismatch")),
-        ("dev uuid", |r| r.dev_uuid[3] ^= 1, false, Some("superblock crc mismatch")),
-        ("system uuid", |r| r.system_uuid[3] ^= 1, false, Some("superblock crc mismatch")),
-        ("crc", |r| r.crc ^= 1, false, Some("superblock crc mismatch")),
-        ("crc high half", |r| r.crc |= 1 << 40, false, Some("superblock crc mismatch")),
+        (
+            "fs uuid",
+            |r| r.fs_uuid[3] ^= 1,
+            false,
+            Some("superblock crc mismatch"),
+        ),
+        (
+            "dev uuid",
+            |r| r.dev_uuid[3] ^= 1,
+            false,
+            Some("superblock crc mismatch"),
+        ),
+        (
+            "system uuid",
+            |r| r.system_uuid[3] ^= 1,
+            false,
+            Some("superblock crc mismatch"),
+        ),
+        (
+            "crc",
+            |r| r.crc ^= 1,
+            false,
+            Some("superblock crc mismatch"),
+        ),
+        (
+            "crc high half",
+            |r| r.crc |= 1 << 40,
+            false,
+            Some("superblock crc mismatch"),
+        ),
         ("flags", |r| r.sb_flags = u32::MAX, false, None),
         ("pad", |r| r.pad = u32::MAX, false, None),
         ("daxdev size 0", |r| r.daxdev_size = 0, false, None),
-        ("daxdev size huge", |r| r.daxdev_size = u64::MAX, false, None),
+        (
+            "daxdev size huge",
+            |r| r.daxdev_size = u64::MAX,
+            false,
+            None,
+        ),
         ("daxdev uuid", |r| r.daxdev_uuid = [0xff; 16], false, None),
-        ("daxdev name", |r| r.daxdev_name = [0xff; DAXDEV_NAME_LEN], false, None),
+        (
+            "daxdev name",
+            |r| r.daxdev_name = [0xff; DAXDEV_NAME_LEN],
+            false,
+            None,
+        ),
     ];
     for (what, edit, fix_crc, want) in cases {
         let m = device(&[mkdir(0, "d"), file(1, "d/f", 10 * M, M)]);
@@ -306,16 +494,42 @@ fn every_log_header_field() {
     let g = sb().log_geometry();
     let cases: Vec<(&str, Edit, bool, Option<&str>)> = vec![
         ("magic", |r| r.magic = 0xbad, true, Some("bad log magic")),
-        ("len", |r| r.len = 16 << 20, true, Some("differs from the superblock")),
-        ("last_index", |r| r.last_index = 7, true, Some("last_index 7 wrong")),
-        ("crc", |r| r.crc ^= 0x100, false, Some("log header crc mismatch")),
-        ("len without crc", |r| r.len ^= 1, false, Some("log header crc mismatch")),
-        ("next_index", |r| r.next_index = 1 << 40, false, Some("past the end of the log")),
+        (
+            "len",
+            |r| r.len = 16 << 20,
+            true,
+            Some("differs from the superblock"),
+        ),
+        (
+            "last_index",
+            |r| r.last_index = 7,
+            true,
+            Some("last_index 7 wrong"),
+        ),
+        (
+            "crc",
+            |r| r.crc ^= 0x100,
+            false,
+            Some("log header crc mismatch"),
+        ),
+        (
+            "len without crc",
+            |r| r.len ^= 1,
+            false,
+            Some("log header crc mismatch"),
+        ),
+        (
+            "next_index",
+            |r| r.next_index = 1 << 40,
+            false,
+            Some("past the end of the log"),
+        ),
         ("next_seqnum", |r| r.next_seqnum = 1 << 40, false, None),
     ];
     for (what, edit, fix_crc, want) in cases {
         let m = device(&[mkdir(0, "d")]);
-        let mut r = RawLogHeader::from_bytes(&LogHeader::new(g).advanced().unwrap().encode()).unwrap();
+        let mut r =
+            RawLogHeader::from_bytes(&LogHeader::new(g).advanced().unwrap().encode()).unwrap();
         edit(&mut r);
         if fix_crc {
             r.crc = r.compute_crc();
@@ -332,12 +546,21 @@ fn every_log_header_field() {
 
 #[test]
 fn flipped_bits_in_entries_stop_the_play_at_that_entry() {
-    let good = [mkdir(0, "d"), file(1, "d/f", 10 * M, M), file(2, "g", 12 * M, M)];
+    let good = [
+        mkdir(0, "d"),
+        file(1, "d/f", 10 * M, M),
+        file(2, "g", 12 * M, M),
+    ];
     for byte in (0..LOG_ENTRY_SIZE).step_by(7) {
         let mut entries = good;
         entries[1][byte] ^= 0x10;
-        let e = Famfs::from_media(device(&entries)).err().unwrap_or_else(|| panic!("byte {byte}: accepted"));
-        assert!(matches!(e, MetaError::LogDamaged { index: 1, .. }), "byte {byte}: {e}");
+        let e = Famfs::from_media(device(&entries))
+            .err()
+            .unwrap_or_else(|| panic!("byte {byte}: accepted"));
+        assert!(
+            matches!(e, MetaError::LogDamaged { index: 1, .. }),
+            "byte {byte}: {e}"
+        );
     }
 }
 
@@ -359,13 +582,28 @@ fn implausible_device_size_through_meta_files() {
     // A directory is not a mount: the meta files are handed in open, as the server does.
     let meta = |d: &std::path::Path| {
         let f = |n: &str| std::fs::File::open(d.join(".meta").join(n)).unwrap();
-        Media::from_meta_files(d, f(".superblock"), f(".log"), famfs_media::Access::ReadOnly).unwrap()
+        Media::from_meta_files(
+            d,
+            f(".superblock"),
+            f(".log"),
+            famfs_media::Access::ReadOnly,
+        )
+        .unwrap()
     };
     let e = Famfs::from_media(meta(dir.path())).err().unwrap();
-    assert!(matches!(e, MetaError::ImplausibleDeviceSize { size: u64::MAX, .. }), "{e}");
+    assert!(
+        matches!(e, MetaError::ImplausibleDeviceSize { size: u64::MAX, .. }),
+        "{e}"
+    );
     // The largest believable size still opens.
     r.daxdev_size = MAX_DEVICE_SIZE;
     sbb[..SB_SIZE].copy_from_slice(&r.to_bytes());
     std::fs::write(dir.path().join(".meta/.superblock"), &sbb).unwrap();
-    assert_eq!(Famfs::from_media(meta(dir.path())).unwrap().bitmap().device_size(), MAX_DEVICE_SIZE);
+    assert_eq!(
+        Famfs::from_media(meta(dir.path()))
+            .unwrap()
+            .bitmap()
+            .device_size(),
+        MAX_DEVICE_SIZE
+    );
 }

@@ -39,8 +39,16 @@ struct Model {
     cpu_flush_persists: bool,
 }
 
-const DAX: Model = Model { name: "DAX memory", unit: 64, cpu_flush_persists: true };
-const PAGES: Model = Model { name: "page cache", unit: 4096, cpu_flush_persists: false };
+const DAX: Model = Model {
+    name: "DAX memory",
+    unit: 64,
+    cpu_flush_persists: true,
+};
+const PAGES: Model = Model {
+    name: "page cache",
+    unit: 4096,
+    cpu_flush_persists: false,
+};
 
 /// The medium of the log window under a model: what is durable, what was stored, and for each
 /// unit not yet durable, its contents after each 8-byte store to it since it last was.
@@ -53,7 +61,12 @@ struct Sim {
 
 impl Sim {
     fn new(base: &[u8], unit: usize) -> Sim {
-        Sim { unit, durable: base.to_vec(), current: base.to_vec(), pending: BTreeMap::new() }
+        Sim {
+            unit,
+            durable: base.to_vec(),
+            current: base.to_vec(),
+            pending: BTreeMap::new(),
+        }
     }
 
     fn window(off: u64, len: usize) -> Option<usize> {
@@ -63,7 +76,8 @@ impl Sim {
 
     /// A store as the media does it: 8-byte volatile stores in ascending address order.
     fn store(&mut self, off: u64, data: &[u8]) {
-        let rel = Self::window(off, data.len()).unwrap_or_else(|| panic!("store at {off:#x} outside the log window"));
+        let rel = Self::window(off, data.len())
+            .unwrap_or_else(|| panic!("store at {off:#x} outside the log window"));
         let mut i = 0;
         while i < data.len() {
             let n = (8 - (rel + i) % 8).min(data.len() - i);
@@ -76,7 +90,9 @@ impl Sim {
     }
 
     fn barrier(&mut self, off: u64, len: u64) {
-        let Some(rel) = Self::window(off, 0) else { return };
+        let Some(rel) = Self::window(off, 0) else {
+            return;
+        };
         if len == 0 || rel >= WIN {
             return;
         }
@@ -101,13 +117,23 @@ impl Sim {
     /// Every state a crash now can leave.
     fn crash_states(&self, out: &mut Vec<Vec<u8>>) {
         let units: Vec<(&usize, &Vec<Vec<u8>>)> = self.pending.iter().collect();
-        assert!(units.len() <= 14, "{} units pending at once: the enumeration would not be bounded", units.len());
-        let put = |s: &mut Vec<u8>, u: usize, v: &[u8]| s[u * self.unit..(u + 1) * self.unit].copy_from_slice(v);
+        assert!(
+            units.len() <= 14,
+            "{} units pending at once: the enumeration would not be bounded",
+            units.len()
+        );
+        let put = |s: &mut Vec<u8>, u: usize, v: &[u8]| {
+            s[u * self.unit..(u + 1) * self.unit].copy_from_slice(v)
+        };
         for mask in 0u32..1 << units.len() {
             let mut s = self.durable.clone();
             for (k, (u, versions)) in units.iter().enumerate() {
                 if mask & (1 << k) != 0 {
-                    put(&mut s, **u, versions.last().expect("a pending unit has a version"));
+                    put(
+                        &mut s,
+                        **u,
+                        versions.last().expect("a pending unit has a version"),
+                    );
                 }
             }
             out.push(s);
@@ -151,16 +177,33 @@ fn check(sb: &[u8], state: &[u8], before: u64, new_path: &str) -> Result<Seen, S
     let seen = match fs.played() {
         n if n == before => Seen::Before,
         n if n == before + 1 => Seen::After,
-        n => return Err(format!("{n} entries played, want {before} or {}", before + 1)),
+        n => {
+            return Err(format!(
+                "{n} entries played, want {before} or {}",
+                before + 1
+            ))
+        }
     };
     if (seen == Seen::After) != fs.namespace().resolve(new_path).is_some() {
-        return Err(format!("{seen:?} the append, but /{new_path} is {}", if seen == Seen::After { "missing" } else { "there" }));
+        return Err(format!(
+            "{seen:?} the append, but /{new_path} is {}",
+            if seen == Seen::After {
+                "missing"
+            } else {
+                "there"
+            }
+        ));
     }
     // The log goes on: a later append lands and plays.
-    fs.mkdir(&rp("after-crash"), 0o755, 0, 0).map_err(|e| format!("the next append failed: {e}"))?;
+    fs.mkdir(&rp("after-crash"), 0o755, 0, 0)
+        .map_err(|e| format!("the next append failed: {e}"))?;
     let played = fs.played();
-    let again = Famfs::from_media(fs.into_media()).map_err(|e| format!("the log after the next append: {e}"))?;
-    if again.played() != played || again.namespace().resolve("after-crash").is_none() || again.problems().iter().any(|p| p.is_damage()) {
+    let again = Famfs::from_media(fs.into_media())
+        .map_err(|e| format!("the log after the next append: {e}"))?;
+    if again.played() != played
+        || again.namespace().resolve("after-crash").is_none()
+        || again.problems().iter().any(|p| p.is_damage())
+    {
         return Err("the next append does not play".into());
     }
     Ok(seen)
@@ -170,7 +213,13 @@ fn check(sb: &[u8], state: &[u8], before: u64, new_path: &str) -> Result<Seen, S
 fn prepared(before: u64) -> (Vec<u8>, Vec<u8>) {
     let m = Media::memory(DEV).unwrap();
     let system_uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
-    let o = MkfsOptions { log_len: DEFAULT_LOG_LEN, fs_uuid: [7; 16], dev_uuid: [8; 16], system_uuid, device_name: "crash".into() };
+    let o = MkfsOptions {
+        log_len: DEFAULT_LOG_LEN,
+        fs_uuid: [7; 16],
+        dev_uuid: [8; 16],
+        system_uuid,
+        device_name: "crash".into(),
+    };
     mkfs(&m, &o).unwrap();
     let mut fs = Famfs::from_media(m).unwrap();
     for i in 0..before {
@@ -217,8 +266,20 @@ fn open_recording(path: Path_, dir: &Path, sb: &[u8], log: &[u8]) -> (Famfs, fam
             std::fs::create_dir_all(dir.join(".meta")).unwrap();
             std::fs::write(dir.join(".meta/.superblock"), sb).unwrap();
             std::fs::write(dir.join(".meta/.log"), log).unwrap();
-            let open = |n: &str, w: bool| std::fs::OpenOptions::new().read(true).write(w).open(dir.join(".meta").join(n)).unwrap();
-            Media::from_meta_files(dir, open(".superblock", false), open(".log", true), Access::ReadWrite).unwrap()
+            let open = |n: &str, w: bool| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(w)
+                    .open(dir.join(".meta").join(n))
+                    .unwrap()
+            };
+            Media::from_meta_files(
+                dir,
+                open(".superblock", false),
+                open(".log", true),
+                Access::ReadWrite,
+            )
+            .unwrap()
         }
     };
     let trace = media.record();
@@ -241,13 +302,18 @@ fn every_crash_state_of_an_append_plays_before_or_after_it() {
     for before in [0u64, 7, 8] {
         let (sb, log) = prepared(before);
         let sb_head = &sb[..famfs_format::SB_SIZE];
-        for (path, models) in [(Path_::DeviceImage, &[PAGES][..]), (Path_::DeviceDax, &[DAX][..]), (Path_::Mount, &[DAX, PAGES][..])] {
+        for (path, models) in [
+            (Path_::DeviceImage, &[PAGES][..]),
+            (Path_::DeviceDax, &[DAX][..]),
+            (Path_::Mount, &[DAX, PAGES][..]),
+        ] {
             let d = tempfile::tempdir().unwrap();
             let (mut fs, trace) = open_recording(path, d.path(), &sb, &log);
             // A long name: the entry's lines are not mostly zeros, so partial writes show.
             let new_path = format!("new{before}-{}", "p".repeat(60));
             if before == 7 {
-                fs.create_file(&rp(&new_path), 3 << 20, 0o644, 0, 0, Layout::Contiguous).unwrap();
+                fs.create_file(&rp(&new_path), 3 << 20, 0o644, 0, 0, Layout::Contiguous)
+                    .unwrap();
             } else {
                 fs.mkdir(&rp(&new_path), 0o755, 0, 0).unwrap();
             }
@@ -255,12 +321,17 @@ fn every_crash_state_of_an_append_plays_before_or_after_it() {
             if std::env::var_os("CRASHPOINTS_DEBUG").is_some() {
                 for o in &ops {
                     match o {
-                        MediaOp::Store { off, data } => println!("  store {off:#x} +{}", data.len()),
+                        MediaOp::Store { off, data } => {
+                            println!("  store {off:#x} +{}", data.len())
+                        }
                         o => println!("  {o:?}"),
                     }
                 }
             }
-            assert!(ops.iter().any(|o| matches!(o, MediaOp::Store { .. })), "{path:?}: no store recorded");
+            assert!(
+                ops.iter().any(|o| matches!(o, MediaOp::Store { .. })),
+                "{path:?}: no store recorded"
+            );
             for &m in models {
                 let mut sim = Sim::new(&log[..WIN], m.unit);
                 let mut states = Vec::new();
@@ -282,17 +353,28 @@ fn every_crash_state_of_an_append_plays_before_or_after_it() {
                         Ok(Seen::After) => after_n += 1,
                         Err(why) => {
                             if failures.len() < 10 {
-                                failures.push(format!("{path:?} on {} after {before} entries: {why}", m.name));
+                                failures.push(format!(
+                                    "{path:?} on {} after {before} entries: {why}",
+                                    m.name
+                                ));
                             }
                         }
                     }
                 }
                 total += seen.len();
                 println!("{path:?} on {}, {before} entries before: {} ops, {} crash states: {before_n} before the append, {after_n} after", m.name, ops.len(), seen.len());
-                assert!(after_n > 0, "{path:?} on {}: no state shows the append (the enumeration is broken)", m.name);
+                assert!(
+                    after_n > 0,
+                    "{path:?} on {}: no state shows the append (the enumeration is broken)",
+                    m.name
+                );
             }
         }
     }
     println!("{total} crash states checked");
-    assert!(failures.is_empty(), "crash states that do not play to before or after the append:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "crash states that do not play to before or after the append:\n{}",
+        failures.join("\n")
+    );
 }

@@ -1,8 +1,8 @@
 //! Log play and append on image files.
 
 use famfs_format::*;
-use famfs_meta::*;
 use famfs_media::Media;
+use famfs_meta::*;
 use std::path::{Path, PathBuf};
 
 const M: u64 = 2 << 20;
@@ -27,7 +27,11 @@ fn setup(size: u64) -> Env {
 /// write each; a test of 15420 appends would spend a minute on the disk.
 fn setup_tmpfs(size: u64) -> Env {
     let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() };
+    let dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm).unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
     let img = dir.path().join("img");
     std::fs::File::create(&img).unwrap().set_len(size).unwrap();
     Env { _dir: dir, img }
@@ -36,8 +40,17 @@ fn setup_tmpfs(size: u64) -> Env {
 fn format(img: &Path, uuid_file: &Path) -> Superblock {
     let local = local_system_uuid(uuid_file).unwrap();
     let media = Media::open(img, Access::ReadWrite).unwrap();
-    mkfs(&media, &MkfsOptions { log_len: DEFAULT_LOG_LEN, fs_uuid: [1; 16], dev_uuid: [2; 16], system_uuid: local, device_name: "img".into() })
-        .unwrap()
+    mkfs(
+        &media,
+        &MkfsOptions {
+            log_len: DEFAULT_LOG_LEN,
+            fs_uuid: [1; 16],
+            dev_uuid: [2; 16],
+            system_uuid: local,
+            device_name: "img".into(),
+        },
+    )
+    .unwrap()
 }
 
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -63,15 +76,38 @@ fn create_play_and_replay() {
         let mut fs = Famfs::open(&e.img, Access::ReadWrite).unwrap();
         assert_eq!(fs.role(), Role::Master);
         fs.mkdir(&rp("d"), 0o755, 1, 2).unwrap();
-        let ino = fs.create_file(&rp("d/f"), 3 * M + 5, 0o600, 3, 4, Layout::Contiguous).unwrap();
+        let ino = fs
+            .create_file(&rp("d/f"), 3 * M + 5, 0o600, 3, 4, Layout::Contiguous)
+            .unwrap();
         fs.write_data(ino, 3 * M, b"tail!").unwrap();
-        assert!(matches!(fs.create_file(&rp("d/f"), 1, 0o600, 0, 0, Layout::Contiguous), Err(MetaError::Exists(_))));
-        assert!(matches!(fs.create_file(&rp("x/f"), 1, 0o600, 0, 0, Layout::Contiguous), Err(MetaError::NotFound(_))));
-        assert!(matches!(fs.mkdir(&rp("d/f/g"), 0o755, 0, 0), Err(MetaError::NotADirectory(_))));
+        assert!(matches!(
+            fs.create_file(&rp("d/f"), 1, 0o600, 0, 0, Layout::Contiguous),
+            Err(MetaError::Exists(_))
+        ));
+        assert!(matches!(
+            fs.create_file(&rp("x/f"), 1, 0o600, 0, 0, Layout::Contiguous),
+            Err(MetaError::NotFound(_))
+        ));
+        assert!(matches!(
+            fs.mkdir(&rp("d/f/g"), 0o755, 0, 0),
+            Err(MetaError::NotADirectory(_))
+        ));
         fs.mkdir_p(&rp("p/q/r"), 0o700, 0, 0).unwrap();
         let p = InterleaveParams_new(4 * G);
-        let il = fs.create_file(&rp("p/striped"), 20 * M, 0o644, 0, 0, Layout::Interleaved(p)).unwrap();
-        assert!(matches!(fs.namespace().get(il).unwrap().file().unwrap().fmap, Fmap::Interleaved(_)));
+        let il = fs
+            .create_file(
+                &rp("p/striped"),
+                20 * M,
+                0o644,
+                0,
+                0,
+                Layout::Interleaved(p),
+            )
+            .unwrap();
+        assert!(matches!(
+            fs.namespace().get(il).unwrap().file().unwrap().fmap,
+            Fmap::Interleaved(_)
+        ));
 
         // A second opener sees the same namespace; refresh is idempotent.
         let mut other = Famfs::open(&e.img, Access::ReadOnly).unwrap();
@@ -84,11 +120,20 @@ fn create_play_and_replay() {
         let mut buf = [0u8; 5];
         other.read_data(ino, 3 * M, &mut buf).unwrap();
         assert_eq!(&buf, b"tail!");
-        assert!(matches!(other.read_data(ino, 3 * M + 1, &mut buf), Err(MetaError::BeyondEof { .. })));
-        assert!(matches!(other.mkdir(&rp("nope"), 0o755, 0, 0), Err(MetaError::ReadOnly)));
+        assert!(matches!(
+            other.read_data(ino, 3 * M + 1, &mut buf),
+            Err(MetaError::BeyondEof { .. })
+        ));
+        assert!(matches!(
+            other.mkdir(&rp("nope"), 0o755, 0, 0),
+            Err(MetaError::ReadOnly)
+        ));
         assert!(other.problems().is_empty());
         let node = other.namespace().get(ino).unwrap();
-        assert_eq!((node.mode, node.uid, node.gid, node.size()), (0o600, 3, 4, 3 * M + 5));
+        assert_eq!(
+            (node.mode, node.uid, node.gid, node.size()),
+            (0o600, 3, 4, 3 * M + 5)
+        );
     });
 }
 
@@ -130,8 +175,14 @@ fn log_full_is_reported() {
         })
         .unwrap();
         println!("appended {cap} entries in {:?}", t.elapsed());
-        assert!(matches!(fs.mkdir(&rp("one-more"), 0o755, 0, 0), Err(MetaError::LogFull { capacity: 15420 })));
-        assert!(matches!(fs.create_file(&rp("f"), 1, 0o644, 0, 0, Layout::Contiguous), Err(MetaError::LogFull { .. })));
+        assert!(matches!(
+            fs.mkdir(&rp("one-more"), 0o755, 0, 0),
+            Err(MetaError::LogFull { capacity: 15420 })
+        ));
+        assert!(matches!(
+            fs.create_file(&rp("f"), 1, 0o644, 0, 0, Layout::Contiguous),
+            Err(MetaError::LogFull { .. })
+        ));
         let t = std::time::Instant::now();
         let again = Famfs::open(&e.img, Access::ReadOnly).unwrap();
         println!("played a full log in {:?}", t.elapsed());
@@ -146,7 +197,8 @@ fn damaged_entry_stops_play_and_bad_content_is_a_problem() {
         let sb = format(&e.img, u);
         let mut fs = Famfs::open(&e.img, Access::ReadWrite).unwrap();
         for i in 0..4 {
-            fs.mkdir(&RelPath::new(&format!("d{i}")).unwrap(), 0o755, 0, 0).unwrap();
+            fs.mkdir(&RelPath::new(&format!("d{i}")).unwrap(), 0o755, 0, 0)
+                .unwrap();
         }
         let media = Media::open(&e.img, Access::ReadWrite).unwrap();
         // Entry 2: flip a byte -> crc fails -> play stops after entry 1.
@@ -155,7 +207,10 @@ fn damaged_entry_stops_play_and_bad_content_is_a_problem() {
         media.read_at(off + 20, &mut b).unwrap();
         media.write_at(off + 20, &[b[0] ^ 1]).unwrap();
         match Famfs::open(&e.img, Access::ReadOnly) {
-            Err(MetaError::LogDamaged { index: 2, source: FormatError::BadEntryCrc { .. } }) => {}
+            Err(MetaError::LogDamaged {
+                index: 2,
+                source: FormatError::BadEntryCrc { .. },
+            }) => {}
             Err(e) => panic!("wrong error {e}"),
             Ok(_) => panic!("damage not found"),
         }
@@ -171,7 +226,10 @@ fn damaged_entry_stops_play_and_bad_content_is_a_problem() {
         let fs2 = Famfs::open(&e.img, Access::ReadOnly).unwrap();
         assert_eq!(fs2.played(), 4);
         assert_eq!(fs2.problems().len(), 1);
-        assert_eq!(fs2.problems()[0].kind, ProblemKind::BadEntry(FormatError::PathAbsolute));
+        assert_eq!(
+            fs2.problems()[0].kind,
+            ProblemKind::BadEntry(FormatError::PathAbsolute)
+        );
         // Seqnum mismatch.
         r.seqnum = 9;
         r.body[12] = b'x';
@@ -179,7 +237,10 @@ fn damaged_entry_stops_play_and_bad_content_is_a_problem() {
         media.write_at(off3, &r.to_bytes()).unwrap();
         assert!(matches!(
             Famfs::open(&e.img, Access::ReadOnly),
-            Err(MetaError::LogDamaged { index: 3, source: FormatError::SeqnumMismatch { .. } })
+            Err(MetaError::LogDamaged {
+                index: 3,
+                source: FormatError::SeqnumMismatch { .. }
+            })
         ));
     });
 }
@@ -189,8 +250,22 @@ fn truncated_and_garbage_images_fail_cleanly() {
     with_uuid_file(|u| {
         let e = setup(4 * G);
         format(&e.img, u);
-        for len in [0u64, 100, 199, 200, 4096, 2 * M, 2 * M + 47, 2 * M + 48, 2 * M + 600, 10 * M - 1] {
-            let f = std::fs::OpenOptions::new().write(true).open(&e.img).unwrap();
+        for len in [
+            0u64,
+            100,
+            199,
+            200,
+            4096,
+            2 * M,
+            2 * M + 47,
+            2 * M + 48,
+            2 * M + 600,
+            10 * M - 1,
+        ] {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&e.img)
+                .unwrap();
             f.set_len(len).unwrap();
             let r = Famfs::open(&e.img, Access::ReadOnly);
             assert!(r.is_err(), "truncated to {len} must fail");
@@ -198,6 +273,9 @@ fn truncated_and_garbage_images_fail_cleanly() {
         }
         let e2 = setup(16 << 20);
         std::fs::write(&e2.img, vec![0xa5u8; 16 << 20]).unwrap();
-        println!("garbage: {}", Famfs::open(&e2.img, Access::ReadOnly).err().unwrap());
+        println!(
+            "garbage: {}",
+            Famfs::open(&e2.img, Access::ReadOnly).err().unwrap()
+        );
     });
 }

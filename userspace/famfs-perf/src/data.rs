@@ -52,16 +52,37 @@ pub struct Op {
 }
 
 fn block_label(b: usize) -> String {
-    BLOCKS.iter().find(|(s, _)| *s == b).map(|(_, l)| l.to_string()).unwrap_or_else(|| format!("{b}"))
+    BLOCKS
+        .iter()
+        .find(|(s, _)| *s == b)
+        .map(|(_, l)| l.to_string())
+        .unwrap_or_else(|| format!("{b}"))
 }
 
 impl Op {
     pub fn key(&self) -> String {
-        format!("{}/{}-{}/{}/t{}", self.api.name(), if self.random { "rand" } else { "seq" }, if self.write { "write" } else { "read" }, block_label(self.block), self.threads)
+        format!(
+            "{}/{}-{}/{}/t{}",
+            self.api.name(),
+            if self.random { "rand" } else { "seq" },
+            if self.write { "write" } else { "read" },
+            block_label(self.block),
+            self.threads
+        )
     }
     pub fn figure(&self) -> String {
-        let t = if self.threads > 1 { format!(", {} threads", self.threads) } else { String::new() };
-        format!("{} {} {} {}{t}", self.api.label(self.write), if self.random { "random" } else { "sequential" }, if self.write { "write" } else { "read" }, block_label(self.block))
+        let t = if self.threads > 1 {
+            format!(", {} threads", self.threads)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} {} {} {}{t}",
+            self.api.label(self.write),
+            if self.random { "random" } else { "sequential" },
+            if self.write { "write" } else { "read" },
+            block_label(self.block)
+        )
     }
     /// The ceiling's figure of the same pattern and kind: an mmap figure against the raw mapping
     /// copied by the same user-space memcpy, a read(2)/write(2) figure against the raw mapping
@@ -83,7 +104,13 @@ pub fn data_ops(rw: bool) -> Vec<Op> {
         for write in [false, true] {
             for random in [false, true] {
                 for &(block, _) in BLOCKS {
-                    v.push(Op { api, write, random, block, threads: 1 });
+                    v.push(Op {
+                        api,
+                        write,
+                        random,
+                        block,
+                        threads: 1,
+                    });
                 }
             }
         }
@@ -96,9 +123,21 @@ pub fn thread_ops(threads: &[usize]) -> Vec<Op> {
     let mut v = Vec::new();
     for &t in threads {
         for write in [false, true] {
-            v.push(Op { api: Api::Mmap, write, random: false, block: 2 << 20, threads: t });
+            v.push(Op {
+                api: Api::Mmap,
+                write,
+                random: false,
+                block: 2 << 20,
+                threads: t,
+            });
         }
-        v.push(Op { api: Api::Mmap, write: false, random: true, block: 4096, threads: t });
+        v.push(Op {
+            api: Api::Mmap,
+            write: false,
+            random: true,
+            block: 4096,
+            threads: t,
+        });
     }
     v
 }
@@ -148,24 +187,53 @@ unsafe impl Sync for Map {}
 unsafe impl Send for Map {}
 
 impl Map {
-    pub fn new(file: &File, len: usize, file_off: u64, prot: i32, misalign: bool) -> io::Result<Map> {
+    pub fn new(
+        file: &File,
+        len: usize,
+        file_off: u64,
+        prot: i32,
+        misalign: bool,
+    ) -> io::Result<Map> {
         let reserve = len + 4 * PMD as usize;
         // SAFETY: Reserves address space only.
-        let base = unsafe { libc::mmap(std::ptr::null_mut(), reserve, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserve,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
         let aligned = (base as usize + PMD as usize - 1) & !(PMD as usize - 1);
         let at = aligned + if misalign { PAGE } else { 0 };
         // SAFETY: `at..at+len` lies inside the reservation, which MAP_FIXED replaces.
-        let addr = unsafe { libc::mmap(at as *mut libc::c_void, len, prot, libc::MAP_SHARED | libc::MAP_FIXED, file.as_raw_fd(), file_off as libc::off_t) };
+        let addr = unsafe {
+            libc::mmap(
+                at as *mut libc::c_void,
+                len,
+                prot,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                file_off as libc::off_t,
+            )
+        };
         if addr == libc::MAP_FAILED {
             let e = io::Error::last_os_error();
             // SAFETY: Releases the reservation.
             unsafe { libc::munmap(base, reserve) };
             return Err(e);
         }
-        Ok(Map { base, reserve, addr: addr.cast(), len })
+        Ok(Map {
+            base,
+            reserve,
+            addr: addr.cast(),
+            len,
+        })
     }
 
     /// Touches one byte per page: a read, or a write of the byte read.
@@ -213,7 +281,11 @@ pub mod kcopy {
     /// Whether the CPU has ERMS (the kernel then reads with `rep movsb`).
     pub fn erms() -> bool {
         std::fs::read_to_string("/proc/cpuinfo")
-            .map(|s| s.lines().find(|l| l.starts_with("flags")).is_some_and(|l| l.split_whitespace().any(|f| f == "erms")))
+            .map(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("flags"))
+                    .is_some_and(|l| l.split_whitespace().any(|f| f == "erms"))
+            })
             .unwrap_or(false)
     }
 
@@ -310,9 +382,17 @@ pub mod kcopy {
 pub enum Source {
     /// A devdax device in device_dax mode (no read/write), or an image file (`rw`), used from
     /// `offset`.
-    Device { path: PathBuf, offset: u64, rw: bool },
+    Device {
+        path: PathBuf,
+        offset: u64,
+        rw: bool,
+    },
     /// A famfs.ko DAX file over the device at `offset` (held: control, device, file).
-    Module { _ctl: famfs_kmod::Control, _dev: File, file: File },
+    Module {
+        _ctl: famfs_kmod::Control,
+        _dev: File,
+        file: File,
+    },
     /// A file by path (famfs mount, fallback mount, tmpfs).
     File { path: PathBuf },
 }
@@ -320,18 +400,36 @@ pub enum Source {
 impl Source {
     pub fn module(dev: &str, offset: u64, size: u64) -> Result<Source> {
         let ctl = famfs_kmod::Control::open().context("open /dev/famfs (is famfs.ko loaded?)")?;
-        let devf = OpenOptions::new().read(true).write(true).open(dev).with_context(|| format!("open {dev}"))?;
-        ctl.attach_daxdev(&devf, 0).context("attach daxdev (is the device bound to fsdev_dax?)")?;
+        let devf = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dev)
+            .with_context(|| format!("open {dev}"))?;
+        ctl.attach_daxdev(&devf, 0)
+            .context("attach daxdev (is the device bound to fsdev_dax?)")?;
         let mut buf = vec![0u8; 4096];
-        let ext = [famfs_fmap::SimpleExtent { devindex: 0, offset, len: size.div_ceil(PMD) * PMD }];
-        let n = famfs_fmap::encode_simple(&mut buf, famfs_fmap::FileType::Regular, size, &ext).map_err(|e| anyhow!("encode fmap: {e:?}"))?;
-        let f = ctl.create_file(&buf[..n], 0, 0o644, 0, 0).context("create famfs.ko file")?;
-        Ok(Source::Module { _ctl: ctl, _dev: devf, file: f.file })
+        let ext = [famfs_fmap::SimpleExtent {
+            devindex: 0,
+            offset,
+            len: size.div_ceil(PMD) * PMD,
+        }];
+        let n = famfs_fmap::encode_simple(&mut buf, famfs_fmap::FileType::Regular, size, &ext)
+            .map_err(|e| anyhow!("encode fmap: {e:?}"))?;
+        let f = ctl
+            .create_file(&buf[..n], 0, 0o644, 0, 0)
+            .context("create famfs.ko file")?;
+        Ok(Source::Module {
+            _ctl: ctl,
+            _dev: devf,
+            file: f.file,
+        })
     }
 
     pub fn open(&self) -> io::Result<File> {
         match self {
-            Source::Device { path, .. } | Source::File { path } => OpenOptions::new().read(true).write(true).open(path),
+            Source::Device { path, .. } | Source::File { path } => {
+                OpenOptions::new().read(true).write(true).open(path)
+            }
             Source::Module { file, .. } => file.try_clone(),
         }
     }
@@ -365,7 +463,14 @@ impl Source {
 /// so that bandwidth figures exclude faults; shared by every mmap figure of a run.
 pub fn bench_map(src: &Source, window: u64) -> Result<Map> {
     let file = src.open().context("open")?;
-    let map = Map::new(&file, window as usize, src.base(), libc::PROT_READ | libc::PROT_WRITE, false).context("mmap")?;
+    let map = Map::new(
+        &file,
+        window as usize,
+        src.base(),
+        libc::PROT_READ | libc::PROT_WRITE,
+        false,
+    )
+    .context("mmap")?;
     map.touch(true);
     src.sync(&map)?;
     Ok(map)
@@ -382,9 +487,22 @@ pub struct Bandwidth {
 /// MB/s of `op`, moving `bytes` per repetition within the first `window` bytes of the source,
 /// `reps` times. mmap figures use `map` (from [`bench_map`]). Writes are followed by
 /// msync/fdatasync (where the source has them), timed separately from the copies.
-pub fn bandwidth(src: &Source, map: Option<&Map>, window: u64, op: Op, bytes: u64, reps: usize) -> Result<Bandwidth> {
+pub fn bandwidth(
+    src: &Source,
+    map: Option<&Map>,
+    window: u64,
+    op: Op,
+    bytes: u64,
+    reps: usize,
+) -> Result<Bandwidth> {
     let n = (bytes / op.block as u64).max(op.threads as u64) as usize;
-    let offs = offsets(n, op.random, window, op.block, 0x1234_5678 + op.block as u64);
+    let offs = offsets(
+        n,
+        op.random,
+        window,
+        op.block,
+        0x1234_5678 + op.block as u64,
+    );
     let total = (n * op.block) as f64;
     let mut pattern = vec![0u8; op.block];
     for (i, b) in pattern.iter_mut().enumerate() {
@@ -481,7 +599,11 @@ pub fn bandwidth(src: &Source, map: Option<&Map>, window: u64, op: Op, bytes: u6
 
 /// A famfs.ko debugfs counter, when debugfs and the module are there.
 pub fn famfs_counter(name: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/sys/kernel/debug/famfs/{name}")).ok()?.trim().parse().ok()
+    std::fs::read_to_string(format!("/sys/kernel/debug/famfs/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn minflt() -> u64 {
@@ -508,11 +630,16 @@ impl TraceCount {
             .map(PathBuf::from)
             .find(|p| p.join("instances").is_dir())
             .ok_or_else(|| anyhow!("no tracefs (mount -t tracefs nodev /sys/kernel/tracing)"))?;
-        let dir = root.join("instances").join(format!("famfs-perf-{tag}-{}", std::process::id()));
+        let dir = root
+            .join("instances")
+            .join(format!("famfs-perf-{tag}-{}", std::process::id()));
         if !dir.is_dir() {
             std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
         }
-        let t = TraceCount { dir, event: event.to_string() };
+        let t = TraceCount {
+            dir,
+            event: event.to_string(),
+        };
         let ev = t.dir.join("events").join(event);
         if !ev.is_dir() {
             return Err(anyhow!("no trace event {event} (kernel without it?)"));
@@ -536,7 +663,10 @@ impl TraceCount {
         for cpu in std::fs::read_dir(self.dir.join("per_cpu")).context("per_cpu")? {
             let stats = std::fs::read_to_string(cpu?.path().join("stats"))?;
             for l in stats.lines() {
-                if let Some(v) = l.strip_prefix("entries: ").or_else(|| l.strip_prefix("overrun: ")) {
+                if let Some(v) = l
+                    .strip_prefix("entries: ")
+                    .or_else(|| l.strip_prefix("overrun: "))
+                {
                     n += v.trim().parse::<u64>().context("stats")?;
                 }
             }
@@ -547,14 +677,20 @@ impl TraceCount {
 
 impl Drop for TraceCount {
     fn drop(&mut self) {
-        let _ = std::fs::write(self.dir.join("events").join(&self.event).join("enable"), "0");
+        let _ = std::fs::write(
+            self.dir.join("events").join(&self.event).join("enable"),
+            "0",
+        );
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
 /// The fs_dax fault events of successful faults: PMD (VM_FAULT_NOPAGE) and PTE.
 fn dax_fault_counters() -> Result<(TraceCount, TraceCount)> {
-    Ok((TraceCount::new("pmd", "fs_dax/dax_pmd_fault_done", Some("result == 256"))?, TraceCount::new("pte", "fs_dax/dax_pte_fault_done", None)?))
+    Ok((
+        TraceCount::new("pmd", "fs_dax/dax_pmd_fault_done", Some("result == 256"))?,
+        TraceCount::new("pte", "fs_dax/dax_pte_fault_done", None)?,
+    ))
 }
 
 /// First touch of a fresh mapping of the whole file (opened afresh each time).
@@ -576,11 +712,18 @@ pub struct Touch {
 /// first guest access to each page, whichever path makes it; measured, that cost lands on
 /// whichever path happens to touch the memory first (it made "the first repetition 10x slower"
 /// for famfs, never for raw, in earlier runs). The guest's own faults happen on every map.
-pub fn first_touch(src: &Source, size: u64, misalign: bool, reps: usize, warmup: bool) -> Result<Touch> {
+pub fn first_touch(
+    src: &Source,
+    size: u64,
+    misalign: bool,
+    reps: usize,
+    warmup: bool,
+) -> Result<Touch> {
     let mut t = Touch::default();
     if warmup {
         let file = src.open().context("open")?;
-        let map = Map::new(&file, size as usize, src.base(), libc::PROT_READ, misalign).context("mmap (warm-up)")?;
+        let map = Map::new(&file, size as usize, src.base(), libc::PROT_READ, misalign)
+            .context("mmap (warm-up)")?;
         std::hint::black_box(map.touch(false));
     }
     let tp = dax_fault_counters().map_err(|e| format!("{e:#}"));
@@ -593,9 +736,19 @@ pub fn first_touch(src: &Source, size: u64, misalign: bool, reps: usize, warmup:
             a.reset()?;
             b.reset()?;
         }
-        let (pte0, pmd0, mf0) = (famfs_counter("pte_faults"), famfs_counter("pmd_faults"), minflt());
+        let (pte0, pmd0, mf0) = (
+            famfs_counter("pte_faults"),
+            famfs_counter("pmd_faults"),
+            minflt(),
+        );
         let start = Instant::now();
-        let map = Map::new(&file, size as usize, src.base(), libc::PROT_READ, misalign).context(if misalign { "mmap one page off the 2 MiB grid" } else { "mmap" })?;
+        let map = Map::new(&file, size as usize, src.base(), libc::PROT_READ, misalign).context(
+            if misalign {
+                "mmap one page off the 2 MiB grid"
+            } else {
+                "mmap"
+            },
+        )?;
         std::hint::black_box(map.touch(false));
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let mf1 = minflt();
@@ -606,7 +759,12 @@ pub fn first_touch(src: &Source, size: u64, misalign: bool, reps: usize, warmup:
         drop(map);
         t.ms.push(ms);
         t.minflt.push((mf1 - mf0) as f64);
-        if let (Some(a), Some(b), Some(c), Some(d)) = (pte0, famfs_counter("pte_faults"), pmd0, famfs_counter("pmd_faults")) {
+        if let (Some(a), Some(b), Some(c), Some(d)) = (
+            pte0,
+            famfs_counter("pte_faults"),
+            pmd0,
+            famfs_counter("pmd_faults"),
+        ) {
             t.pte.push((b - a) as f64);
             t.pmd.push((d - c) as f64);
         }
@@ -637,8 +795,23 @@ pub struct DataParams {
     pub round: Option<u32>,
 }
 
-fn record(p: &DataParams, section: &str, key: String, figure: String, unit: &str, higher: bool) -> Record {
-    Record::new(format!("{}{section}", p.prefix), p.label.clone(), key, figure, unit, higher, p.env.clone())
+fn record(
+    p: &DataParams,
+    section: &str,
+    key: String,
+    figure: String,
+    unit: &str,
+    higher: bool,
+) -> Record {
+    Record::new(
+        format!("{}{section}", p.prefix),
+        p.label.clone(),
+        key,
+        figure,
+        unit,
+        higher,
+        p.env.clone(),
+    )
 }
 
 /// Every record a data run makes, without samples (also used to mark a path not measured).
@@ -648,34 +821,93 @@ pub fn data_records(p: &DataParams, rw: bool) -> Vec<(Record, Option<Op>, Option
         for op in ops {
             let mut r = record(p, section, op.key(), op.figure(), "MB/s", true);
             if p.label != p.ceiling {
-                r.baseline = Some(format!("{}{section}/{}/{}", p.prefix, p.ceiling, op.ceiling_key()));
+                r.baseline = Some(format!(
+                    "{}{section}/{}/{}",
+                    p.prefix,
+                    p.ceiling,
+                    op.ceiling_key()
+                ));
             }
             if p.famfs {
-                r.target = Some(Target::RatioAtLeast(if op.api == Api::Mmap { 0.95 } else { 0.90 }));
+                r.target = Some(Target::RatioAtLeast(if op.api == Api::Mmap {
+                    0.95
+                } else {
+                    0.90
+                }));
             }
             v.push((r, Some(op), None));
         }
     }
     for misalign in [false, true] {
         let a = if misalign { "misaligned" } else { "aligned" };
-        let what = if misalign { "one page off the 2 MiB grid" } else { "2 MiB-aligned" };
+        let what = if misalign {
+            "one page off the 2 MiB grid"
+        } else {
+            "2 MiB-aligned"
+        };
         let gib = p.touch_size as f64 / (1u64 << 30) as f64;
-        let mut r = record(p, "first-touch", format!("{a}/time"), format!("map + touch {gib} GiB, {what}: time per GiB"), "ms/GiB", false);
+        let mut r = record(
+            p,
+            "first-touch",
+            format!("{a}/time"),
+            format!("map + touch {gib} GiB, {what}: time per GiB"),
+            "ms/GiB",
+            false,
+        );
         if p.label != p.ceiling {
             r.baseline = Some(format!("{}first-touch/{}/{a}/time", p.prefix, p.ceiling));
         }
         v.push((r, None, Some(misalign)));
-        v.push((record(p, "first-touch", format!("{a}/minflt"), format!("{what}: minor faults (rusage)"), "faults", false), None, Some(misalign)));
+        v.push((
+            record(
+                p,
+                "first-touch",
+                format!("{a}/minflt"),
+                format!("{what}: minor faults (rusage)"),
+                "faults",
+                false,
+            ),
+            None,
+            Some(misalign),
+        ));
         if p.famfs {
-            let mut pmd = record(p, "first-touch", format!("{a}/pmd"), format!("{what}: famfs PMD faults"), "faults", false);
-            let mut pte = record(p, "first-touch", format!("{a}/pte"), format!("{what}: famfs PTE faults"), "faults", false);
+            let mut pmd = record(
+                p,
+                "first-touch",
+                format!("{a}/pmd"),
+                format!("{what}: famfs PMD faults"),
+                "faults",
+                false,
+            );
+            let mut pte = record(
+                p,
+                "first-touch",
+                format!("{a}/pte"),
+                format!("{what}: famfs PTE faults"),
+                "faults",
+                false,
+            );
             if !misalign {
                 pmd.target = Some(Target::Equals((p.touch_size / PMD) as f64));
                 pte.target = Some(Target::Equals(0.0));
             }
             // The same faults seen by the kernel's fs_dax tracepoints, independent of famfs.ko.
-            let mut tpmd = record(p, "first-touch", format!("{a}/tp-pmd"), format!("{what}: fs_dax tracepoint PMD faults (dax_pmd_fault_done, NOPAGE)"), "faults", false);
-            let mut tpte = record(p, "first-touch", format!("{a}/tp-pte"), format!("{what}: fs_dax tracepoint PTE faults (dax_pte_fault_done)"), "faults", false);
+            let mut tpmd = record(
+                p,
+                "first-touch",
+                format!("{a}/tp-pmd"),
+                format!("{what}: fs_dax tracepoint PMD faults (dax_pmd_fault_done, NOPAGE)"),
+                "faults",
+                false,
+            );
+            let mut tpte = record(
+                p,
+                "first-touch",
+                format!("{a}/tp-pte"),
+                format!("{what}: fs_dax tracepoint PTE faults (dax_pte_fault_done)"),
+                "faults",
+                false,
+            );
             if !misalign {
                 tpmd.target = Some(Target::Equals((p.touch_size / PMD) as f64));
                 tpte.target = Some(Target::Equals(0.0));
@@ -688,9 +920,20 @@ pub fn data_records(p: &DataParams, rw: bool) -> Vec<(Record, Option<Op>, Option
     }
     // msync/fdatasync after each repetition of the single-thread write figures, timed apart.
     for op in data_ops(rw).into_iter().filter(|o| o.write) {
-        let what = if op.api == Api::Mmap { "msync" } else { "fdatasync" };
+        let what = if op.api == Api::Mmap {
+            "msync"
+        } else {
+            "fdatasync"
+        };
         let mib = p.bytes as f64 / MIB as f64;
-        let r = record(p, "sync", op.key(), format!("{what} after {} ({mib} MiB written)", op.figure()), "ms", false);
+        let r = record(
+            p,
+            "sync",
+            op.key(),
+            format!("{what} after {} ({mib} MiB written)", op.figure()),
+            "ms",
+            false,
+        );
         v.push((r, Some(op), None));
     }
     v
@@ -701,20 +944,37 @@ pub fn run(src: &Source, p: &DataParams, emit: &mut dyn FnMut(Record)) {
     let rw = src.has_rw();
     let mut map: Option<std::result::Result<Map, String>> = None;
     let mut touched: Option<(bool, std::result::Result<Touch, String>)> = None;
-    let mut syncs: std::collections::HashMap<String, std::result::Result<Vec<f64>, String>> = Default::default();
+    let mut syncs: std::collections::HashMap<String, std::result::Result<Vec<f64>, String>> =
+        Default::default();
     let sync_section = format!("{}sync", p.prefix);
     for (mut r, op, touch) in data_records(p, true) {
         if let (Some(op), true) = (op, r.section == sync_section) {
             match syncs.remove(&op.key()) {
                 Some(Ok(v)) if !v.is_empty() => r.samples = v,
-                Some(Ok(_)) => r.not_measured = Some(if rw { "no sync samples".into() } else { "device_dax: no msync (plain memory)".into() }),
+                Some(Ok(_)) => {
+                    r.not_measured = Some(if rw {
+                        "no sync samples".into()
+                    } else {
+                        "device_dax: no msync (plain memory)".into()
+                    })
+                }
                 Some(Err(e)) => r.not_measured = Some(e),
-                None => r.not_measured = Some(if rw { "not measured".into() } else { "device_dax: no write(2)".into() }),
+                None => {
+                    r.not_measured = Some(if rw {
+                        "not measured".into()
+                    } else {
+                        "device_dax: no write(2)".into()
+                    })
+                }
             }
         } else if let Some(op) = op {
             {
                 if op.api == Api::Rw && !rw {
-                    let kind = if op.write { kcopy::write_kind() } else { kcopy::read_kind(kcopy::erms()) };
+                    let kind = if op.write {
+                        kcopy::write_kind()
+                    } else {
+                        kcopy::read_kind(kcopy::erms())
+                    };
                     r.figure = format!("{} [raw: {kind}]", r.figure);
                 }
                 eprintln!("famfs-perf: {} {} ...", p.label, r.key);
@@ -744,16 +1004,28 @@ pub fn run(src: &Source, p: &DataParams, emit: &mut dyn FnMut(Record)) {
             }
         } else if let Some(mis) = touch {
             if touched.as_ref().map(|(m, _)| *m) != Some(mis) {
-                eprintln!("famfs-perf: {} first touch ({}) ...", p.label, if mis { "misaligned" } else { "aligned" });
+                eprintln!(
+                    "famfs-perf: {} first touch ({}) ...",
+                    p.label,
+                    if mis { "misaligned" } else { "aligned" }
+                );
                 map = None; // release the bandwidth mapping (and a fallback mount's page cache)
-                touched = Some((mis, first_touch(src, p.touch_size, mis, p.touch_reps, !mis).map_err(|e| format!("{e:#}"))));
+                touched = Some((
+                    mis,
+                    first_touch(src, p.touch_size, mis, p.touch_reps, !mis)
+                        .map_err(|e| format!("{e:#}")),
+                ));
             }
             match &touched.as_ref().unwrap().1 {
                 Err(e) => r.not_measured = Some(e.clone()),
                 Ok(t) => {
                     let which = r.key.split('/').nth(1).unwrap_or("");
                     r.samples = match which {
-                        "time" => t.ms.iter().map(|ms| ms * (1u64 << 30) as f64 / p.touch_size as f64).collect(),
+                        "time" => {
+                            t.ms.iter()
+                                .map(|ms| ms * (1u64 << 30) as f64 / p.touch_size as f64)
+                                .collect()
+                        }
                         "minflt" => t.minflt.clone(),
                         "pmd" => t.pmd.clone(),
                         "pte" => t.pte.clone(),
@@ -783,7 +1055,13 @@ mod tests {
 
     #[test]
     fn keys_and_ceilings() {
-        let op = Op { api: Api::Rw, write: false, random: true, block: 4096, threads: 1 };
+        let op = Op {
+            api: Api::Rw,
+            write: false,
+            random: true,
+            block: 4096,
+            threads: 1,
+        };
         assert_eq!(op.key(), "rw/rand-read/4K/t1");
         assert_eq!(op.ceiling_key(), "rw/rand-read/4K/t1");
         assert_eq!(op.figure(), "read(2) random read 4K");
@@ -811,7 +1089,10 @@ mod tests {
             // SAFETY: Reads back the bytes just written, inside dst.
             let got = unsafe { std::slice::from_raw_parts(d, src.len()) };
             assert_eq!(&got[..len], &src[..len]);
-            assert!(got[len..].iter().all(|b| *b == 0), "write copied past {len}");
+            assert!(
+                got[len..].iter().all(|b| *b == 0),
+                "write copied past {len}"
+            );
         }
     }
 
@@ -848,13 +1129,25 @@ mod tests {
             round: None,
         };
         let recs = data_records(&p, true);
-        let pmd = recs.iter().find(|(r, _, _)| r.key == "aligned/pmd").unwrap();
+        let pmd = recs
+            .iter()
+            .find(|(r, _, _)| r.key == "aligned/pmd")
+            .unwrap();
         assert_eq!(pmd.0.target, Some(Target::Equals(512.0)));
-        let rw = recs.iter().find(|(r, _, _)| r.key == "rw/seq-read/2M/t1").unwrap();
+        let rw = recs
+            .iter()
+            .find(|(r, _, _)| r.key == "rw/seq-read/2M/t1")
+            .unwrap();
         assert_eq!(rw.0.baseline.as_deref(), Some("data/raw/rw/seq-read/2M/t1"));
         assert_eq!(rw.0.target, Some(Target::RatioAtLeast(0.90)));
-        let raw = DataParams { label: "raw".into(), famfs: false, ..p };
-        assert!(data_records(&raw, false).iter().all(|(r, _, _)| r.baseline.is_none() && r.target.is_none()));
+        let raw = DataParams {
+            label: "raw".into(),
+            famfs: false,
+            ..p
+        };
+        assert!(data_records(&raw, false)
+            .iter()
+            .all(|(r, _, _)| r.baseline.is_none() && r.target.is_none()));
     }
 
     #[test]
@@ -872,7 +1165,11 @@ mod tests {
             assert_eq!(b.sync_ms.len(), if op.write { 2 } else { 0 });
         }
         // A source without read(2)/write(2) (as device_dax): the kernel-copy ceiling on its mapping.
-        let dev = Source::Device { path: path.clone(), offset: 0, rw: false };
+        let dev = Source::Device {
+            path: path.clone(),
+            offset: 0,
+            rw: false,
+        };
         let dmap = bench_map(&dev, 8 << 20).unwrap();
         for op in data_ops(true).into_iter().filter(|o| o.api == Api::Rw) {
             let b = bandwidth(&dev, Some(&dmap), 8 << 20, op, 1 << 20, 2).unwrap();

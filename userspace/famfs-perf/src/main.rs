@@ -22,7 +22,11 @@ use data::{DataParams, Source};
 use famfs_cli::size::parse_size;
 
 #[derive(Parser)]
-#[command(name = "famfs-perf", version, about = "famfs benchmark runner (see Documentation/performance.md)")]
+#[command(
+    name = "famfs-perf",
+    version,
+    about = "famfs benchmark runner (see Documentation/performance.md)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -75,10 +79,31 @@ struct PathArgs {
 
 impl PathArgs {
     /// Parameters of the data figures of this path, before the measuring knobs.
-    fn params(self, window: u64, bytes: u64, reps: usize, touch_reps: usize) -> (DataParams, Option<PathBuf>) {
-        let famfs = self.famfs_targets.unwrap_or(self.label == "module" || self.label == "fuse");
+    fn params(
+        self,
+        window: u64,
+        bytes: u64,
+        reps: usize,
+        touch_reps: usize,
+    ) -> (DataParams, Option<PathBuf>) {
+        let famfs = self
+            .famfs_targets
+            .unwrap_or(self.label == "module" || self.label == "fuse");
         let touch_size = self.touch_size.unwrap_or(self.size);
-        let p = DataParams { label: self.label, env: self.env, window, touch_size, bytes, reps, touch_reps, threads: self.threads, famfs, prefix: self.prefix, ceiling: "raw".into(), round: self.round };
+        let p = DataParams {
+            label: self.label,
+            env: self.env,
+            window,
+            touch_size,
+            bytes,
+            reps,
+            touch_reps,
+            threads: self.threads,
+            famfs,
+            prefix: self.prefix,
+            ceiling: "raw".into(),
+            round: self.round,
+        };
         (p, self.out)
     }
 }
@@ -198,25 +223,40 @@ enum Cmd {
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
 /// Appends records, one JSON object per line, flushed as they come.
 fn sink(out: &Option<PathBuf>) -> Result<Box<dyn FnMut(report::Record)>> {
     let mut w: Box<dyn Write> = match out {
-        Some(p) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("open {}", p.display()))?),
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("open {}", p.display()))?,
+        ),
         None => Box::new(std::io::stdout()),
     };
     Ok(Box::new(move |r| {
-        let _ = writeln!(w, "{}", serde_json::to_string(&r).expect("record serialises"));
+        let _ = writeln!(
+            w,
+            "{}",
+            serde_json::to_string(&r).expect("record serialises")
+        );
         let _ = w.flush();
     }))
 }
 
 fn fill(path: &PathBuf, size: u64) -> Result<()> {
-    let mut f = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
-    let chunk: Vec<u8> = (0..(1usize << 20)).map(|i| (i as u8).wrapping_mul(13) | 1).collect();
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let chunk: Vec<u8> = (0..(1usize << 20))
+        .map(|i| (i as u8).wrapping_mul(13) | 1)
+        .collect();
     let mut left = size;
     while left > 0 {
         let k = left.min(chunk.len() as u64) as usize;
@@ -229,15 +269,40 @@ fn fill(path: &PathBuf, size: u64) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Data { path, source, device, offset, file, create, bytes, window, reps, touch_reps } => {
+        Cmd::Data {
+            path,
+            source,
+            device,
+            offset,
+            file,
+            create,
+            bytes,
+            window,
+            reps,
+            touch_reps,
+        } => {
             let size = path.size;
             let (p, out) = path.params(window, bytes, reps, touch_reps);
-            if [offset, size, window, p.touch_size].iter().any(|x| x % data::PMD != 0) || window > size || p.touch_size > size {
+            if [offset, size, window, p.touch_size]
+                .iter()
+                .any(|x| x % data::PMD != 0)
+                || window > size
+                || p.touch_size > size
+            {
                 bail!("--offset, --size, --window and --touch-size must be multiples of 2 MiB, window and touch size <= size");
             }
-            let dev = || device.clone().or_else(|| std::env::var("FAMFS_DAXDEV").ok()).ok_or_else(|| anyhow!("no --device and no $FAMFS_DAXDEV"));
+            let dev = || {
+                device
+                    .clone()
+                    .or_else(|| std::env::var("FAMFS_DAXDEV").ok())
+                    .ok_or_else(|| anyhow!("no --device and no $FAMFS_DAXDEV"))
+            };
             let src = match source {
-                SourceKind::Raw => Source::Device { path: dev()?.into(), offset, rw: false },
+                SourceKind::Raw => Source::Device {
+                    path: dev()?.into(),
+                    offset,
+                    rw: false,
+                },
                 SourceKind::Module => Source::module(&dev()?, offset, size)?,
                 SourceKind::File => {
                     let f = file.ok_or_else(|| anyhow!("--source file needs --file"))?;
@@ -259,37 +324,93 @@ fn main() -> Result<()> {
                 emit(r);
             }
         }
-        Cmd::Meta { n, reps, depth, data_size, data_bytes, data_reps, bin_dir, workdir, out } => {
+        Cmd::Meta {
+            n,
+            reps,
+            depth,
+            data_size,
+            data_bytes,
+            data_reps,
+            bin_dir,
+            workdir,
+            out,
+        } => {
             let bin_dir = match bin_dir {
                 Some(d) => d,
-                None => std::env::current_exe()?.parent().ok_or_else(|| anyhow!("no exe dir"))?.to_path_buf(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .ok_or_else(|| anyhow!("no exe dir"))?
+                    .to_path_buf(),
             };
-            let p = meta::MetaParams { n: n.max(1), reps: reps.max(1), depth: depth.max(1), data_size, data_bytes, data_reps: data_reps.max(1), bin_dir, workdir };
+            let p = meta::MetaParams {
+                n: n.max(1),
+                reps: reps.max(1),
+                depth: depth.max(1),
+                data_size,
+                data_bytes,
+                data_reps: data_reps.max(1),
+                bin_dir,
+                workdir,
+            };
             let mut emit = sink(&out)?;
             meta::run(&p, &mut *emit)?;
         }
-        Cmd::Scale { n, mode, device, workdir, bin_dir, label, env, reps, out } => {
+        Cmd::Scale {
+            n,
+            mode,
+            device,
+            workdir,
+            bin_dir,
+            label,
+            env,
+            reps,
+            out,
+        } => {
             let bin_dir = match bin_dir {
                 Some(d) => d,
-                None => std::env::current_exe()?.parent().ok_or_else(|| anyhow!("no exe dir"))?.to_path_buf(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .ok_or_else(|| anyhow!("no exe dir"))?
+                    .to_path_buf(),
             };
-            let p = scale::ScaleParams { n: n.max(1), mode, device, workdir, bin_dir, label, env, reps: reps.max(1) };
+            let p = scale::ScaleParams {
+                n: n.max(1),
+                mode,
+                device,
+                workdir,
+                bin_dir,
+                label,
+                env,
+                reps: reps.max(1),
+            };
             let mut emit = sink(&out)?;
             scale::run(&p, &mut *emit)?;
         }
-        Cmd::Report { inputs, info, json, md } => {
+        Cmd::Report {
+            inputs,
+            info,
+            json,
+            md,
+        } => {
             let mut records = Vec::new();
             for i in &inputs {
-                let text = std::fs::read_to_string(i).with_context(|| format!("read {}", i.display()))?;
-                records.extend(report::parse_records(&text).with_context(|| format!("parse {}", i.display()))?);
+                let text =
+                    std::fs::read_to_string(i).with_context(|| format!("read {}", i.display()))?;
+                records.extend(
+                    report::parse_records(&text)
+                        .with_context(|| format!("parse {}", i.display()))?,
+                );
             }
             let rep = report::build(records, info.into_iter().collect::<BTreeMap<_, _>>());
             if let Some(j) = json {
-                std::fs::write(&j, serde_json::to_string_pretty(&rep)? + "\n").with_context(|| format!("write {}", j.display()))?;
+                std::fs::write(&j, serde_json::to_string_pretty(&rep)? + "\n")
+                    .with_context(|| format!("write {}", j.display()))?;
             }
             let text = report::render_markdown(&rep);
             match md {
-                Some(m) => std::fs::write(&m, text).with_context(|| format!("write {}", m.display()))?,
+                Some(m) => {
+                    std::fs::write(&m, text).with_context(|| format!("write {}", m.display()))?
+                }
                 None => print!("{text}"),
             }
         }

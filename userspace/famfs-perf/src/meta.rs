@@ -29,7 +29,15 @@ pub struct MetaParams {
 }
 
 fn rec(path: &str, key: &str, figure: String, unit: &str, higher: bool) -> Record {
-    Record::new("meta".into(), path.into(), key.into(), figure, unit, higher, "host".into())
+    Record::new(
+        "meta".into(),
+        path.into(),
+        key.into(),
+        figure,
+        unit,
+        higher,
+        "host".into(),
+    )
 }
 
 fn image(dir: &Path, name: &str, size: u64) -> Result<PathBuf> {
@@ -37,14 +45,30 @@ fn image(dir: &Path, name: &str, size: u64) -> Result<PathBuf> {
     File::create(&p)?.set_len(size)?;
     let media = Media::open(&p, Access::ReadWrite)?;
     let su = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path())?;
-    mkfs(&media, &MkfsOptions { log_len: DEFAULT_LOG_LEN, fs_uuid: [1; 16], dev_uuid: [2; 16], system_uuid: su, device_name: name.into() })?;
+    mkfs(
+        &media,
+        &MkfsOptions {
+            log_len: DEFAULT_LOG_LEN,
+            fs_uuid: [1; 16],
+            dev_uuid: [2; 16],
+            system_uuid: su,
+            device_name: name.into(),
+        },
+    )?;
     Ok(p)
 }
 
 fn run_ok(cmd: &mut Command) -> Result<()> {
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().with_context(|| format!("run {cmd:?}"))?;
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("run {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -57,7 +81,13 @@ pub(crate) fn is_mounted(mpt: &Path) -> bool {
 fn mount(p: &MetaParams, img: &Path, mpt: &Path, extra: &[&str]) -> Result<f64> {
     std::fs::create_dir_all(mpt)?;
     let t = Instant::now();
-    run_ok(Command::new(p.bin_dir.join("famfs-fused")).arg("--fallback").args(extra).arg(img).arg(mpt))?;
+    run_ok(
+        Command::new(p.bin_dir.join("famfs-fused"))
+            .arg("--fallback")
+            .args(extra)
+            .arg(img)
+            .arg(mpt),
+    )?;
     Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
@@ -112,7 +142,13 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
     let lib_creat = "meta/library/creat";
 
     // Process start-up alone, to separate it from creat's own work.
-    let r = rec("cli", "startup", "famfs --version (process start-up)".into(), "µs", false);
+    let r = rec(
+        "cli",
+        "startup",
+        "famfs --version (process start-up)".into(),
+        "µs",
+        false,
+    );
     emit_result(
         r,
         samples(p.reps, |_| {
@@ -125,7 +161,13 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
         emit,
     );
 
-    let mut r = rec("cli", "creat", "famfs creat, one process per file".into(), "µs", false);
+    let mut r = rec(
+        "cli",
+        "creat",
+        "famfs creat, one process per file".into(),
+        "µs",
+        false,
+    );
     r.target = Some(Target::Below(1000.0));
     r.baseline = Some(lib_creat.into());
     emit_result(
@@ -133,20 +175,32 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
         samples(p.reps, |rep| {
             let t = Instant::now();
             for i in 0..n {
-                run_ok(Command::new(&famfs).args(["creat", "--device"]).arg(&img).args(["-s", "1M", &format!("/p{rep}_{i}")]))?;
+                run_ok(
+                    Command::new(&famfs)
+                        .args(["creat", "--device"])
+                        .arg(&img)
+                        .args(["-s", "1M", &format!("/p{rep}_{i}")]),
+                )?;
             }
             Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
         }),
         emit,
     );
 
-    let mut r = rec("cli", "creat-M", format!("famfs creat -M, {n} files per process, per file"), "µs", false);
+    let mut r = rec(
+        "cli",
+        "creat-M",
+        format!("famfs creat -M, {n} files per process, per file"),
+        "µs",
+        false,
+    );
     r.target = Some(Target::Below(1000.0));
     r.baseline = Some(lib_creat.into());
     emit_result(
         r,
         samples(p.reps, |rep| {
-            let mut args: Vec<String> = vec!["creat".into(), "--device".into(), img.display().to_string()];
+            let mut args: Vec<String> =
+                vec!["creat".into(), "--device".into(), img.display().to_string()];
             for i in 0..n {
                 args.push("-M".into());
                 args.push(format!("/m{rep}_{i},1M"));
@@ -158,7 +212,13 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
         emit,
     );
 
-    let mut r = rec("library", "creat", "library create_file (lock + catch-up + alloc + append)".into(), "µs", false);
+    let mut r = rec(
+        "library",
+        "creat",
+        "library create_file (lock + catch-up + alloc + append)".into(),
+        "µs",
+        false,
+    );
     r.target = Some(Target::Below(1000.0));
     emit_result(
         r,
@@ -166,7 +226,14 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
             let mut fs = Famfs::open(&img, Access::ReadWrite)?;
             let t = Instant::now();
             for i in 0..n {
-                fs.create_file(&RelPath::new(&format!("lib{rep}_{i}"))?, 1 << 20, 0o644, 0, 0, Layout::Contiguous)?;
+                fs.create_file(
+                    &RelPath::new(&format!("lib{rep}_{i}"))?,
+                    1 << 20,
+                    0o644,
+                    0,
+                    0,
+                    Layout::Contiguous,
+                )?;
             }
             Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
         }),
@@ -175,20 +242,48 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
 
     let d = p.depth;
     // Short names: famfs paths are at most 79 bytes.
-    let deep = |rep: usize, tag: &str| (0..d).map(|l| if l == 0 { format!("{tag}{rep}") } else { format!("{l}") }).collect::<Vec<_>>().join("/");
-    let mut r = rec("cli", "mkdir-p", format!("famfs mkdir -p, depth {d} (one process)"), "µs", false);
+    let deep = |rep: usize, tag: &str| {
+        (0..d)
+            .map(|l| {
+                if l == 0 {
+                    format!("{tag}{rep}")
+                } else {
+                    format!("{l}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let mut r = rec(
+        "cli",
+        "mkdir-p",
+        format!("famfs mkdir -p, depth {d} (one process)"),
+        "µs",
+        false,
+    );
     r.baseline = Some("meta/library/mkdir-p".into());
     emit_result(
         r,
         samples(p.reps, |rep| {
             let t = Instant::now();
-            run_ok(Command::new(&famfs).args(["mkdir", "-p", "--device"]).arg(&img).arg(format!("/{}", deep(rep, "c"))))?;
+            run_ok(
+                Command::new(&famfs)
+                    .args(["mkdir", "-p", "--device"])
+                    .arg(&img)
+                    .arg(format!("/{}", deep(rep, "c"))),
+            )?;
             Ok(t.elapsed().as_secs_f64() * 1e6)
         }),
         emit,
     );
     emit_result(
-        rec("library", "mkdir-p", format!("library mkdir_p, depth {d}"), "µs", false),
+        rec(
+            "library",
+            "mkdir-p",
+            format!("library mkdir_p, depth {d}"),
+            "µs",
+            false,
+        ),
         samples(p.reps, |rep| {
             let mut fs = Famfs::open(&img, Access::ReadWrite)?;
             let t = Instant::now();
@@ -201,7 +296,13 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
     // Log play: an empty log and a full one (every entry a file).
     let empty = image(dir, "empty.img", 8 << 30)?;
     emit_result(
-        rec("library", "logplay-empty", "log play, empty log (open + play)".into(), "ms", false),
+        rec(
+            "library",
+            "logplay-empty",
+            "log play, empty log (open + play)".into(),
+            "ms",
+            false,
+        ),
         samples(p.reps, |_| {
             let t = Instant::now();
             let fs = Famfs::open(&empty, Access::ReadOnly)?;
@@ -216,14 +317,27 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
         let cap = fs.log_header()?.geometry().capacity();
         fs.with_log_lock(|a| {
             for i in 0..cap {
-                a.create_file(&RelPath::new(&format!("f{i}")).unwrap(), 2 << 20, 0o644, 0, 0, Layout::Contiguous)?;
+                a.create_file(
+                    &RelPath::new(&format!("f{i}")).unwrap(),
+                    2 << 20,
+                    0o644,
+                    0,
+                    0,
+                    Layout::Contiguous,
+                )?;
             }
             Ok(())
         })?;
         cap
     };
     emit_result(
-        rec("library", "logplay-full", format!("log play, full log ({cap} entries)"), "ms", false),
+        rec(
+            "library",
+            "logplay-full",
+            format!("log play, full log ({cap} entries)"),
+            "ms",
+            false,
+        ),
         samples(p.reps, |_| {
             let t = Instant::now();
             let fs = Famfs::open(&full, Access::ReadOnly)?;
@@ -238,9 +352,23 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
     // Fallback-mode FUSE mounts of the images.
     let mpt = dir.join("mnt");
     let mpt_full = dir.join("mnt-full");
-    for (key, im, mp, what) in [("mount-empty", &empty, &mpt_full, "empty log".to_string()), ("mount-full", &full, &mpt_full, format!("full log, {cap} entries"))] {
+    for (key, im, mp, what) in [
+        ("mount-empty", &empty, &mpt_full, "empty log".to_string()),
+        (
+            "mount-full",
+            &full,
+            &mpt_full,
+            format!("full log, {cap} entries"),
+        ),
+    ] {
         emit_result(
-            rec("fallback", key, format!("famfs-fused --fallback mount, {what} (until it answers)"), "ms", false),
+            rec(
+                "fallback",
+                key,
+                format!("famfs-fused --fallback mount, {what} (until it answers)"),
+                "ms",
+                false,
+            ),
             samples(p.reps, |_| {
                 let ms = mount(p, im, mp, &[])?;
                 umount(mp)?;
@@ -253,8 +381,15 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
     // Rates through a mount of the image holding the creat files (default 1 s attr/entry cache),
     // and with caching off (-t 0).
     let names: Vec<String> = (0..n).map(|i| format!("lib0_{i}")).collect();
-    for (tag, mp, extra) in [("", &mpt, vec![]), ("-t0", &dir.join("mnt-t0"), vec!["-t", "0"])] {
-        let label = if tag.is_empty() { "default 1 s cache" } else { "no attr/entry cache (-t 0)" };
+    for (tag, mp, extra) in [
+        ("", &mpt, vec![]),
+        ("-t0", &dir.join("mnt-t0"), vec!["-t", "0"]),
+    ] {
+        let label = if tag.is_empty() {
+            "default 1 s cache"
+        } else {
+            "no attr/entry cache (-t 0)"
+        };
         let up = mount(p, &img, mp, &extra);
         let reason = up.as_ref().err().map(|e| format!("{e:#}"));
         let with_mount = |f: &dyn Fn() -> Result<f64>| -> Result<Vec<f64>> {
@@ -263,7 +398,13 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
             }
             samples(p.reps, |_| f())
         };
-        let mut r = rec("fallback", &format!("open-close{tag}"), format!("open + close through the mount, {label}"), "ops/s", true);
+        let mut r = rec(
+            "fallback",
+            &format!("open-close{tag}"),
+            format!("open + close through the mount, {label}"),
+            "ops/s",
+            true,
+        );
         r.baseline = None;
         emit_result(
             r,
@@ -277,7 +418,13 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
             emit,
         );
         emit_result(
-            rec("fallback", &format!("stat{tag}"), format!("stat through the mount, {label}"), "ops/s", true),
+            rec(
+                "fallback",
+                &format!("stat{tag}"),
+                format!("stat through the mount, {label}"),
+                "ops/s",
+                true,
+            ),
             with_mount(&|| {
                 let t = Instant::now();
                 for nm in &names {
@@ -290,13 +437,26 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
         if tag.is_empty() {
             let counter = std::cell::Cell::new(0usize);
             emit_result(
-                rec("fallback", "new-file-visible", "new file created in the image: until stat through the mount sees it".into(), "µs", false),
+                rec(
+                    "fallback",
+                    "new-file-visible",
+                    "new file created in the image: until stat through the mount sees it".into(),
+                    "µs",
+                    false,
+                ),
                 with_mount(&|| {
                     let i = counter.get();
                     counter.set(i + 1);
                     let name = format!("vis{i}");
                     let mut fs = Famfs::open(&img, Access::ReadWrite)?;
-                    fs.create_file(&RelPath::new(&name)?, 1 << 20, 0o644, 0, 0, Layout::Contiguous)?;
+                    fs.create_file(
+                        &RelPath::new(&name)?,
+                        1 << 20,
+                        0o644,
+                        0,
+                        0,
+                        Layout::Contiguous,
+                    )?;
                     let t = Instant::now();
                     while std::fs::metadata(mp.join(&name)).is_err() {
                         if t.elapsed() > Duration::from_secs(10) {
@@ -326,9 +486,24 @@ fn host_data(p: &MetaParams, img: &Path, mpt: &Path, emit: &mut dyn FnMut(Record
     let size = p.data_size.div_ceil(data::PMD) * data::PMD;
     let offset = {
         let mut fs = Famfs::open(img, Access::ReadWrite)?;
-        let ino = fs.create_file(&RelPath::new("bench-data")?, size, 0o644, 0, 0, Layout::Contiguous)?;
-        let node = fs.namespace().get(ino).ok_or_else(|| anyhow!("new file not in namespace"))?;
-        let ext = node.file().ok_or_else(|| anyhow!("not a file"))?.fmap.extents().to_vec();
+        let ino = fs.create_file(
+            &RelPath::new("bench-data")?,
+            size,
+            0o644,
+            0,
+            0,
+            Layout::Contiguous,
+        )?;
+        let node = fs
+            .namespace()
+            .get(ino)
+            .ok_or_else(|| anyhow!("new file not in namespace"))?;
+        let ext = node
+            .file()
+            .ok_or_else(|| anyhow!("not a file"))?
+            .fmap
+            .extents()
+            .to_vec();
         if ext.len() != 1 {
             bail!("expected one extent, got {}", ext.len());
         }
@@ -348,12 +523,25 @@ fn host_data(p: &MetaParams, img: &Path, mpt: &Path, emit: &mut dyn FnMut(Record
         ceiling: "image".into(),
         round: None,
     };
-    let img_src = Source::Device { path: img.to_path_buf(), offset, rw: true };
+    let img_src = Source::Device {
+        path: img.to_path_buf(),
+        offset,
+        rw: true,
+    };
     data::run(&img_src, &base, emit);
-    let fb = DataParams { label: "fallback".into(), ..base };
+    let fb = DataParams {
+        label: "fallback".into(),
+        ..base
+    };
     match mount(p, img, mpt, &[]) {
         Ok(_) => {
-            data::run(&Source::File { path: mpt.join("bench-data") }, &fb, emit);
+            data::run(
+                &Source::File {
+                    path: mpt.join("bench-data"),
+                },
+                &fb,
+                emit,
+            );
             umount(mpt)?;
         }
         Err(e) => {

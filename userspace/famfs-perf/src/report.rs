@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{at_least, at_least_of_ceiling, below, paired_ratio, ratio, Ratio, Summary, Verdict};
+use crate::stats::{
+    at_least, at_least_of_ceiling, below, paired_ratio, ratio, Ratio, Summary, Verdict,
+};
 
 /// What a figure aims for.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -62,13 +64,40 @@ pub struct Record {
 
 impl Record {
     /// A figure with no samples, baseline, target or reason yet.
-    pub fn new(section: String, path: String, key: String, figure: String, unit: &str, higher_is_better: bool, env: String) -> Self {
-        Record { section, path, key, figure, unit: unit.into(), higher_is_better, samples: Vec::new(), baseline: None, target: None, not_measured: None, env, rounds: Vec::new() }
+    pub fn new(
+        section: String,
+        path: String,
+        key: String,
+        figure: String,
+        unit: &str,
+        higher_is_better: bool,
+        env: String,
+    ) -> Self {
+        Record {
+            section,
+            path,
+            key,
+            figure,
+            unit: unit.into(),
+            higher_is_better,
+            samples: Vec::new(),
+            baseline: None,
+            target: None,
+            not_measured: None,
+            env,
+            rounds: Vec::new(),
+        }
     }
 
     /// `(round, sample)` pairs, when every sample has its round.
     pub fn by_round(&self) -> Option<Vec<(u32, f64)>> {
-        (!self.samples.is_empty() && self.rounds.len() == self.samples.len()).then(|| self.rounds.iter().copied().zip(self.samples.iter().copied()).collect())
+        (!self.samples.is_empty() && self.rounds.len() == self.samples.len()).then(|| {
+            self.rounds
+                .iter()
+                .copied()
+                .zip(self.samples.iter().copied())
+                .collect()
+        })
     }
 
     pub fn id(&self) -> String {
@@ -108,15 +137,31 @@ pub struct Report {
 fn verdict_for(target: &Target, s: &Summary, r: Option<&Ratio>) -> Option<Verdict> {
     match target {
         // Every ratio target of a record is to a ceiling (<= 1): beating it is a method error.
-        Target::RatioAtLeast(t) => r.map(|r| if *t <= 1.0 { at_least_of_ceiling(r, *t) } else { at_least(r.lo, r.hi, *t) }),
+        Target::RatioAtLeast(t) => r.map(|r| {
+            if *t <= 1.0 {
+                at_least_of_ceiling(r, *t)
+            } else {
+                at_least(r.lo, r.hi, *t)
+            }
+        }),
         Target::Below(t) => Some(below(s.q1, s.q3, *t)),
-        Target::Equals(t) => Some(if s.min == *t && s.max == *t { Verdict::Meets } else { Verdict::Misses }),
+        Target::Equals(t) => Some(if s.min == *t && s.max == *t {
+            Verdict::Meets
+        } else {
+            Verdict::Misses
+        }),
     }
 }
 
 /// The ratio of figure `a` to figure `b`: paired by round when both were measured in the same
 /// interleaved rounds, else from the two summaries (IQR range).
-fn ratio_of(a: &Record, b: &Record, sa: &Summary, sb: &Summary, higher_is_better: bool) -> Option<Ratio> {
+fn ratio_of(
+    a: &Record,
+    b: &Record,
+    sa: &Summary,
+    sb: &Summary,
+    higher_is_better: bool,
+) -> Option<Ratio> {
     if let (Some(x), Some(y)) = (a.by_round(), b.by_round()) {
         if let Some(r) = paired_ratio(&x, &y, higher_is_better) {
             return Some(r);
@@ -139,7 +184,10 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
                 if both_rounds && old.not_measured.is_none() && r.not_measured.is_none() {
                     old.samples.extend_from_slice(&r.samples);
                     old.rounds.extend_from_slice(&r.rounds);
-                } else if r.not_measured.is_some() && old.not_measured.is_none() && old.by_round().is_some() {
+                } else if r.not_measured.is_some()
+                    && old.not_measured.is_none()
+                    && old.by_round().is_some()
+                {
                     // One round failed: the other rounds' samples stand.
                 } else {
                     *old = r;
@@ -151,17 +199,30 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
             }
         }
     }
-    let summaries: BTreeMap<String, Summary> = uniq.iter().filter(|r| r.not_measured.is_none()).filter_map(|r| Summary::of(&r.samples).map(|s| (r.id(), s))).collect();
+    let summaries: BTreeMap<String, Summary> = uniq
+        .iter()
+        .filter(|r| r.not_measured.is_none())
+        .filter_map(|r| Summary::of(&r.samples).map(|s| (r.id(), s)))
+        .collect();
     let rec_of: BTreeMap<String, &Record> = uniq.iter().map(|r| (r.id(), r)).collect();
     let pair = |a: &str, b: &str, higher: bool| -> Option<Ratio> {
-        match (rec_of.get(a), rec_of.get(b), summaries.get(a), summaries.get(b)) {
+        match (
+            rec_of.get(a),
+            rec_of.get(b),
+            summaries.get(a),
+            summaries.get(b),
+        ) {
             (Some(ra), Some(rb), Some(sa), Some(sb)) => ratio_of(ra, rb, sa, sb, higher),
             _ => None,
         }
     };
     let mut rows = Vec::new();
     for r in &uniq {
-        let summary = if r.not_measured.is_none() { summaries.get(&r.id()).copied() } else { None };
+        let summary = if r.not_measured.is_none() {
+            summaries.get(&r.id()).copied()
+        } else {
+            None
+        };
         let ratio = match (&summary, &r.baseline) {
             (Some(_), Some(b)) => pair(&r.id(), b, r.higher_is_better),
             _ => None,
@@ -170,26 +231,51 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
             (Some(t), Some(s)) => verdict_for(t, s, ratio.as_ref()),
             _ => None,
         };
-        rows.push(Row { record: r.clone(), summary, ratio, verdict });
+        rows.push(Row {
+            record: r.clone(),
+            summary,
+            ratio,
+            verdict,
+        });
     }
     // Module over fallback, for every figure both paths have (target 10x on mmap).
     let mut comparisons = Vec::new();
     // Fault counts are not compared: they are exact figures with their own targets.
-    for r in uniq.iter().filter(|r| r.path == "module" && r.unit != "faults") {
+    for r in uniq
+        .iter()
+        .filter(|r| r.path == "module" && r.unit != "faults")
+    {
         let fb = format!("{}/fallback/{}", r.section, r.key);
         let Some(fbr) = uniq.iter().find(|x| x.id() == fb) else {
             continue;
         };
-        let target = (r.key.starts_with("mmap/") || r.key.ends_with("/time")).then_some(Target::RatioAtLeast(10.0));
+        let target = (r.key.starts_with("mmap/") || r.key.ends_with("/time"))
+            .then_some(Target::RatioAtLeast(10.0));
         let (ratio, note) = match (summaries.get(&r.id()), summaries.get(&fb)) {
             (Some(_), Some(_)) => (pair(&r.id(), &fb, r.higher_is_better), None),
-            _ => (None, Some(fbr.not_measured.clone().or(r.not_measured.clone()).unwrap_or_else(|| "no samples".into()))),
+            _ => (
+                None,
+                Some(
+                    fbr.not_measured
+                        .clone()
+                        .or(r.not_measured.clone())
+                        .unwrap_or_else(|| "no samples".into()),
+                ),
+            ),
         };
         let verdict = match (&target, &ratio) {
             (Some(Target::RatioAtLeast(t)), Some(x)) => Some(at_least(x.lo, x.hi, *t)),
             _ => None,
         };
-        comparisons.push(Comparison { what: format!("{}: module / fallback", r.figure), a: r.id(), b: fb, ratio, target, verdict, note });
+        comparisons.push(Comparison {
+            what: format!("{}: module / fallback", r.figure),
+            a: r.id(),
+            b: fb,
+            ratio,
+            target,
+            verdict,
+            note,
+        });
     }
     // The module-mode mount over the famfs.ko file itself: passthrough adds nothing per I/O
     // (target 0.97 on bandwidth; above 1.05 is a method error).
@@ -201,12 +287,32 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
         let target = Some(Target::RatioAtLeast(0.97));
         let (ratio, note) = match (summaries.get(&r.id()), summaries.get(&m)) {
             (Some(_), Some(_)) => (pair(&r.id(), &m, true), None),
-            _ => (None, Some(r.not_measured.clone().or(mr.not_measured.clone()).unwrap_or_else(|| "no samples".into()))),
+            _ => (
+                None,
+                Some(
+                    r.not_measured
+                        .clone()
+                        .or(mr.not_measured.clone())
+                        .unwrap_or_else(|| "no samples".into()),
+                ),
+            ),
         };
         let verdict = ratio.as_ref().map(|x| at_least_of_ceiling(x, 0.97));
-        comparisons.push(Comparison { what: format!("{}: mount / module", r.figure), a: r.id(), b: m, ratio, target, verdict, note });
+        comparisons.push(Comparison {
+            what: format!("{}: mount / module", r.figure),
+            a: r.id(),
+            b: m,
+            ratio,
+            target,
+            verdict,
+            note,
+        });
     }
-    Report { info, rows, comparisons }
+    Report {
+        info,
+        rows,
+        comparisons,
+    }
 }
 
 /// Three significant digits, no exponent for everyday magnitudes.
@@ -214,9 +320,7 @@ pub fn fmt_num(x: f64) -> String {
     let a = x.abs();
     if a == 0.0 {
         "0".into()
-    } else if a >= 1000.0 || (a.fract() == 0.0 && a < 1e15) {
-        format!("{x:.0}")
-    } else if a >= 100.0 {
+    } else if a >= 100.0 || (a.fract() == 0.0 && a < 1e15) {
         format!("{x:.0}")
     } else if a >= 10.0 {
         format!("{x:.1}")
@@ -233,7 +337,10 @@ pub fn fmt_num(x: f64) -> String {
 /// else the range the two IQRs allow ("IQR").
 fn fmt_ratio(r: &Ratio) -> String {
     if r.rounds > 0 {
-        format!("{:.2} ({:.2}–{:.2}, {} rounds)", r.value, r.lo, r.hi, r.rounds)
+        format!(
+            "{:.2} ({:.2}–{:.2}, {} rounds)",
+            r.value, r.lo, r.hi, r.rounds
+        )
     } else {
         format!("{:.2} ({:.2}–{:.2} IQR)", r.value, r.lo, r.hi)
     }
@@ -257,7 +364,11 @@ const SECTIONS: &[(&str, &str)] = &[
 ];
 
 fn section_title(s: &str) -> String {
-    SECTIONS.iter().find(|(k, _)| *k == s).map(|(_, t)| t.to_string()).unwrap_or_else(|| s.to_string())
+    SECTIONS
+        .iter()
+        .find(|(k, _)| *k == s)
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_else(|| s.to_string())
 }
 
 /// The Markdown tables of a report.
@@ -277,7 +388,11 @@ pub fn render_markdown(rep: &Report) -> String {
         }
     }
     for sec in order {
-        let rows: Vec<&Row> = rep.rows.iter().filter(|r| r.record.section == sec).collect();
+        let rows: Vec<&Row> = rep
+            .rows
+            .iter()
+            .filter(|r| r.record.section == sec)
+            .collect();
         if rows.is_empty() {
             continue;
         }
@@ -287,8 +402,22 @@ pub fn render_markdown(rep: &Report) -> String {
         for row in rows {
             let r = &row.record;
             let (value, spread, n) = match (&r.not_measured, &row.summary) {
-                (Some(why), _) => (format!("not measured: {}", why.replace('|', "/").replace('\n', " ")), String::new(), String::new()),
-                (None, Some(s)) => (format!("{} {}", fmt_num(s.median), r.unit), format!("{}–{} ({}–{})", fmt_num(s.min), fmt_num(s.max), fmt_num(s.q1), fmt_num(s.q3)), s.n.to_string()),
+                (Some(why), _) => (
+                    format!("not measured: {}", why.replace('|', "/").replace('\n', " ")),
+                    String::new(),
+                    String::new(),
+                ),
+                (None, Some(s)) => (
+                    format!("{} {}", fmt_num(s.median), r.unit),
+                    format!(
+                        "{}–{} ({}–{})",
+                        fmt_num(s.min),
+                        fmt_num(s.max),
+                        fmt_num(s.q1),
+                        fmt_num(s.q3)
+                    ),
+                    s.n.to_string(),
+                ),
                 (None, None) => ("no samples".into(), String::new(), String::new()),
             };
             let ratio = match (&row.ratio, &r.baseline) {
@@ -299,20 +428,50 @@ pub fn render_markdown(rep: &Report) -> String {
                 _ => String::new(),
             };
             let target = r.target.map(|t| t.text(&r.unit)).unwrap_or_default();
-            let verdict = row.verdict.map(|v| v.label().to_string()).unwrap_or_default();
-            let _ = writeln!(out, "| {} | {} | {value} | {spread} | {n} | {ratio} | {target} | {verdict} |", r.figure, r.path);
+            let verdict = row
+                .verdict
+                .map(|v| v.label().to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {value} | {spread} | {n} | {ratio} | {target} | {verdict} |",
+                r.figure, r.path
+            );
         }
         out.push('\n');
     }
-    for (title, suffix) in [("Module over fallback mode (same boot)", ": module / fallback"), ("Module-mode mount over the famfs.ko file (same boot)", ": mount / module")] {
-        let cs: Vec<&Comparison> = rep.comparisons.iter().filter(|c| c.what.ends_with(suffix)).collect();
+    for (title, suffix) in [
+        (
+            "Module over fallback mode (same boot)",
+            ": module / fallback",
+        ),
+        (
+            "Module-mode mount over the famfs.ko file (same boot)",
+            ": mount / module",
+        ),
+    ] {
+        let cs: Vec<&Comparison> = rep
+            .comparisons
+            .iter()
+            .filter(|c| c.what.ends_with(suffix))
+            .collect();
         if cs.is_empty() {
             continue;
         }
-        let _ = write!(out, "### {title}\n\n| comparison | ratio (range) | target | verdict |\n|---|---|---|---|\n");
+        let _ = write!(
+            out,
+            "### {title}\n\n| comparison | ratio (range) | target | verdict |\n|---|---|---|---|\n"
+        );
         for c in cs {
             let section = c.a.split('/').next().unwrap_or("");
-            let c = &Comparison { what: if section.starts_with("cxl-") { format!("{} (CXL model)", c.what) } else { c.what.clone() }, ..c.clone() };
+            let c = &Comparison {
+                what: if section.starts_with("cxl-") {
+                    format!("{} (CXL model)", c.what)
+                } else {
+                    c.what.clone()
+                },
+                ..c.clone()
+            };
             let ratio = match (&c.ratio, &c.note) {
                 (Some(r), _) => fmt_ratio(r),
                 (None, Some(n)) => format!("not measured: {}", n.replace('|', "/")),
@@ -329,7 +488,10 @@ pub fn render_markdown(rep: &Report) -> String {
 
 /// Parses JSON-lines record files (blank lines ignored).
 pub fn parse_records(text: &str) -> anyhow::Result<Vec<Record>> {
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
 }
 
 #[cfg(test)]
@@ -337,7 +499,15 @@ mod tests {
     use super::*;
 
     fn rec(section: &str, path: &str, key: &str, samples: &[f64]) -> Record {
-        let mut r = Record::new(section.into(), path.into(), key.into(), key.into(), "MB/s", true, "vm-tcg".into());
+        let mut r = Record::new(
+            section.into(),
+            path.into(),
+            key.into(),
+            key.into(),
+            "MB/s",
+            true,
+            "vm-tcg".into(),
+        );
         r.samples = samples.to_vec();
         r
     }
@@ -348,19 +518,30 @@ mod tests {
         let mut m = rec("data", "module", "mmap/seq-read/2M/t1", &[97.0, 98.0, 99.0]);
         m.baseline = Some(raw.id());
         m.target = Some(Target::RatioAtLeast(0.95));
-        let mut fb = rec("data", "fallback", "mmap/seq-read/2M/t1", &[9.0, 10.0, 11.0]);
+        let mut fb = rec(
+            "data",
+            "fallback",
+            "mmap/seq-read/2M/t1",
+            &[9.0, 10.0, 11.0],
+        );
         fb.baseline = Some(raw.id());
         let mut missing = rec("data", "fuse", "mmap/seq-read/2M/t1", &[]);
         missing.not_measured = Some("famfs mount failed: x | y".into());
         missing.baseline = Some(raw.id());
-        let rep = build(vec![raw, m, fb, missing], BTreeMap::from([("host".to_string(), "test".to_string())]));
+        let rep = build(
+            vec![raw, m, fb, missing],
+            BTreeMap::from([("host".to_string(), "test".to_string())]),
+        );
         assert_eq!(rep.rows.len(), 4);
         let m = &rep.rows[1];
         assert!((m.ratio.unwrap().value - 0.98).abs() < 1e-9);
         assert_eq!(m.verdict, Some(Verdict::Meets));
         assert!(rep.rows[3].summary.is_none() && rep.rows[3].ratio.is_none());
         assert_eq!(rep.comparisons.len(), 2);
-        assert!(rep.comparisons[1].what.ends_with(": mount / module") && rep.comparisons[1].note.as_deref() == Some("famfs mount failed: x | y"));
+        assert!(
+            rep.comparisons[1].what.ends_with(": mount / module")
+                && rep.comparisons[1].note.as_deref() == Some("famfs mount failed: x | y")
+        );
         let c = &rep.comparisons[0];
         assert!((c.ratio.unwrap().value - 9.8).abs() < 1e-9);
         assert_eq!(c.verdict, Some(Verdict::Inconclusive)); // IQRs 97.5-98.5 over 9.5-10.5 straddle 10
@@ -375,10 +556,20 @@ mod tests {
     #[test]
     fn beating_the_ceiling_is_a_method_error() {
         let raw = rec("data", "raw", "mmap/seq-read/4K/t1", &[100.0, 100.0, 100.0]);
-        let mut m = rec("data", "module", "mmap/seq-read/4K/t1", &[430.0, 436.0, 440.0]);
+        let mut m = rec(
+            "data",
+            "module",
+            "mmap/seq-read/4K/t1",
+            &[430.0, 436.0, 440.0],
+        );
         m.baseline = Some(raw.id());
         m.target = Some(Target::RatioAtLeast(0.95));
-        let mut f = rec("data", "fuse", "mmap/seq-read/4K/t1", &[436.0, 436.0, 436.0]);
+        let mut f = rec(
+            "data",
+            "fuse",
+            "mmap/seq-read/4K/t1",
+            &[436.0, 436.0, 436.0],
+        );
         f.baseline = Some(raw.id());
         f.target = Some(Target::RatioAtLeast(0.95));
         let rep = build(vec![raw, m, f], BTreeMap::new());
@@ -404,7 +595,14 @@ mod tests {
         failed.samples.clear();
         failed.rounds.clear();
         failed.not_measured = Some("round 2 failed".into());
-        let recs = vec![round("raw", 0, 100.0), round("module", 0, 98.0), round("module", 1, 196.0), round("raw", 1, 200.0), failed, round("raw", 2, 150.0)];
+        let recs = vec![
+            round("raw", 0, 100.0),
+            round("module", 0, 98.0),
+            round("module", 1, 196.0),
+            round("raw", 1, 200.0),
+            failed,
+            round("raw", 2, 150.0),
+        ];
         let rep = build(recs, BTreeMap::new());
         assert_eq!(rep.rows.len(), 2);
         let m = &rep.rows[1];
@@ -415,7 +613,15 @@ mod tests {
         assert_eq!(m.verdict, Some(Verdict::Meets)); // unpaired, the IQRs would straddle 0.95
         assert!(render_markdown(&rep).contains("0.98 (0.98–0.98, 2 rounds) of raw"));
         // A path that beats its ceiling in every round is a method error, paired or not.
-        let rep = build(vec![round("raw", 0, 100.0), round("raw", 1, 100.0), round("module", 0, 120.0), round("module", 1, 118.0)], BTreeMap::new());
+        let rep = build(
+            vec![
+                round("raw", 0, 100.0),
+                round("raw", 1, 100.0),
+                round("module", 0, 120.0),
+                round("module", 1, 118.0),
+            ],
+            BTreeMap::new(),
+        );
         assert_eq!(rep.rows[1].verdict, Some(Verdict::MethodError));
     }
 
@@ -448,7 +654,11 @@ mod tests {
         assert_eq!(fmt_num(512.0), "512");
         assert_eq!(fmt_num(0.0), "0");
         let r = rec("meta", "cli", "x", &[1.0]);
-        let text = format!("{}\n\n{}\n", serde_json::to_string(&r).unwrap(), serde_json::to_string(&r).unwrap());
+        let text = format!(
+            "{}\n\n{}\n",
+            serde_json::to_string(&r).unwrap(),
+            serde_json::to_string(&r).unwrap()
+        );
         assert_eq!(parse_records(&text).unwrap().len(), 2);
         assert!(parse_records("{").is_err());
     }

@@ -39,20 +39,37 @@ pub struct ScaleParams {
 
 /// The smallest power-of-two log (>= the default) with room for `entries` entries.
 pub fn log_len_for(entries: u64) -> u64 {
-    (LOG_HEADER_SIZE as u64 + entries * LOG_ENTRY_SIZE as u64).next_power_of_two().max(DEFAULT_LOG_LEN)
+    (LOG_HEADER_SIZE as u64 + entries * LOG_ENTRY_SIZE as u64)
+        .next_power_of_two()
+        .max(DEFAULT_LOG_LEN)
 }
 
 fn run_ok(cmd: &mut Command) -> Result<()> {
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output().with_context(|| format!("run {cmd:?}"))?;
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("run {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
 
 fn meminfo_kb(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    s.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.trim().strip_suffix(" kB")?.trim().parse().ok())
+    s.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')?
+            .trim()
+            .strip_suffix(" kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Kernel slab memory (whole system).
@@ -66,7 +83,11 @@ fn slabinfo() -> Option<std::collections::BTreeMap<String, u64>> {
     let mut m = std::collections::BTreeMap::new();
     for l in s.lines().skip(2) {
         let f: Vec<&str> = l.split_whitespace().collect();
-        if let (Some(name), Some(Ok(active)), Some(Ok(size))) = (f.first(), f.get(1).map(|x| x.parse::<u64>()), f.get(3).map(|x| x.parse::<u64>())) {
+        if let (Some(name), Some(Ok(active)), Some(Ok(size))) = (
+            f.first(),
+            f.get(1).map(|x| x.parse::<u64>()),
+            f.get(3).map(|x| x.parse::<u64>()),
+        ) {
             m.insert(name.to_string(), active * size);
         }
     }
@@ -74,8 +95,14 @@ fn slabinfo() -> Option<std::collections::BTreeMap<String, u64>> {
 }
 
 /// Total growth between two slabinfo snapshots, and the caches that grew most (name, bytes).
-fn slab_growth(a: &std::collections::BTreeMap<String, u64>, b: &std::collections::BTreeMap<String, u64>) -> (i64, Vec<(String, i64)>) {
-    let mut v: Vec<(String, i64)> = b.iter().map(|(k, y)| (k.clone(), *y as i64 - a.get(k).copied().unwrap_or(0) as i64)).collect();
+fn slab_growth(
+    a: &std::collections::BTreeMap<String, u64>,
+    b: &std::collections::BTreeMap<String, u64>,
+) -> (i64, Vec<(String, i64)>) {
+    let mut v: Vec<(String, i64)> = b
+        .iter()
+        .map(|(k, y)| (k.clone(), *y as i64 - a.get(k).copied().unwrap_or(0) as i64))
+        .collect();
     let total = v.iter().map(|(_, d)| d).sum();
     v.sort_by_key(|(_, d)| -d);
     v.truncate(6);
@@ -89,16 +116,36 @@ fn server_stats(mpt: &Path) -> Option<std::collections::BTreeMap<String, u64>> {
     let path = std::ffi::CString::new(mpt.as_os_str().as_bytes()).ok()?;
     let mut buf = vec![0u8; 16384];
     // SAFETY: Both names are NUL-terminated C strings; buf is writable for buf.len() bytes.
-    let n = unsafe { libc::getxattr(path.as_ptr(), c"user.famfs.stats".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"user.famfs.stats".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     let n = usize::try_from(n).ok()?;
     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-    Some(text.lines().filter_map(|l| l.split_once(' ').and_then(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))).collect())
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .and_then(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            })
+            .collect(),
+    )
 }
 
 /// Requests the server received between two snapshots, per `per` operations: the total (less
 /// the one getxattr that reads the second snapshot) and the opcodes that grew, as text.
-fn requests_per(a: &Option<std::collections::BTreeMap<String, u64>>, b: &Option<std::collections::BTreeMap<String, u64>>, per: usize) -> Result<(f64, String)> {
-    let (Some(a), Some(b)) = (a, b) else { bail!("no server stats (user.famfs.stats)") };
+fn requests_per(
+    a: &Option<std::collections::BTreeMap<String, u64>>,
+    b: &Option<std::collections::BTreeMap<String, u64>>,
+    per: usize,
+) -> Result<(f64, String)> {
+    let (Some(a), Some(b)) = (a, b) else {
+        bail!("no server stats (user.famfs.stats)")
+    };
     let events = ["passthrough_opens", "dax_files_created", "log_plays"];
     let mut total = 0u64;
     let mut parts = Vec::new();
@@ -121,8 +168,12 @@ fn requests_per(a: &Option<std::collections::BTreeMap<String, u64>>, b: &Option<
 fn server_pid(mpt: &Path) -> Option<u32> {
     let want = mpt.display().to_string();
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         let is_server = args.first().is_some_and(|a| a.ends_with(b"famfs-fused"));
         if is_server && args.contains(&want.as_bytes()) {
@@ -136,7 +187,14 @@ fn server_pid(mpt: &Path) -> Option<u32> {
 /// image (RssFile, RssShmem) is the data it serves in fallback mode, not per-file state.
 fn rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("RssAnon:")?.trim().strip_suffix(" kB")?.trim().parse().ok())
+    s.lines().find_map(|l| {
+        l.strip_prefix("RssAnon:")?
+            .trim()
+            .strip_suffix(" kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 fn fd_count(pid: u32) -> Option<u64> {
@@ -144,12 +202,18 @@ fn fd_count(pid: u32) -> Option<u64> {
 }
 
 pub fn run(p: &ScaleParams, emit: &mut dyn FnMut(Record)) -> Result<()> {
-    let dir = p.workdir.join(format!("famfs-perf-scale-{}", std::process::id()));
+    let dir = p
+        .workdir
+        .join(format!("famfs-perf-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mpt = dir.join("mnt");
     let res = run_in(p, &dir, &mpt, emit);
     if crate::meta::is_mounted(&mpt) {
-        let _ = run_ok(Command::new(p.bin_dir.join("famfs")).arg("umount").arg(&mpt));
+        let _ = run_ok(
+            Command::new(p.bin_dir.join("famfs"))
+                .arg("umount")
+                .arg(&mpt),
+        );
     }
     if p.device.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -163,7 +227,17 @@ pub fn run(p: &ScaleParams, emit: &mut dyn FnMut(Record)) -> Result<()> {
 fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record)) -> Result<()> {
     let n = p.n;
     let label = p.label.as_str();
-    let rec = |key: &str, figure: String, unit: &str, higher: bool| Record::new("scale".into(), label.into(), key.into(), figure, unit, higher, p.env.clone());
+    let rec = |key: &str, figure: String, unit: &str, higher: bool| {
+        Record::new(
+            "scale".into(),
+            label.into(),
+            key.into(),
+            figure,
+            unit,
+            higher,
+            p.env.clone(),
+        )
+    };
     let mut out = |mut r: Record, s: Result<Vec<f64>>| {
         eprintln!("famfs-perf: scale {} {}", r.path, r.key);
         match s {
@@ -192,13 +266,23 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
             img
         }
     };
-    let media = Media::open(&target, Access::ReadWrite).with_context(|| format!("open {}", target.display()))?;
+    let media = Media::open(&target, Access::ReadWrite)
+        .with_context(|| format!("open {}", target.display()))?;
     let cap = media.size().saturating_sub(log_len + (4 << 20)) / PMD;
     if (cap as usize) < n {
         bail!("{} holds {cap} files of 2 MiB (the allocation unit), not {n}: a larger device is needed", target.display());
     }
     let su = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path())?;
-    mkfs(&media, &MkfsOptions { log_len, fs_uuid: [3; 16], dev_uuid: [4; 16], system_uuid: su, device_name: target.display().to_string() })?;
+    mkfs(
+        &media,
+        &MkfsOptions {
+            log_len,
+            fs_uuid: [3; 16],
+            dev_uuid: [4; 16],
+            system_uuid: su,
+            device_name: target.display().to_string(),
+        },
+    )?;
     drop(media);
     let t = Instant::now();
     {
@@ -206,17 +290,40 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
         fs.with_log_lock(|a| {
             a.mkdir(&RelPath::new("big").expect("static path"), 0o755, 0, 0)?;
             for i in 0..n {
-                a.create_file(&RelPath::new(&format!("big/f{i:06}")).expect("short path"), 4096, 0o644, 0, 0, Layout::Contiguous)?;
+                a.create_file(
+                    &RelPath::new(&format!("big/f{i:06}")).expect("short path"),
+                    4096,
+                    0o644,
+                    0,
+                    0,
+                    Layout::Contiguous,
+                )?;
             }
             Ok(())
         })?;
     }
     let per = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-    out(rec("creat", format!("library create_file, {n} files in one directory (one log lock), per file"), "µs", false), Ok(vec![per]));
+    out(
+        rec(
+            "creat",
+            format!("library create_file, {n} files in one directory (one log lock), per file"),
+            "µs",
+            false,
+        ),
+        Ok(vec![per]),
+    );
 
     let want = n as u64 + 1;
     out(
-        rec("logplay", format!("log play of {want} entries (open + play; log {} MiB)", log_len >> 20), "ms", false),
+        rec(
+            "logplay",
+            format!(
+                "log play of {want} entries (open + play; log {} MiB)",
+                log_len >> 20
+            ),
+            "ms",
+            false,
+        ),
         (0..p.reps)
             .map(|_| {
                 let t = Instant::now();
@@ -234,8 +341,11 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
         // Rebinding to fsdev_dax builds the device's struct pages (64 bytes per 4 KiB page):
         // timed apart, so that the mount figures below are the mount alone.
         let t = Instant::now();
-        let r = run_ok(Command::new("daxmode").arg(d).arg("fsdev_dax")).map(|_| vec![t.elapsed().as_secs_f64() * 1e3]);
-        let gib = Media::open(d, Access::ReadOnly).map(|m| m.size() as f64 / (1u64 << 30) as f64).unwrap_or(0.0);
+        let r = run_ok(Command::new("daxmode").arg(d).arg("fsdev_dax"))
+            .map(|_| vec![t.elapsed().as_secs_f64() * 1e3]);
+        let gib = Media::open(d, Access::ReadOnly)
+            .map(|m| m.size() as f64 / (1u64 << 30) as f64)
+            .unwrap_or(0.0);
         out(rec("daxmode", format!("rebind the {gib:.0} GiB device device_dax -> fsdev_dax (its struct pages), before the mounts"), "ms", false), r);
     }
     let mount = || -> Result<f64> {
@@ -258,7 +368,11 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
         run_ok(Command::new(&famfs).arg("umount").arg(mpt))?;
         Ok(t.elapsed().as_secs_f64() * 1e3)
     };
-    let mode = if p.mode == Mode::Module { "module mode" } else { "fallback mode" };
+    let mode = if p.mode == Mode::Module {
+        "module mode"
+    } else {
+        "fallback mode"
+    };
     let mut mounts = Vec::new();
     let mut umounts = Vec::new();
     let mut err = None;
@@ -278,8 +392,24 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
         Some(e) => Err(anyhow!("{e}")),
         None => Ok(v),
     };
-    out(rec("mount", format!("famfs mount, {mode}, {want}-entry log (until the mount answers)"), "ms", false), res(mounts));
-    out(rec("umount", format!("famfs umount, {mode}, {n} files, none opened"), "ms", false), res(umounts));
+    out(
+        rec(
+            "mount",
+            format!("famfs mount, {mode}, {want}-entry log (until the mount answers)"),
+            "ms",
+            false,
+        ),
+        res(mounts),
+    );
+    out(
+        rec(
+            "umount",
+            format!("famfs umount, {mode}, {n} files, none opened"),
+            "ms",
+            false,
+        ),
+        res(umounts),
+    );
 
     // One more mount for the walk and the opens; memory before it and after.
     let _ = std::process::Command::new("sync").status();
@@ -295,10 +425,17 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
             bail!("mount failed: {e:#}");
         }
         let t = Instant::now();
-        let o = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).output().with_context(|| format!("run {what}"))?;
+        let o = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("run {what}"))?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if !o.status.success() {
-            bail!("{what} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+            bail!(
+                "{what} failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
         }
         let lines = o.stdout.iter().filter(|b| **b == b'\n').count();
         if lines < n {
@@ -319,12 +456,35 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
                 Ok((v, parts)) => (Ok(vec![v]), parts),
                 Err(e) => (Err(e), String::new()),
             };
-            out(rec(&format!("{key}-requests"), format!("FUSE requests per entry during: {figure} ({parts})"), "requests", false), v);
+            out(
+                rec(
+                    &format!("{key}-requests"),
+                    format!("FUSE requests per entry during: {figure} ({parts})"),
+                    "requests",
+                    false,
+                ),
+                v,
+            );
         }
     };
-    walk("ls-l-cold", format!("ls -l of the {n}-entry directory, first after mount"), "ls -l", Command::new("ls").arg("-l").arg(&big));
-    walk("ls-l-warm", format!("ls -l of the {n}-entry directory, again"), "ls -l", Command::new("ls").arg("-l").arg(&big));
-    walk("find", format!("find over the mount ({} entries)", n + 2), "find", Command::new("find").arg(mpt));
+    walk(
+        "ls-l-cold",
+        format!("ls -l of the {n}-entry directory, first after mount"),
+        "ls -l",
+        Command::new("ls").arg("-l").arg(&big),
+    );
+    walk(
+        "ls-l-warm",
+        format!("ls -l of the {n}-entry directory, again"),
+        "ls -l",
+        Command::new("ls").arg("-l").arg(&big),
+    );
+    walk(
+        "find",
+        format!("find over the mount ({} entries)", n + 2),
+        "find",
+        Command::new("find").arg(mpt),
+    );
 
     // Kernel memory of the walk (a FUSE inode and dentry per entry), then of the opens.
     let si_walk = slabinfo();
@@ -357,7 +517,12 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
     })();
     let failed = |e: &anyhow::Error| anyhow!("{e:#}");
     out(
-        rec("first-open-1000", "first open + read 4K + mmap, per file, over the first 1,000 files".into(), "µs", false),
+        rec(
+            "first-open-1000",
+            "first open + read 4K + mmap, per file, over the first 1,000 files".into(),
+            "µs",
+            false,
+        ),
         match (&opened, first1000) {
             (_, Some(v)) => Ok(vec![v]),
             (Err(e), None) => Err(failed(e)),
@@ -365,8 +530,16 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
         },
     );
     out(
-        rec("first-open-all", format!("first open + read 4K + mmap, per file, over all {n} files"), "µs", false),
-        opened.as_ref().map_err(failed).and_then(|_| all.map(|v| vec![v]).ok_or_else(|| anyhow!("not timed"))),
+        rec(
+            "first-open-all",
+            format!("first open + read 4K + mmap, per file, over all {n} files"),
+            "µs",
+            false,
+        ),
+        opened
+            .as_ref()
+            .map_err(failed)
+            .and_then(|_| all.map(|v| vec![v]).ok_or_else(|| anyhow!("not timed"))),
     );
     let st_open = server_stats(mpt);
     if opened.is_ok() {
@@ -374,18 +547,44 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
             Ok((v, parts)) => (Ok(vec![v]), parts),
             Err(e) => (Err(e), String::new()),
         };
-        out(rec("first-open-requests", format!("FUSE requests per file during the first opens ({parts})"), "requests", false), v);
+        out(
+            rec(
+                "first-open-requests",
+                format!("FUSE requests per file during the first opens ({parts})"),
+                "requests",
+                false,
+            ),
+            v,
+        );
     }
     let rss_open = pid.and_then(rss_kb);
     let fds = pid.and_then(fd_count);
     let slab1 = slab_kb();
     let si_open = slabinfo();
     let files1 = crate::data::famfs_counter("files");
-    let kib = |v: Option<u64>, what: &str| v.map(|x| vec![x as f64]).ok_or_else(|| anyhow!("{what} not found"));
-    out(rec("server-rss-mount", format!("server anonymous RSS after mount ({n} files)"), "KiB", false), kib(rss_mount, "server process"));
+    let kib = |v: Option<u64>, what: &str| {
+        v.map(|x| vec![x as f64])
+            .ok_or_else(|| anyhow!("{what} not found"))
+    };
     out(
-        rec("server-bytes-per-file", "server memory per file in its namespace (anonymous RSS at mount / N)".into(), "bytes", false),
-        rss_mount.map(|a| vec![a as f64 * 1024.0 / n as f64]).ok_or_else(|| anyhow!("server process not found")),
+        rec(
+            "server-rss-mount",
+            format!("server anonymous RSS after mount ({n} files)"),
+            "KiB",
+            false,
+        ),
+        kib(rss_mount, "server process"),
+    );
+    out(
+        rec(
+            "server-bytes-per-file",
+            "server memory per file in its namespace (anonymous RSS at mount / N)".into(),
+            "bytes",
+            false,
+        ),
+        rss_mount
+            .map(|a| vec![a as f64 * 1024.0 / n as f64])
+            .ok_or_else(|| anyhow!("server process not found")),
     );
     out(
         rec("server-bytes-per-opened-file", "server memory growth per file opened (anonymous RSS after opening every file, less at mount, / N)".into(), "bytes", false),
@@ -394,8 +593,24 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
             _ => Err(anyhow!("server process not found")),
         }),
     );
-    out(rec("server-fds-mount", "server descriptors after mount".into(), "fds", false), kib(fds_mount, "server process"));
-    out(rec("server-fds", format!("server descriptors after opening all {n} files"), "fds", false), kib(fds, "server process"));
+    out(
+        rec(
+            "server-fds-mount",
+            "server descriptors after mount".into(),
+            "fds",
+            false,
+        ),
+        kib(fds_mount, "server process"),
+    );
+    out(
+        rec(
+            "server-fds",
+            format!("server descriptors after opening all {n} files"),
+            "fds",
+            false,
+        ),
+        kib(fds, "server process"),
+    );
     if p.mode == Mode::Module {
         out(
             rec("famfs-files", format!("famfs.ko files alive after opening all {n} files (debugfs famfs/files, less at mount)"), "files", false),
@@ -411,15 +626,51 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
     match (&si_walk, &si_open, &opened) {
         (Some(a), Some(b), Ok(())) => {
             let (total, top) = slab_growth(a, b);
-            let top: Vec<String> = top.iter().filter(|(_, d)| *d > 0).map(|(k, d)| format!("{k} {:.0}", *d as f64 / n as f64)).collect();
+            let top: Vec<String> = top
+                .iter()
+                .filter(|(_, d)| *d > 0)
+                .map(|(k, d)| format!("{k} {:.0}", *d as f64 / n as f64))
+                .collect();
             eprintln!("famfs-perf: scale {label}: slab growth over the opens {total} bytes; per file by cache: {}", top.join(", "));
-            out(rec("kernel-bytes-per-opened-file", format!("kernel slab growth over the first opens / N (/proc/slabinfo; largest: {})", top.join(", ")), "bytes", false), Ok(vec![total as f64 / n as f64]));
+            out(
+                rec(
+                    "kernel-bytes-per-opened-file",
+                    format!(
+                        "kernel slab growth over the first opens / N (/proc/slabinfo; largest: {})",
+                        top.join(", ")
+                    ),
+                    "bytes",
+                    false,
+                ),
+                Ok(vec![total as f64 / n as f64]),
+            );
         }
-        (_, _, Err(e)) => out(rec("kernel-bytes-per-opened-file", "kernel slab growth over the first opens / N (/proc/slabinfo)".into(), "bytes", false), Err(failed(e))),
-        _ => out(rec("kernel-bytes-per-opened-file", "kernel slab growth over the first opens / N (/proc/slabinfo)".into(), "bytes", false), Err(anyhow!("no /proc/slabinfo"))),
+        (_, _, Err(e)) => out(
+            rec(
+                "kernel-bytes-per-opened-file",
+                "kernel slab growth over the first opens / N (/proc/slabinfo)".into(),
+                "bytes",
+                false,
+            ),
+            Err(failed(e)),
+        ),
+        _ => out(
+            rec(
+                "kernel-bytes-per-opened-file",
+                "kernel slab growth over the first opens / N (/proc/slabinfo)".into(),
+                "bytes",
+                false,
+            ),
+            Err(anyhow!("no /proc/slabinfo")),
+        ),
     }
     out(
-        rec("kernel-bytes-per-file", "kernel slab growth (mount + walk + opens) / N (whole-system figure)".into(), "bytes", false),
+        rec(
+            "kernel-bytes-per-file",
+            "kernel slab growth (mount + walk + opens) / N (whole-system figure)".into(),
+            "bytes",
+            false,
+        ),
         match (slab0, slab1, &opened) {
             (Some(a), Some(b), Ok(())) => Ok(vec![(b as f64 - a as f64) * 1024.0 / n as f64]),
             (_, _, Err(e)) => Err(failed(e)),
@@ -427,7 +678,15 @@ fn run_in(p: &ScaleParams, dir: &Path, mpt: &Path, emit: &mut dyn FnMut(Record))
         },
     );
     if up.is_ok() {
-        out(rec("umount-opened", format!("famfs umount, {mode}, after every file was opened"), "ms", false), umount().map(|u| vec![u]));
+        out(
+            rec(
+                "umount-opened",
+                format!("famfs umount, {mode}, after every file was opened"),
+                "ms",
+                false,
+            ),
+            umount().map(|u| vec![u]),
+        );
     }
     Ok(())
 }
@@ -440,7 +699,9 @@ mod tests {
     fn log_sizes() {
         assert_eq!(log_len_for(10), DEFAULT_LOG_LEN);
         let l = log_len_for(100_016);
-        assert!(l.is_power_of_two() && (l - LOG_HEADER_SIZE as u64) / LOG_ENTRY_SIZE as u64 >= 100_016);
+        assert!(
+            l.is_power_of_two() && (l - LOG_HEADER_SIZE as u64) / LOG_ENTRY_SIZE as u64 >= 100_016
+        );
         assert_eq!(l, 64 << 20);
     }
 }

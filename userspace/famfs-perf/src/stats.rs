@@ -31,7 +31,14 @@ impl Summary {
         }
         let mut s = samples.to_vec();
         s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Some(Summary { n: s.len(), median: quantile(&s, 0.5), min: s[0], max: s[s.len() - 1], q1: quantile(&s, 0.25), q3: quantile(&s, 0.75) })
+        Some(Summary {
+            n: s.len(),
+            median: quantile(&s, 0.5),
+            min: s[0],
+            max: s[s.len() - 1],
+            q1: quantile(&s, 0.25),
+            q3: quantile(&s, 0.75),
+        })
     }
 }
 
@@ -57,7 +64,12 @@ pub fn ratio(a: &Summary, b: &Summary, higher_is_better: bool) -> Option<Ratio> 
     let value = num.median / den.median;
     let lo = num.q1 / den.q3;
     let hi = num.q3 / den.q1;
-    Some(Ratio { value, lo: lo.min(value), hi: hi.max(value), rounds: 0 })
+    Some(Ratio {
+        value,
+        lo: lo.min(value),
+        hi: hi.max(value),
+        rounds: 0,
+    })
 }
 
 /// The ratio of two figures measured in the same interleaved rounds (`(round, sample)` pairs):
@@ -71,14 +83,20 @@ pub fn paired_ratio(a: &[(u32, f64)], b: &[(u32, f64)], higher_is_better: bool) 
     // up, so the best sample is the path's own speed and the others add the interference's.
     let best_of = |v: &[(u32, f64)], r: u32| {
         let xs = v.iter().filter(|(k, _)| *k == r).map(|(_, x)| *x);
-        if higher_is_better { xs.reduce(f64::max) } else { xs.reduce(f64::min) }
+        if higher_is_better {
+            xs.reduce(f64::max)
+        } else {
+            xs.reduce(f64::min)
+        }
     };
     let mut rounds: Vec<u32> = a.iter().map(|(r, _)| *r).collect();
     rounds.sort_unstable();
     rounds.dedup();
     let mut ratios = Vec::new();
     for r in rounds {
-        let (Some(x), Some(y)) = (best_of(a, r), best_of(b, r)) else { continue };
+        let (Some(x), Some(y)) = (best_of(a, r), best_of(b, r)) else {
+            continue;
+        };
         let (num, den) = if higher_is_better { (x, y) } else { (y, x) };
         if den <= 0.0 {
             return None;
@@ -89,7 +107,12 @@ pub fn paired_ratio(a: &[(u32, f64)], b: &[(u32, f64)], higher_is_better: bool) 
         return None;
     }
     let s = Summary::of(&ratios)?;
-    Some(Ratio { value: s.median, lo: s.min, hi: s.max, rounds: ratios.len() })
+    Some(Ratio {
+        value: s.median,
+        lo: s.min,
+        hi: s.max,
+        rounds: ratios.len(),
+    })
 }
 
 /// Whether a figure meets its target, taking its spread into account.
@@ -176,7 +199,10 @@ mod tests {
     #[test]
     fn single_and_empty() {
         let s = Summary::of(&[7.0]).unwrap();
-        assert_eq!((s.median, s.q1, s.q3, s.min, s.max), (7.0, 7.0, 7.0, 7.0, 7.0));
+        assert_eq!(
+            (s.median, s.q1, s.q3, s.min, s.max),
+            (7.0, 7.0, 7.0, 7.0, 7.0)
+        );
         assert!(Summary::of(&[]).is_none());
         assert!(Summary::of(&[1.0, f64::NAN]).is_none());
     }
@@ -202,16 +228,29 @@ mod tests {
         let b = [(0, 100.0), (1, 200.0), (2, 100.0), (3, 200.0)];
         let a = [(0, 90.0), (1, 180.0), (2, 90.0), (3, 180.0)];
         let r = paired_ratio(&a, &b, true).unwrap();
-        assert!((r.value - 0.9).abs() < 1e-12 && (r.lo - 0.9).abs() < 1e-12 && (r.hi - 0.9).abs() < 1e-12);
+        assert!(
+            (r.value - 0.9).abs() < 1e-12
+                && (r.lo - 0.9).abs() < 1e-12
+                && (r.hi - 0.9).abs() < 1e-12
+        );
         // The unpaired ratio of the same samples cannot tell: its range straddles 0.95.
-        let u = ratio(&Summary::of(&[90.0, 180.0, 90.0, 180.0]).unwrap(), &Summary::of(&[100.0, 200.0, 100.0, 200.0]).unwrap(), true).unwrap();
+        let u = ratio(
+            &Summary::of(&[90.0, 180.0, 90.0, 180.0]).unwrap(),
+            &Summary::of(&[100.0, 200.0, 100.0, 200.0]).unwrap(),
+            true,
+        )
+        .unwrap();
         assert!(u.lo < 0.95 && u.hi > 0.95);
         // Times (lower is better): the best (lowest) sample of a round stands for it; rounds only
         // one side has are skipped. Round 0: 1.5 / 2.0, round 1: 1.5 / 3.0.
         let a = [(0, 4.0), (0, 2.0), (1, 3.0), (5, 9.0)];
         let b = [(0, 1.5), (1, 1.5)];
         let r = paired_ratio(&a, &b, false).unwrap();
-        assert!((r.value - 0.625).abs() < 1e-12 && (r.lo - 0.5).abs() < 1e-12 && (r.hi - 0.75).abs() < 1e-12);
+        assert!(
+            (r.value - 0.625).abs() < 1e-12
+                && (r.lo - 0.5).abs() < 1e-12
+                && (r.hi - 0.75).abs() < 1e-12
+        );
         // Bandwidth: the highest sample of a round; a slowed sample of the path does not count.
         let a = [(0, 60.0), (0, 99.0), (1, 98.0), (1, 70.0)];
         let b = [(0, 100.0), (0, 80.0), (1, 100.0)];
@@ -229,12 +268,39 @@ mod tests {
         assert_eq!(below(1.2, 1.4, 1.0), Verdict::Misses);
         assert_eq!(below(0.8, 1.4, 1.0), Verdict::Inconclusive);
         assert_eq!(Verdict::Misses.label(), "MISSES");
-        let r = |value| Ratio { value, lo: value - 0.01, hi: value + 0.01, rounds: 0 };
+        let r = |value| Ratio {
+            value,
+            lo: value - 0.01,
+            hi: value + 0.01,
+            rounds: 0,
+        };
         assert_eq!(at_least_of_ceiling(&r(1.2), 0.95), Verdict::MethodError);
         assert_eq!(at_least_of_ceiling(&r(1.03), 0.95), Verdict::Meets);
         assert_eq!(at_least_of_ceiling(&r(1.045), 0.95), Verdict::Noisy); // range reaches 1.055
-        assert_eq!(at_least_of_ceiling(&Ratio { value: 1.0, lo: 0.96, hi: 1.5, rounds: 5 }, 0.95), Verdict::Noisy);
-        assert_eq!(at_least_of_ceiling(&Ratio { value: 0.9, lo: 0.5, hi: 1.5, rounds: 5 }, 0.95), Verdict::Inconclusive);
+        assert_eq!(
+            at_least_of_ceiling(
+                &Ratio {
+                    value: 1.0,
+                    lo: 0.96,
+                    hi: 1.5,
+                    rounds: 5
+                },
+                0.95
+            ),
+            Verdict::Noisy
+        );
+        assert_eq!(
+            at_least_of_ceiling(
+                &Ratio {
+                    value: 0.9,
+                    lo: 0.5,
+                    hi: 1.5,
+                    rounds: 5
+                },
+                0.95
+            ),
+            Verdict::Inconclusive
+        );
         assert_eq!(at_least_of_ceiling(&r(0.5), 0.95), Verdict::Misses);
     }
 }

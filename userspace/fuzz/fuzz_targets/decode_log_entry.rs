@@ -5,14 +5,17 @@
 #![no_main]
 
 use famfs_format::{
-    crc32, Fmap, LogEntry, LogEntryBody, RawLogEntry, RelPath, LOG_ENTRY_CRC_RANGE, LOG_ENTRY_SIZE, MAX_RELPATH,
+    crc32, Fmap, LogEntry, LogEntryBody, RawLogEntry, RelPath, LOG_ENTRY_CRC_RANGE, LOG_ENTRY_SIZE,
+    MAX_RELPATH,
 };
 use libfuzzer_sys::fuzz_target;
 
 fn check_path(p: &RelPath) {
     let s = p.as_str();
     assert!(!s.is_empty() && s.len() <= MAX_RELPATH && !s.starts_with('/') && !s.contains('\0'));
-    assert!(p.components().all(|c| !c.is_empty() && c != "." && c != ".."));
+    assert!(p
+        .components()
+        .all(|c| !c.is_empty() && c != "." && c != ".."));
     assert_eq!(RelPath::new(s).as_ref(), Ok(p));
 }
 
@@ -26,7 +29,9 @@ fn check_fmap(f: &Fmap, size: u64) {
         assert!(seg.len > 0);
         let end = seg.offset.checked_add(seg.len).expect("segment end fits");
         assert!(
-            f.extents().iter().any(|e| seg.offset >= e.offset && end <= e.end()),
+            f.extents()
+                .iter()
+                .any(|e| seg.offset >= e.offset && end <= e.end()),
             "segment {seg:?} outside the extents"
         );
     }
@@ -38,7 +43,9 @@ fn check_fmap(f: &Fmap, size: u64) {
 }
 
 fn check(b: &[u8], index: u64) {
-    let Ok(e) = LogEntry::decode(b, index) else { return };
+    let Ok(e) = LogEntry::decode(b, index) else {
+        return;
+    };
     assert_eq!(e.seqnum, index);
     match &e.body {
         LogEntryBody::File(f) => {
@@ -50,7 +57,11 @@ fn check(b: &[u8], index: u64) {
         LogEntryBody::AddDaxdev(_) => {}
     }
     let enc = e.encode();
-    assert_eq!(LogEntry::decode(&enc, index).as_ref(), Ok(&e), "round trip changes the entry");
+    assert_eq!(
+        LogEntry::decode(&enc, index).as_ref(),
+        Ok(&e),
+        "round trip changes the entry"
+    );
     // The header fields are kept byte for byte.
     assert_eq!(&enc[..12], &b[..12]);
 }

@@ -3,21 +3,32 @@
 //! bound its counters by the log and re-encode to the very same 48 bytes.
 #![no_main]
 
-use famfs_format::{crc32, LogHeader, RawLogHeader, DEFAULT_LOG_LEN, LOG_ENTRY_SIZE, LOG_HEADER_CRC_RANGE, LOG_HEADER_SIZE};
+use famfs_format::{
+    crc32, LogHeader, RawLogHeader, DEFAULT_LOG_LEN, LOG_ENTRY_SIZE, LOG_HEADER_CRC_RANGE,
+    LOG_HEADER_SIZE,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn check(b: &[u8], sb_log_len: u64) {
-    let Ok(h) = LogHeader::decode(b, sb_log_len) else { return };
+    let Ok(h) = LogHeader::decode(b, sb_log_len) else {
+        return;
+    };
     let g = h.geometry();
     assert_eq!(g.log_len(), sb_log_len);
     assert!(h.next_index() <= g.capacity());
     assert_eq!(h.is_full(), h.next_index() == g.capacity());
     // Every counted entry lies inside the log.
     if h.next_index() > 0 {
-        let off = g.entry_offset(h.next_index() - 1).expect("counted entry inside the log");
+        let off = g
+            .entry_offset(h.next_index() - 1)
+            .expect("counted entry inside the log");
         assert!(off + LOG_ENTRY_SIZE as u64 <= g.log_len());
     }
-    assert_eq!(&h.encode()[..], &b[..LOG_HEADER_SIZE], "round trip changes bytes");
+    assert_eq!(
+        &h.encode()[..],
+        &b[..LOG_HEADER_SIZE],
+        "round trip changes bytes"
+    );
     assert_eq!(LogHeader::decode(&h.encode(), sb_log_len), Ok(h));
     if let Ok(next) = h.advanced() {
         assert_eq!(next.next_index(), h.next_index() + 1);
@@ -26,7 +37,9 @@ fn check(b: &[u8], sb_log_len: u64) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let claimed = RawLogHeader::from_bytes(data).map(|r| r.len).unwrap_or(DEFAULT_LOG_LEN);
+    let claimed = RawLogHeader::from_bytes(data)
+        .map(|r| r.len)
+        .unwrap_or(DEFAULT_LOG_LEN);
     check(data, DEFAULT_LOG_LEN);
     check(data, claimed);
     if data.len() >= LOG_HEADER_SIZE {

@@ -17,7 +17,11 @@ fn check(b: &[u8]) {
     };
     let raw = RawSuperblock::from_bytes(b).expect("decoded, so long enough");
     let enc = sb.encode();
-    assert_eq!(Superblock::decode(&enc).as_ref(), Ok(&sb), "re-encoding changes the superblock");
+    assert_eq!(
+        Superblock::decode(&enc).as_ref(),
+        Ok(&sb),
+        "re-encoding changes the superblock"
+    );
     // The decoder checks magic, version, log offset and log length, and the encoder writes them
     // back; it ignores the omf version and the padding (as the C tools do) and rewrites them.
     if raw.omf_ver_major == 2 && raw.omf_ver_minor == 2 && raw.pad == 0 {

@@ -74,7 +74,11 @@ fn check_namespace(fs: &Famfs) {
     assert_eq!(ns.len(), 1 + ns.file_count() + ns.dir_count());
     for n in ns.nodes() {
         let path = ns.path_of(n.ino).expect("every node has a path");
-        assert_eq!(ns.resolve(&path), Some(n.ino), "/{path} does not resolve to its node");
+        assert_eq!(
+            ns.resolve(&path),
+            Some(n.ino),
+            "/{path} does not resolve to its node"
+        );
         if n.ino != ROOT_INO {
             assert!(ns.get(n.parent).is_some_and(|p| p.is_dir()));
             assert!(RelPath::new(&path).is_ok(), "bad path /{path}");
@@ -89,9 +93,14 @@ fn check_namespace(fs: &Famfs) {
                     Err(MetaError::Media(_)) => {} // an extent beyond the device
                     // An extent on a device the log never added (play reported it), or on one
                     // added but not attached: in-memory media has no secondaries.
-                    Err(MetaError::NoSuchDevice(d)) => assert!(d >= fs.devices().len() as u64, "device {d} is in the table"),
+                    Err(MetaError::NoSuchDevice(d)) => {
+                        assert!(d >= fs.devices().len() as u64, "device {d} is in the table")
+                    }
                     Err(MetaError::FileDeviceMissing { .. }) => {
-                        assert!(f.fmap.extents().iter().any(|e| e.devindex > 0), "/{path}: device 0 called missing")
+                        assert!(
+                            f.fmap.extents().iter().any(|e| e.devindex > 0),
+                            "/{path}: device 0 called missing"
+                        )
                     }
                     Err(e) => panic!("unexpected error reading /{path}: {e}"),
                 }
@@ -106,7 +115,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(fs) => fs,
         Err(MetaError::LogDamaged { index, source }) => {
             assert!(source.is_integrity());
-            assert!(index <= (data.len() / LOG_ENTRY_SIZE) as u64 + 1, "damage reported at entry {index}");
+            assert!(
+                index <= (data.len() / LOG_ENTRY_SIZE) as u64 + 1,
+                "damage reported at entry {index}"
+            );
             return;
         }
         Err(MetaError::Media(_) | MetaError::Format(_)) => return,
@@ -128,13 +140,24 @@ fuzz_target!(|data: &[u8]| {
         if a.namespace().resolve(d.as_str()).is_none() {
             a.mkdir(&d, 0o755, 0, 0)?;
         }
-        a.create_file(&RelPath::new("fuzz-dir/f")?, 3 << 20, 0o644, 0, 0, Layout::Contiguous)
+        a.create_file(
+            &RelPath::new("fuzz-dir/f")?,
+            3 << 20,
+            0o644,
+            0,
+            0,
+            Layout::Contiguous,
+        )
     });
     let before = fs.namespace().clone();
     let nproblems = fs.problems().len();
     let media = fs.into_media();
     let again = Famfs::from_media(media).expect("a log that played plays again after an append");
-    assert_eq!(again.namespace(), &before, "replay differs from the appender's view");
+    assert_eq!(
+        again.namespace(),
+        &before,
+        "replay differs from the appender's view"
+    );
     assert_eq!(again.problems().len(), nproblems);
     if made.is_ok() {
         check_namespace(&again);

@@ -46,7 +46,9 @@ impl Env {
 
     /// A sparse image file `name` of `size` bytes.
     pub fn image(&self, name: &str, size: u64) {
-        std::fs::File::create(self.path(name)).and_then(|f| f.set_len(size)).expect("image file");
+        std::fs::File::create(self.path(name))
+            .and_then(|f| f.set_len(size))
+            .expect("image file");
     }
 
     /// `bin` to be run in the directory, as this host (for tests that spawn processes themselves).
@@ -72,11 +74,25 @@ impl Env {
             .env("FAMFS_DAXDEV_CACHE", self.path("cache/daxdevs.json"))
             .output()
             .expect("run the binary");
-        let name = Path::new(bin).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = Path::new(bin)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let stderr = String::from_utf8_lossy(&o.stderr);
-        println!("$ {name} {}\n{}{stderr}", args.join(" "), String::from_utf8_lossy(&o.stdout));
-        assert!(o.status.code().is_some(), "{name} {args:?} died: {:?}", o.status);
-        assert!(o.status.code() != Some(101) && !stderr.contains("panicked"), "{name} {args:?} panicked");
+        println!(
+            "$ {name} {}\n{}{stderr}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            o.status.code().is_some(),
+            "{name} {args:?} died: {:?}",
+            o.status
+        );
+        assert!(
+            o.status.code() != Some(101) && !stderr.contains("panicked"),
+            "{name} {args:?} panicked"
+        );
         o
     }
 
@@ -88,7 +104,11 @@ impl Env {
     /// `bin ARGS` succeeds; its stdout.
     pub fn ok_bin(&self, bin: &str, args: &[&str]) -> String {
         let o = self.run(bin, args);
-        assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -106,7 +126,11 @@ impl Env {
     pub fn fails_bin(&self, bin: &str, args: &[&str], code: i32, msg: &str) -> Output {
         let o = self.run(bin, args);
         assert_eq!(o.status.code(), Some(code), "{args:?}");
-        let all = format!("{}{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
         assert!(all.contains(msg), "{args:?}: {all:?} lacks {msg:?}");
         o
     }

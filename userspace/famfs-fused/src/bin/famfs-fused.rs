@@ -57,7 +57,13 @@ impl log::Log for ServerLog {
 fn log_to_syslog() {
     use nix::syslog::{openlog, Facility, LogFlags};
     if let Some(l) = LOGGER.get() {
-        if openlog(Some(c"famfs-fused"), LogFlags::LOG_PID, Facility::LOG_DAEMON).is_ok() {
+        if openlog(
+            Some(c"famfs-fused"),
+            LogFlags::LOG_PID,
+            Facility::LOG_DAEMON,
+        )
+        .is_ok()
+        {
             l.syslog.store(true, Ordering::Relaxed);
         }
     }
@@ -88,9 +94,13 @@ fn main() {
         (_, 1) => "info",
         _ => "trace",
     };
-    let stderr = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).build();
+    let stderr =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).build();
     let max = stderr.filter();
-    let logger = LOGGER.get_or_init(|| ServerLog { stderr, syslog: AtomicBool::new(false) });
+    let logger = LOGGER.get_or_init(|| ServerLog {
+        stderr,
+        syslog: AtomicBool::new(false),
+    });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(max);
     }
@@ -101,9 +111,10 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    let device = std::fs::canonicalize(&args.device).with_context(|| format!("{}", args.device.display()))?;
-    let mountpoint =
-        std::fs::canonicalize(&args.mountpoint).with_context(|| format!("{}", args.mountpoint.display()))?;
+    let device = std::fs::canonicalize(&args.device)
+        .with_context(|| format!("{}", args.device.display()))?;
+    let mountpoint = std::fs::canonicalize(&args.mountpoint)
+        .with_context(|| format!("{}", args.mountpoint.display()))?;
     if !std::path::Path::new("/dev/fuse").exists() {
         bail!("/dev/fuse is missing (modprobe fuse)");
     }
@@ -111,7 +122,13 @@ fn run(args: Args) -> Result<()> {
     opts.force_fallback = args.fallback;
     opts.attr_ttl = secs(args.timeout.unwrap_or(args.attr_timeout))?;
     opts.entry_ttl = secs(args.timeout.unwrap_or(args.entry_timeout))?;
-    opts.extra_options = args.options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()).map(String::from).collect();
+    opts.extra_options = args
+        .options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+        .map(String::from)
+        .collect();
     opts.control_path = args.control.clone();
     opts.threads = args.threads;
     opts.owner_only = args.owner_only;
@@ -119,8 +136,15 @@ fn run(args: Args) -> Result<()> {
     if let Some(p) = &args.log_file {
         redirect_stderr(p)?;
     }
-    let server = Server::open(&opts).with_context(|| format!("cannot serve {}", device.display()))?;
-    let summary = format!("famfs-fused: {} mounted on {} (role: {}, mode: {})", device.display(), mountpoint.display(), server.role(), server.mode());
+    let server =
+        Server::open(&opts).with_context(|| format!("cannot serve {}", device.display()))?;
+    let summary = format!(
+        "famfs-fused: {} mounted on {} (role: {}, mode: {})",
+        device.display(),
+        mountpoint.display(),
+        server.role(),
+        server.mode()
+    );
     if args.foreground {
         return serve(server, &opts, &args, None, &summary);
     }
@@ -146,7 +170,7 @@ fn run(args: Args) -> Result<()> {
         nix::unistd::ForkResult::Parent { .. } => {
             drop(wr);
             drop(server); // the child owns the device now
-            // One line: READY, or ERROR and the reason; EOF without it means the child died.
+                          // One line: READY, or ERROR and the reason; EOF without it means the child died.
             let mut msg = String::new();
             let _ = std::io::BufReader::new(std::fs::File::from(rd)).read_line(&mut msg);
             match msg.lines().next() {
@@ -166,7 +190,12 @@ fn lazy_unmount(mpt: &std::path::Path) {
     if nix::mount::umount2(mpt, nix::mount::MntFlags::MNT_DETACH).is_ok() {
         return;
     }
-    match std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(mpt).status() {
+    match std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(mpt)
+        .status()
+    {
         Ok(s) if s.success() => {}
         other => log::error!("cannot unmount {}: {other:?}", mpt.display()),
     }
@@ -190,7 +219,11 @@ fn redirect_stdio_to_null(keep_stderr: bool) {
     if !keep_stderr {
         log_to_syslog();
     }
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let _ = nix::unistd::dup2_stdin(&null);
         let _ = nix::unistd::dup2_stdout(&null);
         if !keep_stderr {
@@ -202,7 +235,12 @@ fn redirect_stdio_to_null(keep_stderr: bool) {
 /// The signals the server handles in a dedicated thread (blocked everywhere else).
 fn signal_set() -> SigSet {
     let mut set = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1] {
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
         set.add(s);
     }
     set
@@ -216,7 +254,13 @@ fn write_stats(stats: &Stats, path: Option<&PathBuf>) {
     }
 }
 
-fn serve(server: Server, opts: &ServerOptions, args: &Args, ready: Option<&mut std::fs::File>, summary: &str) -> Result<()> {
+fn serve(
+    server: Server,
+    opts: &ServerOptions,
+    args: &Args,
+    ready: Option<&mut std::fs::File>,
+    summary: &str,
+) -> Result<()> {
     let set = signal_set();
     // Blocks the signals in this thread; threads spawned later inherit the mask, so only the
     // signal thread's sigwait receives them.
@@ -229,27 +273,31 @@ fn serve(server: Server, opts: &ServerOptions, args: &Args, ready: Option<&mut s
         let stats = stats.clone();
         let stats_path = stats_path.clone();
         let mpt_sig = opts.mountpoint.clone();
-        std::thread::Builder::new().name("signals".into()).spawn(move || loop {
-            let Ok(sig) = set.wait() else { continue };
-            write_stats(&stats, stats_path.as_ref());
-            if sig == Signal::SIGUSR1 {
-                continue;
-            }
-            log::info!("signal {sig}: unmounting");
-            if let Err(e) = unmounter.unmount() {
-                log::error!("unmount: {e}");
-            }
-            // With auto_unmount, fuser's unmount only closes the socket of the fusermount3
-            // helper, which leaves a mount whose server is alive in place; detach it ourselves
-            // so the session ends (lazily: files still open keep it until they are closed).
-            if famfs_fused::mounts::is_mount_point(&mpt_sig) {
-                lazy_unmount(&mpt_sig);
-            }
-            break;
-        })?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                let Ok(sig) = set.wait() else { continue };
+                write_stats(&stats, stats_path.as_ref());
+                if sig == Signal::SIGUSR1 {
+                    continue;
+                }
+                log::info!("signal {sig}: unmounting");
+                if let Err(e) = unmounter.unmount() {
+                    log::error!("unmount: {e}");
+                }
+                // With auto_unmount, fuser's unmount only closes the socket of the fusermount3
+                // helper, which leaves a mount whose server is alive in place; detach it ourselves
+                // so the session ends (lazily: files still open keep it until they are closed).
+                if famfs_fused::mounts::is_mount_point(&mpt_sig) {
+                    lazy_unmount(&mpt_sig);
+                }
+                break;
+            })?;
     }
     let mpt = opts.mountpoint.clone();
-    let runner = std::thread::Builder::new().name("fuse".into()).spawn(move || session.run())?;
+    let runner = std::thread::Builder::new()
+        .name("fuse".into())
+        .spawn(move || session.run())?;
     // The mount is live once its meta files answer (this goes through our own request loop).
     let live = (0..200).any(|_| {
         if mpt.join(".meta/.log").exists() {
@@ -266,7 +314,9 @@ fn serve(server: Server, opts: &ServerOptions, args: &Args, ready: Option<&mut s
         writeln!(w, "READY")?;
         redirect_stdio_to_null(args.log_file.is_some());
     }
-    let r = runner.join().map_err(|_| anyhow::anyhow!("the FUSE thread panicked"))?;
+    let r = runner
+        .join()
+        .map_err(|_| anyhow::anyhow!("the FUSE thread panicked"))?;
     write_stats(&stats, stats_path.as_ref());
     r.context("FUSE session")?;
     log::info!("unmounted, exiting");

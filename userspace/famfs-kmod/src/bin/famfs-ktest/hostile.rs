@@ -48,16 +48,35 @@ fn predicted(msg: &[u8], dev_size: u64) -> i32 {
 fn valid_message(rng: &mut Rng, dev_size: u64) -> Vec<u8> {
     let mut buf = vec![0u8; 4096];
     let slots = dev_size / (2 * MIB);
-    let ext = |rng: &mut Rng| SimpleExtent { devindex: 0, offset: rng.below(slots - 8) * 2 * MIB, len: (1 + rng.below(4)) * 2 * MIB };
+    let ext = |rng: &mut Rng| SimpleExtent {
+        devindex: 0,
+        offset: rng.below(slots - 8) * 2 * MIB,
+        len: (1 + rng.below(4)) * 2 * MIB,
+    };
     let n = if rng.below(2) == 0 {
         let exts: Vec<SimpleExtent> = (0..1 + rng.below(4)).map(|_| ext(rng)).collect();
         let total: u64 = exts.iter().map(|e| e.len).sum();
         encode_simple(&mut buf, FileType::Regular, 1 + rng.below(total), &exts)
     } else {
         let nstrips = 1 + rng.below(4) as usize;
-        let strips: Vec<SimpleExtent> = (0..nstrips).map(|_| SimpleExtent { devindex: 0, offset: rng.below(slots - 8) * 2 * MIB, len: 4 * MIB }).collect();
+        let strips: Vec<SimpleExtent> = (0..nstrips)
+            .map(|_| SimpleExtent {
+                devindex: 0,
+                offset: rng.below(slots - 8) * 2 * MIB,
+                len: 4 * MIB,
+            })
+            .collect();
         let nbytes = nstrips as u64 * 4 * MIB;
-        encode_interleaved(&mut buf, FileType::Regular, 1 + rng.below(nbytes), &[InterleaveSpec { chunk_size: (2 * MIB) as u32, nbytes, strips: &strips }])
+        encode_interleaved(
+            &mut buf,
+            FileType::Regular,
+            1 + rng.below(nbytes),
+            &[InterleaveSpec {
+                chunk_size: (2 * MIB) as u32,
+                nbytes,
+                strips: &strips,
+            }],
+        )
     };
     buf.truncate(n.unwrap_or(0));
     buf
@@ -79,7 +98,15 @@ fn mutate(rng: &mut Rng, msg: &mut Vec<u8>) {
             _ if msg.len() >= 24 => {
                 // Interesting integers in a 64-bit field: overflow and boundary values.
                 let at = 8 * rng.below(msg.len() as u64 / 8) as usize;
-                let v = [0, 1, u64::MAX, u64::MAX - 2 * MIB + 1, 1 << 63, 2 * MIB, 4 << 30][rng.below(7) as usize];
+                let v = [
+                    0,
+                    1,
+                    u64::MAX,
+                    u64::MAX - 2 * MIB + 1,
+                    1 << 63,
+                    2 * MIB,
+                    4 << 30,
+                ][rng.below(7) as usize];
                 msg[at..at + 8].copy_from_slice(&v.to_le_bytes());
             }
             _ => {}
@@ -92,11 +119,16 @@ fn raw_ioctl(fd: i32, cmd: u64, arg: usize) -> i32 {
     // never into this process's live data: only null, unmapped, kernel or scratch addresses.
     // SAFETY: A wrong write by the kernel could only hit the scratch buffer.
     let rc = unsafe { libc::ioctl(fd, cmd as libc::c_ulong, arg) };
-    if rc < 0 { io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { 0 }
+    if rc < 0 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    }
 }
 
 pub(crate) fn run(seconds: u64, seed: u64) -> Result<(), String> {
-    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let daxdev =
+        std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let mut rng = Rng(seed | 1);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let (mut messages, mut accepted, mut ioctls, mut fds) = (0u64, 0u64, 0u64, 0u64);
@@ -134,17 +166,29 @@ pub(crate) fn run(seconds: u64, seed: u64) -> Result<(), String> {
                             let off = rng.below(size + 4096);
                             let _ = f.file.write_at(b"hostile", off);
                             let _ = f.file.read_at(&mut scratch[..64], off);
-                            if files.len() < 64 { files.push(f) } else { files.clear() }
+                            if files.len() < 64 {
+                                files.push(f)
+                            } else {
+                                files.clear()
+                            }
                         }
                         Err(e) if errno_of(&e) == want => {}
-                        Err(e) => return Err(format!("kernel said {e}, user space predicts errno {want} for {msg:02x?}")),
+                        Err(e) => {
+                            return Err(format!(
+                                "kernel said {e}, user space predicts errno {want} for {msg:02x?}"
+                            ))
+                        }
                     }
                 }
                 // Random famfs ioctl numbers, sizes, directions and argument pointers.
                 6 | 7 => {
                     let dir = rng.below(4);
                     let size = rng.below(1 << 14);
-                    let nr = if rng.below(2) == 0 { 1 + rng.below(4) } else { rng.below(256) };
+                    let nr = if rng.below(2) == 0 {
+                        1 + rng.below(4)
+                    } else {
+                        rng.below(256)
+                    };
                     let cmd = (dir << 30) | (size << 16) | (u64::from(abi::IOC_MAGIC) << 8) | nr;
                     let arg = match rng.below(5) {
                         0 => 0,
@@ -157,7 +201,11 @@ pub(crate) fn run(seconds: u64, seed: u64) -> Result<(), String> {
                         // Real commands with a scratch argument: zero it so no real fd is named.
                         scratch.iter_mut().for_each(|b| *b = 0);
                     }
-                    let target = if rng.below(2) == 0 { ctl.file().as_raw_fd() } else { files.last().map(|f| f.file.as_raw_fd()).unwrap_or(-1) };
+                    let target = if rng.below(2) == 0 {
+                        ctl.file().as_raw_fd()
+                    } else {
+                        files.last().map(|f| f.file.as_raw_fd()).unwrap_or(-1)
+                    };
                     let _ = raw_ioctl(target, cmd, arg);
                     ioctls += 1;
                 }
@@ -183,7 +231,10 @@ pub(crate) fn run(seconds: u64, seed: u64) -> Result<(), String> {
                             let _r = unsafe { File::from_raw_fd(p[0]) };
                             // SAFETY: Closes the write end; the read end is what we pass.
                             unsafe { libc::close(p[1]) };
-                            let n = ctl.attach_raw_fd(p[0], 1 + rng.below(63) as u32).err().map(|e| errno_of(&e));
+                            let n = ctl
+                                .attach_raw_fd(p[0], 1 + rng.below(63) as u32)
+                                .err()
+                                .map(|e| errno_of(&e));
                             if n != Some(libc::ENODEV) {
                                 return Err(format!("attach of a pipe gave {n:?}, want ENODEV"));
                             }
@@ -206,7 +257,9 @@ pub(crate) fn run(seconds: u64, seed: u64) -> Result<(), String> {
                             std::thread::spawn(move || {
                                 for _ in 0..20 {
                                     if let Ok(c) = Control::open() {
-                                        if let Ok(dev) = File::options().read(true).write(true).open(&d) {
+                                        if let Ok(dev) =
+                                            File::options().read(true).write(true).open(&d)
+                                        {
                                             let _ = c.attach_daxdev(&dev, t);
                                         }
                                         let _ = c.version();
@@ -217,7 +270,17 @@ pub(crate) fn run(seconds: u64, seed: u64) -> Result<(), String> {
                         .collect();
                     let mut buf = vec![0u8; 4096];
                     for _ in 0..20 {
-                        let n = encode_simple(&mut buf, FileType::Regular, 2 * MIB, &[SimpleExtent { devindex: 0, offset: 512 * MIB, len: 2 * MIB }]).unwrap_or(0);
+                        let n = encode_simple(
+                            &mut buf,
+                            FileType::Regular,
+                            2 * MIB,
+                            &[SimpleExtent {
+                                devindex: 0,
+                                offset: 512 * MIB,
+                                len: 2 * MIB,
+                            }],
+                        )
+                        .unwrap_or(0);
                         if let Ok(f) = ctl.create_file(&buf[..n], 0, 0o600, 0, 0) {
                             let _ = f.file.write_at(b"race", 0);
                         }

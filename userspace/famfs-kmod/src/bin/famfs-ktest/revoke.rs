@@ -4,8 +4,8 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::fd::AsRawFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,13 +20,21 @@ fn pipe() -> Result<(File, File), String> {
         return Err(format!("pipe: {}", io::Error::last_os_error()));
     }
     // SAFETY: Fresh descriptors, owned by us from here on.
-    Ok(unsafe { (File::from(OwnedFd::from_raw_fd(fds[0])), File::from(OwnedFd::from_raw_fd(fds[1]))) })
+    Ok(unsafe {
+        (
+            File::from(OwnedFd::from_raw_fd(fds[0])),
+            File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    })
 }
 
 /// Pins the first page of `map` in the pipe `w` (vmsplice: the pipe takes a page reference,
 /// which the device page keeps until the pipe is drained or closed).
 fn pin_page(map: &Mapping, w: &File) -> CheckResult {
-    let iov = libc::iovec { iov_base: map.addr.cast(), iov_len: 4096 };
+    let iov = libc::iovec {
+        iov_base: map.addr.cast(),
+        iov_len: 4096,
+    };
     // SAFETY: vmsplice of one page of our own live mapping into our own pipe.
     let n = unsafe { libc::vmsplice(w.as_raw_fd(), &iov, 1, 0) };
     if n != 4096 {
@@ -61,7 +69,11 @@ fn reaped_within(pid: libc::pid_t, limit: Duration) -> bool {
 fn proc_state(pid: libc::pid_t) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().chars().take(1).collect()))
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().chars().take(1).collect())
+        })
         .unwrap_or_else(|| "gone".into())
 }
 
@@ -123,7 +135,10 @@ fn phys_base(name: &str) -> Result<u64, String> {
 /// `len` bytes of physical memory at `phys`, read through /dev/mem (not through famfs).
 fn devmem(phys: u64, len: usize) -> Result<Vec<u8>, String> {
     let mem = ctx("open /dev/mem", File::open("/dev/mem"))?;
-    let map = ctx("mmap /dev/mem", Mapping::new(&mem, len, phys, libc::PROT_READ))?;
+    let map = ctx(
+        "mmap /dev/mem",
+        Mapping::new(&mem, len, phys, libc::PROT_READ),
+    )?;
     let mut out = vec![0u8; len];
     // SAFETY: `map` maps `len` readable bytes; `out` has room for them; they do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(map.addr, out.as_mut_ptr(), len) };
@@ -137,17 +152,23 @@ fn devmem(phys: u64, len: usize) -> Result<Vec<u8>, String> {
 /// bytes must not change after it returned (oracle: the physical memory read through /dev/mem).
 /// Prints one line per assertion; the server is continued (SIGCONT) whatever happens.
 pub(crate) fn revoke_inflight_write(src: &str, server: libc::pid_t) -> CheckResult {
-    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let daxdev =
+        std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let name = daxdev.rsplit('/').next().unwrap_or(&daxdev).to_string();
     let len = 2 * MIB as usize;
     let dev_off = 1440 * MIB;
     let phys = phys_base(&name)? + dev_off;
-    let s = setup(&Env { daxdev: daxdev.clone() })?;
+    let s = setup(&Env {
+        daxdev: daxdev.clone(),
+    })?;
     let f = create(&s, &simple(&[(dev_off, 2 * MIB)], 2 * MIB)?, 0)?;
     let before = pattern(81, len);
     ctx("pwrite before", f.file.write_all_at(&before, 0))?;
     let srcf = ctx(&format!("open {src}"), File::open(src))?;
-    let srcmap = ctx("mmap the source", Mapping::new(&srcf, len, 0, libc::PROT_READ))?;
+    let srcmap = ctx(
+        "mmap the source",
+        Mapping::new(&srcf, len, 0, libc::PROT_READ),
+    )?;
     let cont = || {
         // SAFETY: Continues the server we stopped (a plain signal to a pid we were given).
         unsafe { libc::kill(server, libc::SIGCONT) };
@@ -186,7 +207,11 @@ pub(crate) fn revoke_inflight_write(src: &str, server: libc::pid_t) -> CheckResu
         }
         // What the memory holds as the revoke returns (or, when it is still waiting, now).
         let returned_early = revoked.load(Ordering::SeqCst) && !written.load(Ordering::SeqCst);
-        let at_return = if returned_early { Some(devmem(phys, len)?) } else { None };
+        let at_return = if returned_early {
+            Some(devmem(phys, len)?)
+        } else {
+            None
+        };
         cont();
         let w = writer.join().map_err(|_| "writer panicked".to_string())?;
         let r = revoker.join().map_err(|_| "revoker panicked".to_string())?;
@@ -202,7 +227,10 @@ pub(crate) fn revoke_inflight_write(src: &str, server: libc::pid_t) -> CheckResu
         let wrote = after == src_bytes;
         let mut failed = Vec::new();
         if returned_early {
-            failed.push("IOC_REVOKE returned while a write(2) was still inside the file's data path".to_string());
+            failed.push(
+                "IOC_REVOKE returned while a write(2) was still inside the file's data path"
+                    .to_string(),
+            );
         }
         if at_return != after {
             failed.push(format!(
@@ -214,7 +242,11 @@ pub(crate) fn revoke_inflight_write(src: &str, server: libc::pid_t) -> CheckResu
         if !wrote && after != before {
             failed.push("the device memory holds neither the bytes before nor the write's".into());
         }
-        if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     });
     cont();
     result

@@ -20,7 +20,12 @@ fn pipe() -> Result<(File, File), String> {
         return Err(format!("pipe: {}", io::Error::last_os_error()));
     }
     // SAFETY: Fresh descriptors, owned by us from here on.
-    Ok(unsafe { (File::from(OwnedFd::from_raw_fd(fds[0])), File::from(OwnedFd::from_raw_fd(fds[1]))) })
+    Ok(unsafe {
+        (
+            File::from(OwnedFd::from_raw_fd(fds[0])),
+            File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    })
 }
 
 /// Forks; the child runs `f` and exits with its return value (never returns in the child).
@@ -46,7 +51,11 @@ fn wait_child(pid: libc::pid_t) -> i32 {
     status
 }
 
-extern "C" fn exit_with_bus_code(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+extern "C" fn exit_with_bus_code(
+    _sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _ctx: *mut libc::c_void,
+) {
     // SAFETY: The kernel passes a valid siginfo to an SA_SIGINFO handler; `_exit` is
     // async-signal-safe.
     unsafe { libc::_exit(100 + (*info).si_code) };
@@ -78,7 +87,8 @@ const BUS_MCEERR_AO: i32 = 5;
 /// EHWPOISON and a new mapping of it gets BUS_MCEERR_AR; the rest of the file, other files on
 /// the device and new files stay usable, byte for byte.
 pub(crate) fn poison() -> Result<(), String> {
-    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let daxdev =
+        std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let s = setup(&Env { daxdev })?;
     let base = 3 * 1024 * MIB;
     let victim = create(&s, &simple(&[(base, 4 * MIB)], 4 * MIB)?, 0)?;
@@ -94,7 +104,9 @@ pub(crate) fn poison() -> Result<(), String> {
     let vfile = &victim.file;
     let mapper = fork_child(|| {
         report_sigbus_code();
-        let Ok(map) = Mapping::new(vfile, (4 * MIB) as usize, 0, libc::PROT_READ) else { return 3 };
+        let Ok(map) = Mapping::new(vfile, (4 * MIB) as usize, 0, libc::PROT_READ) else {
+            return 3;
+        };
         read_volatile(&map, 0);
         let _ = (&ready_w).write_all(b"r");
         let _ = (&go_r).read(&mut [0u8; 1]);
@@ -107,11 +119,17 @@ pub(crate) fn poison() -> Result<(), String> {
 
     // The injector: MADV_HWPOISON on its own mapping of the page (it may be killed for it).
     let injector = fork_child(|| {
-        let Ok(map) = Mapping::new(vfile, 4096, 0, libc::PROT_READ) else { return 3 };
+        let Ok(map) = Mapping::new(vfile, 4096, 0, libc::PROT_READ) else {
+            return 3;
+        };
         read_volatile(&map, 0);
         // SAFETY: Injects a (simulated) memory failure on our own mapped page.
         let rc = unsafe { libc::madvise(map.addr.cast(), 4096, libc::MADV_HWPOISON) };
-        if rc == 0 { 0 } else { 1 }
+        if rc == 0 {
+            0
+        } else {
+            1
+        }
     })?;
     let status = wait_child(injector);
     println!("# MADV_HWPOISON child wait status {status:#x}");
@@ -120,26 +138,55 @@ pub(crate) fn poison() -> Result<(), String> {
     }
     let _ = (&go_w).write_all(b"g");
     let status = wait_child(mapper);
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) - 100 } else { -1 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status) - 100
+    } else {
+        -1
+    };
     if code != BUS_MCEERR_AR && code != BUS_MCEERR_AO {
         return Err(format!(
             "the process that mapped the failed page was not signalled (wait status {status:#x}, want SIGBUS with BUS_MCEERR_AR/AO)"
         ));
     }
 
-    expect_errno("read of the failed page", victim.file.read_at(&mut [0u8; 16], 0), libc::EHWPOISON)?;
-    same("rest of the failed extent", &read_at(&victim.file, 4096, 4096)?, &vdata[4096..8192])?;
-    same("second extent of the file", &read_at(&victim.file, (2 * MIB) as usize, 2 * MIB)?, &vdata[(2 * MIB) as usize..])?;
-    same("other file on the device", &read_at(&other.file, (2 * MIB) as usize, 0)?, &odata)?;
-    ctx("write to another file", other.file.write_all_at(b"still fine", 0))?;
+    expect_errno(
+        "read of the failed page",
+        victim.file.read_at(&mut [0u8; 16], 0),
+        libc::EHWPOISON,
+    )?;
+    same(
+        "rest of the failed extent",
+        &read_at(&victim.file, 4096, 4096)?,
+        &vdata[4096..8192],
+    )?;
+    same(
+        "second extent of the file",
+        &read_at(&victim.file, (2 * MIB) as usize, 2 * MIB)?,
+        &vdata[(2 * MIB) as usize..],
+    )?;
+    same(
+        "other file on the device",
+        &read_at(&other.file, (2 * MIB) as usize, 0)?,
+        &odata,
+    )?;
+    ctx(
+        "write to another file",
+        other.file.write_all_at(b"still fine", 0),
+    )?;
 
     // A new mapping: the failed page raises SIGBUS (BUS_MCEERR_AR), its neighbours read.
     let vdata = &vdata;
     let toucher = |off: usize| {
         fork_child(move || {
             report_sigbus_code();
-            let Ok(map) = Mapping::new(vfile, (4 * MIB) as usize, 0, libc::PROT_READ) else { return 3 };
-            if read_volatile(&map, off) == vdata[off] { 0 } else { 2 }
+            let Ok(map) = Mapping::new(vfile, (4 * MIB) as usize, 0, libc::PROT_READ) else {
+                return 3;
+            };
+            if read_volatile(&map, off) == vdata[off] {
+                0
+            } else {
+                2
+            }
         })
     };
     let status = wait_child(toucher(0)?);
@@ -149,11 +196,16 @@ pub(crate) fn poison() -> Result<(), String> {
     for off in [4096usize, (2 * MIB + 4096) as usize] {
         let status = wait_child(toucher(off)?);
         if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-            return Err(format!("touching offset {off:#x} of the file after the failure: wait status {status:#x}"));
+            return Err(format!(
+                "touching offset {off:#x} of the file after the failure: wait status {status:#x}"
+            ));
         }
     }
     let fresh = create(&s, &simple(&[(base + 128 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
-    ctx("write to a new file on the device", fresh.file.write_all_at(b"new", 0))?;
+    ctx(
+        "write to a new file on the device",
+        fresh.file.write_all_at(b"new", 0),
+    )?;
     Ok(())
 }
 
@@ -168,7 +220,10 @@ pub(crate) fn check_splice(env: &Env) -> CheckResult {
     // SAFETY: Plain syscall on our descriptors; `off` is a valid in/out offset.
     let n = unsafe { libc::sendfile(w.as_raw_fd(), f.file.as_raw_fd(), &mut off, 4096) };
     if n != 4096 {
-        return Err(format!("sendfile out of the file: {n} ({})", io::Error::last_os_error()));
+        return Err(format!(
+            "sendfile out of the file: {n} ({})",
+            io::Error::last_os_error()
+        ));
     }
     let mut got = vec![0u8; 4096];
     ctx("read pipe", (&r).read_exact(&mut got))?;
@@ -178,10 +233,20 @@ pub(crate) fn check_splice(env: &Env) -> CheckResult {
     let mut out_off: libc::loff_t = 8192;
     // SAFETY: As above.
     let n = unsafe {
-        libc::splice(r.as_raw_fd(), std::ptr::null_mut(), f.file.as_raw_fd(), &mut out_off, 4096, 0)
+        libc::splice(
+            r.as_raw_fd(),
+            std::ptr::null_mut(),
+            f.file.as_raw_fd(),
+            &mut out_off,
+            4096,
+            0,
+        )
     };
     if n != 4096 {
-        return Err(format!("splice into the file: {n} ({})", io::Error::last_os_error()));
+        return Err(format!(
+            "splice into the file: {n} ({})",
+            io::Error::last_os_error()
+        ));
     }
     same("spliced bytes", &read_at(&f.file, 4096, 8192)?, &payload)
 }
@@ -195,18 +260,32 @@ pub(crate) fn check_odirect_nowait(env: &Env) -> CheckResult {
     ctx("write", f.file.write_all_at(&data, 0))?;
     let direct = ctx(
         "open with O_DIRECT",
-        OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(format!("/proc/self/fd/{}", f.file.as_raw_fd())),
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(format!("/proc/self/fd/{}", f.file.as_raw_fd())),
     )?;
     same("O_DIRECT read", &read_at(&direct, 8192, 0)?, &data)?;
     // SAFETY: F_SETFL on our own descriptor.
     if unsafe { libc::fcntl(f.file.as_raw_fd(), libc::F_SETFL, libc::O_DIRECT) } != 0 {
-        return Err(format!("fcntl(F_SETFL, O_DIRECT): {}", io::Error::last_os_error()));
+        return Err(format!(
+            "fcntl(F_SETFL, O_DIRECT): {}",
+            io::Error::last_os_error()
+        ));
     }
     let mut buf = [0u8; 16];
-    let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: One valid iovec over `buf`.
     let n = unsafe { libc::preadv2(f.file.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
-    let r = if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n) };
+    let r = if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n)
+    };
     expect_errno("preadv2(RWF_NOWAIT)", r, libc::EOPNOTSUPP)
 }
 
@@ -214,8 +293,15 @@ pub(crate) fn check_odirect_nowait(env: &Env) -> CheckResult {
 pub(crate) fn check_write_privs(env: &Env) -> CheckResult {
     let s = setup(env)?;
     let f = create(&s, &simple(&[(1220 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
-    ctx("chmod 6775", f.file.set_permissions(std::fs::Permissions::from_mode(0o6775)))?;
-    let old = libc::timespec { tv_sec: 1_000_000, tv_nsec: 0 };
+    ctx(
+        "chmod 6775",
+        f.file
+            .set_permissions(std::fs::Permissions::from_mode(0o6775)),
+    )?;
+    let old = libc::timespec {
+        tv_sec: 1_000_000,
+        tv_nsec: 0,
+    };
     let times = [old, old];
     // SAFETY: Two valid timespecs.
     if unsafe { libc::futimens(f.file.as_raw_fd(), times.as_ptr()) } != 0 {
@@ -226,7 +312,10 @@ pub(crate) fn check_write_privs(env: &Env) -> CheckResult {
         // SAFETY: Plain syscalls in the child: become nobody (no capabilities), then write
         // through the descriptor opened before.
         unsafe {
-            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setresgid(65534, 65534, 65534) != 0 || libc::setresuid(65534, 65534, 65534) != 0 {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(65534, 65534, 65534) != 0
+                || libc::setresuid(65534, 65534, 65534) != 0
+            {
                 return 3;
             }
         }
@@ -237,15 +326,24 @@ pub(crate) fn check_write_privs(env: &Env) -> CheckResult {
     })?;
     let status = wait_child(child);
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(format!("unprivileged write failed (wait status {status:#x})"));
+        return Err(format!(
+            "unprivileged write failed (wait status {status:#x})"
+        ));
     }
     let meta = ctx("fstat", f.file.metadata())?;
     use std::os::unix::fs::MetadataExt;
     if meta.mode() & 0o6000 != 0 {
-        return Err(format!("mode is {:o} after an unprivileged write: setuid/setgid kept", meta.mode() & 0o7777));
+        return Err(format!(
+            "mode is {:o} after an unprivileged write: setuid/setgid kept",
+            meta.mode() & 0o7777
+        ));
     }
     if meta.mtime() <= old.tv_sec || meta.ctime() <= old.tv_sec {
-        return Err(format!("mtime {} ctime {} did not move on write", meta.mtime(), meta.ctime()));
+        return Err(format!(
+            "mtime {} ctime {} did not move on write",
+            meta.mtime(),
+            meta.ctime()
+        ));
     }
     Ok(())
 }
@@ -257,30 +355,58 @@ pub(crate) fn check_attach_copyout(env: &Env) -> CheckResult {
     let dev = open_dev(&env.daxdev)?;
     // SAFETY: A fresh anonymous page, filled and then made read-only.
     let page = unsafe {
-        libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if page == libc::MAP_FAILED {
         return Err(format!("mmap: {}", io::Error::last_os_error()));
     }
-    let args = abi::AttachDaxdevArgs { fd: dev.as_raw_fd(), index: 7, size: 0, reserved: [0, 0] };
+    let args = abi::AttachDaxdevArgs {
+        fd: dev.as_raw_fd(),
+        index: 7,
+        size: 0,
+        reserved: [0, 0],
+    };
     // SAFETY: `page` is a writable page, large enough for the args; then made read-only.
     unsafe {
         std::ptr::write(page.cast::<abi::AttachDaxdevArgs>(), args);
         libc::mprotect(page, 4096, libc::PROT_READ);
     }
     // SAFETY: IOC_ATTACH_DAXDEV with an argument the kernel can read but not write.
-    let rc = unsafe { libc::ioctl(ctl.file().as_raw_fd(), abi::IOC_ATTACH_DAXDEV as libc::c_ulong, page) };
-    let r = if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) };
+    let rc = unsafe {
+        libc::ioctl(
+            ctl.file().as_raw_fd(),
+            abi::IOC_ATTACH_DAXDEV as libc::c_ulong,
+            page,
+        )
+    };
+    let r = if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    };
     // SAFETY: Unmaps the page mapped above.
     unsafe { libc::munmap(page, 4096) };
     expect_errno("attach with a read-only argument", r, libc::EFAULT)?;
-    ctx("attach at the same index afterwards", ctl.attach_daxdev(&dev, 7)).map(|_| ())
+    ctx(
+        "attach at the same index afterwards",
+        ctl.attach_daxdev(&dev, 7),
+    )
+    .map(|_| ())
 }
 
 fn tracefs() -> Result<String, String> {
     let t = "/sys/kernel/tracing";
     if !std::path::Path::new(&format!("{t}/kprobe_events")).exists() {
-        let _ = std::process::Command::new("mount").args(["-t", "tracefs", "tracefs", t]).status();
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "tracefs", "tracefs", t])
+            .status();
     }
     if std::path::Path::new(&format!("{t}/kprobe_events")).exists() {
         Ok(t.to_string())
@@ -290,7 +416,10 @@ fn tracefs() -> Result<String, String> {
 }
 
 fn write_file(path: &str, text: &str) -> Result<(), String> {
-    let mut f = ctx(&format!("open {path}"), OpenOptions::new().write(true).append(true).open(path))?;
+    let mut f = ctx(
+        &format!("open {path}"),
+        OpenOptions::new().append(true).open(path),
+    )?;
     ctx(&format!("write {path}"), f.write_all(text.as_bytes()))
 }
 
@@ -300,11 +429,22 @@ fn write_file(path: &str, text: &str) -> Result<(), String> {
 pub(crate) fn check_msync_writes_back(env: &Env) -> CheckResult {
     let t = tracefs()?;
     let _ = write_file(&format!("{t}/kprobe_events"), "-:famfs_wb\n");
-    write_file(&format!("{t}/kprobe_events"), "p:famfs_wb arch_wb_cache_pmem\n")?;
+    write_file(
+        &format!("{t}/kprobe_events"),
+        "p:famfs_wb arch_wb_cache_pmem\n",
+    )?;
     let result = (|| {
         let s = setup(env)?;
         let f = create(&s, &simple(&[(1230 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
-        let mut map = ctx("mmap", Mapping::new(&f.file, (2 * MIB) as usize, 0, libc::PROT_READ | libc::PROT_WRITE))?;
+        let mut map = ctx(
+            "mmap",
+            Mapping::new(
+                &f.file,
+                (2 * MIB) as usize,
+                0,
+                libc::PROT_READ | libc::PROT_WRITE,
+            ),
+        )?;
         // Truncating the trace file empties the buffer.
         ctx("clear trace", std::fs::write(format!("{t}/trace"), ""))?;
         write_file(&format!("{t}/events/kprobes/famfs_wb/enable"), "1")?;
@@ -331,7 +471,8 @@ pub(crate) fn check_msync_writes_back(env: &Env) -> CheckResult {
 /// waits for the pin, but other files on the device can still be closed meanwhile (no lock is
 /// held across the wait), and the removal completes once the pin goes.
 pub(crate) fn pin_and_remove() -> Result<(), String> {
-    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let daxdev =
+        std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let name = daxdev.rsplit('/').next().unwrap_or(&daxdev).to_string();
     let s = setup(&Env { daxdev })?;
     let a = create(&s, &simple(&[(1300 * MIB, 2 * MIB)], 2 * MIB)?, 0)?;
@@ -340,7 +481,10 @@ pub(crate) fn pin_and_remove() -> Result<(), String> {
     let map = ctx("mmap", Mapping::new(&a.file, 4096, 0, libc::PROT_READ))?;
     read_volatile(&map, 0);
     let (r, w) = pipe()?;
-    let iov = libc::iovec { iov_base: map.addr.cast(), iov_len: 4096 };
+    let iov = libc::iovec {
+        iov_base: map.addr.cast(),
+        iov_len: 4096,
+    };
     // SAFETY: vmsplice of our own mapped page into our pipe: the pipe takes a page reference.
     let n = unsafe { libc::vmsplice(w.as_raw_fd(), &iov, 1, 0) };
     if n != 4096 {
@@ -349,7 +493,8 @@ pub(crate) fn pin_and_remove() -> Result<(), String> {
     drop(map);
     let mark = dmesg_count("dax device is being removed")?;
     let unbind = std::thread::spawn(move || {
-        std::fs::write(format!("/sys/bus/dax/devices/{name}/driver/unbind"), &name).map_err(|e| e.to_string())
+        std::fs::write(format!("/sys/bus/dax/devices/{name}/driver/unbind"), &name)
+            .map_err(|e| e.to_string())
     });
     // Wait for the state under test: removal has begun (and is waiting for the pinned page).
     let start = Instant::now();
@@ -369,16 +514,26 @@ pub(crate) fn pin_and_remove() -> Result<(), String> {
     println!(
         "{} - close-other-file-during-pinned-removal{}",
         if closed { "ok" } else { "not ok" },
-        if closed { "" } else { ": closing another file on the device blocked behind the pinned page" }
+        if closed {
+            ""
+        } else {
+            ": closing another file on the device blocked behind the pinned page"
+        }
     );
     // Release the pin: the removal must now complete.
     drop(r);
     drop(w);
-    let unbound = unbind.join().map_err(|_| "unbind thread panicked".to_string())?;
+    let unbound = unbind
+        .join()
+        .map_err(|_| "unbind thread panicked".to_string())?;
     println!(
         "{} - removal-completes-after-pin-released{}",
         if unbound.is_ok() { "ok" } else { "not ok" },
-        unbound.as_ref().err().map(|e| format!(": {e}")).unwrap_or_default()
+        unbound
+            .as_ref()
+            .err()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default()
     );
     drop(a);
     if !closed {
@@ -398,16 +553,23 @@ fn dmesg_count(what: &str) -> Result<usize, String> {
 /// The kernel must not oops (run's dmesg check) and every round must end with the module
 /// loaded again.
 pub(crate) fn unload_race(rounds: u32, ko: &str) -> Result<(), String> {
-    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let daxdev =
+        std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     for round in 0..rounds {
         let (ready_r, ready_w) = pipe()?;
         let dev = daxdev.clone();
         let ready = &ready_w;
         let child = fork_child(move || {
-            let Ok(s) = setup(&Env { daxdev: dev }) else { return 3 };
-            let Ok(msg) = simple(&[(1400 * MIB, 2 * MIB)], 2 * MIB) else { return 3 };
+            let Ok(s) = setup(&Env { daxdev: dev }) else {
+                return 3;
+            };
+            let Ok(msg) = simple(&[(1400 * MIB, 2 * MIB)], 2 * MIB) else {
+                return 3;
+            };
             let Ok(f) = create(&s, &msg, 0) else { return 3 };
-            let Ok(map) = Mapping::new(&f.file, 4096, 0, libc::PROT_READ) else { return 3 };
+            let Ok(map) = Mapping::new(&f.file, 4096, 0, libc::PROT_READ) else {
+                return 3;
+            };
             read_volatile(&map, 0);
             let _ = (&*ready).write_all(b"r");
             loop {
@@ -426,32 +588,45 @@ pub(crate) fn unload_race(rounds: u32, ko: &str) -> Result<(), String> {
         loop {
             // SAFETY: delete_module with a NUL-terminated name; O_NONBLOCK fails at once while
             // the module is in use.
-            let rc = unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
+            let rc = unsafe {
+                libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK)
+            };
             if rc == 0 {
                 break;
             }
             let e = io::Error::last_os_error();
-            if errno_of(&e) != libc::EWOULDBLOCK && errno_of(&e) != libc::EBUSY && errno_of(&e) != libc::EAGAIN {
+            if errno_of(&e) != libc::EWOULDBLOCK
+                && errno_of(&e) != libc::EBUSY
+                && errno_of(&e) != libc::EAGAIN
+            {
                 wait_child(child);
                 return Err(format!("round {round}: delete_module: {e}"));
             }
             if start.elapsed() > Duration::from_secs(30) {
                 wait_child(child);
-                return Err(format!("round {round}: the module stayed in use 30 s after the kill"));
+                return Err(format!(
+                    "round {round}: the module stayed in use 30 s after the kill"
+                ));
             }
         }
         wait_child(child);
         let ko_file = ctx("open famfs.ko", File::open(ko))?;
         // SAFETY: finit_module with an open module file and empty parameters.
-        let rc = unsafe { libc::syscall(libc::SYS_finit_module, ko_file.as_raw_fd(), c"".as_ptr(), 0) };
+        let rc =
+            unsafe { libc::syscall(libc::SYS_finit_module, ko_file.as_raw_fd(), c"".as_ptr(), 0) };
         if rc != 0 {
-            return Err(format!("round {round}: finit_module: {}", io::Error::last_os_error()));
+            return Err(format!(
+                "round {round}: finit_module: {}",
+                io::Error::last_os_error()
+            ));
         }
         // udev makes /dev/famfs; wait for it before the next round.
         let start = Instant::now();
         while Control::open().is_err() {
             if start.elapsed() > Duration::from_secs(10) {
-                return Err(format!("round {round}: /dev/famfs did not appear after reload"));
+                return Err(format!(
+                    "round {round}: /dev/famfs did not appear after reload"
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -459,7 +634,8 @@ pub(crate) fn unload_race(rounds: u32, ko: &str) -> Result<(), String> {
     Ok(())
 }
 
-static FAULTER_GOT_SIGBUS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static FAULTER_GOT_SIGBUS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn park_on_sigbus(_sig: libc::c_int) {
     FAULTER_GOT_SIGBUS.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -474,8 +650,14 @@ extern "C" fn park_on_sigbus(_sig: libc::c_int) {
 fn present_pages(addr: usize, len: usize) -> Result<usize, String> {
     let pagemap = ctx("open pagemap", File::open("/proc/self/pagemap"))?;
     let mut buf = vec![0u8; len / 4096 * 8];
-    ctx("read pagemap", pagemap.read_exact_at(&mut buf, (addr / 4096 * 8) as u64))?;
-    Ok(buf.chunks_exact(8).filter(|e| u64::from_le_bytes((*e).try_into().unwrap_or([0; 8])) >> 63 == 1).count())
+    ctx(
+        "read pagemap",
+        pagemap.read_exact_at(&mut buf, (addr / 4096 * 8) as u64),
+    )?;
+    Ok(buf
+        .chunks_exact(8)
+        .filter(|e| u64::from_le_bytes((*e).try_into().unwrap_or([0; 8])) >> 63 == 1)
+        .count())
 }
 
 /// Pins the calling thread to `cpu`; false when there is no such CPU (or it cannot be done).
@@ -495,7 +677,8 @@ fn pin_to_cpu(cpu: usize) -> bool {
 /// process (checked in pagemap): a fault that passed its check before removal must have
 /// installed its entry before removal unmapped, never after.
 pub(crate) fn fault_race() -> Result<(), String> {
-    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let daxdev =
+        std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let name = daxdev.rsplit('/').next().unwrap_or(&daxdev).to_string();
     let s = setup(&Env { daxdev })?;
     let len = (64 * MIB) as usize;
@@ -504,7 +687,12 @@ pub(crate) fn fault_race() -> Result<(), String> {
     let map = ctx("mmap", Mapping::misaligned(&f.file, len))?;
     let (addr, pages) = (map.addr as usize, len / 4096);
     // SAFETY: Installs a plain handler for SIGBUS.
-    unsafe { libc::signal(libc::SIGBUS, park_on_sigbus as *const () as libc::sighandler_t) };
+    unsafe {
+        libc::signal(
+            libc::SIGBUS,
+            park_on_sigbus as *const () as libc::sighandler_t,
+        )
+    };
     // The faulting thread runs on CPU 1 and is preempted there over and over, at random points
     // of its faults, by a real-time thread (100 ms of spinning every 110 ms); the removal runs
     // on CPU 0. A fault preempted between its check of the device state and the installation
@@ -549,7 +737,8 @@ pub(crate) fn fault_race() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let unbind = std::thread::spawn(move || {
-        std::fs::write(format!("/sys/bus/dax/devices/{name}/driver/unbind"), &name).map_err(|e| e.to_string())
+        std::fs::write(format!("/sys/bus/dax/devices/{name}/driver/unbind"), &name)
+            .map_err(|e| e.to_string())
     });
     let start = Instant::now();
     while !unbind.is_finished() {
@@ -558,7 +747,9 @@ pub(crate) fn fault_race() -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    unbind.join().map_err(|_| "unbind thread panicked".to_string())??;
+    unbind
+        .join()
+        .map_err(|_| "unbind thread panicked".to_string())??;
     let faults = started.load(std::sync::atomic::Ordering::Relaxed);
     // The faulting thread's next fault after the removal gets SIGBUS (every page was
     // unmapped); only then is it certain that no fault of it is still in flight.
@@ -572,7 +763,9 @@ pub(crate) fn fault_race() -> Result<(), String> {
     let present = present_pages(addr, len)?;
     println!("# {faults} faults before the removal; {present} pages still mapped after it");
     if present != 0 {
-        return Err(format!("{present} pages of the file are mapped after the removal"));
+        return Err(format!(
+            "{present} pages of the file are mapped after the removal"
+        ));
     }
     std::mem::forget(map);
     std::mem::forget(f);
@@ -588,16 +781,36 @@ pub(crate) fn check_revoke(env: &Env) -> CheckResult {
     let len = (4 * MIB) as usize;
     {
         let s = setup(env)?;
-        expect_errno("revoke with unknown flags", {
-            let mut args = abi::RevokeArgs { flags: 1, ..Default::default() };
-            // SAFETY: IOC_REVOKE takes a `*mut RevokeArgs`.
-            let rc = unsafe { libc::ioctl(s.ctl().file().as_raw_fd(), abi::IOC_REVOKE as libc::c_ulong, &mut args) };
-            if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(rc) }
-        }, libc::EINVAL)?;
+        expect_errno(
+            "revoke with unknown flags",
+            {
+                let mut args = abi::RevokeArgs {
+                    flags: 1,
+                    ..Default::default()
+                };
+                // SAFETY: IOC_REVOKE takes a `*mut RevokeArgs`.
+                let rc = unsafe {
+                    libc::ioctl(
+                        s.ctl().file().as_raw_fd(),
+                        abi::IOC_REVOKE as libc::c_ulong,
+                        &mut args,
+                    )
+                };
+                if rc < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(rc)
+                }
+            },
+            libc::EINVAL,
+        )?;
         let f = create(&s, &simple(&[(700 * MIB, 4 * MIB)], 4 * MIB)?, 0)?;
         let old = pattern(71, len);
         ctx("pwrite", f.file.write_all_at(&old, 0))?;
-        let map = ctx("mmap", Mapping::new(&f.file, len, 0, libc::PROT_READ | libc::PROT_WRITE))?;
+        let map = ctx(
+            "mmap",
+            Mapping::new(&f.file, len, 0, libc::PROT_READ | libc::PROT_WRITE),
+        )?;
         let mut seen = vec![0u8; len];
         for (i, b) in seen.iter_mut().enumerate() {
             *b = read_volatile(&map, i);
@@ -609,11 +822,16 @@ pub(crate) fn check_revoke(env: &Env) -> CheckResult {
         }
         let r = ctx("IOC_REVOKE", s.ctl().revoke())?;
         if r.devices != 1 || r.files < 1 {
-            return Err(format!("revoke counted {} devices and {} files, want 1 and >= 1", r.devices, r.files));
+            return Err(format!(
+                "revoke counted {} devices and {} files, want 1 and >= 1",
+                r.devices, r.files
+            ));
         }
         let after = present_pages(map.addr as usize, len)?;
         if after != 0 {
-            return Err(format!("{after} of {before} touched pages still mapped after the revoke"));
+            return Err(format!(
+                "{after} of {before} touched pages still mapped after the revoke"
+            ));
         }
         let addr = map.addr as usize;
         let child = fork_child(|| {
@@ -628,15 +846,40 @@ pub(crate) fn check_revoke(env: &Env) -> CheckResult {
             return Err(format!("the mapping's next access did not get SIGBUS (BUS_ADRERR): wait status {status:#x}"));
         }
         let mut buf = vec![0u8; 4096];
-        expect_errno("read after the revoke", f.file.read_at(&mut buf, 0), libc::ESTALE)?;
-        expect_errno("write after the revoke", f.file.write_at(&buf, 0), libc::ESTALE)?;
+        expect_errno(
+            "read after the revoke",
+            f.file.read_at(&mut buf, 0),
+            libc::ESTALE,
+        )?;
+        expect_errno(
+            "write after the revoke",
+            f.file.write_at(&buf, 0),
+            libc::ESTALE,
+        )?;
         expect_errno("fsync after the revoke", f.file.sync_all(), libc::ESTALE)?;
-        expect_errno("new mmap after the revoke", Mapping::new(&f.file, len, 0, libc::PROT_READ).map(|_| ()), libc::ESTALE)?;
+        expect_errno(
+            "new mmap after the revoke",
+            Mapping::new(&f.file, len, 0, libc::PROT_READ).map(|_| ()),
+            libc::ESTALE,
+        )?;
         let path = format!("/proc/self/fd/{}", f.file.as_raw_fd());
-        expect_errno("re-open by path after the revoke", File::open(&path), libc::ESTALE)?;
-        expect_errno("create after the revoke", s.ctl().create_file(&simple(&[(710 * MIB, 2 * MIB)], 2 * MIB)?, 0, 0o644, 0, 0), libc::ESTALE)?;
+        expect_errno(
+            "re-open by path after the revoke",
+            File::open(&path),
+            libc::ESTALE,
+        )?;
+        expect_errno(
+            "create after the revoke",
+            s.ctl()
+                .create_file(&simple(&[(710 * MIB, 2 * MIB)], 2 * MIB)?, 0, 0o644, 0, 0),
+            libc::ESTALE,
+        )?;
         let dev = open_dev(&env.daxdev)?;
-        expect_errno("attach after the revoke", s.ctl().attach_daxdev(&dev, 5), libc::ESTALE)?;
+        expect_errno(
+            "attach after the revoke",
+            s.ctl().attach_daxdev(&dev, 5),
+            libc::ESTALE,
+        )?;
         ctx("second revoke", s.ctl().revoke())?;
         drop(map);
         drop(f);
@@ -664,18 +907,28 @@ fn proc_state(pid: libc::pid_t) -> Option<char> {
 /// module unloads and loads again. Without the pin (the file system type's `owner`) the unload
 /// succeeds while the child is still in module code, and the kernel oopses when it returns.
 pub(crate) fn unload_during_eviction(ko: &str) -> Result<(), String> {
-    let daxdev = std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
+    let daxdev =
+        std::env::var("FAMFS_DAXDEV").map_err(|_| "FAMFS_DAXDEV is not set".to_string())?;
     let (pin_r, pin_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
     let child = {
         let (pin, ready) = (&pin_w, &ready_w);
         fork_child(move || {
-            let Ok(s) = setup(&Env { daxdev }) else { return 3 };
-            let Ok(msg) = simple(&[(1420 * MIB, 2 * MIB)], 2 * MIB) else { return 3 };
+            let Ok(s) = setup(&Env { daxdev }) else {
+                return 3;
+            };
+            let Ok(msg) = simple(&[(1420 * MIB, 2 * MIB)], 2 * MIB) else {
+                return 3;
+            };
             let Ok(f) = create(&s, &msg, 0) else { return 3 };
-            let Ok(map) = Mapping::new(&f.file, 4096, 0, libc::PROT_READ) else { return 3 };
+            let Ok(map) = Mapping::new(&f.file, 4096, 0, libc::PROT_READ) else {
+                return 3;
+            };
             read_volatile(&map, 0);
-            let iov = libc::iovec { iov_base: map.addr.cast(), iov_len: 4096 };
+            let iov = libc::iovec {
+                iov_base: map.addr.cast(),
+                iov_len: 4096,
+            };
             // SAFETY: vmsplice of our own mapped page into the pipe: the pipe takes a page
             // reference, held until the parent drops the pipe.
             if unsafe { libc::vmsplice(pin.as_raw_fd(), &iov, 1, 0) } != 4096 {
@@ -693,7 +946,10 @@ pub(crate) fn unload_during_eviction(ko: &str) -> Result<(), String> {
     };
     drop(ready_w);
     if (&ready_r).read_exact(&mut [0u8; 1]).is_err() {
-        return Err(format!("the child could not map and pin a page (status {:#x})", wait_child(child)));
+        return Err(format!(
+            "the child could not map and pin a page (status {:#x})",
+            wait_child(child)
+        ));
     }
     // Wait for the state under test: the child blocked in its exit (D), inside the eviction.
     let start = Instant::now();
@@ -711,7 +967,9 @@ pub(crate) fn unload_during_eviction(ko: &str) -> Result<(), String> {
         // The module is gone while the child runs its code: releasing the pin would oops.
         // Leave the child blocked for good (the VM run ends with it).
         std::mem::forget((pin_r, pin_w));
-        return Err("rmmod succeeded while the last close was still evicting in module code".into());
+        return Err(
+            "rmmod succeeded while the last close was still evicting in module code".into(),
+        );
     }
     let refused = io::Error::last_os_error();
     println!("# rmmod during the eviction: {refused}");
@@ -723,12 +981,16 @@ pub(crate) fn unload_during_eviction(ko: &str) -> Result<(), String> {
     let start = Instant::now();
     loop {
         // SAFETY: As above.
-        let rc = unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
+        let rc =
+            unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
         if rc == 0 {
             break;
         }
         if start.elapsed() > Duration::from_secs(30) {
-            return Err(format!("rmmod still refused 30 s after the close completed: {}", io::Error::last_os_error()));
+            return Err(format!(
+                "rmmod still refused 30 s after the close completed: {}",
+                io::Error::last_os_error()
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
