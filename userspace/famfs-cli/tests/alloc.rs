@@ -14,12 +14,15 @@ use common::*;
 struct Counting;
 static ALLOCATED: AtomicU64 = AtomicU64::new(0);
 
+// SAFETY: every call is forwarded unchanged to `System`, which upholds `GlobalAlloc`'s contract.
 unsafe impl GlobalAlloc for Counting {
+    // SAFETY: (an unsafe fn of the trait) the caller's layout contract is passed on to `System`.
     unsafe fn alloc(&self, l: MemLayout) -> *mut u8 {
         ALLOCATED.fetch_add(l.size() as u64, Ordering::Relaxed);
         // SAFETY: forwarded unchanged to the system allocator, whose contract is the caller's.
         unsafe { System.alloc(l) }
     }
+    // SAFETY: (an unsafe fn of the trait) `p` and `l` are passed on to `System` unchanged.
     unsafe fn dealloc(&self, p: *mut u8, l: MemLayout) {
         // SAFETY: `p` came from `alloc` above with the same layout.
         unsafe { System.dealloc(p, l) }
