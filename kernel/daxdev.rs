@@ -386,8 +386,9 @@ impl Holder {
     /// and none can start), and both waits end on a signal (`EINTR`/`ERESTARTSYS`: the walk
     /// stops there; the state stays unusable, so the caller may simply ask again). Faults that
     /// come after fail: the caller made the state unusable first, and a fault checks it under
-    /// the mapping's invalidate lock, which is taken exclusively here around the unmapping (so a fault that checked before the change
-    /// has installed its entry before the unmap, and none can install one after).
+    /// the mapping's invalidate lock, which is taken exclusively here around the unmapping (so
+    /// a fault that checked before the change has installed its entry before the unmap, and
+    /// none can install one after).
     ///
     /// The list lock is held only to step to the next inode, which is then pinned: its super
     /// block with an active reference (unless it is being shut down), the inode with `igrab`
