@@ -37,7 +37,11 @@ fn zlib_crc32(b: &[u8]) -> u32 {
     for &x in b {
         c ^= x as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -66,7 +70,11 @@ fn c_media_are_untouched_until_the_first_delete_then_refused_by_the_c_check() {
         assert!(o.status.success());
         o.stdout
     };
-    assert_eq!(c_check_super(&c_head[..200]), Ok(()), "the oracle accepts C media");
+    assert_eq!(
+        c_check_super(&c_head[..200]),
+        Ok(()),
+        "the oracle accepts C media"
+    );
     // This host is the image's master (uuid file in the C form).
     let h: String = c_head[80..96].iter().map(|b| format!("{b:02x}")).collect();
     let mut uuid = format!(
@@ -93,8 +101,16 @@ fn c_media_are_untouched_until_the_first_delete_then_refused_by_the_c_check() {
     e.ok(&["creat", "--device", &dev, "-s", "3M", "/rs/f"]);
     e.ok(&["fsck", "--device", &dev]);
     let now = head_of(&img);
-    assert_eq!(&now[..log], &c_head[..log], "superblock region byte-identical");
-    assert_eq!(&now[log..log + 32], &c_head[log..log + 32], "log header (crc part)");
+    assert_eq!(
+        &now[..log],
+        &c_head[..log],
+        "superblock region byte-identical"
+    );
+    assert_eq!(
+        &now[log..log + 32],
+        &c_head[log..log + 32],
+        "log header (crc part)"
+    );
     let entries_end = log + 48 + 544 * c_entries;
     assert_eq!(&now[log + 48..entries_end], &c_head[log + 48..entries_end]);
     assert_eq!(u64_at(&now, log + 40), c_entries as u64 + 2);
@@ -148,8 +164,7 @@ fn rm_rmdir_reclaim_and_fsck() {
     e.ok(&["creat", "--device", "img", "-s", "4M", "/again"]);
     let again = e.json(&["getmap", "--json", "--device", "img", "/again"]);
     assert_eq!(
-        again["fmap"]["extents"][0]["offset"],
-        a_off["fmap"]["extents"][0]["offset"],
+        again["fmap"]["extents"][0]["offset"], a_off["fmap"]["extents"][0]["offset"],
         "{again} {a_off}"
     );
     assert_eq!(e.json(&["fsck", "--json", "--device", "img"])["ok"], true);
@@ -191,7 +206,10 @@ fn create_delete_cycles_far_past_a_full_log() {
         }
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("the log is full"), "{args:?}: {err}");
-        assert!(err.contains("famfs compact"), "the error names the way out: {err}");
+        assert!(
+            err.contains("famfs compact"),
+            "the error names the way out: {err}"
+        );
         full_seen = true;
         e.ok(&["compact", "--device", &dev]);
         compactions += 1;
@@ -208,7 +226,12 @@ fn create_delete_cycles_far_past_a_full_log() {
         while !try_run(&creat) {}
         let m = e.json(&["getmap", "--json", "--device", &dev, &names[0]]);
         first.insert(m["fmap"]["extents"][0]["offset"].as_u64().unwrap());
-        let mut rm = vec!["rm".to_string(), "-f".into(), "--device".into(), dev.clone()];
+        let mut rm = vec![
+            "rm".to_string(),
+            "-f".into(),
+            "--device".into(),
+            dev.clone(),
+        ];
         rm.extend(names.iter().cloned());
         let rm: Vec<&str> = rm.iter().map(String::as_str).collect();
         while !try_run(&rm) {}
@@ -216,7 +239,10 @@ fn create_delete_cycles_far_past_a_full_log() {
         ops += 2 * per_round as u64 + 16;
         round += 1;
     }
-    assert!(compactions >= 2, "{compactions} compactions in {ops} entries");
+    assert!(
+        compactions >= 2,
+        "{compactions} compactions in {ops} entries"
+    );
     assert!(full_seen);
     assert_eq!(first.len(), 1, "space reused: {first:?}");
     let v = e.json(&["fsck", "--json", "--device", &dev]);

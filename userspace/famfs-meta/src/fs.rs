@@ -1103,6 +1103,9 @@ impl Appender<'_> {
         if self.fs.sb.deletes_enabled() {
             return Ok(());
         }
+        if !self.fs.media.has_data() {
+            return Err(MetaError::DeletesNotEnabled);
+        }
         let mut sb = self.fs.sb.clone();
         sb.version = SB_VERSION_DELETE;
         self.fs.media.write_durable(0, &sb.encode())?;
@@ -1631,6 +1634,18 @@ pub fn dax_devices() -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// Marks the superblock of `media` (version 49) so that the log may hold DELETE entries and the
+/// C tools refuse the file system (`mkfs.famfs --enable-delete`, or before a first delete made
+/// where the superblock is not writable). Returns the superblock as written.
+pub fn enable_deletes(media: &Media) -> Result<Superblock> {
+    let mut sb = media.read_superblock()?;
+    if !sb.deletes_enabled() {
+        sb.version = SB_VERSION_DELETE;
+        media.write_durable(0, &sb.encode())?;
+    }
+    Ok(sb)
 }
 
 /// Options of [`mkfs`].

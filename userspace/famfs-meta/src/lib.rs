@@ -22,8 +22,9 @@ mod role;
 pub use compact::{CompactRecord, CompactReport, COMPACT_RECORD_OFFSET, COMPACT_RECORD_SIZE};
 pub use famfs_media::{Access, MediaKind};
 pub use fs::{
-    dax_devices, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, OfflineGate, PendingDelete,
-    PlayStats, Problem, ProblemKind, ReclaimGate, ReclaimReport, MAX_DEVICES, MAX_DEVICE_SIZE,
+    dax_devices, enable_deletes, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, OfflineGate,
+    PendingDelete, PlayStats, Problem, ProblemKind, ReclaimGate, ReclaimReport, MAX_DEVICES,
+    MAX_DEVICE_SIZE,
 };
 pub use namespace::{
     ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, RemoveConflict, ROOT_INO,
@@ -63,6 +64,8 @@ pub enum MetaError {
     LogFull { capacity: u64 },
     #[error("/{0}: directory not empty (remove its contents first, or use `famfs rm -r`)")]
     NotEmpty(String),
+    #[error("the first delete on a file system marks its superblock (version 49, so that the C famfs tools refuse it from then on), and through a mount the superblock is read-only: unmount it and run this `famfs rm` once with --device DEV on the master (or make file systems with `mkfs.famfs --enable-delete`)")]
+    DeletesNotEnabled,
     #[error("the root directory cannot be removed")]
     RemoveRoot,
     #[error("a log compaction of this file system was interrupted (the new log is at {scratch:#x}): open it read-write on the master (e.g. `famfs compact` or `famfs fsck` there) to finish it")]
