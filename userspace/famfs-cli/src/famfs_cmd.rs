@@ -81,6 +81,10 @@ impl Stripe {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
+    Rm(crate::cmd::rm::RmArgs),
+    Rmdir(crate::cmd::rmdir::RmdirArgs),
+    Reclaim(crate::cmd::reclaim::ReclaimArgs),
+    Compact(crate::cmd::compact::CompactArgs),
     /// Create directories.
     Mkdir {
         /// Create missing parents; existing directories are fine.
@@ -243,7 +247,9 @@ pub enum Cmd {
         file: PathBuf,
     },
     /// Write a famfs file's content to standard output (handy with --device).
-    Cat { file: PathBuf },
+    Cat {
+        file: PathBuf,
+    },
     /// Flush the CPU caches of files' memory (every file under a directory; the meta files too
     /// for the root).
     Flush {
@@ -343,7 +349,9 @@ pub enum Cmd {
         extra: Vec<String>,
     },
     /// Unmount a famfs.
-    Umount { mpt: PathBuf },
+    Umount {
+        mpt: PathBuf,
+    },
     /// Add a memory device to a file system (a secondary: its own superblock, no log).
     Devadd {
         /// Overwrite a famfs (primary or secondary) already on DEVICE.
@@ -365,7 +373,9 @@ pub enum Cmd {
     },
     /// Write the man pages of famfs, its verbs and mkfs.famfs into DIR (used by make install).
     #[command(hide = true)]
-    GenMan { dir: PathBuf },
+    GenMan {
+        dir: PathBuf,
+    },
 }
 
 fn need_dev_or_mount(cli: &Cli, hint: &Path, access: Access) -> Result<Target> {
@@ -1471,6 +1481,7 @@ fn cmd_fsck(
             "files": ns.file_count(), "directories": ns.dir_count(),
             "allocated_bytes": used, "free_bytes": bm.free_bytes(),
             "collisions": collisions, "damage": damage, "warnings": warnings,
+            "superblock_version": sb.version, "pending_deletes": crate::cmd::pending::json(&fs),
             "daxdevs": fs.daxdevs().iter().map(daxdev_json).collect::<Vec<_>>(),
             "devices": per_device,
             "buckets": buckets.iter().map(|(o, u, f)| serde_json::json!({"offset": o, "used_bytes": u, "free_bytes": f})).collect::<Vec<_>>(),
@@ -1481,7 +1492,8 @@ fn cmd_fsck(
     }
     println!("famfs on {}", dev.display());
     println!(
-        "  superblock:   valid (version 48, omf 2.2), device name {:?}",
+        "  superblock:   valid ({}, omf 2.2), device name {:?}",
+        crate::cmd::pending::version_text(&fs),
         sb.device_name_str()
     );
     println!("  fs uuid:      {}", format_uuid(&sb.fs_uuid));
@@ -1508,6 +1520,7 @@ fn cmd_fsck(
         sz(bm.free_bytes())
     );
     println!("  collisions:   {collisions}");
+    crate::cmd::pending::print_text(&fs);
     for (i, (o, u, f)) in buckets.iter().enumerate() {
         println!(
             "  bucket {i:2}:    offset {o:#x}: used {}, free {}",
@@ -2239,7 +2252,15 @@ fn cmd_umount(mpt: &Path) -> Result<()> {
 
 /// Runs a parsed command line; `Ok(false)` means "ran, but the answer is no" (exit 1).
 pub fn run(cli: &Cli) -> Result<bool> {
+    let g = crate::cmd::GlobalArgs {
+        device: cli.device.clone(),
+        verbose: cli.verbose,
+    };
     match &cli.cmd {
+        Cmd::Rm(a) => crate::cmd::rm::run(&g, a),
+        Cmd::Rmdir(a) => crate::cmd::rmdir::run(&g, a),
+        Cmd::Reclaim(a) => crate::cmd::reclaim::run(&g, a),
+        Cmd::Compact(a) => crate::cmd::compact::run(&g, a),
         Cmd::Mkdir {
             parents,
             owner,

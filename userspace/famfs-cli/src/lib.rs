@@ -1,5 +1,6 @@
 //! The `famfs` and `mkfs.famfs` command line tools (see Documentation/cli.md).
 
+pub mod cmd;
 pub mod devices;
 pub mod famfs_cmd;
 pub mod man;

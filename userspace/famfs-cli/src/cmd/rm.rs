@@ -29,7 +29,10 @@ pub fn run(cli: &GlobalArgs, a: &RmArgs) -> Result<bool> {
     let mut rels = Vec::new();
     for p in &a.paths {
         if t.rel_str(p)?.is_empty() {
-            bail!("{}: the root of the file system cannot be removed", p.display());
+            bail!(
+                "{}: the root of the file system cannot be removed",
+                p.display()
+            );
         }
         rels.push((p, t.rel(p)?));
     }

@@ -18,7 +18,10 @@ pub fn run(cli: &GlobalArgs, a: &RmdirArgs) -> Result<bool> {
     let mut rels = Vec::new();
     for d in &a.dirs {
         if t.rel_str(d)?.is_empty() {
-            bail!("{}: the root of the file system cannot be removed", d.display());
+            bail!(
+                "{}: the root of the file system cannot be removed",
+                d.display()
+            );
         }
         rels.push(t.rel(d)?);
     }
