@@ -24,7 +24,7 @@ pub(crate) fn version_text(fs: &Famfs) -> String {
     let sb = fs.superblock();
     if sb.deletes_enabled() {
         format!(
-            "version {} (deletes: the C famfs tools refuse it)",
+            "version {} with deletes, which the C famfs tools refuse",
             sb.version
         )
     } else {

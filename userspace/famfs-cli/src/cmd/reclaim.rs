@@ -161,3 +161,55 @@ impl ReclaimGate for LocalHolders {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(paths: &[(u64, &Path)]) -> LocalHolders {
+        LocalHolders {
+            mounted: true,
+            paths: paths
+                .iter()
+                .map(|(d, p)| (*d, vec![p.to_path_buf()]))
+                .collect(),
+            held: BTreeSet::new(),
+            unreadable: None,
+        }
+    }
+
+    /// A process of this host holding a file (open, then unlinked: the kernel shows the path
+    /// with " (deleted)") keeps its delete pending; once it exits, the delete may be reclaimed.
+    #[test]
+    fn a_process_holding_the_file_keeps_it_pending() {
+        let d = tempfile::tempdir().unwrap();
+        let held = d.path().join("held");
+        let free = d.path().join("free");
+        std::fs::write(&held, b"x").unwrap();
+        std::fs::write(&free, b"x").unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::fs::File::open(&held).unwrap())
+            .spawn()
+            .unwrap();
+        std::fs::remove_file(&held).unwrap();
+        let mut g = gate(&[(7, &held), (8, &free)]);
+        g.scan_proc();
+        let seen = g.may_reclaim(7);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mine: Vec<_> = g.held.iter().filter(|p| p.starts_with(d.path())).collect();
+        assert_eq!(seen, Ok(false), "held by the child: {mine:?}");
+        assert_eq!(g.may_reclaim(8), Ok(true));
+        let mut g = gate(&[(7, &held)]);
+        g.scan_proc();
+        assert_eq!(g.may_reclaim(7), Ok(true), "the holder exited");
+        // A delete the scan did not know, and a host whose processes cannot all be seen.
+        assert!(g.may_reclaim(9).is_err());
+        g.unreadable = Some("not root".into());
+        assert!(g.may_reclaim(7).is_err());
+        // Without a mount on this host nothing here can hold a file.
+        g.mounted = false;
+        assert_eq!(g.may_reclaim(9), Ok(true));
+    }
+}
