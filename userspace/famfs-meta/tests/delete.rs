@@ -416,3 +416,50 @@ fn create_delete_cycles_run_far_past_a_full_log_with_compaction() {
         assert_eq!(fs.bitmap().used_units(), 5);
     })
 }
+
+/// Through a mount the superblock file is read-only: a first delete cannot mark it and says
+/// what to do; on a file system marked at mkfs (`enable_deletes`) deletes work through a mount.
+#[test]
+fn a_first_delete_through_a_mount_needs_the_mark() {
+    with_fs(|mut fs| {
+        fs.create_file(&rp("f"), M, 0o644, 0, 0, Layout::Contiguous)
+            .unwrap();
+        let m = fs.into_media();
+        let through_mount = |m: &Media| {
+            let d = tempfile::tempdir().unwrap();
+            let mut sb = vec![0u8; SB_REGION_LEN as usize];
+            m.read_fresh(0, &mut sb).unwrap();
+            let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
+            m.read_fresh(LOG_OFFSET, &mut log).unwrap();
+            std::fs::write(d.path().join("sb"), &sb).unwrap();
+            std::fs::write(d.path().join("log"), &log).unwrap();
+            let open = |n: &str, w: bool| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(w)
+                    .open(d.path().join(n))
+                    .unwrap()
+            };
+            let media = Media::from_meta_files(
+                d.path(),
+                open("sb", false),
+                open("log", true),
+                famfs_media::Access::ReadWrite,
+            )
+            .unwrap();
+            (d, Famfs::from_media(media).unwrap())
+        };
+        let (_d, mut mounted) = through_mount(&m);
+        let e = mounted.unlink(&rp("f"), false).unwrap_err();
+        assert!(matches!(e, MetaError::DeletesNotEnabled), "{e}");
+        assert!(e.to_string().contains("--device"), "{e}");
+        assert!(
+            mounted.namespace().resolve("f").is_some(),
+            "nothing was logged"
+        );
+        enable_deletes(&m).unwrap();
+        let (_d, mut mounted) = through_mount(&m);
+        mounted.unlink(&rp("f"), false).unwrap();
+        assert_eq!(mounted.pending_deletes().count(), 1);
+    })
+}
