@@ -15,13 +15,18 @@
 
 mod fs;
 mod namespace;
-pub mod resolver;
 mod role;
+
+/// Every devdax device of this host ([`famfs_media::dax::devices`]).
+pub use famfs_media::dax::devices as dax_devices;
+/// Finding a file system's devices by uuid: it lives with the rest of the devdax device in
+/// [`famfs_media::dax`].
+pub use famfs_media::dax::resolver;
 
 pub use famfs_media::{Access, MediaKind};
 pub use fs::{
-    dax_devices, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, PlayStats, Problem,
-    ProblemKind, MAX_DEVICES, MAX_DEVICE_SIZE,
+    mkfs, Appender, Device, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind,
+    MAX_DEVICES, MAX_DEVICE_SIZE,
 };
 pub use namespace::{ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, ROOT_INO};
 pub use role::{
