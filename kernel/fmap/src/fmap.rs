@@ -117,6 +117,8 @@ pub const MAX_DAXDEVS: u32 = 64;
 
 /// Linux errno values (asm-generic numbering, as on x86-64 and arm64).
 pub mod errno {
+    /// Input/output error.
+    pub const EIO: i32 = 5;
     /// No such device or address.
     pub const ENXIO: i32 = 6;
     /// Argument list too long.
