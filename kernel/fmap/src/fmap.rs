@@ -50,7 +50,9 @@
 //!    for the chunks that `nbytes` sends to it [`InconsistentInterleave`]:
 //!    with `chunks = ceil(nbytes / chunk_size)`, strip `s` receives
 //!    `chunks / nstrips` chunks, plus one if `s < chunks % nstrips`, and its
-//!    `len` must be at least that many chunk sizes. `nbytes` itself need not
+//!    `len` must be at least that many chunk sizes ([`dealt_chunks`]; the same
+//!    as `nbytes <= interleave_capacity(..)` of the strips, the capacity rule
+//!    user space uses for on-media maps). `nbytes` itself need not
 //!    be aligned (the C famfs tools store the file size there), but an
 //!    interleaved extent that is followed by another must end on an [`ALIGN`]
 //!    boundary [`Misaligned`], so that every extent starts 2 MiB-aligned in
@@ -91,7 +93,9 @@
 //! maps its range linearly. An interleaved extent cuts its range into
 //! `chunk_size` chunks and deals them round-robin to its strips: chunk `c`
 //! lives in strip `c % nstrips`, at `(c / nstrips) * chunk_size` from the
-//! strip's start.
+//! strip's start ([`locate_chunk`]). This interleave rule (locate, deal,
+//! capacity) is the one layout rule of famfs-rs: user space's on-media map
+//! (famfs-format), allocator and fsck take it from here too.
 
 #![forbid(unsafe_code)]
 
