@@ -49,8 +49,8 @@ pub fn log_wire(log_len: u64) -> Result<Vec<u8>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use famfs_fmap::{ExtType, Fmap as Wire};
     use famfs_fmap::FmapError;
+    use famfs_fmap::{ExtType, Fmap as Wire};
     use famfs_format::{Extent, Interleave};
 
     const M2: u64 = 2 << 20;
