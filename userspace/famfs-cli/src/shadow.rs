@@ -162,11 +162,9 @@ fn analyze(s: &str) -> (bool, bool) {
     }
     let chars: Vec<char> = s.chars().collect();
     let mut block_indicators = s.starts_with("---") || s.starts_with("...");
-    let (mut special, mut line_breaks, mut leading_space, mut trailing_space) =
-        (false, false, false, false);
+    let (mut special, mut line_breaks, mut blank_edge) = (false, false, false);
     let (mut break_space, mut space_break, mut previous_space, mut previous_break) =
         (false, false, false, false);
-    let (mut leading_break, mut trailing_break) = (false, false);
     let mut preceded_by_ws = true;
     let blankz =
         |c: Option<&char>| matches!(c, None | Some(' ') | Some('\t') | Some('\r') | Some('\n'));
@@ -196,40 +194,21 @@ fn analyze(s: &str) -> (bool, bool) {
         if is_break {
             line_breaks = true;
         }
-        let last = i + 1 == chars.len();
-        if c == ' ' {
-            if i == 0 {
-                leading_space = true;
-            }
-            if last {
-                trailing_space = true;
-            }
-            if previous_break {
-                break_space = true;
-            }
-            previous_space = true;
-            previous_break = false;
-        } else if is_break {
-            if i == 0 {
-                leading_break = true;
-            }
-            if last {
-                trailing_break = true;
-            }
-            if previous_space {
-                space_break = true;
-            }
-            previous_break = true;
-            previous_space = false;
-        } else {
-            previous_space = false;
-            previous_break = false;
+        let is_space = c == ' ';
+        // A space or line break at either end (libyaml's leading/trailing space/break, which
+        // it only ever uses together).
+        if (is_space || is_break) && (i == 0 || i + 1 == chars.len()) {
+            blank_edge = true;
         }
+        break_space |= is_space && previous_break;
+        space_break |= is_break && previous_space;
+        previous_space = is_space;
+        previous_break = is_break;
         preceded_by_ws = matches!(c, ' ' | '\t' | '\r' | '\n');
     }
     let mut block_plain = true;
     let mut single = true;
-    if leading_space || leading_break || trailing_space || trailing_break {
+    if blank_edge {
         block_plain = false;
     }
     if break_space {
@@ -605,6 +584,11 @@ mod tests {
         assert_eq!(scalar("- x"), "'- x'");
         assert_eq!(scalar("-x"), "-x");
         assert_eq!(scalar(" lead"), "' lead'");
+        // Blanks at the ends and spaces next to line breaks (libyaml's analysis).
+        assert_eq!(scalar("trail "), "'trail '");
+        assert_eq!(scalar("a b"), "a b");
+        assert_eq!(scalar("a\n b"), "\"a\\n b\"");
+        assert_eq!(scalar("a \nb"), "\"a \\nb\"");
         assert_eq!(scalar("it's"), "it's");
         assert_eq!(scalar("'q"), "'''q'");
         assert_eq!(scalar("é"), "\"\\xE9\"");
