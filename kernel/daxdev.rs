@@ -36,17 +36,27 @@ kernel::sync::global_lock! {
     unsafe(uninit) static REGISTRY: Mutex<KVec<Arc<Holder>>> = KVec::new();
 }
 
-/// Initialises the registry of holders. Called once, from the module initialiser.
-pub(crate) fn init_registry() {
-    // SAFETY: Called exactly once, before any other use of `REGISTRY`.
-    unsafe { REGISTRY.init() };
+/// The module's ownership of the holder registry: initialises it, and frees its memory when
+/// dropped (a field of the module object, dropped at unload when no device can be held any
+/// more: every holder is reached from a file or a control open, each pinning the module, or
+/// from a lease revoke still queued, which the module's queue waited for before this).
+pub(crate) struct Registry(());
+
+impl Registry {
+    /// Called once, from the module initialiser, before the control device exists.
+    pub(crate) fn init() -> Self {
+        // SAFETY: Called exactly once, before any other use of `REGISTRY`.
+        unsafe { REGISTRY.init() };
+        Self(())
+    }
 }
 
-/// Frees the registry's memory. Called once, from the module's exit, when no device can be
-/// held any more (every holder pins the module through the files or control opens holding it).
-pub(crate) fn free_registry() {
-    let all = core::mem::take(&mut *REGISTRY.lock());
-    drop(all);
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The registry is a static: its buffer would outlive the module.
+        let all = core::mem::take(&mut *REGISTRY.lock());
+        drop(all);
+    }
 }
 
 /// The holder registered for `dax`, with a reference of its own.
@@ -455,12 +465,7 @@ impl Holder {
                             next.inode.invalidate_lock().unmap_all();
                             next.inode.dax_break_layout_final();
                         }
-                        Unmap::Revoke => {
-                            // Drains the reads and writes in flight (see above).
-                            drop(next.inode.lock_killable()?);
-                            next.inode.invalidate_lock().unmap_all();
-                            next.inode.dax_break_layout_interruptible()?;
-                        }
+                        Unmap::Revoke => drain_and_unmap(&next.inode)?,
                     }
                     count += 1;
                     held = Some(next);
@@ -478,6 +483,11 @@ impl Holder {
     pub(crate) fn revoke(&self) -> Result<u64> {
         self.revoked.store(true, Ordering::Release);
         self.unmap_all(Unmap::Revoke)
+    }
+
+    /// Whether the device was revoked ([`Self::revoke`]).
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
     }
 
     /// The device size in bytes, found by asking `dax_direct_access` for ever larger page runs
@@ -537,6 +547,19 @@ impl Holder {
     pub(crate) fn dax(&self) -> &DaxDevice {
         self.dax.dax()
     }
+}
+
+/// The revoke of one file whose state already fails every access (`ESTALE`): waits for the
+/// reads and writes already inside its data path (they hold the inode lock across their copy
+/// and check the state under it, so once the lock was ours for a moment none is left and none
+/// can start), zaps every mapping under the exclusive invalidate lock (a fault checks the state
+/// under the same lock, shared: it installed its entry before the unmap, or fails), then waits
+/// until no page of the file is still referenced. Both waits end on a signal
+/// (`EINTR`/`ERESTARTSYS`), and calling it again resumes.
+pub(crate) fn drain_and_unmap(inode: &Inode) -> Result {
+    drop(inode.lock_killable()?);
+    inode.invalidate_lock().unmap_all();
+    inode.dax_break_layout_interruptible()
 }
 
 #[pinned_drop]

@@ -36,25 +36,30 @@ module! {
     license: "GPL",
 }
 
-// Fields drop in declaration order: no new control opens first, then the file system type (no
-// super block of it can exist by then: each pins the module), then the counters' debugfs files.
+// Fields drop in declaration order: no new control opens first; then the module's workqueue,
+// which waits for the lease revokes still queued (work items of closed opens); then the file
+// system type (no super block of it can exist by then: each pins the module); then the holder
+// registry (no device is held any more); then the counters' debugfs files.
 #[pin_data(PinnedDrop)]
 struct FamfsModule {
     #[pin]
     control: MiscDeviceRegistration<control::Control>,
+    _queue: vfs::workqueue::ModuleQueue,
     _fs_type: fs::FsType,
+    _registry: daxdev::Registry,
     _debugfs: stats::DebugfsDir,
 }
 
 impl kernel::InPlaceModule for FamfsModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         pr_info!("loading (ioctl ABI {})\n", abi::ABI_VERSION);
-        daxdev::init_registry();
-        // Initialised in this order: counters, file system type, and only then the control
-        // device.
+        // Initialised in this order: counters, holder registry, file system type, workqueue,
+        // and only then the control device.
         try_pin_init!(Self {
             _debugfs: stats::DebugfsDir::create(),
+            _registry: daxdev::Registry::init(),
             _fs_type: fs::FsType::register()?,
+            _queue: vfs::workqueue::ModuleQueue::create()?,
             control <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"famfs" }),
         })
     }
@@ -63,8 +68,7 @@ impl kernel::InPlaceModule for FamfsModule {
 #[pinned_drop]
 impl PinnedDrop for FamfsModule {
     fn drop(self: Pin<&mut Self>) {
-        // The registry is a static: its buffer would outlive the module.
-        daxdev::free_registry();
+        // Runs before the fields are dropped (above).
         pr_info!("unloaded\n");
     }
 }

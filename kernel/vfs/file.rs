@@ -53,8 +53,8 @@ pub(crate) trait DaxFile: Sized + Send + Sync + 'static {
     /// through (`None`: nothing to flush), or the errno they fail with.
     fn writeback_device(&self) -> Result<Option<&DaxDevice>>;
 
-    /// A file ioctl.
-    fn ioctl(&self, _cmd: u32, _arg: usize) -> Result<isize> {
+    /// A file ioctl, on the file's inode.
+    fn ioctl(&self, _inode: &Inode, _cmd: u32, _arg: usize) -> Result<isize> {
         build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
     }
 
@@ -361,10 +361,11 @@ impl<T: DaxFile> DaxFileVTable<T> {
         cmd: kernel::ffi::c_uint,
         arg: kernel::ffi::c_ulong,
     ) -> kernel::ffi::c_long {
-        // SAFETY: `file` is one of our open files.
-        let data = unsafe { data::<T>((*file).f_inode) };
+        // SAFETY: `file` is one of our open files; its inode lives while it is open.
+        let (data, inode) =
+            unsafe { (data::<T>((*file).f_inode), Inode::from_raw((*file).f_inode)) };
         from_result(|| {
-            data.ioctl(cmd, arg as usize)
+            data.ioctl(inode, cmd, arg as usize)
                 .map(|n| n as kernel::ffi::c_long)
         })
     }

@@ -93,6 +93,20 @@ impl Inode {
         }
     }
 
+    /// The inode number.
+    pub(crate) fn ino(&self) -> u64 {
+        // SAFETY: `i_ino` is set before the inode is published and never changes after.
+        unsafe { (*self.as_raw()).i_ino as u64 }
+    }
+
+    /// Whether any mapping (VMA) of the file exists (`mapping_mapped`: its `i_mmap` tree is not
+    /// empty). A snapshot: a mapping may come or go right after.
+    pub(crate) fn mapping_mapped(&self) -> bool {
+        // SAFETY: The mapping lives with the inode; the call only reads whether its tree is
+        // empty.
+        unsafe { ffi::famfs_glue_mapping_mapped(self.mapping()) }
+    }
+
     fn mapping(&self) -> *mut bindings::address_space {
         // SAFETY: `i_mapping` is set at creation and lives as long as the inode.
         unsafe { (*self.as_raw()).i_mapping }

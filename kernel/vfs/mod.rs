@@ -20,7 +20,8 @@
 //! - [`dax`]: `struct dax_device`: lookup by devt, the fs-dax holder role and its callbacks,
 //!   direct access;
 //! - [`pseudo`]: the internal pseudo file system: type, pinned mount, inode and file creation,
-//!   eviction.
+//!   eviction;
+//! - [`workqueue`]: the module's own workqueue, drained at unload.
 //!
 //! Every `unsafe` block of the module that touches C is in this directory, with a `// SAFETY:`
 //! comment; bindgen's anonymous-union field names (`__bindgen_anon_N`) are used in one place each.
@@ -31,6 +32,7 @@ pub(crate) mod file;
 pub(crate) mod inode;
 pub(crate) mod iomap;
 pub(crate) mod pseudo;
+pub(crate) mod workqueue;
 
 pub(crate) use inode::Inode;
 
