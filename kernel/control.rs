@@ -4,6 +4,10 @@
 //! and creates DAX files. Each open has its own daxdev table (fmap `devindex` -> device), and
 //! may hold a lease (`IOC_LEASE`): when the lease is not renewed in time, every file made through
 //! the open is revoked, as by `IOC_REVOKE`.
+//!
+//! C headers: none directly: the misc device, user copies, `hrtimer` and work items come from the
+//! kernel crate (`kernel::miscdevice`, `kernel::uaccess`, `kernel::time::hrtimer`,
+//! `kernel::workqueue`); the rest from `crate::vfs`
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 

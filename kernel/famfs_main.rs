@@ -6,15 +6,17 @@
 //! the devdax devices and each file's map (fmap). The module makes one DAX-backed kernel file per
 //! famfs file, whose reads, writes and mmap faults go straight to device memory through
 //! fs-dax/iomap. See Documentation/design.md and Documentation/ioctl-abi.md.
+//!
+//! C headers: none directly (`kernel::miscdevice`, and the module's own objects)
 
 use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
 
 mod control;
 mod daxdev;
-mod ffi;
 mod file;
 mod fs;
+mod local_bindings;
 mod stats;
 mod vfs;
 

@@ -5,6 +5,9 @@
 //!
 //! Everything here runs on the hot path of reads, writes and faults, so it only resolves
 //! offsets (`Fmap::from_trusted`, validated once at creation) and calls the fs-dax core.
+//!
+//! C headers: none directly: the fs-dax data path through `crate::vfs` (`DaxFile`), user copies
+//! through `kernel::uaccess`
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,7 +17,7 @@ use kernel::sync::Arc;
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::abi;
-use crate::daxdev::{Daxdev, Link};
+use crate::daxdev::{Daxdev, InodeLink};
 use crate::fmap::Fmap;
 use crate::stats;
 use crate::vfs::dax::DaxDevice;
@@ -29,9 +32,8 @@ pub(crate) struct FileData {
     fmap: KVec<u8>,
     /// Indexed by fmap devindex; `Some` exactly for the indexes the fmap names.
     devs: KVec<Option<Arc<Daxdev>>>,
-    /// The inode's place in each device's inode list, indexed as `devs`. The vector is never
-    /// resized, so the links stay where the lists point.
-    links: KVec<Link>,
+    /// The inode's entry in each device's inode list, indexed as `devs` (`Some` as `devs`).
+    links: KVec<Option<Arc<InodeLink>>>,
     read_only: bool,
     size: u64,
     /// Set for good by `IOC_REVOKE_FILE`: every access fails with `ESTALE` (checked first).
@@ -47,8 +49,12 @@ impl FileData {
         size: u64,
     ) -> Result<Self> {
         let mut links = KVec::with_capacity(devs.len(), GFP_KERNEL)?;
-        for _ in 0..devs.len() {
-            links.push(Link::new(), GFP_KERNEL)?;
+        for dev in devs.iter() {
+            let link = match dev {
+                Some(_) => Some(InodeLink::new()?),
+                None => None,
+            };
+            links.push(link, GFP_KERNEL)?;
         }
         // Counted from here to its drop (see `Drop`).
         stats::FILES.add(1);
@@ -74,13 +80,13 @@ impl FileData {
     ///
     /// # Safety
     ///
-    /// `self` is owned by `inode` (its address is stable until the inode is evicted), and
-    /// [`Self::untrack`] is called at eviction before it is dropped.
+    /// `self` is owned by `inode`, and [`Self::untrack`] is called at eviction, before the
+    /// inode goes.
     pub(crate) unsafe fn track(&self, inode: &Inode) {
         for (dev, link) in self.devs.iter().zip(self.links.iter()) {
-            if let Some(dev) = dev {
-                // SAFETY: `link` lives in this file data, which stays put and is untracked
-                // before it goes (the caller's guarantee).
+            if let (Some(dev), Some(link)) = (dev, link) {
+                // SAFETY: The inode lives until `untrack` (the caller's guarantee); each link
+                // of this file is made for one device and given to that device only.
                 unsafe { dev.track(link, inode) };
             }
         }
@@ -89,7 +95,7 @@ impl FileData {
     /// Takes the inode out of every device's list.
     pub(crate) fn untrack(&self) {
         for (dev, link) in self.devs.iter().zip(self.links.iter()) {
-            if let Some(dev) = dev {
+            if let (Some(dev), Some(link)) = (dev, link) {
                 dev.untrack(link);
             }
         }

@@ -3,6 +3,8 @@
 //! The module's internal file system: one inode per famfs file, on a kernel-internal mount (see
 //! [`crate::vfs::pseudo`] for the mount's lifetime). Files are reached only through descriptors
 //! the module hands out, and FUSE passthrough's re-opens of them by path.
+//!
+//! C headers: none directly (`crate::vfs::pseudo`)
 
 use kernel::fs::File;
 use kernel::prelude::*;

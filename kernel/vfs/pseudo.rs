@@ -7,6 +7,10 @@
 //! The files must live on a real mount because FUSE passthrough re-opens a backing file by its
 //! path for every FUSE open (`backing_file_open(&fb->file->f_path)`). The mount is never
 //! visible in any namespace.
+//!
+//! C headers: [`include/linux/fs.h`](srctree/include/linux/fs.h),
+//! [`include/linux/pseudo_fs.h`](srctree/include/linux/pseudo_fs.h),
+//! [`include/linux/mount.h`](srctree/include/linux/mount.h)
 
 use core::marker::PhantomData;
 use core::ptr;
@@ -19,7 +23,7 @@ use kernel::sync::aref::ARef;
 use kernel::types::Opaque;
 
 use super::file::{data, DaxFile, DaxFileVTable};
-use crate::ffi;
+use crate::local_bindings as lb;
 
 /// `statfs(2)` magic of the internal mount ("famf").
 const MAGIC: kernel::ffi::c_ulong = 0x6661_6d66;
@@ -61,10 +65,15 @@ impl<T: DaxFile> SuperVTable<T> {
         ..pin_init::zeroed()
     };
 
-    /// Called by the VFS when the internal mount is made.
+    /// `file_system_type.init_fs_context`: called by the VFS when the internal mount is made.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only (through the registered type): `fc` is a fresh context for our
+    /// type, valid for the call.
     unsafe extern "C" fn init_fs_context(fc: *mut bindings::fs_context) -> kernel::ffi::c_int {
         // SAFETY: `fc` is the fresh context the VFS is setting up for our type.
-        let ctx = unsafe { ffi::init_pseudo(fc, MAGIC) };
+        let ctx = unsafe { lb::init_pseudo(fc, MAGIC) };
         if ctx.is_null() {
             return ENOMEM.to_errno();
         }
@@ -76,6 +85,12 @@ impl<T: DaxFile> SuperVTable<T> {
     /// Called when the last reference to one of our inodes goes (also the pseudo file system's
     /// root, which has no data, at unmount). The module is pinned meanwhile by the super block
     /// (the type's `owner`).
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only (`super_operations.evict_inode`): `inode` is an inode of our super
+    /// block being evicted, used by nothing else any more; its `i_private` is null (the root)
+    /// or owns a `T` (every inode [`create_file`] made).
     unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
         // SAFETY: The VFS passes a valid inode being evicted; nothing else uses it any more.
         let private = unsafe { (*inode).i_private };
@@ -89,7 +104,7 @@ impl<T: DaxFile> SuperVTable<T> {
         // mapping is empty for the generic truncate.
         // SAFETY: As above: the inode is being evicted by us alone.
         unsafe {
-            ffi::dax_break_layout_final(inode);
+            lb::dax_break_layout_final(inode);
             bindings::truncate_inode_pages_final(&mut (*inode).i_data);
             bindings::clear_inode(inode);
             (*inode).i_private = ptr::null_mut();
@@ -115,7 +130,7 @@ impl FsType {
             // Every super block pins the module (`get_filesystem` in `sget_fc`, dropped by
             // `put_filesystem` after `kill_sb` returned): the module stays for as long as a
             // file, a mapping or an inode of ours can run its code, up to the end of unmount.
-            owner: kernel::module::this_module::<crate::FamfsModule>().as_ptr(),
+            owner: kernel::module::this_module::<T::OwnerModule>().as_ptr(),
             ..pin_init::zeroed()
         };
         // SAFETY: Not registered yet, so nothing else reads the static; then registered.
@@ -157,6 +172,11 @@ fn unpin_mount() {
 /// `release` of our files: the files [`create_file`] made give back their pin of the mount.
 /// The file still holds its own mount reference (dropped after its dentry, at the end of
 /// `__fput`), so this never ends the mount.
+///
+/// # Safety
+///
+/// Called by the VFS only (`file_operations.release` of our files): `file` is one of our files
+/// being released, valid for the call.
 pub(super) unsafe extern "C" fn release(
     _inode: *mut bindings::inode,
     file: *mut bindings::file,
@@ -225,7 +245,7 @@ fn create_pinned<T: DaxFile>(
     // SAFETY: `inode` is new and ours alone until the file below publishes it.
     unsafe {
         (*inode).i_ino = ino as _;
-        ffi::famfs_glue_inode_init(
+        lb::famfs_glue_inode_init(
             inode,
             (bindings::S_IFREG | (new.mode & 0o7777)) as u16,
             new.uid,
@@ -267,7 +287,7 @@ fn create_pinned<T: DaxFile>(
             // SAFETY: The file is new and not yet visible to anyone else; its release gives
             // back the pin the caller took for it.
             unsafe {
-                ffi::famfs_glue_file_set_seekable(raw);
+                lb::famfs_glue_file_set_seekable(raw);
                 (*raw).private_data = pinned_file_marker();
             }
             // SAFETY: `alloc_file_pseudo` returned a file with one reference, now ours.
