@@ -206,6 +206,8 @@ pub(crate) struct Control {
     lease: Mutex<Option<ArcHrTimerHandle<Session>>>,
     /// The control device itself: a struct device `Daxdev::attach` compares others with.
     misc: ARef<Device>,
+    /// The module's file system type, on whose internal mount files are made.
+    fs_type: &'static fs::FsType,
 }
 
 #[vtable]
@@ -226,11 +228,13 @@ impl MiscDevice for Control {
             }),
             GFP_KERNEL,
         )?;
+        let fs_type = crate::FamfsModule::fs_type_of(misc);
         KBox::try_pin_init(
             try_pin_init!(Control {
                 session,
                 lease <- new_mutex!(None),
                 misc: ARef::from(misc.device()),
+                fs_type,
             }),
             GFP_KERNEL,
         )
@@ -359,7 +363,7 @@ impl Control {
             0
         };
         let reservation = FileDescriptorReservation::get_unused_fd_flags(fd_flags)?;
-        let (file, ino) = fs::create_file(data, args.mode, args.uid, args.gid)?;
+        let (file, ino) = fs::create_file(self.fs_type, data, args.mode, args.uid, args.gid)?;
         args.fd = i32::try_from(reservation.reserved_fd()).map_err(|_| EMFILE)?;
         args.ino = ino;
         // Report before installing: on a fault nothing is left behind in the caller's table.

@@ -9,6 +9,8 @@
 //!
 //! C headers: none directly (`kernel::miscdevice`, and the module's own objects)
 
+use core::ptr;
+
 use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
 
@@ -47,7 +49,8 @@ struct FamfsModule {
     #[pin]
     control: MiscDeviceRegistration<control::Control>,
     _queue: vfs::workqueue::ModuleQueue,
-    _fs_type: fs::FsType,
+    #[pin]
+    fs_type: fs::FsType,
     _registry: daxdev::Registry,
     _debugfs: stats::DebugfsDir,
 }
@@ -60,10 +63,24 @@ impl kernel::InPlaceModule for FamfsModule {
         try_pin_init!(Self {
             _debugfs: stats::DebugfsDir::create(),
             _registry: daxdev::Registry::init(),
-            _fs_type: fs::FsType::register()?,
+            fs_type <- fs::FsType::register(),
             _queue: vfs::workqueue::ModuleQueue::create()?,
             control <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"famfs" }),
         })
+    }
+}
+
+impl FamfsModule {
+    /// The file system type of the module whose control device is `misc`, for the whole life
+    /// of a control open (which pins the module).
+    pub(crate) fn fs_type_of(
+        misc: &MiscDeviceRegistration<control::Control>,
+    ) -> &'static fs::FsType {
+        // SAFETY: The only `MiscDeviceRegistration<Control>` is the `control` field of the
+        // module object, which stays in place (pinned, in the module's static storage) until the
+        // module is unloaded; every caller is a control open, which pins the module, and keeps
+        // the reference no longer than itself.
+        unsafe { &(*kernel::container_of!(ptr::from_ref(misc), FamfsModule, control)).fs_type }
     }
 }
 

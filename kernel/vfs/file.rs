@@ -188,7 +188,7 @@ impl<T: DaxFile> DaxFileVTable<T> {
     pub(super) const FILE_OPS: bindings::file_operations = bindings::file_operations {
         owner: kernel::module::this_module::<T::OwnerModule>().as_ptr(),
         open: Some(Self::open),
-        release: Some(super::pseudo::release),
+        release: Some(super::pseudo::release::<T>),
         llseek: Some(bindings::generic_file_llseek),
         read_iter: Some(Self::read_iter),
         write_iter: Some(Self::write_iter),

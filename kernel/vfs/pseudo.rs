@@ -28,22 +28,6 @@ use crate::local_bindings as lb;
 /// `statfs(2)` magic of the internal mount ("famf").
 const MAGIC: kernel::ffi::c_ulong = 0x6661_6d66;
 
-/// A static the C side may write to (the fs type's list link, the pinned mount and its pin
-/// count), shared across threads.
-#[repr(transparent)]
-struct CShared<T>(Opaque<T>);
-
-// SAFETY: The wrapped C objects are only mutated by the VFS under its own locks
-// (`file_systems_lock`, `pin_fs_lock`), and by `FsType::register` before the type is published.
-unsafe impl<T> Sync for CShared<T> {}
-
-/// Filled in by [`FsType::register`] (it needs the data type's tables), then owned by the VFS.
-static FS_TYPE: CShared<bindings::file_system_type> = CShared(Opaque::zeroed());
-
-/// The internal mount while any file made by [`create_file`] is open, and its pin count.
-static PIN_MNT: CShared<*mut bindings::vfsmount> = CShared(Opaque::new(ptr::null_mut()));
-static PIN_COUNT: CShared<kernel::ffi::c_int> = CShared(Opaque::new(0));
-
 /// `private_data` of the files [`create_file`] makes (each holds one mount pin); any other open
 /// of our inodes (FUSE passthrough's re-open by path) has none.
 static PINNED_FILE: u8 = 0;
@@ -117,73 +101,125 @@ impl<T: DaxFile> SuperVTable<T> {
     }
 }
 
-/// The registered file system type (`famfs_dax`); unregistered on drop.
-pub(crate) struct FsType(());
+/// The `famfs_dax` file system type for files whose data is `T`, registered in place, with the
+/// pin state of its internal mount (`simple_pin_fs`): an object pinned in the module object (as
+/// `MiscDeviceRegistration`), registered by its initialiser and unregistered when dropped.
+///
+/// # Invariants
+///
+/// Once initialised, `fs_type` is a registered file system type made for `T`, until the drop;
+/// `mnt` and `count` are the `simple_pin_fs` state of its internal mount.
+#[pin_data(PinnedDrop)]
+pub(crate) struct FsRegistration<T: DaxFile> {
+    /// The internal mount while any file made by [`Self::create_file`] is open.
+    #[pin]
+    mnt: Opaque<*mut bindings::vfsmount>,
+    /// Its pin count.
+    #[pin]
+    count: Opaque<kernel::ffi::c_int>,
+    /// Registered last: the registration is only ever dropped whole.
+    #[pin]
+    fs_type: Opaque<bindings::file_system_type>,
+    _t: PhantomData<T>,
+}
 
-impl FsType {
-    /// Registers the type, for files whose data is `T`. Once per module load.
-    pub(crate) fn register<T: DaxFile>() -> Result<Self> {
-        let fs = bindings::file_system_type {
-            name: c"famfs_dax".as_ptr().cast(),
-            init_fs_context: Some(SuperVTable::<T>::init_fs_context),
-            kill_sb: Some(bindings::kill_anon_super),
-            // Every super block pins the module (`get_filesystem` in `sget_fc`, dropped by
-            // `put_filesystem` after `kill_sb` returned): the module stays for as long as a
-            // file, a mapping or an inode of ours can run its code, up to the end of unmount.
-            owner: kernel::module::this_module::<T::OwnerModule>().as_ptr(),
-            ..pin_init::zeroed()
-        };
-        // SAFETY: Not registered yet, so nothing else reads the static; then registered.
+// SAFETY: The C objects are only changed by the VFS under its own locks (`file_systems_lock`,
+// `pin_fs_lock`), and by the initialiser before the type is published.
+unsafe impl<T: DaxFile> Sync for FsRegistration<T> {}
+// SAFETY: As above; unregistering may happen on any thread.
+unsafe impl<T: DaxFile> Send for FsRegistration<T> {}
+
+impl<T: DaxFile> FsRegistration<T> {
+    /// Registers the type in place. Once per module load.
+    pub(crate) fn register() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            mnt: Opaque::new(ptr::null_mut()),
+            count: Opaque::new(0),
+            fs_type <- Opaque::try_ffi_init(move |slot: *mut bindings::file_system_type| {
+                let fs = bindings::file_system_type {
+                    name: c"famfs_dax".as_ptr().cast(),
+                    init_fs_context: Some(SuperVTable::<T>::init_fs_context),
+                    kill_sb: Some(bindings::kill_anon_super),
+                    // Every super block pins the module (`get_filesystem` in `sget_fc`, dropped
+                    // by `put_filesystem` after `kill_sb` returned): the module stays for as
+                    // long as a file, a mapping or an inode of ours can run its code, up to the
+                    // end of unmount.
+                    owner: kernel::module::this_module::<T::OwnerModule>().as_ptr(),
+                    ..pin_init::zeroed()
+                };
+                // SAFETY: `slot` is ours to write and pinned: it stays where it is until the
+                // registration is dropped, which unregisters it first.
+                // INVARIANT: Registered here, for `T`.
+                unsafe {
+                    slot.write(fs);
+                    kernel::error::to_result(bindings::register_filesystem(slot))
+                }
+            }),
+            _t: PhantomData,
+        })
+    }
+
+    /// The registration whose type `sb` is of.
+    ///
+    /// # Safety
+    ///
+    /// `sb` is a live super block of a type registered by a `FsRegistration<T>`.
+    unsafe fn of_super<'a>(sb: *const bindings::super_block) -> &'a Self {
+        // SAFETY: As the caller guarantees, `s_type` is the `fs_type` field of a live
+        // registration (`Opaque` is transparent), which outlives its super blocks.
         unsafe {
-            FS_TYPE.0.get().write(fs);
-            kernel::error::to_result(bindings::register_filesystem(FS_TYPE.0.get()))?;
+            let field = (*sb).s_type.cast::<Opaque<bindings::file_system_type>>();
+            &*kernel::container_of!(field, Self, fs_type)
         }
-        Ok(Self(()))
+    }
+
+    /// Takes one pin of the internal mount, making it if there is none; returns it.
+    fn pin_mount(&self) -> Result<*mut bindings::vfsmount> {
+        // SAFETY: The type is registered (type invariant); `simple_pin_fs` serialises on
+        // `pin_fs_lock` its uses of `mnt` and `count`.
+        let ret = unsafe {
+            bindings::simple_pin_fs(self.fs_type.get(), self.mnt.get(), self.count.get())
+        };
+        kernel::error::to_result(ret)?;
+        // SAFETY: We hold a pin: the pointer is set and only changes once the count is zero.
+        Ok(unsafe { *self.mnt.get() })
+    }
+
+    /// Drops one pin taken by [`Self::pin_mount`]. Never the mount's last reference when a
+    /// file or inode of the mount is still in use by the caller (each file holds its own).
+    fn unpin_mount(&self) {
+        // SAFETY: Balances a successful `pin_mount`.
+        unsafe { bindings::simple_release_fs(self.mnt.get(), self.count.get()) };
     }
 }
 
-impl Drop for FsType {
-    fn drop(&mut self) {
-        // SAFETY: Registered in `register`. No super block of the type is left: each would pin
-        // the module, which is being unloaded.
-        unsafe { bindings::unregister_filesystem(FS_TYPE.0.get()) };
+#[pinned_drop]
+impl<T: DaxFile> PinnedDrop for FsRegistration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Registered (type invariant). No super block of the type is left: each would
+        // pin the module, which is being unloaded.
+        unsafe { bindings::unregister_filesystem(self.fs_type.get()) };
     }
 }
 
-/// Takes one pin of the internal mount, making it if there is none; returns it.
-fn pin_mount() -> Result<*mut bindings::vfsmount> {
-    let (fs_type, mnt, count) = (FS_TYPE.0.get(), PIN_MNT.0.get(), PIN_COUNT.0.get());
-    // SAFETY: `FS_TYPE` is registered for the module's life (files are only made while the
-    // control device exists, registered after it); `simple_pin_fs` serialises on `pin_fs_lock`
-    // its uses of the two statics.
-    let ret = unsafe { bindings::simple_pin_fs(fs_type, mnt, count) };
-    kernel::error::to_result(ret)?;
-    // SAFETY: We hold a pin: the pointer is set and only changes once the count is zero.
-    Ok(unsafe { *PIN_MNT.0.get() })
-}
-
-/// Drops one pin taken by [`pin_mount`]. Never the mount's last reference when a file or
-/// inode of the mount is still in use by the caller (each file holds its own).
-fn unpin_mount() {
-    // SAFETY: Balances a successful `pin_mount`.
-    unsafe { bindings::simple_release_fs(PIN_MNT.0.get(), PIN_COUNT.0.get()) };
-}
-
-/// `release` of our files: the files [`create_file`] made give back their pin of the mount.
-/// The file still holds its own mount reference (dropped after its dentry, at the end of
-/// `__fput`), so this never ends the mount.
+/// `release` of our files: the files [`FsRegistration::create_file`] made give back their pin
+/// of the mount. The file still holds its own mount reference (dropped after its dentry, at the
+/// end of `__fput`), so this never ends the mount.
 ///
 /// # Safety
 ///
-/// Called by the VFS only (`file_operations.release` of our files): `file` is one of our files
-/// being released, valid for the call.
-pub(super) unsafe extern "C" fn release(
-    _inode: *mut bindings::inode,
+/// Called by the VFS only (`file_operations.release` of `T`'s files): `inode` and `file` are
+/// one of those files being released and its inode, valid for the call.
+pub(super) unsafe extern "C" fn release<T: DaxFile>(
+    inode: *mut bindings::inode,
     file: *mut bindings::file,
 ) -> kernel::ffi::c_int {
-    // SAFETY: The VFS passes the file being released.
-    if unsafe { (*file).private_data } == pinned_file_marker() {
-        unpin_mount();
+    // SAFETY: The VFS passes the file being released and its live inode, whose super block is
+    // of our registered type.
+    unsafe {
+        if (*file).private_data == pinned_file_marker() {
+            FsRegistration::<T>::of_super((*inode).i_sb).unpin_mount();
+        }
     }
     0
 }
@@ -201,28 +237,31 @@ pub(crate) struct NewFile {
     pub(crate) read_only: bool,
 }
 
-/// Makes a new DAX inode owning `data` on the internal mount and returns a file open on it,
-/// with the inode number. `track` runs on the data once it is in place, before the file is
-/// published (so that the data may register the inode where others find it; the data's
-/// [`DaxFile::evict`] undoes that, also when an error below drops the inode).
-pub(crate) fn create_file<T: DaxFile>(
-    data: KBox<T>,
-    new: &NewFile,
-    track: impl FnOnce(&T, &super::Inode),
-) -> Result<(ARef<File>, u64)> {
-    // The file's pin; a second one for the call, so that dropping the inode on an error path
-    // (which evicts it) never ends the mount from inside the eviction.
-    let mnt = pin_mount()?;
-    if let Err(e) = pin_mount() {
-        unpin_mount();
-        return Err(e);
+impl<T: DaxFile> FsRegistration<T> {
+    /// Makes a new DAX inode owning `data` on the internal mount and returns a file open on
+    /// it, with the inode number. `track` runs on the data once it is in place, before the
+    /// file is published (so that the data may register the inode where others find it; the
+    /// data's [`DaxFile::evict`] undoes that, also when an error below drops the inode).
+    pub(crate) fn create_file(
+        &self,
+        data: KBox<T>,
+        new: &NewFile,
+        track: impl FnOnce(&T, &super::Inode),
+    ) -> Result<(ARef<File>, u64)> {
+        // The file's pin; a second one for the call, so that dropping the inode on an error
+        // path (which evicts it) never ends the mount from inside the eviction.
+        let mnt = self.pin_mount()?;
+        if let Err(e) = self.pin_mount() {
+            self.unpin_mount();
+            return Err(e);
+        }
+        let ret = create_pinned(mnt, data, new, track);
+        if ret.is_err() {
+            self.unpin_mount();
+        }
+        self.unpin_mount();
+        ret
     }
-    let ret = create_pinned(mnt, data, new, track);
-    if ret.is_err() {
-        unpin_mount();
-    }
-    unpin_mount();
-    ret
 }
 
 /// [`create_file`] with the mount `mnt` pinned twice; on success one pin belongs to the file.
