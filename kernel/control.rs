@@ -331,7 +331,7 @@ impl Control {
         // Take references to the devices the map names, checking the extents fit them.
         let devs = {
             let table = self.session.table.lock();
-            if table.revoked {
+            if table.revoked || self.session.expired.load(Ordering::Acquire) {
                 return Err(ESTALE);
             }
             let table = &table.slots;
@@ -388,7 +388,7 @@ impl Control {
         }
         let index = usize::try_from(args.index).map_err(|_| EINVAL)?;
         let mut table = self.session.table.lock();
-        if table.revoked {
+        if table.revoked || self.session.expired.load(Ordering::Acquire) {
             return Err(ESTALE);
         }
         let slot = table.slots.get_mut(index).ok_or(EINVAL)?;
