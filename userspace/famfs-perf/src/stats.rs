@@ -129,6 +129,9 @@ pub enum Verdict {
     /// reaches above [`CEILING_SLACK`]: in some rounds the path "beat" its ceiling, so the
     /// per-round noise is larger than the margin and the run cannot say "meets".
     Noisy,
+    /// An A/A row (the same path measured as both sides) is off 1.00 by more than its
+    /// tolerance: the method does not repeat, so no ratio of this run is evidence.
+    Void,
 }
 
 /// A ratio to a ceiling above this is a method error, never a "meets".
@@ -142,7 +145,17 @@ impl Verdict {
             Verdict::Inconclusive => "inconclusive",
             Verdict::MethodError => "METHOD ERROR (> 1.05 of its ceiling)",
             Verdict::Noisy => "inconclusive (range above 1.05: noise)",
+            Verdict::Void => "RUN VOID (A/A off 1.00)",
         }
+    }
+}
+
+/// Verdict of an A/A ratio (the same path as both sides): the whole range within `1 ± tol`.
+pub fn same(r: &Ratio, tol: f64) -> Verdict {
+    if r.lo >= 1.0 - tol && r.hi <= 1.0 + tol {
+        Verdict::Meets
+    } else {
+        Verdict::Void
     }
 }
 
@@ -302,5 +315,8 @@ mod tests {
             Verdict::Inconclusive
         );
         assert_eq!(at_least_of_ceiling(&r(0.5), 0.95), Verdict::Misses);
+        assert_eq!(same(&r(1.0), 0.01), Verdict::Meets);
+        assert_eq!(same(&r(1.005), 0.01), Verdict::Void); // range reaches 1.015
+        assert_eq!(same(&r(0.985), 0.01), Verdict::Void);
     }
 }
