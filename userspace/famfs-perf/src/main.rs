@@ -9,6 +9,7 @@ mod data;
 mod meta;
 mod report;
 mod scale;
+mod size;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use data::{DataParams, Source};
-use famfs_cli::size::parse_size;
+use size::parse_size;
 
 #[derive(Parser)]
 #[command(
