@@ -485,6 +485,47 @@ pub fn bench_map(src: &Source, window: u64) -> Result<Map> {
     Ok(map)
 }
 
+/// A page-aligned buffer. The copy routines (glibc's memcpy, the kernel's copies) take paths
+/// and loop counts that depend on the buffers' alignment; a heap buffer's alignment differs from
+/// process to process, which under icount shows as 1-2% between runs of the same path.
+pub struct Buf {
+    pages: Vec<Page>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+
+impl Buf {
+    /// `len` bytes of the benchmark's pattern.
+    pub fn pattern(len: usize) -> Buf {
+        let mut b = Buf {
+            pages: vec![Page([0; PAGE]); len.div_ceil(PAGE)],
+            len,
+        };
+        for (i, x) in b.as_mut_slice().iter_mut().enumerate() {
+            *x = (i as u8).wrapping_mul(31).wrapping_add(7);
+        }
+        b
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `pages` holds `len.div_ceil(PAGE) * PAGE >= len` initialised bytes, contiguous
+        // (Page is a plain byte array), borrowed mutably through self.
+        unsafe { std::slice::from_raw_parts_mut(self.pages.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: As in as_mut_slice, borrowed shared.
+        unsafe { std::slice::from_raw_parts(self.pages.as_ptr().cast::<u8>(), self.len) }
+    }
+    pub fn as_ptr(&self) -> *const u8 {
+        self.pages.as_ptr().cast()
+    }
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.pages.as_mut_ptr().cast()
+    }
+}
+
 /// Samples of one bandwidth figure: MB/s of the copies alone, and (writes) the milliseconds of
 /// the msync/fdatasync that follows each repetition, timed apart.
 #[derive(Debug, Default, Clone)]
@@ -513,17 +554,13 @@ pub fn bandwidth(
         0x1234_5678 + op.block as u64,
     );
     let total = (n * op.block) as f64;
-    let mut pattern = vec![0u8; op.block];
-    for (i, b) in pattern.iter_mut().enumerate() {
-        *b = (i as u8).wrapping_mul(31).wrapping_add(7);
-    }
     let mut out = Bandwidth::default();
     match op.api {
         Api::Mmap => {
             let map = map.ok_or_else(|| anyhow!("no mapping"))?;
             for _ in 0..reps {
                 let chunks = split(&offs, op.threads);
-                let mut bufs: Vec<Vec<u8>> = chunks.iter().map(|_| pattern.clone()).collect();
+                let mut bufs: Vec<Buf> = chunks.iter().map(|_| Buf::pattern(op.block)).collect();
                 let t = Instant::now();
                 std::thread::scope(|s| {
                     for (chunk, buf) in chunks.iter().zip(bufs.iter_mut()) {
@@ -558,7 +595,7 @@ pub fn bandwidth(
             // kernel's read(2)/write(2) of a DAX file does (see kcopy).
             let map = map.ok_or_else(|| anyhow!("no mapping"))?;
             let erms = kcopy::erms();
-            let mut buf = pattern.clone();
+            let mut buf = Buf::pattern(op.block);
             for _ in 0..reps {
                 let t = Instant::now();
                 for &o in &offs {
@@ -582,15 +619,15 @@ pub fn bandwidth(
         }
         Api::Rw => {
             let file = src.open().context("open")?;
-            let mut buf = pattern.clone();
+            let mut buf = Buf::pattern(op.block);
             for _ in 0..reps {
                 let t = Instant::now();
                 for &o in &offs {
                     let o = o + src.base();
                     if op.write {
-                        file.write_all_at(&buf, o).context("pwrite")?;
+                        file.write_all_at(buf.as_slice(), o).context("pwrite")?;
                     } else {
-                        file.read_exact_at(&mut buf, o).context("pread")?;
+                        file.read_exact_at(buf.as_mut_slice(), o).context("pread")?;
                     }
                     std::hint::black_box(&mut buf);
                 }

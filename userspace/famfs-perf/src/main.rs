@@ -6,6 +6,7 @@
 //! and latest.md. Numbers only: nothing here asserts a time.
 
 mod data;
+mod fio;
 mod meta;
 mod report;
 mod scale;
@@ -207,6 +208,24 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Records of one fio run (`fio --output-format=json scripts/fio/data.fio`): section `fio`,
+    /// one figure per job, paired as issue 26 asks (libpmem on a file against dev-dax on the raw
+    /// device; mmap and psync against the same engine on ext4-dax).
+    Fio {
+        /// fio's JSON output.
+        #[arg(long)]
+        json: PathBuf,
+        /// Path label (raw, fuse, fallback, ext4-dax, xfs-dax, tmpfs; X-aa for an A/A run of X).
+        #[arg(long)]
+        label: String,
+        /// The ioengine the jobs ran with.
+        #[arg(long)]
+        engine: String,
+        #[arg(long, default_value = "host")]
+        env: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Summarise JSON-lines records: medians, spreads, ratios, verdicts; write JSON and Markdown.
     Report {
         /// Record files (JSON lines); later records replace earlier ones with the same id.
@@ -386,6 +405,20 @@ fn main() -> Result<()> {
             };
             let mut emit = sink(&out)?;
             scale::run(&p, &mut *emit)?;
+        }
+        Cmd::Fio {
+            json,
+            label,
+            engine,
+            env,
+            out,
+        } => {
+            let text = std::fs::read_to_string(&json)
+                .with_context(|| format!("read {}", json.display()))?;
+            let mut emit = sink(&out)?;
+            for r in fio::records(&text, &label, &engine, &env)? {
+                emit(r);
+            }
         }
         Cmd::Report {
             inputs,

@@ -404,7 +404,9 @@ pub fn fmt_num(x: f64) -> String {
 /// `median (lo–hi)`: over paired rounds ("5 rounds": the whole range of the per-round ratios),
 /// else the range the two IQRs allow ("IQR").
 fn fmt_ratio(r: &Ratio) -> String {
-    if r.rounds > 0 {
+    if r.rounds == 1 {
+        format!("{:.2} (best samples)", r.value)
+    } else if r.rounds > 0 {
         format!(
             "{:.2} ({:.2}–{:.2}, {} rounds)",
             r.value, r.lo, r.hi, r.rounds
@@ -423,6 +425,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("cxl-threads", "Thread scaling in the VM, CXL-model device memory"),
     ("cxl-first-touch", "First touch in the VM, CXL-model device memory"),
     ("cxl-sync", "msync/fdatasync after writes, CXL-model device memory"),
+    ("fio", "fio in the VM, RAM-speed device memory (icount: MB/s = bytes per 1,000 guest instructions); libpmem on a file against dev-dax on the raw device, mmap/psync against the same engine on ext4-dax"),
     ("scale", "Metadata at scale: many files in one directory"),
     ("meta", "Metadata on the host (real speed)"),
     ("host-data", "Fallback mode data path on the host (real speed; ceiling: the image file itself)"),

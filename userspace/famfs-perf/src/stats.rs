@@ -76,7 +76,7 @@ pub fn ratio(a: &Summary, b: &Summary, higher_is_better: bool) -> Option<Ratio> 
 /// one ratio per round present in both (the best of each side's samples in that round), then
 /// their median and their whole range. Pairing cancels what drifts between rounds (host load,
 /// TCG translation caches): each ratio compares a path with its ceiling measured minutes apart,
-/// not a run apart. `None` with fewer than two common rounds.
+/// not a run apart. `None` without a common round.
 pub fn paired_ratio(a: &[(u32, f64)], b: &[(u32, f64)], higher_is_better: bool) -> Option<Ratio> {
     // Several samples of a path in one round: its best one stands for the round. Under the
     // emulator a sample is only ever slowed (a host interrupt, emulator housekeeping), never sped
@@ -103,7 +103,9 @@ pub fn paired_ratio(a: &[(u32, f64)], b: &[(u32, f64)], higher_is_better: bool) 
         }
         ratios.push(num / den);
     }
-    if ratios.len() < 2 {
+    // One round is enough under icount, where a sample is only ever lengthened by other work
+    // (a kworker, a timer): its best sample is the path's own instruction count.
+    if ratios.is_empty() {
         return None;
     }
     let s = Summary::of(&ratios)?;
@@ -269,7 +271,10 @@ mod tests {
         let b = [(0, 100.0), (0, 80.0), (1, 100.0)];
         let r = paired_ratio(&a, &b, true).unwrap();
         assert!((r.lo - 0.98).abs() < 1e-12 && (r.hi - 0.99).abs() < 1e-12);
-        assert!(paired_ratio(&a[..2], &b, false).is_none()); // one common round: not paired
+        // One common round (icount): the ratio of the two best samples.
+        let r = paired_ratio(&a[..2], &b, true).unwrap();
+        assert!((r.value - 0.99).abs() < 1e-12 && r.rounds == 1);
+        assert!(paired_ratio(&a[..2], &[(7, 1.0)], true).is_none()); // no common round
     }
 
     #[test]
