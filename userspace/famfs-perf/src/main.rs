@@ -205,6 +205,9 @@ enum Cmd {
         /// Repetitions of log play and of mount + umount.
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Skip the first open of every file (only the walks: ls -l, find).
+        #[arg(long)]
+        no_opens: bool,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -384,6 +387,7 @@ fn main() -> Result<()> {
             label,
             env,
             reps,
+            no_opens,
             out,
         } => {
             let bin_dir = match bin_dir {
@@ -402,6 +406,7 @@ fn main() -> Result<()> {
                 label,
                 env,
                 reps: reps.max(1),
+                no_opens,
             };
             let mut emit = sink(&out)?;
             scale::run(&p, &mut *emit)?;
