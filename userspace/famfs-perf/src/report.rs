@@ -367,19 +367,27 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
 /// The peers: labels of the ext4 and xfs DAX runs (scripts/bench).
 pub const PEERS: &[&str] = &["ext4-dax", "xfs-dax"];
 
-/// The A/A rows of a report and whether all of them held (`None`: the run had none).
-pub fn aa_status(rep: &Report) -> Option<(usize, usize)> {
+/// The A/A rows of a report: how many held, how many were measured, and the sections whose A/A
+/// rows could not be measured (`None`: the run had none).
+pub fn aa_status(rep: &Report) -> Option<(usize, usize, Vec<String>)> {
     let aa: Vec<&Row> = rep
         .rows
         .iter()
         .filter(|r| matches!(r.record.target, Some(Target::Same(_))))
         .collect();
     (!aa.is_empty()).then(|| {
-        let ok = aa
+        let measured: Vec<&&Row> = aa.iter().filter(|r| r.verdict.is_some()).collect();
+        let ok = measured
             .iter()
             .filter(|r| r.verdict == Some(Verdict::Meets))
             .count();
-        (ok, aa.len())
+        let mut unmeasured: Vec<String> = aa
+            .iter()
+            .filter(|r| r.verdict.is_none())
+            .map(|r| r.record.section.clone())
+            .collect();
+        unmeasured.dedup();
+        (ok, measured.len(), unmeasured)
     })
 }
 
@@ -454,13 +462,18 @@ pub fn render_markdown(rep: &Report) -> String {
         out.push('\n');
     }
     match aa_status(rep) {
-        Some((ok, n)) if ok == n => {
-            let _ = writeln!(out, "A/A check: all {n} A/A rows (the same path measured as both sides) read 1.00 within their tolerance: the run stands.\n");
+        Some((ok, n, _)) if ok == n => {
+            let _ = writeln!(out, "A/A check: all {n} measured A/A rows (the same path measured as both sides) read 1.00 within their tolerance: the run stands.\n");
         }
-        Some((ok, n)) => {
+        Some((ok, n, _)) => {
             let _ = writeln!(out, "**A/A check FAILED: {} of {n} A/A rows are off 1.00 beyond their tolerance. This run is VOID: none of its ratios is evidence.**\n", n - ok);
         }
         None => {}
+    }
+    if let Some((_, _, un)) = aa_status(rep) {
+        if !un.is_empty() {
+            let _ = writeln!(out, "A/A rows not measured in: {} (see their rows for why): those tables have no A/A check in this run.\n", un.join(", "));
+        }
     }
     let mut order: Vec<String> = SECTIONS.iter().map(|(k, _)| k.to_string()).collect();
     for r in &rep.rows {
@@ -724,7 +737,7 @@ mod tests {
         let xfs = rec("data", "xfs-dax", "rw/seq-read/4K/t1", &[120.0, 120.2]);
         let rep = build(vec![raw.clone(), aa.clone(), ext4, xfs], BTreeMap::new());
         assert_eq!(rep.rows[1].verdict, Some(Verdict::Meets));
-        assert_eq!(aa_status(&rep), Some((1, 1)));
+        assert_eq!(aa_status(&rep), Some((1, 1, vec![])));
         let peers: Vec<_> = rep
             .comparisons
             .iter()
@@ -744,7 +757,7 @@ mod tests {
             ]
         );
         let md = render_markdown(&rep);
-        assert!(md.contains("A/A check: all 1 A/A rows"), "{md}");
+        assert!(md.contains("A/A check: all 1 measured A/A rows"), "{md}");
         assert!(md.contains("### famfs over xfs -o dax"));
         // An A/A row 2% off: the run is void, and the report says so first.
         let mut off = aa;
