@@ -47,7 +47,9 @@ void famfs_glue_inode_init(struct inode *inode, umode_t mode, uid_t uid, gid_t g
 	inode->i_mode = mode;
 	inode->i_uid = make_kuid(&init_user_ns, uid);
 	inode->i_gid = make_kgid(&init_user_ns, gid);
-	inode->i_flags |= S_DAX;
+	/* No atime updates: nobody reads these inodes' atime (a mount shows the FUSE inode's), and
+	 * touch_atime was a measured share of every small read(2) (issue 26). */
+	inode->i_flags |= S_DAX | S_NOATIME;
 	i_size_write(inode, size);
 	simple_inode_init_ts(inode);
 }

@@ -6,9 +6,11 @@
 //! and latest.md. Numbers only: nothing here asserts a time.
 
 mod data;
+mod fio;
 mod meta;
 mod report;
 mod scale;
+mod size;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -19,7 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use data::{DataParams, Source};
-use famfs_cli::size::parse_size;
+use size::parse_size;
 
 #[derive(Parser)]
 #[command(
@@ -203,6 +205,27 @@ enum Cmd {
         /// Repetitions of log play and of mount + umount.
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Skip the first open of every file (only the walks: ls -l, find).
+        #[arg(long)]
+        no_opens: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Records of one fio run (`fio --output-format=json scripts/fio/data.fio`): section `fio`,
+    /// one figure per job, paired as issue 26 asks (libpmem on a file against dev-dax on the raw
+    /// device; mmap and psync against the same engine on ext4-dax).
+    Fio {
+        /// fio's JSON output.
+        #[arg(long)]
+        json: PathBuf,
+        /// Path label (raw, fuse, fallback, ext4-dax, xfs-dax, tmpfs; X-aa for an A/A run of X).
+        #[arg(long)]
+        label: String,
+        /// The ioengine the jobs ran with.
+        #[arg(long)]
+        engine: String,
+        #[arg(long, default_value = "host")]
+        env: String,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -364,6 +387,7 @@ fn main() -> Result<()> {
             label,
             env,
             reps,
+            no_opens,
             out,
         } => {
             let bin_dir = match bin_dir {
@@ -382,9 +406,24 @@ fn main() -> Result<()> {
                 label,
                 env,
                 reps: reps.max(1),
+                no_opens,
             };
             let mut emit = sink(&out)?;
             scale::run(&p, &mut *emit)?;
+        }
+        Cmd::Fio {
+            json,
+            label,
+            engine,
+            env,
+            out,
+        } => {
+            let text = std::fs::read_to_string(&json)
+                .with_context(|| format!("read {}", json.display()))?;
+            let mut emit = sink(&out)?;
+            for r in fio::records(&text, &label, &engine, &env)? {
+                emit(r);
+            }
         }
         Cmd::Report {
             inputs,

@@ -349,6 +349,63 @@ fn run_in(p: &MetaParams, dir: &Path, emit: &mut dyn FnMut(Record)) -> Result<()
         emit,
     );
 
+    // The allocation bitmap of the full log (what every creat builds after its log play), and
+    // one first-fit allocation on it (formerly famfs-cli's famfs-bench).
+    let fs = Famfs::open(&full, Access::ReadOnly)?;
+    let extents: Vec<_> = fs
+        .namespace()
+        .nodes()
+        .filter_map(|n| n.file())
+        .flat_map(|f| f.fmap.extents().to_vec())
+        .collect();
+    let (dev_size, data_off) = (fs.superblock().device_size, fs.superblock().data_offset());
+    drop(fs);
+    let build = |extents: &[famfs_format::Extent]| -> Result<famfs_alloc::Bitmap> {
+        let mut bm = famfs_alloc::Bitmap::new(dev_size, data_off);
+        for e in extents {
+            bm.mark(e)
+                .map_err(|e| anyhow::anyhow!("bitmap mark: {e}"))?;
+        }
+        Ok(bm)
+    };
+    emit_result(
+        rec(
+            "library",
+            "bitmap-full",
+            format!(
+                "allocation bitmap of the full log ({} extents)",
+                extents.len()
+            ),
+            "ms",
+            false,
+        ),
+        samples(p.reps, |_| {
+            let t = Instant::now();
+            std::hint::black_box(build(&extents)?);
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        }),
+        emit,
+    );
+    emit_result(
+        rec(
+            "library",
+            "alloc-full",
+            "one first-fit 1 MiB allocation on that bitmap".into(),
+            "µs",
+            false,
+        ),
+        samples(p.reps, |_| {
+            let mut bm = build(&extents)?;
+            let t = Instant::now();
+            std::hint::black_box(
+                bm.alloc_contiguous(1 << 20)
+                    .map_err(|e| anyhow::anyhow!("alloc: {e}"))?,
+            );
+            Ok(t.elapsed().as_secs_f64() * 1e6)
+        }),
+        emit,
+    );
+
     // Fallback-mode FUSE mounts of the images.
     let mpt = dir.join("mnt");
     let mpt_full = dir.join("mnt-full");

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::stats::{
-    at_least, at_least_of_ceiling, below, paired_ratio, ratio, Ratio, Summary, Verdict,
+    at_least, at_least_of_ceiling, below, paired_ratio, ratio, same, Ratio, Summary, Verdict,
 };
 
 /// What a figure aims for.
@@ -19,6 +19,9 @@ pub enum Target {
     Below(f64),
     /// The value exactly this (counts).
     Equals(f64),
+    /// An A/A row: the ratio to the same path measured again is 1 within this tolerance, or the
+    /// run is void.
+    Same(f64),
 }
 
 impl Target {
@@ -27,6 +30,7 @@ impl Target {
             Target::RatioAtLeast(r) => format!("ratio >= {r}"),
             Target::Below(v) => format!("< {} {unit}", fmt_num(*v)),
             Target::Equals(v) => format!("= {}", fmt_num(*v)),
+            Target::Same(t) => format!("A/A: 1.00 ± {t}"),
         }
     }
 }
@@ -144,6 +148,7 @@ fn verdict_for(target: &Target, s: &Summary, r: Option<&Ratio>) -> Option<Verdic
                 at_least(r.lo, r.hi, *t)
             }
         }),
+        Target::Same(t) => r.map(|r| same(r, *t)),
         Target::Below(t) => Some(below(s.q1, s.q3, *t)),
         Target::Equals(t) => Some(if s.min == *t && s.max == *t {
             Verdict::Meets
@@ -284,7 +289,14 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
         let Some(mr) = uniq.iter().find(|x| x.id() == m) else {
             continue;
         };
-        let target = Some(Target::RatioAtLeast(0.97));
+        // mmap: the same pages once faulted, so nothing between (0.99); read(2)/write(2) pay the
+        // passthrough's per-call layers (0.97).
+        let t = if r.key.starts_with("mmap/") {
+            0.99
+        } else {
+            0.97
+        };
+        let target = Some(Target::RatioAtLeast(t));
         let (ratio, note) = match (summaries.get(&r.id()), summaries.get(&m)) {
             (Some(_), Some(_)) => (pair(&r.id(), &m, true), None),
             _ => (
@@ -297,7 +309,7 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
                 ),
             ),
         };
-        let verdict = ratio.as_ref().map(|x| at_least_of_ceiling(x, 0.97));
+        let verdict = ratio.as_ref().map(|x| at_least_of_ceiling(x, t));
         comparisons.push(Comparison {
             what: format!("{}: mount / module", r.figure),
             a: r.id(),
@@ -308,11 +320,75 @@ pub fn build(records: Vec<Record>, info: BTreeMap<String, String>) -> Report {
             note,
         });
     }
+    // famfs against the file systems a user would otherwise put on the same memory (ext4 and
+    // xfs with -o dax on an fsdax namespace of the same NVDIMM, same boot): read(2)/write(2) at
+    // least as cheap (>= 0.99: within the A/A tolerance). A peer is not a ceiling: famfs may
+    // beat it (no journal, no allocation on write).
+    for r in uniq.iter().filter(|r| {
+        (r.path == "module" || r.path == "fuse") && r.unit == "MB/s" && r.key.starts_with("rw/")
+    }) {
+        for peer in PEERS {
+            let pid = format!("{}/{peer}/{}", r.section, r.key);
+            let Some(pr) = uniq.iter().find(|x| x.id() == pid) else {
+                continue;
+            };
+            let target = Some(Target::RatioAtLeast(0.99));
+            let (ratio, note) = match (summaries.get(&r.id()), summaries.get(&pid)) {
+                (Some(_), Some(_)) => (pair(&r.id(), &pid, true), None),
+                _ => (
+                    None,
+                    Some(
+                        pr.not_measured
+                            .clone()
+                            .or(r.not_measured.clone())
+                            .unwrap_or_else(|| "no samples".into()),
+                    ),
+                ),
+            };
+            let verdict = ratio.as_ref().map(|x| at_least(x.lo, x.hi, 0.99));
+            comparisons.push(Comparison {
+                what: format!("{}: {} / {peer}", r.figure, r.path),
+                a: r.id(),
+                b: pid,
+                ratio,
+                target,
+                verdict,
+                note,
+            });
+        }
+    }
     Report {
         info,
         rows,
         comparisons,
     }
+}
+
+/// The peers: labels of the ext4 and xfs DAX runs (scripts/bench).
+pub const PEERS: &[&str] = &["ext4-dax", "xfs-dax"];
+
+/// The A/A rows of a report: how many held, how many were measured, and the sections whose A/A
+/// rows could not be measured (`None`: the run had none).
+pub fn aa_status(rep: &Report) -> Option<(usize, usize, Vec<String>)> {
+    let aa: Vec<&Row> = rep
+        .rows
+        .iter()
+        .filter(|r| matches!(r.record.target, Some(Target::Same(_))))
+        .collect();
+    (!aa.is_empty()).then(|| {
+        let measured: Vec<&&Row> = aa.iter().filter(|r| r.verdict.is_some()).collect();
+        let ok = measured
+            .iter()
+            .filter(|r| r.verdict == Some(Verdict::Meets))
+            .count();
+        let mut unmeasured: Vec<String> = aa
+            .iter()
+            .filter(|r| r.verdict.is_none())
+            .map(|r| r.record.section.clone())
+            .collect();
+        unmeasured.dedup();
+        (ok, measured.len(), unmeasured)
+    })
 }
 
 /// Three significant digits, no exponent for everyday magnitudes.
@@ -336,7 +412,9 @@ pub fn fmt_num(x: f64) -> String {
 /// `median (lo–hi)`: over paired rounds ("5 rounds": the whole range of the per-round ratios),
 /// else the range the two IQRs allow ("IQR").
 fn fmt_ratio(r: &Ratio) -> String {
-    if r.rounds > 0 {
+    if r.rounds == 1 {
+        format!("{:.2} (best samples)", r.value)
+    } else if r.rounds > 0 {
         format!(
             "{:.2} ({:.2}–{:.2}, {} rounds)",
             r.value, r.lo, r.hi, r.rounds
@@ -347,15 +425,17 @@ fn fmt_ratio(r: &Ratio) -> String {
 }
 
 const SECTIONS: &[(&str, &str)] = &[
-    ("data", "Data path bandwidth in the VM, RAM-speed device memory (NVDIMM; TCG: compare only as ratios within this table)"),
-    ("threads", "Thread scaling in the VM, RAM-speed device memory (aggregate bandwidth, TCG)"),
-    ("first-touch", "First touch in the VM, RAM-speed device memory (time is TCG speed; fault counts are exact)"),
+    ("data", "Data path in the VM, RAM-speed device memory (NVDIMM). In an icount boot guest time counts instructions: MB/s = bytes per 1,000 guest instructions (no memory stalls); otherwise TCG wall clock: compare only ratios"),
+    ("threads", "Thread scaling in the VM, RAM-speed device memory (WALL CLOCK under TCG: never from an icount boot, which runs the vCPUs one at a time)"),
+    ("first-touch", "First touch in the VM, RAM-speed device memory (time: guest instructions in an icount boot, 1 ms = 1,000,000; fault counts are exact)"),
     ("sync", "msync/fdatasync after the writes of the data table, RAM-speed device memory (not in the bandwidth figures)"),
     ("cxl-data", "Data path bandwidth in the VM, CXL-model device memory (QEMU serves it as I/O memory: the emulator's slow path)"),
     ("cxl-threads", "Thread scaling in the VM, CXL-model device memory"),
     ("cxl-first-touch", "First touch in the VM, CXL-model device memory"),
     ("cxl-sync", "msync/fdatasync after writes, CXL-model device memory"),
-    ("scale", "Metadata at scale: many files in one directory"),
+    ("fio", "fio in the VM, RAM-speed device memory (icount: MB/s = bytes per 1,000 guest instructions); libpmem on a file against dev-dax on the raw device, mmap/psync against the same engine on ext4-dax"),
+    ("reader", "Reader workload in the VM (scripts/reader-workload, numpy): write a float64 array through a shared map, map it read-only and sum it (icount: 1 ms = 1,000,000 guest instructions)"),
+    ("scale", "Metadata at scale: many files in one directory (vm-*-icount rows: guest time = instructions, 1 ms = 1,000,000; host rows: wall clock)"),
     ("meta", "Metadata on the host (real speed)"),
     ("host-data", "Fallback mode data path on the host (real speed; ceiling: the image file itself)"),
     ("host-threads", "Fallback mode thread scaling on the host"),
@@ -380,6 +460,20 @@ pub fn render_markdown(rep: &Report) -> String {
             let _ = writeln!(out, "| {k} | {} |", v.replace('|', "/"));
         }
         out.push('\n');
+    }
+    match aa_status(rep) {
+        Some((ok, n, _)) if ok == n => {
+            let _ = writeln!(out, "A/A check: all {n} measured A/A rows (the same path measured as both sides) read 1.00 within their tolerance: the run stands.\n");
+        }
+        Some((ok, n, _)) => {
+            let _ = writeln!(out, "**A/A check FAILED: {} of {n} A/A rows are off 1.00 beyond their tolerance. This run is VOID: none of its ratios is evidence.**\n", n - ok);
+        }
+        None => {}
+    }
+    if let Some((_, _, un)) = aa_status(rep) {
+        if !un.is_empty() {
+            let _ = writeln!(out, "A/A rows not measured in: {} (see their rows for why): those tables have no A/A check in this run.\n", un.join(", "));
+        }
     }
     let mut order: Vec<String> = SECTIONS.iter().map(|(k, _)| k.to_string()).collect();
     for r in &rep.rows {
@@ -448,6 +542,14 @@ pub fn render_markdown(rep: &Report) -> String {
         (
             "Module-mode mount over the famfs.ko file (same boot)",
             ": mount / module",
+        ),
+        (
+            "famfs over ext4 -o dax (same memory, same boot; target: at least as cheap)",
+            " / ext4-dax",
+        ),
+        (
+            "famfs over xfs -o dax (same memory, same boot; target: at least as cheap)",
+            " / xfs-dax",
         ),
     ] {
         let cs: Vec<&Comparison> = rep
@@ -547,7 +649,7 @@ mod tests {
         assert_eq!(c.verdict, Some(Verdict::Inconclusive)); // IQRs 97.5-98.5 over 9.5-10.5 straddle 10
         let md = render_markdown(&rep);
         assert!(md.contains("| host | test |"));
-        assert!(md.contains("### Data path bandwidth"));
+        assert!(md.contains("### Data path in the VM"));
         assert!(md.contains("| mmap/seq-read/2M/t1 | module | 98 MB/s | 97–99 (97.5–98.5) | 3 | 0.98 (0.97–0.98 IQR) of raw | ratio >= 0.95 | meets |"), "{md}");
         assert!(md.contains("not measured: famfs mount failed: x / y"));
         assert!(md.contains("### Module over fallback mode"));
@@ -623,6 +725,46 @@ mod tests {
             BTreeMap::new(),
         );
         assert_eq!(rep.rows[1].verdict, Some(Verdict::MethodError));
+    }
+
+    #[test]
+    fn aa_rows_void_a_run_and_peers_compare() {
+        let raw = rec("data", "module", "rw/seq-read/4K/t1", &[100.0, 100.2]);
+        let mut aa = rec("data", "module-aa", "rw/seq-read/4K/t1", &[100.1, 100.3]);
+        aa.baseline = Some(raw.id());
+        aa.target = Some(Target::Same(0.01));
+        let ext4 = rec("data", "ext4-dax", "rw/seq-read/4K/t1", &[80.0, 80.1]);
+        let xfs = rec("data", "xfs-dax", "rw/seq-read/4K/t1", &[120.0, 120.2]);
+        let rep = build(vec![raw.clone(), aa.clone(), ext4, xfs], BTreeMap::new());
+        assert_eq!(rep.rows[1].verdict, Some(Verdict::Meets));
+        assert_eq!(aa_status(&rep), Some((1, 1, vec![])));
+        let peers: Vec<_> = rep
+            .comparisons
+            .iter()
+            .map(|c| (c.what.clone(), c.verdict))
+            .collect();
+        assert_eq!(
+            peers,
+            vec![
+                (
+                    "rw/seq-read/4K/t1: module / ext4-dax".to_string(),
+                    Some(Verdict::Meets)
+                ),
+                (
+                    "rw/seq-read/4K/t1: module / xfs-dax".to_string(),
+                    Some(Verdict::Misses)
+                ),
+            ]
+        );
+        let md = render_markdown(&rep);
+        assert!(md.contains("A/A check: all 1 measured A/A rows"), "{md}");
+        assert!(md.contains("### famfs over xfs -o dax"));
+        // An A/A row 2% off: the run is void, and the report says so first.
+        let mut off = aa;
+        off.samples = vec![102.0, 102.1];
+        let rep = build(vec![raw, off], BTreeMap::new());
+        assert_eq!(rep.rows[1].verdict, Some(Verdict::Void));
+        assert!(render_markdown(&rep).contains("This run is VOID"));
     }
 
     #[test]

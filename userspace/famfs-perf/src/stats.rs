@@ -76,7 +76,7 @@ pub fn ratio(a: &Summary, b: &Summary, higher_is_better: bool) -> Option<Ratio> 
 /// one ratio per round present in both (the best of each side's samples in that round), then
 /// their median and their whole range. Pairing cancels what drifts between rounds (host load,
 /// TCG translation caches): each ratio compares a path with its ceiling measured minutes apart,
-/// not a run apart. `None` with fewer than two common rounds.
+/// not a run apart. `None` without a common round.
 pub fn paired_ratio(a: &[(u32, f64)], b: &[(u32, f64)], higher_is_better: bool) -> Option<Ratio> {
     // Several samples of a path in one round: its best one stands for the round. Under the
     // emulator a sample is only ever slowed (a host interrupt, emulator housekeeping), never sped
@@ -103,7 +103,9 @@ pub fn paired_ratio(a: &[(u32, f64)], b: &[(u32, f64)], higher_is_better: bool) 
         }
         ratios.push(num / den);
     }
-    if ratios.len() < 2 {
+    // One round is enough under icount, where a sample is only ever lengthened by other work
+    // (a kworker, a timer): its best sample is the path's own instruction count.
+    if ratios.is_empty() {
         return None;
     }
     let s = Summary::of(&ratios)?;
@@ -129,6 +131,9 @@ pub enum Verdict {
     /// reaches above [`CEILING_SLACK`]: in some rounds the path "beat" its ceiling, so the
     /// per-round noise is larger than the margin and the run cannot say "meets".
     Noisy,
+    /// An A/A row (the same path measured as both sides) is off 1.00 by more than its
+    /// tolerance: the method does not repeat, so no ratio of this run is evidence.
+    Void,
 }
 
 /// A ratio to a ceiling above this is a method error, never a "meets".
@@ -142,7 +147,17 @@ impl Verdict {
             Verdict::Inconclusive => "inconclusive",
             Verdict::MethodError => "METHOD ERROR (> 1.05 of its ceiling)",
             Verdict::Noisy => "inconclusive (range above 1.05: noise)",
+            Verdict::Void => "RUN VOID (A/A off 1.00)",
         }
+    }
+}
+
+/// Verdict of an A/A ratio (the same path as both sides): the whole range within `1 ± tol`.
+pub fn same(r: &Ratio, tol: f64) -> Verdict {
+    if r.lo >= 1.0 - tol && r.hi <= 1.0 + tol {
+        Verdict::Meets
+    } else {
+        Verdict::Void
     }
 }
 
@@ -256,7 +271,10 @@ mod tests {
         let b = [(0, 100.0), (0, 80.0), (1, 100.0)];
         let r = paired_ratio(&a, &b, true).unwrap();
         assert!((r.lo - 0.98).abs() < 1e-12 && (r.hi - 0.99).abs() < 1e-12);
-        assert!(paired_ratio(&a[..2], &b, false).is_none()); // one common round: not paired
+        // One common round (icount): the ratio of the two best samples.
+        let r = paired_ratio(&a[..2], &b, true).unwrap();
+        assert!((r.value - 0.99).abs() < 1e-12 && r.rounds == 1);
+        assert!(paired_ratio(&a[..2], &[(7, 1.0)], true).is_none()); // no common round
     }
 
     #[test]
@@ -302,5 +320,8 @@ mod tests {
             Verdict::Inconclusive
         );
         assert_eq!(at_least_of_ceiling(&r(0.5), 0.95), Verdict::Misses);
+        assert_eq!(same(&r(1.0), 0.01), Verdict::Meets);
+        assert_eq!(same(&r(1.005), 0.01), Verdict::Void); // range reaches 1.015
+        assert_eq!(same(&r(0.985), 0.01), Verdict::Void);
     }
 }
