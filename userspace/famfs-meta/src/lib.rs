@@ -14,6 +14,7 @@
 //! ```
 
 mod fs;
+pub mod hosts;
 mod namespace;
 pub mod resolver;
 mod role;
