@@ -1,5 +1,6 @@
 //! The FUSE file system: namespace requests, refusals, and the two data paths.
 
+use crate::heartbeat::{HeartbeatHandle, HostInfo};
 use crate::stats::{Op, Stats};
 use crate::{wire, Mode, ModuleCtx, ServerOptions, XATTR_LOGPLAY, XATTR_MODE, XATTR_STATS};
 use famfs_fmap::FileType as WireType;
@@ -63,6 +64,9 @@ struct State {
     /// replaced (mkfs -f) or killed (mkfs -k) under the mount. Every file of the mounted
     /// namespace then fails with ESTALE.
     stale: Option<String>,
+    /// What this host publishes in its slot (applied count, held deleted files); `None` until
+    /// the slot is claimed (at mount), or when this host has none.
+    host: Option<Arc<HostInfo>>,
 }
 
 use crate::devcheck::{self, SB_INVALID};
@@ -248,6 +252,10 @@ enum MetaKind {
 /// The famfs FUSE file system (implements [`fuser::Filesystem`]).
 pub struct FamfsFs {
     state: Arc<Mutex<State>>,
+    /// The heartbeat thread (started at mount): dropping it releases this host's slot.
+    heartbeat: Option<HeartbeatHandle>,
+    /// Heartbeat interval and lease.
+    pub(crate) host_timing: (Duration, Duration),
     stats: Arc<Stats>,
     mode: Mode,
     role: Role,
@@ -290,6 +298,8 @@ impl FamfsFs {
             start: SystemTime::now(),
             log_len,
             stats,
+            heartbeat: None,
+            host_timing: (opts.heartbeat_interval, opts.lease),
             state: Arc::new(Mutex::new(State {
                 mounted: (sb.fs_uuid, sb.system_uuid),
                 famfs,
@@ -299,27 +309,176 @@ impl FamfsFs {
                 dirs: HashMap::new(),
                 next_fh: 1,
                 stale: None,
+                host: None,
             })),
         }
     }
 
-    /// Starts the idle check of the superblock (every [`SB_CHECK_INTERVAL`]); the thread ends
-    /// with the file system.
+    /// Starts the idle check of the superblock (every [`SB_CHECK_INTERVAL`]) and, when this host
+    /// has a slot, the idle play of the log tail (every heartbeat interval: a host that gets no
+    /// lookups must still play deletes, or the master could never reclaim their memory); the
+    /// thread ends with the file system.
     fn watch_superblock(&self) {
         let weak = Arc::downgrade(&self.state);
+        let tick = self.host_timing.0.min(SB_CHECK_INTERVAL);
         let r = std::thread::Builder::new()
             .name("sb-watch".into())
-            .spawn(move || loop {
-                std::thread::sleep(SB_CHECK_INTERVAL);
-                let Some(state) = weak.upgrade() else { return };
-                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                if st.check_superblock() {
-                    return;
+            .spawn(move || {
+                let mut last_check = std::time::Instant::now();
+                loop {
+                    std::thread::sleep(tick);
+                    let Some(state) = weak.upgrade() else { return };
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    let play = st.host.is_some();
+                    if !play && last_check.elapsed() < SB_CHECK_INTERVAL {
+                        continue;
+                    }
+                    last_check = std::time::Instant::now();
+                    if st.check_superblock() {
+                        return;
+                    }
+                    if play {
+                        match st.famfs.refresh() {
+                            Ok(_) => {
+                                let played = st.famfs.played();
+                                if let Some(h) = &st.host {
+                                    h.set_applied(played);
+                                }
+                            }
+                            Err(e) => log::error!("idle log play failed: {e}"),
+                        }
+                    }
                 }
             });
         if let Err(e) = r {
             log::warn!("cannot start the superblock watch thread: {e}");
         }
+    }
+
+    /// Claims this host's slot, arms the lease, plays the log again (a delete appended before
+    /// the claim was visible is then in the namespace before anything is served) and starts the
+    /// heartbeat (heartbeat.rs). Called once, at mount, in the process that serves.
+    pub(crate) fn start_host(&mut self) -> Result<(), crate::FusedError> {
+        use crate::heartbeat::{self, Lease};
+        use famfs_meta::hosts;
+        let (interval, lease) = self.host_timing;
+        let mut st = self.lock();
+        let sb = st.famfs.superblock().clone();
+        let device = st.famfs.media().path().to_path_buf();
+        // Where the slot is written, and how the lease is kept.
+        let (io, kind): (Box<dyn hosts::SlotIo + Send>, Lease) = match st.module.as_ref() {
+            Some(m) => {
+                let msg = wire::superblock_wire()
+                    .map_err(|e| crate::FusedError::Wire("host slots".into(), e))?;
+                let f = m
+                    .control
+                    .create_file(&msg, abi::CREATE_CLOEXEC, 0o600, 0, 0)
+                    .map_err(|e| crate::FusedError::Module {
+                        what: "create the host slot file".into(),
+                        source: e,
+                    })?;
+                let control = m.control.try_clone().map_err(|e| crate::FusedError::Module {
+                    what: "duplicate the control open".into(),
+                    source: e,
+                })?;
+                // An older famfs.ko has no lease: this host then cannot fence itself.
+                match heartbeat::set_lease(&control, lease) {
+                    Ok(()) => (Box::new(f.file), Lease::Module(control)),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+                        log::warn!(
+                            "famfs.ko has no lease (IOC_LEASE): this host does not fence itself \
+                             when it stops heartbeating; files deleted on the master are reclaimed \
+                             only while this host is seen alive and done with them"
+                        );
+                        (Box::new(f.file), Lease::Fallback)
+                    }
+                    Err(e) => {
+                        return Err(crate::FusedError::Module {
+                            what: format!("arm the lease of {lease:?}"),
+                            source: e,
+                        })
+                    }
+                }
+            }
+            None => {
+                if st.famfs.media().access() != Access::ReadWrite {
+                    log::error!(
+                        "{}: read-only: this host cannot publish a host slot; the master does \
+                         not see it and may reclaim deleted files it still reads",
+                        device.display()
+                    );
+                    return Ok(());
+                }
+                let media = famfs_media::Media::open(&device, Access::ReadWrite)?;
+                (Box::new(media), Lease::Fallback)
+            }
+        };
+        let template = hosts::SlotTemplate {
+            fs_uuid: sb.fs_uuid,
+            host_id: hosts::new_host_id(),
+            system_uuid: famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path())
+                .unwrap_or([0; 16]),
+            role: match self.role {
+                Role::Master => famfs_format::slots::SlotRole::Master,
+                Role::Client => famfs_format::slots::SlotRole::Client,
+            },
+            module_lease: matches!(kind, Lease::Module(_)),
+            lease_ms: lease.as_millis() as u32,
+            interval_ms: interval.as_millis() as u32,
+            hostname: hosts::hostname(),
+            applied: st.famfs.played(),
+        };
+        let claimed_at = std::time::Instant::now();
+        let claimed = hosts::claim_slot(io.as_ref(), &template, hosts::ClaimOptions::default())
+            .map_err(|e| crate::FusedError::Hosts(e.to_string()))?;
+        log::info!(
+            "host slot {} claimed (host id {}, lease {lease:?}, heartbeat every {interval:?}, {})",
+            claimed.index,
+            famfs_format::format_uuid(&template.host_id),
+            if template.module_lease {
+                "famfs.ko lease"
+            } else {
+                "no kernel lease"
+            }
+        );
+        // Played again now that the claim is visible (hosts::claim_slot explains why).
+        if let Err(e) = st.famfs.refresh() {
+            log::error!("log play after the host slot claim: {e}");
+        }
+        let info = HostInfo::new(st.famfs.played());
+        st.host = Some(info.clone());
+        drop(st);
+        let weak = Arc::downgrade(&self.state);
+        let on_fence: heartbeat::OnFence = Box::new(move |why| {
+            let weak = weak.clone();
+            let _ = std::thread::Builder::new()
+                .name("fence".into())
+                .spawn(move || {
+                    if let Some(state) = weak.upgrade() {
+                        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                        if st.stale.is_none() {
+                            log::error!(
+                                "STALE MOUNT: {why}. Every file of the mounted namespace now \
+                                 fails with ESTALE. Unmount and mount again."
+                            );
+                            st.stale = Some(why);
+                        }
+                    }
+                });
+        });
+        let h = heartbeat::start(
+            info,
+            famfs_meta::hosts::Heartbeat::new(claimed),
+            io,
+            kind,
+            interval,
+            lease,
+            claimed_at,
+            on_fence,
+        )
+        .map_err(|e| crate::FusedError::Hosts(e.to_string()))?;
+        self.heartbeat = Some(h);
+        Ok(())
     }
 
     /// The data path in use.
@@ -352,6 +511,9 @@ impl FamfsFs {
             return Err(famfs_meta::MetaError::SuperblockChanged);
         }
         let r = st.famfs.refresh();
+        if let Some(h) = &st.host {
+            h.set_applied(st.famfs.played());
+        }
         match &r {
             Ok(s) if s.played > 0 => {
                 self.stats.log_plays.fetch_add(1, Ordering::Relaxed);
@@ -518,6 +680,13 @@ impl FamfsFs {
         len: usize,
         write: Option<&[u8]>,
     ) -> Result<Vec<u8>, Errno> {
+        if ino != META_SB_INO
+            && ino != META_LOG_INO
+            && st.host.as_ref().is_some_and(|h| !h.lease_valid())
+        {
+            // Fenced: the lease ran out, the master may have reused this file's memory.
+            return Err(Errno::ESTALE);
+        }
         let mut media = st.famfs.media();
         let (size, meta_base) = match ino {
             META_SB_INO => (SB_REGION_LEN, Some(0)),

@@ -1,0 +1,513 @@
+//! This host's slot in the shared memory and its lease (Documentation/design.md, "Hosts and
+//! leases"; famfs-meta `hosts`).
+//!
+//! At start the server claims a slot, then plays the log again before it serves anything. A
+//! thread of its own (never the FUSE request threads, and never under the server's state lock)
+//! then heartbeats every interval:
+//!
+//! 1. notes the time `t` (monotonic), takes the applied count and the held deleted files from
+//!    [`HostInfo`] (its own small lock, which request threads hold only to update them);
+//! 2. reads its slot (still ours?), writes it with the heartbeat counter plus one, reads it back;
+//! 3. only then renews the lease, up to `t + lease` (not `now + lease`): in module mode the
+//!    famfs.ko lease (the kernel revokes every file of this mount when it is not renewed in
+//!    time, a timer that also fires when this server is stopped or killed), in fallback mode the
+//!    server's own deadline, which the fallback data path checks before every copy.
+//!
+//! A lease that ran out is never renewed: the mount is then stale for good (ESTALE; unmount and
+//! mount again). A clean unmount releases the slot and disarms the famfs.ko lease.
+
+use famfs_meta::hosts::{self, Heartbeat, HostsError, SlotIo};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default heartbeat interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default lease.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+/// Checks a heartbeat interval and lease: the lease at least three intervals (a heartbeat may be
+/// late by one), at most [`hosts::MAX_LEASE_MS`]; the interval at least 10 ms.
+pub fn check_timing(interval: Duration, lease: Duration) -> Result<(), String> {
+    if interval < Duration::from_millis(10) {
+        return Err(format!("heartbeat interval {interval:?} is below 10 ms"));
+    }
+    if lease < interval * 3 {
+        return Err(format!(
+            "lease {lease:?} is shorter than three heartbeat intervals ({interval:?} each)"
+        ));
+    }
+    if lease > Duration::from_millis(u64::from(hosts::MAX_LEASE_MS)) {
+        return Err(format!(
+            "lease {lease:?} is longer than the {} s famfs accepts",
+            hosts::MAX_LEASE_MS / 1000
+        ));
+    }
+    Ok(())
+}
+
+/// A deleted file this host still holds.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// FUSE opens not yet released.
+    pub opens: u32,
+    /// The module file of the deleted file (module mode), asked whether it is still mapped
+    /// (famfs.ko `IOC_FILE_STATE`) at every heartbeat once no FUSE open is left.
+    pub file: Option<std::fs::File>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    applied: u64,
+    held: BTreeMap<u64, Held>,
+}
+
+/// What the heartbeat publishes, shared between the request threads (which update it) and the
+/// heartbeat thread (which reads it). Its lock is held only to copy or update these fields.
+#[derive(Debug)]
+pub struct HostInfo {
+    shared: Mutex<Shared>,
+    start: Instant,
+    /// The lease ends at `start + deadline_ns` (0: no lease yet).
+    deadline_ns: AtomicU64,
+    /// Set for good once the lease ran out (or the slot was lost): this host is fenced.
+    fenced: AtomicBool,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl HostInfo {
+    pub fn new(applied: u64) -> Arc<Self> {
+        Arc::new(HostInfo {
+            shared: Mutex::new(Shared {
+                applied,
+                held: BTreeMap::new(),
+            }),
+            start: Instant::now(),
+            deadline_ns: AtomicU64::new(0),
+            fenced: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        })
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The server has played `applied` log entries (monotonic: a smaller count is ignored).
+    pub fn set_applied(&self, applied: u64) {
+        let mut s = self.shared();
+        s.applied = s.applied.max(applied);
+    }
+
+    /// Records that the file deleted by entry `delete_index` is still held (called when the
+    /// delete is played, with the same update as [`HostInfo::set_applied`] so that a slot never
+    /// shows the delete applied without the hold).
+    pub fn hold(&self, delete_index: u64, held: Held, applied: u64) {
+        let mut s = self.shared();
+        s.held.insert(delete_index, held);
+        s.applied = s.applied.max(applied);
+    }
+
+    /// A FUSE open of a held deleted file was released.
+    pub fn released(&self, delete_index: u64) {
+        let mut s = self.shared();
+        if let Some(h) = s.held.get_mut(&delete_index) {
+            h.opens = h.opens.saturating_sub(1);
+        }
+    }
+
+    /// Snapshot for one heartbeat: drops the held files that have no open left and are not
+    /// mapped (asked through `mapped`), and returns the applied count and the held list.
+    fn snapshot(&self, mapped: &dyn Fn(&std::fs::File) -> bool) -> (u64, Vec<u64>) {
+        let mut s = self.shared();
+        s.held.retain(|_, h| h.opens > 0 || h.file.as_ref().is_some_and(mapped));
+        (s.applied, s.held.keys().copied().collect())
+    }
+
+    /// Whether this host may still touch file memory: its lease has not run out. Checked by the
+    /// fallback data path before each copy.
+    pub fn lease_valid(&self) -> bool {
+        if self.fenced.load(Ordering::Acquire) {
+            return false;
+        }
+        let d = self.deadline_ns.load(Ordering::Acquire);
+        if d == 0 {
+            return true; // no heartbeat (no slot): nothing to fence against
+        }
+        if (self.start.elapsed().as_nanos() as u64) < d {
+            true
+        } else {
+            self.fenced.store(true, Ordering::Release);
+            false
+        }
+    }
+
+    /// Whether this host fenced itself.
+    pub fn fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    fn set_deadline(&self, at: Instant) {
+        let ns = at.duration_since(self.start).as_nanos() as u64;
+        self.deadline_ns.store(ns.max(1), Ordering::Release);
+    }
+
+    fn deadline_passed(&self, now: Instant) -> bool {
+        let d = self.deadline_ns.load(Ordering::Acquire);
+        d != 0 && (now.duration_since(self.start).as_nanos() as u64) >= d
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sleeps up to `d`, or until [`HostInfo::request_stop`]; returns whether to stop.
+    fn sleep(&self, d: Duration) -> bool {
+        let g = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+        let (g, _) = self
+            .wake
+            .wait_timeout_while(g, d, |stop| !*stop)
+            .unwrap_or_else(|p| p.into_inner());
+        *g
+    }
+
+    fn request_stop(&self) {
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.wake.notify_all();
+    }
+}
+
+/// How the lease is renewed.
+pub enum Lease {
+    /// famfs.ko: the kernel revokes every file made through this control open when the lease is
+    /// not renewed in time.
+    Module(famfs_kmod::Control),
+    /// No famfs.ko: the server's own deadline ([`HostInfo::lease_valid`]).
+    Fallback,
+}
+
+/// Arms, renews (`timeout` > 0) or disarms (0) the famfs.ko lease of `control`'s open.
+///
+/// Until famfs-kmod has the kernel helper's `IOC_LEASE` client this answers `ENOTTY`, as an
+/// older module would: the host then has no kernel lease (its slot says so).
+pub fn set_lease(control: &famfs_kmod::Control, timeout: Duration) -> std::io::Result<()> {
+    let _ = (control, timeout);
+    Err(std::io::Error::from_raw_os_error(libc::ENOTTY))
+}
+
+/// Whether a famfs.ko file is mapped (`IOC_FILE_STATE`); unknown counts as mapped (held).
+fn file_mapped(f: &std::fs::File) -> bool {
+    let _ = f;
+    true
+}
+
+/// The running heartbeat: stopped (slot released, famfs.ko lease disarmed) when dropped.
+pub struct HeartbeatHandle {
+    info: Arc<HostInfo>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for HeartbeatHandle {
+    fn drop(&mut self) {
+        self.info.request_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Called once when the lease ran out or the slot was lost: marks the mount stale (on a thread
+/// of its own: it takes the server's state lock, which the heartbeat never does).
+pub type OnFence = Box<dyn Fn(String) + Send>;
+
+/// Arms the lease right after the claim (up to `claimed_at + lease`) and starts the heartbeat
+/// thread.
+pub fn start(
+    info: Arc<HostInfo>,
+    mut hb: Heartbeat,
+    io: Box<dyn SlotIo + Send>,
+    lease_kind: Lease,
+    interval: Duration,
+    lease: Duration,
+    claimed_at: Instant,
+    on_fence: OnFence,
+) -> std::io::Result<HeartbeatHandle> {
+    renew(&info, &lease_kind, claimed_at, lease).map_err(|e| {
+        std::io::Error::other(format!("famfs.ko: arm the lease of {lease:?}: {e}"))
+    })?;
+    let info2 = info.clone();
+    let thread = std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            run(&info2, &mut hb, io.as_ref(), &lease_kind, interval, lease, &on_fence);
+            if info2.fenced() {
+                return;
+            }
+            // Clean stop: release the slot, then disarm the lease.
+            match hb.release(io.as_ref()) {
+                Ok(()) => log::info!("host slot {} released", hb.index),
+                Err(e) => log::warn!("host slot {}: not released: {e}", hb.index),
+            }
+            if let Lease::Module(c) = &lease_kind {
+                if let Err(e) = set_lease(c, Duration::ZERO) {
+                    log::warn!("famfs.ko: disarm the lease: {e}");
+                }
+            }
+        })?;
+    Ok(HeartbeatHandle {
+        info,
+        thread: Some(thread),
+    })
+}
+
+/// Renews the lease up to `since + lease`; refuses when that moment has passed (a late
+/// heartbeat never extends a lease that ran out).
+fn renew(info: &HostInfo, kind: &Lease, since: Instant, lease: Duration) -> Result<(), String> {
+    let now = Instant::now();
+    if info.deadline_passed(now) {
+        return Err("the lease ran out before this renewal".into());
+    }
+    let left = (since + lease).saturating_duration_since(now);
+    if left.is_zero() {
+        return Err(format!(
+            "the heartbeat took longer than the lease ({:?})",
+            now - since
+        ));
+    }
+    if let Lease::Module(c) = kind {
+        set_lease(c, left).map_err(|e| match e.raw_os_error() {
+            Some(libc::ESTALE) => {
+                "famfs.ko: the lease had already expired (the kernel revoked this mount's files)"
+                    .to_string()
+            }
+            _ => format!("famfs.ko: renew the lease: {e}"),
+        })?;
+    }
+    info.set_deadline(since + lease);
+    Ok(())
+}
+
+fn run(
+    info: &HostInfo,
+    hb: &mut Heartbeat,
+    io: &dyn SlotIo,
+    kind: &Lease,
+    interval: Duration,
+    lease: Duration,
+    on_fence: &OnFence,
+) {
+    let mut failing = false;
+    loop {
+        if info.sleep(interval) || info.stopping() {
+            return;
+        }
+        let t = Instant::now();
+        let (applied, held) = info.snapshot(&file_mapped);
+        let r = match hb.beat(io, applied, &held) {
+            Ok(()) => renew(info, kind, t, lease).map_err(|why| (why, true)),
+            Err(e @ HostsError::SlotLost { .. }) => Err((e.to_string(), true)),
+            Err(e) => Err((format!("heartbeat: {e}"), false)),
+        };
+        match r {
+            Ok(()) => {
+                if failing {
+                    log::warn!("host slot {}: heartbeat works again", hb.index);
+                    failing = false;
+                }
+            }
+            Err((why, fatal)) => {
+                // A heartbeat that cannot be written is not renewed: if it stays so, the lease
+                // runs out (below) and the host fences itself.
+                if !fatal && !info.deadline_passed(Instant::now()) {
+                    if !failing {
+                        log::error!("host slot {}: {why}; the lease is not renewed", hb.index);
+                        failing = true;
+                    }
+                    continue;
+                }
+                info.fenced.store(true, Ordering::Release);
+                let why = format!(
+                    "this host's lease ran out ({why}): it fenced itself (its files are revoked) \
+                     and the master may reuse the memory of files deleted meanwhile"
+                );
+                log::error!("host slot {}: {why}", hb.index);
+                on_fence(why);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_checks() {
+        assert!(check_timing(DEFAULT_INTERVAL, DEFAULT_LEASE).is_ok());
+        assert!(check_timing(Duration::from_millis(5), Duration::from_secs(1)).is_err());
+        assert!(check_timing(Duration::from_secs(1), Duration::from_secs(2)).is_err());
+        assert!(check_timing(Duration::from_secs(1), Duration::from_secs(121)).is_err());
+    }
+
+    #[test]
+    fn fallback_deadline_and_late_renewal() {
+        let info = HostInfo::new(0);
+        assert!(info.lease_valid(), "no lease yet: nothing to fence");
+        let t = Instant::now();
+        renew(&info, &Lease::Fallback, t, Duration::from_millis(50)).unwrap();
+        assert!(info.lease_valid());
+        std::thread::sleep(Duration::from_millis(60));
+        // Ran out: invalid for good, and a later renewal is refused.
+        assert!(!info.lease_valid());
+        assert!(renew(&info, &Lease::Fallback, Instant::now(), Duration::from_secs(5)).is_err());
+        assert!(!info.lease_valid());
+        // A renewal that comes later than its own lease is refused too.
+        let info = HostInfo::new(0);
+        let old = Instant::now() - Duration::from_millis(100);
+        assert!(renew(&info, &Lease::Fallback, old, Duration::from_millis(50)).is_err());
+    }
+
+    #[test]
+    fn held_files_leave_once_closed_and_unmapped() {
+        let info = HostInfo::new(3);
+        info.hold(
+            7,
+            Held {
+                opens: 1,
+                file: None,
+            },
+            9,
+        );
+        assert_eq!(info.snapshot(&|_| true), (9, vec![7]));
+        info.released(7);
+        assert_eq!(info.snapshot(&|_| true), (9, vec![]));
+        let f = tempfile::tempfile().unwrap();
+        info.hold(
+            8,
+            Held {
+                opens: 0,
+                file: Some(f),
+            },
+            10,
+        );
+        assert_eq!(info.snapshot(&|_| true), (10, vec![8]), "still mapped");
+        assert_eq!(info.snapshot(&|_| false), (10, vec![]), "unmapped");
+        info.set_applied(4);
+        assert_eq!(info.snapshot(&|_| false).0, 10, "applied never goes back");
+    }
+
+    struct FileIo(std::fs::File);
+    impl SlotIo for FileIo {
+        fn read_slot(&self, i: usize) -> Result<[u8; 1024], HostsError> {
+            self.0.read_slot(i)
+        }
+        fn write_slot(&self, i: usize, b: &[u8; 1024]) -> Result<(), HostsError> {
+            self.0.write_slot(i, b)
+        }
+    }
+
+    #[test]
+    fn heartbeat_thread_beats_and_releases() {
+        use famfs_format::slots::{HostSlot, SlotContent, SlotRole, SlotState};
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(2 << 20).unwrap();
+        let t = hosts::SlotTemplate {
+            fs_uuid: [1; 16],
+            host_id: hosts::new_host_id(),
+            system_uuid: [0; 16],
+            role: SlotRole::Master,
+            module_lease: false,
+            lease_ms: 300,
+            interval_ms: 20,
+            hostname: "t".into(),
+            applied: 0,
+        };
+        let opts = hosts::ClaimOptions {
+            settle: Duration::from_millis(1),
+            wait_for_dead: false,
+        };
+        let t0 = Instant::now();
+        let c = hosts::claim_slot(&f, &t, opts).unwrap();
+        let index = c.index;
+        let info = HostInfo::new(0);
+        let fenced = Arc::new(Mutex::new(None));
+        let fenced2 = fenced.clone();
+        let h = start(
+            info.clone(),
+            Heartbeat::new(c),
+            Box::new(FileIo(f.try_clone().unwrap())),
+            Lease::Fallback,
+            Duration::from_millis(20),
+            Duration::from_millis(300),
+            t0,
+            Box::new(move |w| *fenced2.lock().unwrap() = Some(w)),
+        )
+        .unwrap();
+        info.set_applied(42);
+        std::thread::sleep(Duration::from_millis(200));
+        let SlotContent::Slot(s) = HostSlot::decode(&f.read_slot(index).unwrap(), &[1; 16]) else {
+            panic!()
+        };
+        assert!(s.heartbeat >= 3, "heartbeat {}", s.heartbeat);
+        assert_eq!(s.applied, 42);
+        // Past the first lease: renewed by the heartbeats.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(info.lease_valid());
+        drop(h);
+        let SlotContent::Slot(s) = HostSlot::decode(&f.read_slot(index).unwrap(), &[1; 16]) else {
+            panic!()
+        };
+        assert_eq!(s.state, SlotState::Released);
+        assert!(fenced.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_lost_slot_fences_the_host() {
+        use famfs_format::slots::SlotRole;
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(2 << 20).unwrap();
+        let mut t = hosts::SlotTemplate {
+            fs_uuid: [1; 16],
+            host_id: [5; 16],
+            system_uuid: [0; 16],
+            role: SlotRole::Client,
+            module_lease: false,
+            lease_ms: 5000,
+            interval_ms: 20,
+            hostname: "t".into(),
+            applied: 0,
+        };
+        let opts = hosts::ClaimOptions {
+            settle: Duration::from_millis(1),
+            wait_for_dead: false,
+        };
+        let c = hosts::claim_slot(&f, &t, opts).unwrap();
+        let index = c.index;
+        let info = HostInfo::new(0);
+        let fenced = Arc::new(Mutex::new(None));
+        let fenced2 = fenced.clone();
+        let _h = start(
+            info.clone(),
+            Heartbeat::new(c),
+            Box::new(FileIo(f.try_clone().unwrap())),
+            Lease::Fallback,
+            Duration::from_millis(20),
+            Duration::from_secs(5),
+            Instant::now(),
+            Box::new(move |w| *fenced2.lock().unwrap() = Some(w)),
+        )
+        .unwrap();
+        // Another host overwrites the slot.
+        t.host_id = [6; 16];
+        let other = hosts::claim_slot(&f, &t, opts).unwrap();
+        f.write_slot(index, &other.slot.encode()).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(info.fenced() && !info.lease_valid());
+        let why = fenced.lock().unwrap().clone().unwrap();
+        assert!(why.contains("another host took it"), "{why}");
+    }
+}
