@@ -363,6 +363,7 @@ pub enum Cmd {
         #[command(subcommand)]
         action: crate::devices::DaxdevAction,
     },
+    Hosts(crate::hosts_cmd::HostsArgs),
     /// Write the man pages of famfs, its verbs and mkfs.famfs into DIR (used by make install).
     #[command(hide = true)]
     GenMan { dir: PathBuf },
@@ -2443,6 +2444,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
             device,
         } => crate::devices::cmd_devadd(*force, target, device).map(|()| true),
         Cmd::Daxdev { json, action } => crate::devices::cmd_daxdev(action, *json),
+        Cmd::Hosts(a) => crate::hosts_cmd::run(a),
         Cmd::GenMan { dir } => crate::man::write_all(dir).map(|()| true),
     }
 }

@@ -1,5 +1,10 @@
 //! The `famfs` and `mkfs.famfs` command line tools (see Documentation/cli.md).
 
+/// `famfs hosts` (cmd/hosts.rs: written for the cmd/ layout of the famfs_cmd.rs split; until that
+/// lands it is declared here).
+#[path = "cmd/hosts.rs"]
+pub mod hosts_cmd;
+
 pub mod devices;
 pub mod famfs_cmd;
 pub mod man;

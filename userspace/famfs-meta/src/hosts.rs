@@ -696,6 +696,28 @@ impl HostObserver {
     }
 }
 
+/// Watches the slots for `window` (a sample every 100 ms, and a last one at the end), opening the
+/// media afresh for every sample (`open`): through a fallback mount, `.meta/.superblock` is page
+/// cache, which only a new open drops. Returns the last sample's views: a slot seen advancing is
+/// [`Liveness::Alive`]; a window longer than [`dead_after`] of a slot's lease can find it
+/// [`Liveness::Dead`]; a shorter one never does.
+pub fn watch<M: SlotIo>(
+    open: &dyn Fn() -> Result<M, HostsError>,
+    fs_uuid: &UuidBytes,
+    window: Duration,
+) -> Result<Vec<HostView>, HostsError> {
+    let mut o = HostObserver::new(*fs_uuid);
+    let t0 = Instant::now();
+    loop {
+        let views = o.observe(&open()?)?;
+        let left = window.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            return Ok(views);
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
 /// The reclaim gate over one observation of the slots: a delete at log index `d` may be
 /// reclaimed when every slot that counts ([`Liveness::counts`]) decodes, is not contested, has
 /// played entry `d` (`applied > d`) and does not hold it.
