@@ -243,7 +243,9 @@ pub enum Cmd {
         file: PathBuf,
     },
     /// Write a famfs file's content to standard output (handy with --device).
-    Cat { file: PathBuf },
+    Cat {
+        file: PathBuf,
+    },
     /// Flush the CPU caches of files' memory (every file under a directory; the meta files too
     /// for the root).
     Flush {
@@ -343,7 +345,9 @@ pub enum Cmd {
         extra: Vec<String>,
     },
     /// Unmount a famfs.
-    Umount { mpt: PathBuf },
+    Umount {
+        mpt: PathBuf,
+    },
     /// Add a memory device to a file system (a secondary: its own superblock, no log).
     Devadd {
         /// Overwrite a famfs (primary or secondary) already on DEVICE.
@@ -366,7 +370,9 @@ pub enum Cmd {
     Hosts(crate::hosts_cmd::HostsArgs),
     /// Write the man pages of famfs, its verbs and mkfs.famfs into DIR (used by make install).
     #[command(hide = true)]
-    GenMan { dir: PathBuf },
+    GenMan {
+        dir: PathBuf,
+    },
 }
 
 fn need_dev_or_mount(cli: &Cli, hint: &Path, access: Access) -> Result<Target> {

@@ -75,7 +75,10 @@ fn hosts_shows_alive_stopped_dead_and_damaged_slots() {
     assert!(h3["corrupt"].as_str().unwrap().contains("crc"), "{h3}");
     assert_eq!(hosts.len(), 3);
     // The gate: host 1 holds delete 5; host 2 has played 3 entries; the damaged slot counts.
-    let o = e.run(FAMFS, &["hosts", "--watch", "0", "--may-reclaim", "5", "h.img"]);
+    let o = e.run(
+        FAMFS,
+        &["hosts", "--watch", "0", "--may-reclaim", "5", "h.img"],
+    );
     assert_eq!(o.status.code(), Some(1));
     // Watched past host 2's lease (100 ms + 10 % + 0.5 s): dead, and not counted.
     let v = e.json(&["hosts", "--json", "--watch", "0.8", "h.img"]);
@@ -94,10 +97,16 @@ fn hosts_shows_alive_stopped_dead_and_damaged_slots() {
     media.write_slot(c3.index, &released.encode()).unwrap();
     let out = e.ok(&["hosts", "--watch", "0.8", "--may-reclaim", "2", "h.img"]);
     assert!(out.contains("may be reclaimed now"), "{out}");
-    let o = e.run(FAMFS, &["hosts", "--watch", "0.8", "--may-reclaim", "5", "h.img"]);
+    let o = e.run(
+        FAMFS,
+        &["hosts", "--watch", "0.8", "--may-reclaim", "5", "h.img"],
+    );
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{text}");
-    assert!(text.contains("host1") && text.contains("still holds"), "{text}");
+    assert!(
+        text.contains("host1") && text.contains("still holds"),
+        "{text}"
+    );
     stop.store(true, Ordering::Relaxed);
     beater.join().unwrap();
     // A slot's raw bytes are where the layout says (1 MiB + 1 KiB * index).

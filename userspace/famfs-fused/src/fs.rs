@@ -67,6 +67,15 @@ struct State {
     /// What this host publishes in its slot (applied count, held deleted files); `None` until
     /// the slot is claimed (at mount), or when this host has none.
     host: Option<Arc<HostInfo>>,
+    /// FUSE opens of each inode not yet released (a deleted file with one is held).
+    opens: HashMap<u64, u32>,
+    /// The famfs.ko file made for each inode on this host (device and inode numbers, what a
+    /// mapping of it shows in /proc/PID/maps): a deleted file mapped after its close is held.
+    made: HashMap<u64, (u64, u64)>,
+    /// The device number of this mount (what a mapping through it shows in /proc/PID/maps),
+    /// looked up in /proc/self/mountinfo once needed.
+    fuse_dev: Option<u64>,
+    mountpoint: std::path::PathBuf,
 }
 
 use crate::devcheck::{self, SB_INVALID};
@@ -193,6 +202,47 @@ impl State {
         true
     }
 
+    /// After a log play: the deleted files this host still holds (a FUSE open, or a famfs.ko
+    /// file made here that may be mapped), published with the applied count in one update.
+    fn publish_play(&mut self) {
+        let Some(host) = self.host.clone() else {
+            return;
+        };
+        let applied = self.famfs.played();
+        let deleted = deleted_inodes(&self.famfs);
+        if deleted.is_empty() {
+            host.set_applied(applied);
+            return;
+        }
+        if self.fuse_dev.is_none() {
+            // From mountinfo by the mount point as given (canonical already): resolving it here
+            // would ask this very server, whose state lock we hold.
+            self.fuse_dev = famfs_media::mounts::current()
+                .into_iter()
+                .rev()
+                .find(|m| {
+                    m.mount_point == self.mountpoint
+                        && m.fstype == famfs_media::mounts::FAMFS_FSTYPE
+                })
+                .and_then(|m| {
+                    let (maj, min) = m.dev.split_once(':')?;
+                    Some(libc::makedev(maj.parse().ok()?, min.parse().ok()?))
+                });
+        }
+        let held: Vec<_> = deleted
+            .into_iter()
+            .filter(|(ino, _)| self.opens.contains_key(ino) || self.made.contains_key(ino))
+            .map(|(ino, d)| {
+                let mut ids: Vec<(u64, u64)> =
+                    self.fuse_dev.map(|dev| (dev, ino)).into_iter().collect();
+                ids.extend(self.made.get(&ino).copied());
+                let opens = self.opens.get(&ino).copied().unwrap_or(0);
+                (d, crate::heartbeat::Held { ino, opens, ids })
+            })
+            .collect();
+        host.played(applied, held);
+    }
+
     /// The kernel was handed `ino` in an entry reply (one more lookup reference).
     fn looked_up(&mut self, ino: u64) {
         *self.lookups.entry(ino).or_insert(0) += 1;
@@ -216,6 +266,14 @@ impl State {
             }
         }
     }
+}
+
+/// The inodes of files removed from the namespace by a delete whose memory is not reclaimed yet,
+/// with the log index of the delete. Empty until famfs-meta plays DELETE entries (issue 23, the
+/// delete work): a famfs-meta without deletes never removes a file.
+fn deleted_inodes(famfs: &Famfs) -> Vec<(u64, u64)> {
+    let _ = famfs;
+    Vec::new()
 }
 
 /// Has famfs.ko revoke every file made through `control` (files opened or mapped before now
@@ -310,6 +368,10 @@ impl FamfsFs {
                 next_fh: 1,
                 stale: None,
                 host: None,
+                opens: HashMap::new(),
+                made: HashMap::new(),
+                fuse_dev: None,
+                mountpoint: opts.mountpoint.clone(),
             })),
         }
     }
@@ -338,15 +400,10 @@ impl FamfsFs {
                         return;
                     }
                     if play {
-                        match st.famfs.refresh() {
-                            Ok(_) => {
-                                let played = st.famfs.played();
-                                if let Some(h) = &st.host {
-                                    h.set_applied(played);
-                                }
-                            }
-                            Err(e) => log::error!("idle log play failed: {e}"),
+                        if let Err(e) = st.famfs.refresh() {
+                            log::error!("idle log play failed: {e}");
                         }
+                        st.publish_play();
                     }
                 }
             });
@@ -377,10 +434,13 @@ impl FamfsFs {
                         what: "create the host slot file".into(),
                         source: e,
                     })?;
-                let control = m.control.try_clone().map_err(|e| crate::FusedError::Module {
-                    what: "duplicate the control open".into(),
-                    source: e,
-                })?;
+                let control = m
+                    .control
+                    .try_clone()
+                    .map_err(|e| crate::FusedError::Module {
+                        what: "duplicate the control open".into(),
+                        source: e,
+                    })?;
                 // An older famfs.ko has no lease: this host then cannot fence itself.
                 match heartbeat::set_lease(&control, lease) {
                     Ok(()) => (Box::new(f.file), Lease::Module(control)),
@@ -447,6 +507,7 @@ impl FamfsFs {
         }
         let info = HostInfo::new(st.famfs.played());
         st.host = Some(info.clone());
+        st.publish_play();
         drop(st);
         let weak = Arc::downgrade(&self.state);
         let on_fence: heartbeat::OnFence = Box::new(move |why| {
@@ -471,8 +532,7 @@ impl FamfsFs {
             famfs_meta::hosts::Heartbeat::new(claimed),
             io,
             kind,
-            interval,
-            lease,
+            (interval, lease),
             claimed_at,
             on_fence,
         )
@@ -511,9 +571,7 @@ impl FamfsFs {
             return Err(famfs_meta::MetaError::SuperblockChanged);
         }
         let r = st.famfs.refresh();
-        if let Some(h) = &st.host {
-            h.set_applied(st.famfs.played());
-        }
+        st.publish_play();
         match &r {
             Ok(s) if s.played > 0 => {
                 self.stats.log_plays.fetch_add(1, Ordering::Relaxed);
@@ -834,6 +892,10 @@ impl FamfsFs {
                             Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
                         })?;
                     self.stats.dax_files_created.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(md) = dax.file.metadata() {
+                        use std::os::unix::fs::MetadataExt;
+                        st.made.insert(ino, (md.dev(), md.ino()));
+                    }
                     dax.file
                 }
             };
@@ -1048,13 +1110,14 @@ impl Filesystem for FamfsFs {
                     self.stats.passthrough_opens.fetch_add(1, Ordering::Relaxed);
                     reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
                 }
-                Err(e) => reply.error(e),
+                Err(e) => return reply.error(e),
             }
         } else {
             // No FOPEN_KEEP_CACHE: the page cache of the file is dropped at every open, so data
             // written to the memory by another host or process shows on the next open.
             reply.opened(FileHandle(fh), FopenFlags::empty())
         }
+        *st.opens.entry(ino.0).or_insert(0) += 1;
     }
 
     fn read(
@@ -1120,7 +1183,7 @@ impl Filesystem for FamfsFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -1130,6 +1193,17 @@ impl Filesystem for FamfsFs {
         // The backing id stays registered until the kernel forgets the inode: the next open of
         // the inode reuses it.
         self.stats.count(Op::Release);
+        let mut st = self.lock();
+        if let Some(n) = st.opens.get_mut(&ino.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.opens.remove(&ino.0);
+            }
+        }
+        if let Some(h) = &st.host {
+            h.released(ino.0);
+        }
+        drop(st);
         reply.ok();
     }
 

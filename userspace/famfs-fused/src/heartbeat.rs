@@ -48,13 +48,16 @@ pub fn check_timing(interval: Duration, lease: Duration) -> Result<(), String> {
 }
 
 /// A deleted file this host still holds.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Held {
+    /// Its inode in the served namespace.
+    pub ino: u64,
     /// FUSE opens not yet released.
     pub opens: u32,
-    /// The module file of the deleted file (module mode), asked whether it is still mapped
-    /// (famfs.ko `IOC_FILE_STATE`) at every heartbeat once no FUSE open is left.
-    pub file: Option<std::fs::File>,
+    /// What a mapping of it shows in `/proc/PID/maps` (device number, inode number): the
+    /// FUSE mount's and the inode's, and in module mode the famfs.ko file's. Looked for at every
+    /// heartbeat once no FUSE open is left.
+    pub ids: Vec<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -102,28 +105,38 @@ impl HostInfo {
         s.applied = s.applied.max(applied);
     }
 
-    /// Records that the file deleted by entry `delete_index` is still held (called when the
-    /// delete is played, with the same update as [`HostInfo::set_applied`] so that a slot never
-    /// shows the delete applied without the hold).
-    pub fn hold(&self, delete_index: u64, held: Held, applied: u64) {
+    /// Records the deleted files this host holds after a log play and the applied count of that
+    /// play, in one update (a slot never shows a delete applied without its hold). A delete
+    /// already held keeps its entry.
+    pub fn played(&self, applied: u64, newly_held: impl IntoIterator<Item = (u64, Held)>) {
         let mut s = self.shared();
-        s.held.insert(delete_index, held);
+        for (d, h) in newly_held {
+            s.held.entry(d).or_insert(h);
+        }
         s.applied = s.applied.max(applied);
     }
 
-    /// A FUSE open of a held deleted file was released.
-    pub fn released(&self, delete_index: u64) {
+    /// A FUSE open of inode `ino` was released.
+    pub fn released(&self, ino: u64) {
         let mut s = self.shared();
-        if let Some(h) = s.held.get_mut(&delete_index) {
+        for h in s.held.values_mut().filter(|h| h.ino == ino) {
             h.opens = h.opens.saturating_sub(1);
         }
     }
 
     /// Snapshot for one heartbeat: drops the held files that have no open left and are not
-    /// mapped (asked through `mapped`), and returns the applied count and the held list.
-    fn snapshot(&self, mapped: &dyn Fn(&std::fs::File) -> bool) -> (u64, Vec<u64>) {
+    /// mapped (`mapped` lists the (device, inode) pairs mapped anywhere, asked only when
+    /// needed), and returns the applied count and the held list.
+    fn snapshot(
+        &self,
+        mapped: &dyn Fn() -> std::collections::HashSet<(u64, u64)>,
+    ) -> (u64, Vec<u64>) {
         let mut s = self.shared();
-        s.held.retain(|_, h| h.opens > 0 || h.file.as_ref().is_some_and(mapped));
+        if s.held.values().any(|h| h.opens == 0) {
+            let m = mapped();
+            s.held
+                .retain(|_, h| h.opens > 0 || h.ids.iter().any(|id| m.contains(id)));
+        }
         (s.applied, s.held.keys().copied().collect())
     }
 
@@ -198,10 +211,43 @@ pub fn set_lease(control: &famfs_kmod::Control, timeout: Duration) -> std::io::R
     Err(std::io::Error::from_raw_os_error(libc::ENOTTY))
 }
 
-/// Whether a famfs.ko file is mapped (`IOC_FILE_STATE`); unknown counts as mapped (held).
-fn file_mapped(f: &std::fs::File) -> bool {
-    let _ = f;
-    true
+/// Every (device, inode) pair mapped by any process (`/proc/*/maps`). famfs.ko's
+/// `IOC_FILE_STATE` answers the same for one file, but needs a descriptor of it, and the server
+/// keeps none per file (the backing id holds the file; tests/32-fuse-scale checks that the
+/// server's descriptors do not grow with files).
+pub fn mapped_files() -> std::collections::HashSet<(u64, u64)> {
+    let mut out = std::collections::HashSet::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path().join("maps")) else {
+            continue;
+        };
+        out.extend(text.lines().filter_map(parse_maps_line));
+    }
+    out
+}
+
+/// (device, inode) of one `/proc/PID/maps` line, for a file mapping.
+fn parse_maps_line(l: &str) -> Option<(u64, u64)> {
+    let mut f = l.split_whitespace();
+    let (_range, _perms, _off, dev, ino) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    let ino: u64 = ino.parse().ok()?;
+    if ino == 0 {
+        return None;
+    }
+    let (maj, min) = dev.split_once(':')?;
+    let maj = u32::from_str_radix(maj, 16).ok()?;
+    let min = u32::from_str_radix(min, 16).ok()?;
+    Some((libc::makedev(maj, min), ino))
 }
 
 /// The running heartbeat: stopped (slot released, famfs.ko lease disarmed) when dropped.
@@ -224,25 +270,31 @@ impl Drop for HeartbeatHandle {
 pub type OnFence = Box<dyn Fn(String) + Send>;
 
 /// Arms the lease right after the claim (up to `claimed_at + lease`) and starts the heartbeat
-/// thread.
+/// thread, beating every `interval`.
 pub fn start(
     info: Arc<HostInfo>,
     mut hb: Heartbeat,
     io: Box<dyn SlotIo + Send>,
     lease_kind: Lease,
-    interval: Duration,
-    lease: Duration,
+    (interval, lease): (Duration, Duration),
     claimed_at: Instant,
     on_fence: OnFence,
 ) -> std::io::Result<HeartbeatHandle> {
-    renew(&info, &lease_kind, claimed_at, lease).map_err(|e| {
-        std::io::Error::other(format!("famfs.ko: arm the lease of {lease:?}: {e}"))
-    })?;
+    renew(&info, &lease_kind, claimed_at, lease)
+        .map_err(|e| std::io::Error::other(format!("famfs.ko: arm the lease of {lease:?}: {e}")))?;
     let info2 = info.clone();
     let thread = std::thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || {
-            run(&info2, &mut hb, io.as_ref(), &lease_kind, interval, lease, &on_fence);
+            run(
+                &info2,
+                &mut hb,
+                io.as_ref(),
+                &lease_kind,
+                interval,
+                lease,
+                &on_fence,
+            );
             if info2.fenced() {
                 return;
             }
@@ -305,7 +357,7 @@ fn run(
             return;
         }
         let t = Instant::now();
-        let (applied, held) = info.snapshot(&file_mapped);
+        let (applied, held) = info.snapshot(&mapped_files);
         let r = match hb.beat(io, applied, &held) {
             Ok(()) => renew(info, kind, t, lease).map_err(|why| (why, true)),
             Err(e @ HostsError::SlotLost { .. }) => Err((e.to_string(), true)),
@@ -363,7 +415,13 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         // Ran out: invalid for good, and a later renewal is refused.
         assert!(!info.lease_valid());
-        assert!(renew(&info, &Lease::Fallback, Instant::now(), Duration::from_secs(5)).is_err());
+        assert!(renew(
+            &info,
+            &Lease::Fallback,
+            Instant::now(),
+            Duration::from_secs(5)
+        )
+        .is_err());
         assert!(!info.lease_valid());
         // A renewal that comes later than its own lease is refused too.
         let info = HostInfo::new(0);
@@ -373,31 +431,48 @@ mod tests {
 
     #[test]
     fn held_files_leave_once_closed_and_unmapped() {
+        use std::collections::HashSet;
         let info = HostInfo::new(3);
-        info.hold(
-            7,
-            Held {
-                opens: 1,
-                file: None,
-            },
-            9,
-        );
-        assert_eq!(info.snapshot(&|_| true), (9, vec![7]));
-        info.released(7);
-        assert_eq!(info.snapshot(&|_| true), (9, vec![]));
-        let f = tempfile::tempfile().unwrap();
-        info.hold(
-            8,
-            Held {
-                opens: 0,
-                file: Some(f),
-            },
-            10,
-        );
-        assert_eq!(info.snapshot(&|_| true), (10, vec![8]), "still mapped");
-        assert_eq!(info.snapshot(&|_| false), (10, vec![]), "unmapped");
+        let held = |ino, opens| Held {
+            ino,
+            opens,
+            ids: vec![(99, ino)],
+        };
+        info.played(9, [(7, held(70, 1))]);
+        let none = || HashSet::new();
+        assert_eq!(info.snapshot(&none), (9, vec![7]));
+        // Played again: the hold is kept as it is (its open count too).
+        info.played(9, [(7, held(70, 0))]);
+        info.released(70);
+        assert_eq!(info.snapshot(&none), (9, vec![]));
+        info.played(10, [(8, held(80, 0))]);
+        let mapped = || HashSet::from([(99, 80)]);
+        assert_eq!(info.snapshot(&mapped), (10, vec![8]), "still mapped");
+        assert_eq!(info.snapshot(&none), (10, vec![]), "unmapped");
         info.set_applied(4);
-        assert_eq!(info.snapshot(&|_| false).0, 10, "applied never goes back");
+        assert_eq!(info.snapshot(&none).0, 10, "applied never goes back");
+    }
+
+    #[test]
+    fn proc_maps_lines_and_our_own_mapping() {
+        assert_eq!(
+            parse_maps_line("7f00-7f10 r--s 00000000 00:2a 1234   /mnt/f"),
+            Some((libc::makedev(0, 0x2a), 1234))
+        );
+        assert_eq!(parse_maps_line("7f00-7f10 rw-p 00000000 00:00 0"), None);
+        assert_eq!(parse_maps_line("garbage"), None);
+        // A file this process maps is found by its device and inode.
+        use std::os::unix::fs::MetadataExt;
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(4096).unwrap();
+        let md = f.metadata().unwrap();
+        let id = (md.dev(), md.ino());
+        assert!(!mapped_files().contains(&id));
+        // SAFETY: a private temporary file nothing else changes while it is mapped.
+        let map = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+        assert!(mapped_files().contains(&id));
+        drop(map);
+        assert!(!mapped_files().contains(&id));
     }
 
     struct FileIo(std::fs::File);
@@ -441,8 +516,7 @@ mod tests {
             Heartbeat::new(c),
             Box::new(FileIo(f.try_clone().unwrap())),
             Lease::Fallback,
-            Duration::from_millis(20),
-            Duration::from_millis(300),
+            (Duration::from_millis(20), Duration::from_millis(300)),
             t0,
             Box::new(move |w| *fenced2.lock().unwrap() = Some(w)),
         )
@@ -495,8 +569,7 @@ mod tests {
             Heartbeat::new(c),
             Box::new(FileIo(f.try_clone().unwrap())),
             Lease::Fallback,
-            Duration::from_millis(20),
-            Duration::from_secs(5),
+            (Duration::from_millis(20), Duration::from_secs(5)),
             Instant::now(),
             Box::new(move |w| *fenced2.lock().unwrap() = Some(w)),
         )

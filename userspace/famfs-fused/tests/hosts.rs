@@ -24,7 +24,10 @@ fn preflight() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing");
-        assert!(nix::unistd::geteuid().is_root(), "these tests must run as root");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests must run as root"
+        );
         let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("famfs-fused-hosts.system_uuid");
         std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, &p);
         famfs_meta::local_system_uuid(&p).expect("system uuid file");
@@ -166,7 +169,11 @@ fn slot_claimed_heartbeats_and_is_released_at_unmount() {
     let views = fx.watch(Duration::from_millis(300));
     assert_eq!(views[*index].liveness, Liveness::Alive);
     let hb = fx.slots()[0].1.heartbeat;
-    assert!(hb > s.heartbeat, "heartbeat {hb} did not advance from {}", s.heartbeat);
+    assert!(
+        hb > s.heartbeat,
+        "heartbeat {hb} did not advance from {}",
+        s.heartbeat
+    );
     // Reads work while the lease is renewed.
     assert_eq!(std::fs::read(fx.mnt.join("f")).unwrap(), vec![7u8; 1 << 20]);
     std::thread::sleep(Duration::from_millis(800));
@@ -210,7 +217,9 @@ fn stopped_server_is_dead_after_its_lease_and_fenced_when_it_runs_again() {
     );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        File::open(fx.mnt.join("f")).err().and_then(|e| e.raw_os_error()),
+        File::open(fx.mnt.join("f"))
+            .err()
+            .and_then(|e| e.raw_os_error()),
         Some(libc::ESTALE)
     );
     // Its slot is never heartbeaten again.

@@ -366,12 +366,7 @@ impl Heartbeat {
     /// One heartbeat: reads the slot (it must still be ours: same host id and generation), writes
     /// it with the heartbeat counter plus one and the given applied count and held list, and
     /// reads it back. Only when this returns `Ok` may the caller renew its lease.
-    pub fn beat(
-        &mut self,
-        io: &dyn SlotIo,
-        applied: u64,
-        held: &[u64],
-    ) -> Result<(), HostsError> {
+    pub fn beat(&mut self, io: &dyn SlotIo, applied: u64, held: &[u64]) -> Result<(), HostsError> {
         self.check_ours(io)?;
         let mut next = self.slot.clone();
         next.heartbeat += 1;
@@ -768,11 +763,13 @@ mod tests {
 
     const FS: UuidBytes = [9; 16];
 
+    type Hook = Box<dyn FnMut(usize, &mut Vec<[u8; SLOT_SIZE]>)>;
+
     /// A slot table in process memory, with hooks to interfere with a claim.
     struct Mem {
         slots: RefCell<Vec<[u8; SLOT_SIZE]>>,
         /// Called after every write: may overwrite slots (another host).
-        after_write: RefCell<Option<Box<dyn FnMut(usize, &mut Vec<[u8; SLOT_SIZE]>)>>>,
+        after_write: RefCell<Option<Hook>>,
     }
 
     impl Mem {
@@ -828,7 +825,10 @@ mod tests {
         let SlotContent::Slot(s) = decode(&m, c.index) else {
             panic!()
         };
-        assert_eq!((s.state, s.host_id, s.generation, s.applied), (SlotState::Live, [1; 16], 1, 5));
+        assert_eq!(
+            (s.state, s.host_id, s.generation, s.applied),
+            (SlotState::Live, [1; 16], 1, 5)
+        );
         let mut hb = Heartbeat::new(c);
         hb.beat(&m, 8, &[6]).unwrap();
         let SlotContent::Slot(s) = decode(&m, hb.index) else {
@@ -841,8 +841,6 @@ mod tests {
         // Clean release frees it; the next claim of that slot has generation 2.
         hb.release(&m).unwrap();
         assert!(is_free(&decode(&m, hb.index)));
-        let mut all = vec![false; SLOT_COUNT];
-        all[hb.index] = true;
         for i in 0..SLOT_COUNT {
             if i != hb.index && is_free(&decode(&m, i)) {
                 // Fill every other free slot with a live host so the released one is the pick.
@@ -852,7 +850,10 @@ mod tests {
         let c3 = claim_slot(&m, &template(3), FAST).unwrap();
         assert_eq!((c3.index, c3.slot.generation), (hb.index, 2));
         // Now full: no free slot, and not waiting for dead ones.
-        assert!(matches!(claim_slot(&m, &template(4), FAST), Err(HostsError::NoFreeSlot)));
+        assert!(matches!(
+            claim_slot(&m, &template(4), FAST),
+            Err(HostsError::NoFreeSlot)
+        ));
     }
 
     #[test]
@@ -869,7 +870,10 @@ mod tests {
         m.slots.borrow_mut()[17] = foreign.slot(SlotState::Live, 1, 1).encode();
         let c = claim_slot(&m, &template(1), FAST).unwrap();
         assert_eq!(c.index, 17, "only the foreign slot is free");
-        assert!(matches!(claim_slot(&m, &template(2), FAST), Err(HostsError::NoFreeSlot)));
+        assert!(matches!(
+            claim_slot(&m, &template(2), FAST),
+            Err(HostsError::NoFreeSlot)
+        ));
         // The gate counts a corrupt slot as a live host until it stayed unchanged long enough.
         let mut o = HostObserver::new(FS);
         let raw = m.slots.borrow().clone();
@@ -878,7 +882,10 @@ mod tests {
         assert!(v[0].corrupt.is_some() && v[0].liveness.counts());
         let g = SlotGate { views: &v };
         assert!(g.blocker(0).unwrap().contains("does not decode"));
-        let v = o.observe_bytes(&raw, t0 + dead_after(MAX_LEASE_MS) + Duration::from_millis(1));
+        let v = o.observe_bytes(
+            &raw,
+            t0 + dead_after(MAX_LEASE_MS) + Duration::from_millis(1),
+        );
         assert_eq!(v[0].liveness, Liveness::Dead);
     }
 
@@ -895,10 +902,18 @@ mod tests {
             }
         }));
         let c = claim_slot(&m, &template(1), FAST).unwrap();
-        let SlotContent::Slot(theirs) = decode(&m, (0..SLOT_COUNT).find(|&i| i != c.index && !is_free(&decode(&m, i))).unwrap()) else {
+        let SlotContent::Slot(theirs) = decode(
+            &m,
+            (0..SLOT_COUNT)
+                .find(|&i| i != c.index && !is_free(&decode(&m, i)))
+                .unwrap(),
+        ) else {
             panic!()
         };
-        assert_eq!(theirs.host_id, [9; 16], "the other host kept the slot it wrote last");
+        assert_eq!(
+            theirs.host_id, [9; 16],
+            "the other host kept the slot it wrote last"
+        );
         let SlotContent::Slot(ours) = decode(&m, c.index) else {
             panic!()
         };
@@ -944,21 +959,42 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         assert_eq!(o.observe_bytes(&raw, t0)[0].liveness, Liveness::Unknown);
-        assert_eq!(o.observe_bytes(&raw, t0 + ms(1500))[0].liveness, Liveness::Unknown);
+        assert_eq!(
+            o.observe_bytes(&raw, t0 + ms(1500))[0].liveness,
+            Liveness::Unknown
+        );
         raw[0] = live(1, 11, 20, &[]);
-        assert_eq!(o.observe_bytes(&raw, t0 + ms(1600))[0].liveness, Liveness::Alive);
-        assert_eq!(o.observe_bytes(&raw, t0 + ms(3700))[0].liveness, Liveness::Stalled);
+        assert_eq!(
+            o.observe_bytes(&raw, t0 + ms(1600))[0].liveness,
+            Liveness::Alive
+        );
+        assert_eq!(
+            o.observe_bytes(&raw, t0 + ms(3700))[0].liveness,
+            Liveness::Stalled
+        );
         // The lease is 10 s: dead only after 10 s + 10 % + 0.5 s of the same value.
         let dead_at = t0 + ms(1600) + dead_after(10_000);
-        assert_eq!(o.observe_bytes(&raw, dead_at)[0].liveness, Liveness::Stalled);
-        assert_eq!(o.observe_bytes(&raw, dead_at + ms(1))[0].liveness, Liveness::Dead);
+        assert_eq!(
+            o.observe_bytes(&raw, dead_at)[0].liveness,
+            Liveness::Stalled
+        );
+        assert_eq!(
+            o.observe_bytes(&raw, dead_at + ms(1))[0].liveness,
+            Liveness::Dead
+        );
         assert_eq!(dead_after(10_000), ms(11_500));
         // It comes back: alive again (its fencing already happened; it re-claims in practice).
         raw[0] = live(1, 12, 20, &[]);
-        assert_eq!(o.observe_bytes(&raw, dead_at + ms(2))[0].liveness, Liveness::Alive);
+        assert_eq!(
+            o.observe_bytes(&raw, dead_at + ms(2))[0].liveness,
+            Liveness::Alive
+        );
         // A first look at a slot never says dead, however old its value.
         let mut fresh = HostObserver::new(FS);
-        assert_eq!(fresh.observe_bytes(&raw, dead_at)[0].liveness, Liveness::Unknown);
+        assert_eq!(
+            fresh.observe_bytes(&raw, dead_at)[0].liveness,
+            Liveness::Unknown
+        );
     }
 
     #[test]
@@ -1023,7 +1059,10 @@ mod tests {
         raw[0] = live(2, 1, 50, &[]);
         let v = o.observe_bytes(&raw, t0 + Duration::from_millis(500));
         assert!(v[0].contested);
-        assert!(SlotGate { views: &v }.blocker(10).unwrap().contains("changed hands"));
+        assert!(SlotGate { views: &v }
+            .blocker(10)
+            .unwrap()
+            .contains("changed hands"));
         let v = o.observe_bytes(&raw, t0 + Duration::from_secs(13));
         assert!(!v[0].contested);
         assert_eq!(SlotGate { views: &v }.may_reclaim(10), Ok(true));

@@ -69,7 +69,9 @@ pub fn run(a: &HostsArgs) -> Result<bool> {
         .with_context(|| format!("{}: reading the host slots", a.target.display()))?;
     let shown: Vec<_> = views
         .iter()
-        .filter(|v| a.all || v.slot.is_some() && v.liveness != Liveness::Free || v.corrupt.is_some())
+        .filter(|v| {
+            a.all || v.slot.is_some() && v.liveness != Liveness::Free || v.corrupt.is_some()
+        })
         .filter(|v| v.slot.is_some() || v.corrupt.is_some())
         .collect();
     let gate = SlotGate { views: &views };
