@@ -1,10 +1,7 @@
 //! The `famfs` and `mkfs.famfs` command line tools (see Documentation/cli.md).
 
-/// `famfs hosts` (cmd/hosts.rs: written for the cmd/ layout of the famfs_cmd.rs split; until that
-/// lands it is declared here).
-#[path = "cmd/hosts.rs"]
-pub mod hosts_cmd;
-
+pub mod cmd;
+pub mod dax;
 pub mod devices;
 pub mod famfs_cmd;
 pub mod man;
@@ -82,4 +79,21 @@ pub fn parse_threadct(s: &str) -> Result<usize, String> {
         n @ 1..=256 => Ok(n),
         n => Err(format!("thread count {n} out of range: 1 to 256")),
     }
+}
+
+/// `-?` is help, as in the C tools (until a `--`).
+pub fn help_alias(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut seen_dashdash = false;
+    args.into_iter()
+        .map(|a| {
+            if a == "--" {
+                seen_dashdash = true;
+            }
+            if !seen_dashdash && a == "-?" {
+                std::ffi::OsString::from("--help")
+            } else {
+                a
+            }
+        })
+        .collect()
 }

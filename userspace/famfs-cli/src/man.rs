@@ -2,7 +2,6 @@
 //! they never drift from the options the tools accept.
 
 use anyhow::{Context, Result};
-use clap::CommandFactory;
 use std::path::Path;
 
 /// Section 8: system administration commands.
@@ -34,12 +33,12 @@ pub fn write_page(cmd: clap::Command, name: &str, dir: &Path) -> Result<std::pat
     Ok(path)
 }
 
-/// Writes famfs(8), famfs-VERB(8) for every visible verb, and mkfs.famfs(8) into `dir`.
-pub fn write_all(dir: &Path) -> Result<()> {
+/// Writes famfs(8), famfs-VERB(8) for every visible verb of `famfs` (the clap definition of the
+/// famfs tool), and mkfs.famfs(8) from `mkfs` into `dir`.
+pub fn write_all(dir: &Path, famfs: clap::Command, mkfs: clap::Command) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // The crate description is about both tools; the page of famfs says what famfs itself does.
-    let mut famfs = crate::famfs_cmd::Cli::command()
-        .about("create and inspect files in fabric-attached (CXL) shared memory");
+    let mut famfs = famfs.about("create and inspect files in fabric-attached (CXL) shared memory");
     famfs.build();
     let mut written = vec![write_page(famfs.clone(), "famfs", dir)?];
     for sub in famfs
@@ -50,8 +49,7 @@ pub fn write_all(dir: &Path) -> Result<()> {
         written.push(write_page(sub.clone(), &name, dir)?);
     }
     written.push(write_page(
-        crate::mkfs_cmd::MkfsArgs::command()
-            .about("create a famfs file system on a devdax device or an image file"),
+        mkfs.about("create a famfs file system on a devdax device or an image file"),
         "mkfs.famfs",
         dir,
     )?);

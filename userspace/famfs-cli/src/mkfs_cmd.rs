@@ -6,7 +6,7 @@ use clap::Parser;
 use famfs_format::{format_uuid, parse_uuid, DEFAULT_LOG_LEN, MIN_DEVICE_SIZE, SB_MAGIC};
 use famfs_media::{Access, Media};
 use famfs_meta::{local_system_uuid, mkfs, system_uuid_path, MkfsOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Create a famfs file system on a devdax device or an image file.
 #[derive(Parser, Debug)]
@@ -45,14 +45,6 @@ pub struct MkfsArgs {
     pub secondaries: Vec<PathBuf>,
 }
 
-/// Mount points whose source is `dev` (from mountinfo, unescaped).
-pub fn mounted_at(dev: &Path) -> Vec<String> {
-    famfs_media::mounts::mount_points_of(dev)
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect()
-}
-
 fn uuid_arg(s: &Option<String>) -> Result<[u8; 16]> {
     match s {
         Some(s) => parse_uuid(s).ok_or_else(|| anyhow!("invalid uuid {s:?}")),
@@ -69,7 +61,7 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
     if a.kill && !a.secondaries.is_empty() {
         bail!("-k kills the superblock of one device; give only that device");
     }
-    let mounts = mounted_at(dev);
+    let mounts = crate::target::mounted_at(dev);
     if !mounts.is_empty() {
         bail!(
             "{} is mounted at {}; unmount it first",
@@ -221,11 +213,11 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
 
 /// Entry point of the binary; returns the exit code.
 pub fn main_with(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    let a = MkfsArgs::parse_from(crate::famfs_cmd::help_alias(args));
+    let a = MkfsArgs::parse_from(crate::help_alias(args));
     // The rebind runs once run() has closed the device (a device held open cannot be rebound).
     let r = run(&a).and_then(|()| {
         if a.set_daxmode {
-            crate::famfs_cmd::set_daxmode_fsdev("mkfs.famfs", &a.device)
+            crate::dax::set_daxmode_fsdev("mkfs.famfs", &a.device)
         } else {
             Ok(())
         }

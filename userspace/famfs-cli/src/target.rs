@@ -20,6 +20,14 @@ pub fn find_mount(path: &Path) -> Option<PathBuf> {
     famfs_media::mounts::famfs_mount_containing(path)
 }
 
+/// Mount points whose source is `dev` (from mountinfo, unescaped).
+pub fn mounted_at(dev: &Path) -> Vec<String> {
+    famfs_media::mounts::mount_points_of(dev)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 impl Target {
     /// Opens `device` if given, else the mount containing `hint`.
     pub fn open(device: Option<&Path>, hint: &Path, access: Access) -> Result<Target> {

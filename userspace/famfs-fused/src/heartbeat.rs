@@ -202,13 +202,11 @@ pub enum Lease {
     Fallback,
 }
 
-/// Arms, renews (`timeout` > 0) or disarms (0) the famfs.ko lease of `control`'s open.
-///
-/// Until famfs-kmod has the kernel helper's `IOC_LEASE` client this answers `ENOTTY`, as an
-/// older module would: the host then has no kernel lease (its slot says so).
+/// Arms, renews (`timeout` > 0) or disarms (0) the famfs.ko lease of `control`'s open
+/// (`IOC_LEASE`; `ENOTTY` from a module without it: the host then has no kernel lease, and its
+/// slot says so).
 pub fn set_lease(control: &famfs_kmod::Control, timeout: Duration) -> std::io::Result<()> {
-    let _ = (control, timeout);
-    Err(std::io::Error::from_raw_os_error(libc::ENOTTY))
+    control.set_lease(timeout)
 }
 
 /// Every (device, inode) pair mapped by any process (`/proc/*/maps`). famfs.ko's
@@ -323,7 +321,8 @@ fn renew(info: &HostInfo, kind: &Lease, since: Instant, lease: Duration) -> Resu
         return Err("the lease ran out before this renewal".into());
     }
     let left = (since + lease).saturating_duration_since(now);
-    if left.is_zero() {
+    // famfs.ko takes no lease under LEASE_MIN_MS; so close to the end, let it run out.
+    if left < Duration::from_millis(u64::from(famfs_kmod::abi::LEASE_MIN_MS)) {
         return Err(format!(
             "the heartbeat took longer than the lease ({:?})",
             now - since

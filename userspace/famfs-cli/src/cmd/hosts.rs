@@ -36,7 +36,7 @@ fn open(target: &Path) -> Result<Media, HostsError> {
     Ok(Media::open(target, Access::ReadOnly)?)
 }
 
-pub fn run(a: &HostsArgs) -> Result<bool> {
+pub fn run(_: &super::GlobalArgs, a: &HostsArgs) -> Result<bool> {
     let first = open(&a.target).with_context(|| format!("{}", a.target.display()))?;
     if first.kind() == MediaKind::Memory {
         bail!("{}: no host slots in process memory", a.target.display());
