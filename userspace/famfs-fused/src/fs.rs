@@ -209,7 +209,8 @@ impl State {
             return;
         };
         let applied = self.famfs.played();
-        let deleted = deleted_inodes(&self.famfs);
+        let candidates: Vec<u64> = self.opens.keys().chain(self.made.keys()).copied().collect();
+        let deleted = deleted_inodes(&self.famfs, &candidates);
         if deleted.is_empty() {
             host.set_applied(applied);
             return;
@@ -231,7 +232,6 @@ impl State {
         }
         let held: Vec<_> = deleted
             .into_iter()
-            .filter(|(ino, _)| self.opens.contains_key(ino) || self.made.contains_key(ino))
             .map(|(ino, d)| {
                 let mut ids: Vec<(u64, u64)> =
                     self.fuse_dev.map(|dev| (dev, ino)).into_iter().collect();
@@ -268,11 +268,12 @@ impl State {
     }
 }
 
-/// The inodes of files removed from the namespace by a delete whose memory is not reclaimed yet,
-/// with the log index of the delete. Empty until famfs-meta plays DELETE entries (issue 23, the
-/// delete work): a famfs-meta without deletes never removes a file.
-fn deleted_inodes(famfs: &Famfs) -> Vec<(u64, u64)> {
-    let _ = famfs;
+/// Which of `candidates` (inodes this host has open or made a famfs.ko file for) were removed
+/// by a delete whose memory is not reclaimed yet, with the log index of that delete. Empty until
+/// famfs-meta plays DELETE entries (issue 23, the delete work): a famfs-meta without deletes
+/// never removes a file.
+fn deleted_inodes(famfs: &Famfs, candidates: &[u64]) -> Vec<(u64, u64)> {
+    let _ = (famfs, candidates);
     Vec::new()
 }
 
