@@ -1068,6 +1068,68 @@ mod tests {
         assert_eq!(SlotGate { views: &v }.may_reclaim(10), Ok(true));
     }
 
+    /// Hosts claiming at once (threads, each with its own mapping of one image, as hosts have
+    /// their own view of the memory): every winner ends up alone in its slot, with its own
+    /// bytes; with fewer free slots than claimers, the others are refused, never doubled up.
+    #[test]
+    fn concurrent_claims_never_share_a_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        // All but 4 slots held by live hosts.
+        let m = Media::open(&img, famfs_media::Access::ReadWrite).unwrap();
+        for i in 4..SLOT_COUNT {
+            m.write_slot(i, &template(200).slot(SlotState::Live, 1, 1).encode())
+                .unwrap();
+        }
+        drop(m);
+        let opts = ClaimOptions {
+            settle: Duration::from_millis(20),
+            wait_for_dead: false,
+        };
+        let results: Vec<_> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (1..=10u8)
+                .map(|id| {
+                    let img = &img;
+                    sc.spawn(move || {
+                        let m = Media::open(img, famfs_media::Access::ReadWrite).unwrap();
+                        (id, claim_slot(&m, &template(id), opts))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let m = Media::open(&img, famfs_media::Access::ReadOnly).unwrap();
+        let mut won = Vec::new();
+        for (id, r) in &results {
+            match r {
+                Ok(c) => {
+                    let SlotContent::Slot(s) =
+                        HostSlot::decode(&m.read_slot(c.index).unwrap(), &FS)
+                    else {
+                        panic!("slot {} does not decode", c.index)
+                    };
+                    assert_eq!(
+                        s.host_id, [*id; 16],
+                        "host {id} believes it holds slot {}",
+                        c.index
+                    );
+                    won.push(c.index);
+                }
+                Err(HostsError::NoFreeSlot | HostsError::Contended { .. }) => {}
+                Err(e) => panic!("host {id}: {e}"),
+            }
+        }
+        won.sort_unstable();
+        let n = won.len();
+        won.dedup();
+        assert_eq!(won.len(), n, "two hosts hold one slot: {results:?}");
+        assert!(!won.is_empty() && won.iter().all(|&i| i < 4), "{won:?}");
+    }
+
     #[test]
     fn media_and_file_slot_io() {
         let m = Media::memory(4 << 20).unwrap();
