@@ -1086,8 +1086,10 @@ mod tests {
                 .unwrap();
         }
         drop(m);
+        // The default settle time: a claimer preempted for longer between its scan and its write
+        // could double up (the documented limit), which this test must not be flaky about.
         let opts = ClaimOptions {
-            settle: Duration::from_millis(20),
+            settle: Duration::from_millis(100),
             wait_for_dead: false,
         };
         let results: Vec<_> = std::thread::scope(|sc| {
