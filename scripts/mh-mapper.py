@@ -17,4 +17,4 @@ with open(ready, "w") as r:
 while not os.path.exists(go):
     time.sleep(0.05)
 again = bytes(m[0:4096])
-print("read after GO:", "same bytes" if again == first else "OTHER BYTES")
+print("read after GO:", "same bytes" if again == first else "OTHER BYTES", flush=True)
