@@ -128,3 +128,47 @@ fn c1_index(v: &serde_json::Value, name: &str) -> usize {
         .as_u64()
         .unwrap() as usize
 }
+
+/// `famfs reclaim` asks the host slots: a delete that a host (a slot written by this test)
+/// still holds, or has not played, stays pending with the reason; once that host releases its
+/// slot, it is reclaimed.
+#[test]
+fn reclaim_waits_for_the_hosts_in_the_slots() {
+    let e = Env::new();
+    e.image("r.img", 4 * G);
+    e.ok_bin(MKFS, &["r.img"]);
+    e.ok(&["creat", "--device", "r.img", "-s", "2M", "/a"]);
+    e.ok(&["creat", "--device", "r.img", "-s", "2M", "/b"]);
+    e.ok(&["rm", "--device", "r.img", "/a"]);
+    e.ok(&["rm", "--device", "r.img", "/b"]);
+    let pending = e.json(&["fsck", "--json", "--device", "r.img"])["pending_deletes"].clone();
+    let da = pending[0]["delete"].as_u64().unwrap();
+    let db = pending[1]["delete"].as_u64().unwrap();
+    let media = Media::open(&e.path("r.img"), Access::ReadWrite).unwrap();
+    let fs_uuid = media.read_superblock().unwrap().fs_uuid;
+    let fast = hosts::ClaimOptions {
+        settle: Duration::from_millis(1),
+        wait_for_dead: false,
+    };
+    // A client that has played the delete of /a and holds it, and not yet the delete of /b.
+    let c = hosts::claim_slot(&media, &template(fs_uuid, 2, 10_000, db), fast).unwrap();
+    let mut hb = hosts::Heartbeat::new(c);
+    hb.beat(&media, db, &[da]).unwrap();
+    let r = e.json(&["reclaim", "--json", "--device", "r.img"]);
+    assert_eq!(r["reclaimed"], serde_json::json!([]), "{r}");
+    let why: Vec<String> = r["held_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["why"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        why[0].contains("host2") && why[0].contains("still holds"),
+        "{why:?}"
+    );
+    assert!(why[1].contains("not yet the delete"), "{why:?}");
+    // It plays /b and lets /a go: both reclaimed.
+    hb.beat(&media, db + 1, &[]).unwrap();
+    let r = e.json(&["reclaim", "--json", "--device", "r.img"]);
+    assert_eq!(r["reclaimed"].as_array().unwrap().len(), 2, "{r}");
+}

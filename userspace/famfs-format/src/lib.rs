@@ -21,8 +21,9 @@ mod superblock;
 
 pub use consts::*;
 pub use entry::{
-    DaxdevEntry, EntryType, FileEntry, FileFlags, LogEntry, LogEntryBody, MkdirEntry, RawLogEntry,
-    DAXDEV_ENTRY_NAME_LEN,
+    DaxdevEntry, DeleteEntry, EntryType, FileEntry, FileFlags, LogEntry, LogEntryBody, MkdirEntry,
+    RawLogEntry, ReclaimEntry, DAXDEV_ENTRY_NAME_LEN, DELETE_FLAG_DIR, DELETE_FLAG_REVOKE,
+    DELETE_TARGET_IMPLIED, RECLAIM_MAX,
 };
 pub use error::FormatError;
 pub use fmap::{Extent, Fmap, Interleave, Segment};

@@ -269,12 +269,27 @@ impl State {
 }
 
 /// Which of `candidates` (inodes this host has open or made a famfs.ko file for) were removed
-/// by a delete whose memory is not reclaimed yet, with the log index of that delete. Empty until
-/// famfs-meta plays DELETE entries (issue 23, the delete work): a famfs-meta without deletes
-/// never removes a file.
+/// by a delete whose memory is not reclaimed yet, with the log index of that delete (a removed
+/// node keeps its number and the index of the entry that created it, which the pending delete
+/// names as its target).
 fn deleted_inodes(famfs: &Famfs, candidates: &[u64]) -> Vec<(u64, u64)> {
-    let _ = (famfs, candidates);
-    Vec::new()
+    let ns = famfs.namespace();
+    let removed: Vec<(u64, u64)> = candidates
+        .iter()
+        .filter(|&&ino| ns.is_removed(ino))
+        .filter_map(|&ino| Some((ino, ns.get(ino)?.log_index?)))
+        .collect();
+    if removed.is_empty() {
+        return Vec::new();
+    }
+    let pending: HashMap<u64, u64> = famfs
+        .pending_deletes()
+        .map(|p| (p.target, p.index))
+        .collect();
+    removed
+        .into_iter()
+        .filter_map(|(ino, created)| Some((ino, *pending.get(&created)?)))
+        .collect()
 }
 
 /// Has famfs.ko revoke every file made through `control` (files opened or mapped before now
@@ -1089,6 +1104,12 @@ impl Filesystem for FamfsFs {
         }
         if st.famfs.namespace().get(ino.0).is_some_and(Node::is_dir) {
             return reply.error(Errno::EISDIR);
+        }
+        // A deleted file is never opened again (a dentry the kernel still caches may ask): only
+        // the opens and mappings made before this host played the delete hold its memory, and
+        // those are what the host slot reports.
+        if st.famfs.namespace().is_removed(ino.0) {
+            return reply.error(Errno::ENOENT);
         }
         if flags.0 & libc::O_TRUNC != 0 {
             return reply.error(Errno::EPERM); // truncation is refused like setattr(size)

@@ -90,6 +90,7 @@ impl Fixture {
             device_name: img.display().to_string(),
         };
         famfs_meta::mkfs(&media, &opts).unwrap();
+        famfs_meta::enable_deletes(&media).unwrap();
         drop(media);
         let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
         let rp = |s: &str| famfs_format::RelPath::new(s).unwrap();
@@ -226,4 +227,49 @@ fn stopped_server_is_dead_after_its_lease_and_fenced_when_it_runs_again() {
     let hb = fx.slots()[0].1.heartbeat;
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(fx.slots()[0].1.heartbeat, hb);
+}
+
+/// A file deleted on the master while this host has it open: the slot lists the delete (and shows
+/// it applied) until the file is closed, and the reclaim gate built from the slots says so; the
+/// deleted path no longer opens.
+#[test]
+fn a_deleted_file_held_open_is_reported_until_closed() {
+    let mut fx = Fixture::new();
+    fx.mount(&["--heartbeat-ms", "50", "--lease-ms", "2000"]);
+    let index = fx.slots()[0].0;
+    let f = File::open(fx.mnt.join("f")).unwrap();
+    // Delete through the mount (the master's way), as `famfs rm` does.
+    let mut fs = Famfs::open(&fx.mnt, Access::ReadWrite).unwrap();
+    let d = fs
+        .unlink(&famfs_format::RelPath::new("f").unwrap(), false)
+        .unwrap();
+    drop(fs);
+    // The idle play picks it up within a heartbeat or two.
+    wait_until("the slot to list the held delete", 5, || {
+        let s = &fx.slots()[0].1;
+        s.applied > d && s.held.contains(&d)
+    });
+    let views = fx.watch(Duration::from_millis(200));
+    let gate = hosts::SlotGate { views: &views };
+    let why = gate
+        .blocker(d)
+        .expect("the gate must wait for the open file");
+    assert!(why.contains("still holds"), "{why}");
+    assert_eq!(views[index].liveness, Liveness::Alive);
+    // The open file still reads its bytes; the path no longer opens.
+    let mut b = [0u8; 16];
+    f.read_exact_at(&mut b, 4096).unwrap();
+    assert_eq!(b, [7u8; 16]);
+    assert_eq!(
+        File::open(fx.mnt.join("f"))
+            .err()
+            .and_then(|e| e.raw_os_error()),
+        Some(libc::ENOENT)
+    );
+    drop(f);
+    wait_until("the slot to drop the closed delete", 5, || {
+        !fx.slots()[0].1.held.contains(&d)
+    });
+    let views = fx.watch(Duration::from_millis(200));
+    assert_eq!(hosts::SlotGate { views: &views }.blocker(d), None);
 }

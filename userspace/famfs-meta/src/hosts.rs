@@ -24,15 +24,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// The reclaim gate the delete code asks before reusing a deleted file's memory.
-///
-/// This is the signature agreed in NOTICES.md (section 3); the delete helper defines the trait
-/// in famfs-meta. Until that lands it is defined here, with the same signature.
-pub trait ReclaimGate {
-    /// Whether the memory of the file deleted by the log entry at `delete_index` may be reused
-    /// now. `Err` says why the gate could not decide (the caller reclaims nothing).
-    fn may_reclaim(&self, delete_index: u64) -> Result<bool, String>;
-}
+pub use crate::ReclaimGate;
 
 /// Errors of the host slots.
 #[derive(Debug, Error)]
@@ -67,6 +59,16 @@ pub enum HostsError {
 pub trait SlotIo {
     fn read_slot(&self, index: usize) -> Result<[u8; SLOT_SIZE], HostsError>;
     fn write_slot(&self, index: usize, bytes: &[u8; SLOT_SIZE]) -> Result<(), HostsError>;
+}
+
+impl<T: SlotIo + ?Sized> SlotIo for &T {
+    fn read_slot(&self, index: usize) -> Result<[u8; SLOT_SIZE], HostsError> {
+        (**self).read_slot(index)
+    }
+
+    fn write_slot(&self, index: usize, bytes: &[u8; SLOT_SIZE]) -> Result<(), HostsError> {
+        (**self).write_slot(index, bytes)
+    }
 }
 
 fn offset(index: usize) -> Result<u64, HostsError> {
@@ -689,6 +691,22 @@ impl HostObserver {
             contested,
         }
     }
+}
+
+/// How long to watch the slots by default: two heartbeats of the slowest host that is not
+/// released, and 200 ms, at most 5 s. Enough to see a live host advance; far too short to see a
+/// stopped one dead (that takes its lease: a caller that wants dead hosts ignored watches longer).
+pub fn default_window(table: &[SlotContent]) -> Duration {
+    let slowest = table
+        .iter()
+        .filter_map(|c| match c {
+            SlotContent::Slot(s) if s.state != SlotState::Released => Some(s.interval_ms),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    (Duration::from_millis(2 * u64::from(slowest)) + Duration::from_millis(200))
+        .min(Duration::from_secs(5))
 }
 
 /// Watches the slots for `window` (a sample every 100 ms, and a last one at the end), opening the

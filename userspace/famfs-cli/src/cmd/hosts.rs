@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use famfs_format::slots::SlotState;
 use famfs_media::{Access, Media, MediaKind};
 use famfs_meta::hosts::{self, HostsError, Liveness, ReclaimGate, SlotGate};
 use std::path::{Path, PathBuf};
@@ -47,21 +46,7 @@ pub fn run(_: &super::GlobalArgs, a: &HostsArgs) -> Result<bool> {
     let window = match a.watch {
         Some(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
         Some(s) => bail!("--watch {s}: give a number of seconds"),
-        None => {
-            let table = hosts::read_table(&first, &sb.fs_uuid)?;
-            let slowest = table
-                .iter()
-                .filter_map(|c| match c {
-                    famfs_format::slots::SlotContent::Slot(s) if s.state != SlotState::Released => {
-                        Some(s.interval_ms)
-                    }
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0);
-            (Duration::from_millis(2 * u64::from(slowest)) + Duration::from_millis(200))
-                .min(Duration::from_secs(5))
-        }
+        None => hosts::default_window(&hosts::read_table(&first, &sb.fs_uuid)?),
     };
     drop(first);
     let target = a.target.clone();
