@@ -172,3 +172,41 @@ fn reclaim_waits_for_the_hosts_in_the_slots() {
     let r = e.json(&["reclaim", "--json", "--device", "r.img"]);
     assert_eq!(r["reclaimed"].as_array().unwrap().len(), 2, "{r}");
 }
+
+/// `famfs compact` is offline: refused while a host slot shows a live host (heartbeating from a
+/// thread here, lease 100 ms), allowed once that host is dead (stopped beating for longer than
+/// its lease + slack).
+#[test]
+fn compact_refused_while_a_host_is_alive() {
+    let e = Env::new();
+    e.image("c.img", 4 * G);
+    e.ok_bin(MKFS, &["c.img"]);
+    e.ok(&["creat", "--device", "c.img", "-s", "2M", "/a"]);
+    e.ok(&["rm", "--device", "c.img", "/a"]);
+    let img = e.path("c.img");
+    let media = Media::open(&img, Access::ReadWrite).unwrap();
+    let fs_uuid = media.read_superblock().unwrap().fs_uuid;
+    let fast = hosts::ClaimOptions {
+        settle: Duration::from_millis(1),
+        wait_for_dead: false,
+    };
+    let c = hosts::claim_slot(&media, &template(fs_uuid, 2, 100, 5), fast).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let beater = std::thread::spawn(move || {
+        let m = Media::open(&img, Access::ReadWrite).unwrap();
+        let mut hb = hosts::Heartbeat::new(c);
+        while !stop2.load(Ordering::Relaxed) {
+            hb.beat(&m, 5, &[]).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    e.fails(
+        &["compact", "--device", "c.img"],
+        1,
+        "is mounted on other hosts (host slots)",
+    );
+    stop.store(true, Ordering::Relaxed);
+    beater.join().unwrap();
+    e.ok(&["compact", "--device", "c.img"]);
+}
