@@ -22,3 +22,8 @@ pub mod encode;
 pub mod fmap;
 pub use encode::*;
 pub use fmap::*;
+
+// The daxdev table of the ABI is what an fmap's device index points into: fmap.rs and abi.rs
+// each name it (both are self-contained, for the kernel's `#[path]` includes), and this crate,
+// which compiles both, holds them equal. User space takes the limits from here only.
+const _: () = assert!(abi::MAX_DAXDEVS == fmap::MAX_DAXDEVS);

@@ -4,8 +4,8 @@
 use crate::size::human;
 use anyhow::{bail, Context, Result};
 use famfs_format::{format_uuid, AnySuperblock, MIN_DEVICE_SIZE};
+use famfs_media::dax::resolver::{self, Found};
 use famfs_media::{Access, Media, MediaKind};
-use famfs_meta::resolver::{self, Found};
 use famfs_meta::Famfs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -55,8 +55,13 @@ pub const MAX_RELPATH: usize = RELPATH_FIELD - 1;
 pub const FMAP_SIZE: usize = 416;
 /// Size of a simple extent.
 pub const EXTENT_SIZE: usize = 24;
-/// Most simple extents in a FILE entry, and most strips of an interleaved extent.
+/// Most simple extents in a FILE entry, and most strips of an interleaved extent (the C format's
+/// limit). Every on-media map must fit the wire map famfs.ko takes, whose limits are defined once
+/// in kernel/fmap: checked here at compile time.
 pub const MAX_EXTENTS: usize = 16;
+const _: () = assert!(
+    MAX_EXTENTS as u32 <= famfs_fmap::MAX_EXTENTS && MAX_EXTENTS as u32 <= famfs_fmap::MAX_STRIPS
+);
 /// Size of the interleaved extent.
 pub const INTERLEAVED_EXTENT_SIZE: usize = 400;
 /// Size of the daxdev name field of the superblock.

@@ -200,8 +200,8 @@ pub(crate) struct ModuleCtx {
 
 impl ModuleCtx {
     /// Attaches secondary device `index` of `famfs` to the module's table at slot `index`,
-    /// once: the device is found by uuid (the host cache, the log's name hints, every
-    /// `/dev/dax*`) and used only after its superblock was read (through a short-lived module
+    /// once: the device is found by uuid (the candidates of [`famfs_media::dax::candidates`], in
+    /// the order the log play uses) and used only after its superblock was read (through a short-lived module
     /// open of its own) and shows this file system's uuid and that device's uuid.
     pub fn ensure_device(&mut self, famfs: &Famfs, index: u32) -> Result<(), String> {
         if index == 0 || self.secondaries.contains_key(&index) {
@@ -211,16 +211,13 @@ impl ModuleCtx {
             .devices()
             .get(index as usize)
             .ok_or_else(|| format!("device {index} is not in the log's device table"))?;
-        let mut cands = famfs_meta::resolver::cached_paths(&famfs.superblock().fs_uuid, &dev.uuid);
-        cands.extend(
-            famfs
-                .devices()
-                .iter()
-                .skip(1)
-                .filter(|d| !d.name.is_empty())
-                .map(|d| PathBuf::from(&d.name)),
+        let others = famfs.devices().iter().skip(1).filter(|d| d.index != index);
+        let cands = famfs_media::dax::candidates(
+            &famfs.superblock().fs_uuid,
+            &dev.uuid,
+            &dev.name,
+            others.map(|d| d.name.as_str()),
         );
-        cands.extend(famfs_meta::dax_devices());
         let mut checked = 0;
         let mut last = String::new();
         for c in cands {

@@ -12,8 +12,11 @@
 //! covering the whole device; that file is mapped instead (see [`DaxDriver`]).
 
 pub mod cache;
+pub mod dax;
 pub mod lock;
 pub mod mounts;
+
+pub use dax::{dax_device_size, dax_driver, dax_sysfs_dir, DaxDriver};
 
 use famfs_format::{
     FormatError, LogEntry, LogHeader, Superblock, LOG_ENTRY_SIZE, LOG_HEADER_SIZE, LOG_OFFSET,
@@ -21,7 +24,7 @@ use famfs_format::{
 };
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -45,6 +48,12 @@ pub enum MediaError {
         offset: u64,
         len: u64,
         what: &'static str,
+    },
+    #[error("cannot write {name} to {}: {source}", path.display())]
+    Bind {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("media opened read-only; writes need read-write access")]
     ReadOnly,
@@ -109,73 +118,6 @@ pub enum MediaKind {
 pub enum Access {
     ReadOnly,
     ReadWrite,
-}
-
-/// The dax driver a devdax device is bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DaxDriver {
-    /// `device_dax`: the character device can be mapped.
-    DeviceDax,
-    /// `fsdev_dax`: fs-dax use only, reached through famfs.ko.
-    FsdevDax,
-    /// Not bound to any driver.
-    Unbound,
-    /// Another driver (named).
-    Other(String),
-}
-
-impl std::fmt::Display for DaxDriver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DaxDriver::DeviceDax => f.write_str("device_dax"),
-            DaxDriver::FsdevDax => f.write_str("fsdev_dax"),
-            DaxDriver::Unbound => f.write_str("no driver"),
-            DaxDriver::Other(s) => f.write_str(s),
-        }
-    }
-}
-
-/// The sysfs directory of a devdax character device (`/sys/bus/dax/devices/NAME`), found from its
-/// device number (so symlinks to the node work) and, failing that, from its name.
-pub fn dax_sysfs_dir(path: &Path) -> Option<PathBuf> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.file_type().is_char_device() {
-        return None;
-    }
-    let rdev = meta.rdev();
-    let by_devt = PathBuf::from(format!(
-        "/sys/dev/char/{}:{}",
-        libc::major(rdev),
-        libc::minor(rdev)
-    ));
-    if let Ok(dir) = std::fs::canonicalize(&by_devt) {
-        if let Some(name) = dir.file_name() {
-            let bus = Path::new("/sys/bus/dax/devices").join(name);
-            if bus.exists() {
-                return Some(bus);
-            }
-        }
-    }
-    let name = std::fs::canonicalize(path).ok()?.file_name()?.to_owned();
-    let bus = Path::new("/sys/bus/dax/devices").join(name);
-    bus.exists().then_some(bus)
-}
-
-/// The driver a devdax device is bound to; `None` when `path` is not a devdax device.
-pub fn dax_driver(path: &Path) -> Option<DaxDriver> {
-    let dir = dax_sysfs_dir(path)?;
-    let Ok(target) = std::fs::read_link(dir.join("driver")) else {
-        return Some(DaxDriver::Unbound);
-    };
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Some(match name.as_str() {
-        "device_dax" => DaxDriver::DeviceDax,
-        "fsdev_dax" => DaxDriver::FsdevDax,
-        _ => DaxDriver::Other(name),
-    })
 }
 
 /// Module access to a device bound to `fsdev_dax`: the control device (its open owns the
@@ -284,32 +226,6 @@ fn map(file: &File, path: &Path, len: u64, access: Access) -> Result<MmapRaw, Me
         Access::ReadOnly => opts.map_raw_read_only(file),
     };
     r.map_err(|e| MediaError::io(path, e))
-}
-
-/// Size of a devdax character device from sysfs.
-pub fn dax_device_size(path: &Path, meta: &std::fs::Metadata) -> Result<u64, MediaError> {
-    let rdev = meta.rdev();
-    let (maj, min) = (libc::major(rdev), libc::minor(rdev));
-    let mut candidates = vec![PathBuf::from(format!("/sys/dev/char/{maj}:{min}/size"))];
-    if let Some(name) = path.file_name() {
-        candidates.push(Path::new("/sys/class/dax").join(name).join("size"));
-    }
-    for c in &candidates {
-        if let Ok(s) = std::fs::read_to_string(c) {
-            if let Ok(v) = s.trim().parse::<u64>() {
-                return Ok(v);
-            }
-        }
-    }
-    let tried = candidates
-        .iter()
-        .map(|c| c.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    Err(MediaError::NoDaxSize {
-        path: path.into(),
-        tried,
-    })
 }
 
 impl Media {

@@ -387,8 +387,8 @@ impl Famfs {
 
     /// Looks for every secondary device not looked for yet (only when the media reaches file
     /// data: through meta files nothing but the log is used). Candidates, in order: the paths
-    /// given to [`Famfs::open_with`], the host's cache ([`crate::resolver`]), the name the log recorded for it, the other secondaries'
-    /// names, then every `/dev/dax*`; each is
+    /// given to [`Famfs::open_with`], then [`famfs_media::dax::candidates`] (the host's cache, the
+    /// name the log recorded for it, the other secondaries' names, every `/dev/dax*`); each is
     /// used only once its superblock shows this file system's uuid and the device's uuid.
     pub fn attach_missing(&mut self) {
         if !self.media.has_data() || self.media.kind() == MediaKind::Memory {
@@ -400,16 +400,13 @@ impl Famfs {
             }
             let dev = self.devices[i].clone();
             let mut cands: Vec<PathBuf> = self.candidates.clone();
-            cands.extend(crate::resolver::cached_paths(&self.sb.fs_uuid, &dev.uuid));
-            // Its own name hint first, then the other devices' (names may have been swapped).
-            let hints = std::iter::once(&dev)
-                .chain(self.devices.iter().skip(1).filter(|d| d.index != dev.index));
-            cands.extend(
-                hints
-                    .filter(|d| !d.name.is_empty())
-                    .map(|d| PathBuf::from(&d.name)),
-            );
-            cands.extend(dax_devices());
+            let others = self.devices.iter().skip(1).filter(|d| d.index != dev.index);
+            cands.extend(famfs_media::dax::candidates(
+                &self.sb.fs_uuid,
+                &dev.uuid,
+                &dev.name,
+                others.map(|d| d.name.as_str()),
+            ));
             let mut tried = Vec::new();
             let mut found = None;
             let mine: Vec<PathBuf> = std::iter::once(self.media.path().to_path_buf())
@@ -428,7 +425,7 @@ impl Famfs {
                 }
                 tried.push(canon);
                 // Not opened unless a device or an image (a FIFO would block the open).
-                if !crate::resolver::is_device_or_image(&c) {
+                if !famfs_media::dax::is_device_or_image(&c) {
                     continue;
                 }
                 let Ok(m) = Media::open(&c, self.media.access()) else {
@@ -1615,26 +1612,9 @@ impl Appender<'_> {
     }
 }
 
-/// Most devices a file system may have (famfs.ko's daxdev table has 64 slots).
-pub const MAX_DEVICES: usize = 64;
-
-/// Every devdax character device of this host (`/dev/daxN.M`), in name order.
-pub fn dax_devices() -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir("/dev") else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with("dax") && n.contains('.'))
-        })
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v
-}
+/// Most devices a file system may have: the slots of famfs.ko's daxdev table (defined once, in
+/// kernel/fmap).
+pub const MAX_DEVICES: usize = famfs_fmap::MAX_DAXDEVS as usize;
 
 /// Marks the superblock of `media` (version 49) so that the log may hold DELETE entries and the
 /// C tools refuse the file system (`mkfs.famfs --enable-delete`, or before a first delete made

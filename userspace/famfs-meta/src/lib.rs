@@ -17,15 +17,19 @@ mod compact;
 mod fs;
 pub mod hosts;
 mod namespace;
-pub mod resolver;
 mod role;
+
+/// Every devdax device of this host ([`famfs_media::dax::devices`]).
+pub use famfs_media::dax::devices as dax_devices;
+/// Finding a file system's devices by uuid: it lives with the rest of the devdax device in
+/// [`famfs_media::dax`].
+pub use famfs_media::dax::resolver;
 
 pub use compact::{CompactRecord, CompactReport, COMPACT_RECORD_OFFSET, COMPACT_RECORD_SIZE};
 pub use famfs_media::{Access, MediaKind};
 pub use fs::{
-    dax_devices, enable_deletes, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, OfflineGate,
-    PendingDelete, PlayStats, Problem, ProblemKind, ReclaimGate, ReclaimReport, MAX_DEVICES,
-    MAX_DEVICE_SIZE,
+    enable_deletes, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, OfflineGate, PendingDelete,
+    PlayStats, Problem, ProblemKind, ReclaimGate, ReclaimReport, MAX_DEVICES, MAX_DEVICE_SIZE,
 };
 pub use namespace::{
     ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, RemoveConflict, ROOT_INO,

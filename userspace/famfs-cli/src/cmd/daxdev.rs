@@ -2,14 +2,16 @@
 
 use super::common::*;
 use crate::size::human;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use famfs_format::format_uuid;
 use famfs_format::parse_uuid;
-use famfs_meta::resolver::{self, Found};
-use std::path::PathBuf;
+use famfs_media::dax::resolver::{self, Found};
+use famfs_media::{dax, DaxDriver};
+use std::path::{Path, PathBuf};
 
-/// Find famfs devices on this host by uuid (names differ between hosts).
+/// Find famfs devices on this host by uuid (names differ between hosts); bind a devdax device to
+/// a dax driver.
 #[derive(Args, Debug)]
 pub struct DaxdevArgs {
     /// JSON output.
@@ -23,7 +25,36 @@ pub fn run(_: &GlobalArgs, a: &DaxdevArgs) -> Result<bool> {
     cmd_daxdev(&a.action, a.json)
 }
 
-/// `famfs daxdev list|resolve|refresh`.
+/// `famfs daxdev bind DEVICE DRIVER`: what scripts/daxmode does (it calls this).
+fn bind(device: &Path, driver: &str, json: bool) -> Result<bool> {
+    let want = match driver {
+        "fsdev_dax" => DaxDriver::FsdevDax,
+        _ => DaxDriver::DeviceDax,
+    };
+    let sys = dax::sysfs_dir(device)
+        .ok_or_else(|| anyhow!("{} is not a devdax device", device.display()))?;
+    let have = dax::driver(device).unwrap_or(DaxDriver::Unbound);
+    if have != want {
+        dax::bind(&sys, &want)
+            .with_context(|| format!("cannot rebind {} to {want}", device.display()))?;
+    }
+    let now = dax::driver(device).unwrap_or(DaxDriver::Unbound);
+    if now != want {
+        bail!(
+            "{} is bound to {now} after rebinding, not {want}",
+            device.display()
+        );
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"device": device, "driver": now.to_string(), "was": have.to_string()})
+        );
+    }
+    Ok(true)
+}
+
+/// `famfs daxdev list|resolve|refresh|bind`.
 pub fn cmd_daxdev(action: &DaxdevAction, json: bool) -> Result<bool> {
     let print = |found: &[Found]| {
         if json {
@@ -45,6 +76,7 @@ pub fn cmd_daxdev(action: &DaxdevAction, json: bool) -> Result<bool> {
         }
     };
     match action {
+        DaxdevAction::Bind { device, driver } => bind(device, driver, json),
         DaxdevAction::List { extra } => {
             let cached = resolver::read_cache();
             let found = if cached.is_empty() || !extra.is_empty() {
@@ -113,5 +145,14 @@ pub enum DaxdevAction {
         /// Also read these devices or image files.
         #[arg(long = "also", value_name = "PATH")]
         extra: Vec<PathBuf>,
+    },
+    /// Bind a devdax device to fsdev_dax (famfs.ko) or device_dax (raw mmap); nothing when it is
+    /// bound so already (what scripts/daxmode does).
+    Bind {
+        /// The devdax device (/dev/daxN.M).
+        device: PathBuf,
+        /// The driver.
+        #[arg(value_parser = ["fsdev_dax", "device_dax"])]
+        driver: String,
     },
 }

@@ -2,9 +2,9 @@
 
 use super::common::*;
 use super::umount::{cmd_umount, is_famfs_mount};
-use crate::dax::set_dax_driver;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use famfs_media::dax;
 use famfs_media::DaxDriver;
 use famfs_meta::{Access, Famfs};
 use std::path::{Path, PathBuf};
@@ -186,13 +186,13 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
     if !r.fallback && !module_loaded {
         eprintln!("famfs: warning: famfs.ko is not loaded (no /dev/famfs): the server will run in the slow fallback mode");
     }
-    if let Some(sys) = famfs_media::dax_sysfs_dir(&device) {
+    if let Some(sys) = famfs_media::dax::sysfs_dir(&device) {
         let want = if fallback {
             DaxDriver::DeviceDax
         } else {
             DaxDriver::FsdevDax
         };
-        let have = famfs_media::dax_driver(&device).unwrap_or(DaxDriver::Unbound);
+        let have = famfs_media::dax::driver(&device).unwrap_or(DaxDriver::Unbound);
         if have != want {
             if !r.set_daxmode {
                 bail!(
@@ -202,9 +202,9 @@ fn cmd_mount(r: &MountReq) -> Result<()> {
                     if fallback { "" } else { " (or use --fallback)" }
                 );
             }
-            set_dax_driver(&sys, &want)
+            dax::bind(&sys, &want)
                 .with_context(|| format!("cannot rebind {} to {want}", device.display()))?;
-            let now = famfs_media::dax_driver(&device).unwrap_or(DaxDriver::Unbound);
+            let now = famfs_media::dax::driver(&device).unwrap_or(DaxDriver::Unbound);
             if now != want {
                 bail!(
                     "{} is bound to {now} after rebinding, not {want}",
@@ -284,8 +284,8 @@ fn bind_secondaries(primary: &Path, want: &DaxDriver, rebind: bool) -> Result<()
     };
     for (index, path) in found {
         let (Some(sys), Some(have)) = (
-            famfs_media::dax_sysfs_dir(&path),
-            famfs_media::dax_driver(&path),
+            famfs_media::dax::sysfs_dir(&path),
+            famfs_media::dax::driver(&path),
         ) else {
             continue;
         };
@@ -299,7 +299,7 @@ fn bind_secondaries(primary: &Path, want: &DaxDriver, rebind: bool) -> Result<()
             );
             continue;
         }
-        set_dax_driver(&sys, want).with_context(|| {
+        dax::bind(&sys, want).with_context(|| {
             format!(
                 "cannot rebind device {index} ({}) to {want}",
                 path.display()

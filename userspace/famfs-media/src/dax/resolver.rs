@@ -9,8 +9,8 @@
 //! taken from it is checked again against the device's superblock before use, so a stale or
 //! planted cache can cost a scan, never a wrong device.
 
+use crate::{Access, Media};
 use famfs_format::{format_uuid, parse_uuid, AnySuperblock, UuidBytes};
-use famfs_media::{Access, Media};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,7 @@ pub fn probe(path: &Path) -> Option<Found> {
 pub fn scan(extra: &[PathBuf]) -> Vec<Found> {
     let mut seen = Vec::new();
     let mut out = Vec::new();
-    for p in extra.iter().cloned().chain(crate::fs::dax_devices()) {
+    for p in extra.iter().cloned().chain(super::devices()) {
         let canon = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
         if seen.contains(&canon) {
             continue;
