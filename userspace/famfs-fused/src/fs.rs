@@ -76,6 +76,8 @@ struct State {
     /// looked up in /proc/self/mountinfo once needed.
     fuse_dev: Option<u64>,
     mountpoint: std::path::PathBuf,
+    /// The master's appender (module mode), made at the first unlink(2)/rmdir(2).
+    appender: Option<Famfs>,
 }
 
 use crate::devcheck::{self, SB_INVALID};
@@ -388,6 +390,7 @@ impl FamfsFs {
                 made: HashMap::new(),
                 fuse_dev: None,
                 mountpoint: opts.mountpoint.clone(),
+                appender: None,
             })),
         }
     }
@@ -926,6 +929,86 @@ impl FamfsFs {
         Ok(&st.backing[&ino].id)
     }
 
+    /// unlink(2) / rmdir(2) through the mount: on the master in module mode, a DELETE entry
+    /// appended as `famfs rm` / `famfs rmdir` would (under the file system's append lock), then
+    /// played here. A client's log is read-only (EROFS); a fallback mount has no append path of
+    /// its own (EPERM: use `famfs rm`); only root appends to the log (EACCES).
+    fn remove(&self, req: &Request, parent: u64, name: &OsStr, dir: bool) -> Result<(), Errno> {
+        let what = if dir { "rmdir" } else { "unlink" };
+        let mut st = self.lock();
+        if st.stale.is_some() {
+            return Err(Errno::ESTALE);
+        }
+        if parent == META_DIR_INO || (parent == ROOT_INO && name == META_DIR) {
+            return Err(Errno::EPERM);
+        }
+        if self.role != Role::Master {
+            log::info!("{what} refused: this host is a client (only the master deletes)");
+            return Err(Errno::EROFS);
+        }
+        if req.uid() != 0 {
+            return Err(Errno::EACCES);
+        }
+        let name = name.to_str().ok_or(Errno::ENOENT)?;
+        let ppath = st.famfs.namespace().path_of(parent).ok_or(Errno::ENOENT)?;
+        let rel = if ppath.is_empty() {
+            name.to_string()
+        } else {
+            format!("{ppath}/{name}")
+        };
+        let rel = famfs_format::RelPath::new(&rel).map_err(|_| Errno::EINVAL)?;
+        if st.appender.is_none() {
+            let Some((sbf, logf)) = st.module.as_ref().and_then(|m| m.meta_rw.as_ref()) else {
+                log::info!("{what} refused: a fallback mount has no append path; use famfs rm");
+                return Err(Errno::EPERM);
+            };
+            let dup = |f: &std::fs::File| f.try_clone().map_err(|_| Errno::EIO);
+            let media = famfs_media::Media::from_meta_files(
+                st.famfs.media().path(),
+                dup(sbf)?,
+                dup(logf)?,
+                Access::ReadWrite,
+            )
+            .map_err(|e| {
+                log::error!("{what}: cannot open the log for appending: {e}");
+                Errno::EIO
+            })?;
+            let fs = Famfs::from_media(media).map_err(|e| {
+                log::error!("{what}: cannot play the log for appending: {e}");
+                Errno::EIO
+            })?;
+            st.appender = Some(fs);
+        }
+        let appender = st.appender.as_mut().ok_or(Errno::EIO)?;
+        let r = if dir {
+            appender.rmdir(&rel)
+        } else {
+            appender.unlink(&rel, false)
+        };
+        use famfs_meta::MetaError as E;
+        match r {
+            Ok(d) => log::info!("{what} /{rel}: delete entry {d}"),
+            Err(e) => {
+                let errno = match &e {
+                    E::NotFound(_) => Errno::ENOENT,
+                    E::IsADirectory(_) => Errno::EISDIR,
+                    E::NotADirectory(_) => Errno::ENOTDIR,
+                    E::NotEmpty(_) => Errno::ENOTEMPTY,
+                    E::DeletesNotEnabled | E::RemoveRoot => Errno::EPERM,
+                    E::LogFull { .. } => Errno::ENOSPC,
+                    _ => Errno::EIO,
+                };
+                log::warn!("{what} /{rel}: {e}");
+                return Err(errno);
+            }
+        }
+        // Played here at once: the name is gone from this mount when the call returns.
+        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+            return Err(Errno::ESTALE);
+        }
+        Ok(())
+    }
+
     fn xattr_value(&self, st: &mut State, ino: u64, name: &str) -> Result<Vec<u8>, Errno> {
         if ino != ROOT_INO {
             return Err(Errno::NO_XATTR);
@@ -1440,14 +1523,20 @@ impl Filesystem for FamfsFs {
         reply.error(Errno::EPERM);
     }
 
-    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.stats.count(Op::Unlink);
-        reply.error(Errno::EPERM);
+        match self.remove(req, parent.0, name, false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
-    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.stats.count(Op::Rmdir);
-        reply.error(Errno::EPERM);
+        match self.remove(req, parent.0, name, true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {

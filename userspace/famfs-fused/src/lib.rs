@@ -196,6 +196,9 @@ pub(crate) struct ModuleCtx {
     pub sb_probes: std::collections::BTreeMap<u32, std::fs::File>,
     /// The control device's path, for the short-lived opens that read a candidate device.
     pub control_path: PathBuf,
+    /// On the master: read-write duplicates of the superblock and log files, from which the
+    /// server builds its appender for unlink(2)/rmdir(2) through the mount.
+    pub meta_rw: Option<(std::fs::File, std::fs::File)>,
 }
 
 impl ModuleCtx {
@@ -495,6 +498,13 @@ fn open_through_module(
     debug_assert_eq!(famfs.superblock().log_len, sb.log_len);
     let mut sb_probes = std::collections::BTreeMap::new();
     sb_probes.insert(0, dup(&sb_file, ".meta/.superblock")?);
+    let meta_rw = match role {
+        Role::Master => Some((
+            dup(&sb_file, ".meta/.superblock")?,
+            dup(&log_file, ".meta/.log")?,
+        )),
+        Role::Client => None,
+    };
     let mut ctx = ModuleCtx {
         control,
         _device: dev,
@@ -503,6 +513,7 @@ fn open_through_module(
         secondaries: Default::default(),
         sb_probes,
         control_path: control_path.to_path_buf(),
+        meta_rw,
     };
     // Every secondary the log names now, so that the mount log says early what is missing; a
     // device missing here is looked for again when a file needs it.
