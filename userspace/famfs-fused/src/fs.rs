@@ -76,8 +76,10 @@ struct State {
     /// looked up in /proc/self/mountinfo once needed.
     fuse_dev: Option<u64>,
     mountpoint: std::path::PathBuf,
-    /// The master's appender (module mode), made at the first unlink(2)/rmdir(2).
+    /// The master's appender (module mode), made at the first unlink(2)/rmdir(2) or reclaim.
     appender: Option<Famfs>,
+    /// The master's observer of the host slots (idle reclaim), kept across ticks.
+    observer: Option<famfs_meta::hosts::HostObserver>,
 }
 
 use crate::devcheck::{self, SB_INVALID};
@@ -245,6 +247,80 @@ impl State {
         host.played(applied, held);
     }
 
+    /// The master's appender (module mode): made once from read-write duplicates of the meta
+    /// files. A fallback mount has none (EPERM).
+    fn ensure_appender(&mut self, what: &str) -> Result<(), Errno> {
+        if self.appender.is_some() {
+            return Ok(());
+        }
+        let Some((sbf, logf)) = self.module.as_ref().and_then(|m| m.meta_rw.as_ref()) else {
+            log::info!("{what} refused: a fallback mount has no append path; use famfs rm");
+            return Err(Errno::EPERM);
+        };
+        let dup = |f: &std::fs::File| f.try_clone().map_err(|_| Errno::EIO);
+        let media = famfs_media::Media::from_meta_files(
+            self.famfs.media().path(),
+            dup(sbf)?,
+            dup(logf)?,
+            Access::ReadWrite,
+        )
+        .map_err(|e| {
+            log::error!("{what}: cannot open the log for appending: {e}");
+            Errno::EIO
+        })?;
+        let fs = Famfs::from_media(media).map_err(|e| {
+            log::error!("{what}: cannot play the log for appending: {e}");
+            Errno::EIO
+        })?;
+        self.appender = Some(fs);
+        Ok(())
+    }
+
+    /// The master's idle reclaim (module mode): while deletes are pending, looks at the host
+    /// slots (through the superblock probe, `pread`) with an observer kept across ticks, so a
+    /// host that stopped is judged dead on this server's clock after its lease, and appends
+    /// RECLAIM entries for what the slot gate allows, as `famfs reclaim` does.
+    fn auto_reclaim(&mut self) {
+        if self.famfs.role() != Role::Master || self.famfs.pending_deletes().next().is_none() {
+            return;
+        }
+        let fs_uuid = self.famfs.superblock().fs_uuid;
+        let Some(probe) = self.module.as_ref().and_then(|m| m.sb_probes.get(&0)) else {
+            return;
+        };
+        let observer = self
+            .observer
+            .get_or_insert_with(|| famfs_meta::hosts::HostObserver::new(fs_uuid));
+        let views = match observer.observe(probe) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("idle reclaim: cannot read the host slots: {e}");
+                return;
+            }
+        };
+        if self.ensure_appender("idle reclaim").is_err() {
+            return;
+        }
+        let Some(appender) = self.appender.as_mut() else {
+            return;
+        };
+        let gate = famfs_meta::hosts::SlotGate { views: &views };
+        match appender.reclaim(&gate) {
+            Ok(r) if !r.reclaimed.is_empty() => {
+                log::info!(
+                    "idle reclaim: deletes {:?} reclaimed ({} bytes free again)",
+                    r.reclaimed,
+                    r.freed_bytes
+                );
+                if let Err(e) = self.famfs.refresh() {
+                    log::error!("log play after the idle reclaim: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("idle reclaim: {e}"),
+        }
+    }
+
     /// The kernel was handed `ino` in an entry reply (one more lookup reference).
     fn looked_up(&mut self, ino: u64) {
         *self.lookups.entry(ino).or_insert(0) += 1;
@@ -391,6 +467,7 @@ impl FamfsFs {
                 fuse_dev: None,
                 mountpoint: opts.mountpoint.clone(),
                 appender: None,
+                observer: None,
             })),
         }
     }
@@ -423,6 +500,7 @@ impl FamfsFs {
                             log::error!("idle log play failed: {e}");
                         }
                         st.publish_play();
+                        st.auto_reclaim();
                     }
                 }
             });
@@ -957,28 +1035,7 @@ impl FamfsFs {
             format!("{ppath}/{name}")
         };
         let rel = famfs_format::RelPath::new(&rel).map_err(|_| Errno::EINVAL)?;
-        if st.appender.is_none() {
-            let Some((sbf, logf)) = st.module.as_ref().and_then(|m| m.meta_rw.as_ref()) else {
-                log::info!("{what} refused: a fallback mount has no append path; use famfs rm");
-                return Err(Errno::EPERM);
-            };
-            let dup = |f: &std::fs::File| f.try_clone().map_err(|_| Errno::EIO);
-            let media = famfs_media::Media::from_meta_files(
-                st.famfs.media().path(),
-                dup(sbf)?,
-                dup(logf)?,
-                Access::ReadWrite,
-            )
-            .map_err(|e| {
-                log::error!("{what}: cannot open the log for appending: {e}");
-                Errno::EIO
-            })?;
-            let fs = Famfs::from_media(media).map_err(|e| {
-                log::error!("{what}: cannot play the log for appending: {e}");
-                Errno::EIO
-            })?;
-            st.appender = Some(fs);
-        }
+        st.ensure_appender(what)?;
         let appender = st.appender.as_mut().ok_or(Errno::EIO)?;
         let r = if dir {
             appender.rmdir(&rel)
