@@ -614,6 +614,16 @@ impl FamfsFs {
                 .spawn(move || {
                     if let Some(state) = weak.upgrade() {
                         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                        // A replaced file system also wipes the slots: say that, when it is so
+                        // (a superblock that cannot be read at all is the lease's revoke).
+                        if st.stale.is_none() {
+                            if let Some(sb_why) = st
+                                .superblock_change()
+                                .filter(|w| !w.contains("cannot read it"))
+                            {
+                                st.mark_stale(sb_why);
+                            }
+                        }
                         if st.stale.is_none() {
                             log::error!(
                                 "STALE MOUNT: {why}. Every file of the mounted namespace now \
