@@ -117,10 +117,12 @@ impl InterleaveParams {
         self.chunk_size
     }
 
-    /// Length of each strip for a file of `size` bytes: `ceil(size / (nstrips * chunk)) * chunk`.
+    /// Length of each strip for a file of `size` bytes: every strip as long as the one the
+    /// layout rule deals the most chunks to (strip 0; famfs-fmap's `dealt_chunks`), which is
+    /// the C allocator's `ceil(size / (nstrips * chunk)) * chunk`. Equal strips, as C makes.
     pub fn strip_len(&self, size: u64) -> u64 {
-        let stripe = self.nstrips * self.chunk_size;
-        size.div_ceil(stripe) * self.chunk_size
+        let chunks = famfs_fmap::chunks_for(size, self.chunk_size).unwrap_or(0);
+        famfs_fmap::dealt_chunks(chunks, self.nstrips, 0).unwrap_or(0) * self.chunk_size
     }
 }
 

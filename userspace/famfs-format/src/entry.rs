@@ -378,6 +378,37 @@ mod tests {
 
     const M: u64 = MIB2;
 
+    /// Regression: a FILE entry whose interleaved strips differ in length (strip 0 of 8 MiB,
+    /// strip 1 of 4 MiB, 4 MiB chunks, a 12 MiB file) is served by the C famfs kernel (chunk 2
+    /// goes to strip 0 at 4 MiB, inside it), but was refused here as `FmapTooSmall { covered:
+    /// 8 MiB }` (the shortest strip times the strip count), so log play and fsck reported the
+    /// entry invalid and dropped the file.
+    #[test]
+    fn file_with_unequal_strips_is_valid() {
+        let strips = vec![Extent::new(50 * M, 4 * M), Extent::new(80 * M, 2 * M)];
+        let e = FileEntry {
+            size: 6 * M,
+            flags: FileFlags::READ_WRITE,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            path: RelPath::new("il").unwrap(),
+            fmap: Fmap::Interleaved(crate::Interleave::new(2 * M, strips).unwrap()),
+        };
+        assert_eq!(e.validate(), Ok(()));
+        let over = FileEntry {
+            size: 6 * M + 1,
+            ..e
+        };
+        assert_eq!(
+            over.validate(),
+            Err(FormatError::FmapTooSmall {
+                size: 6 * M + 1,
+                covered: 6 * M
+            })
+        );
+    }
+
     fn file_entry(seq: u64) -> LogEntry {
         LogEntry {
             seqnum: seq,

@@ -18,6 +18,7 @@ mod log;
 mod path;
 pub mod slots;
 mod superblock;
+mod wire;
 
 pub use consts::*;
 pub use entry::{
@@ -33,6 +34,7 @@ pub use superblock::{
     AnySuperblock, RawSuperblock, SecondarySuperblock, Superblock, SB_FLAG_PRIMARY,
     SB_FLAG_SECONDARY,
 };
+pub use wire::WireError;
 
 /// zlib-compatible crc32 (initial value 0, as `crc32(0, buf, len)` in zlib).
 pub fn crc32(bytes: &[u8]) -> u32 {
