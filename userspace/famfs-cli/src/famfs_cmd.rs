@@ -9,7 +9,7 @@
 use crate::cmd::GlobalArgs;
 use crate::cmd::{
     cat, check, chkread, clone, compact, cp, creat, daxdev, devadd, flush, fsck, gen_man, getmap,
-    logplay, mkdir, mkmeta, mount, reclaim, rm, rmdir, umount, verify,
+    hosts, logplay, mkdir, mkmeta, mount, reclaim, rm, rmdir, umount, verify,
 };
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -51,6 +51,7 @@ pub enum Cmd {
     Umount(umount::UmountArgs),
     Devadd(devadd::DevaddArgs),
     Daxdev(daxdev::DaxdevArgs),
+    Hosts(hosts::HostsArgs),
     #[command(hide = true)]
     GenMan(gen_man::GenManArgs),
 }
@@ -79,6 +80,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         Cmd::Umount(a) => umount::run(&cli.global, a),
         Cmd::Devadd(a) => devadd::run(&cli.global, a),
         Cmd::Daxdev(a) => daxdev::run(&cli.global, a),
+        Cmd::Hosts(a) => hosts::run(&cli.global, a),
         Cmd::GenMan(a) => gen_man::run(Cli::command(), a),
     }
 }

@@ -16,6 +16,7 @@ mod error;
 mod fmap;
 mod log;
 mod path;
+pub mod slots;
 mod superblock;
 mod wire;
 

@@ -54,6 +54,14 @@ pub struct Args {
     /// Only the user who mounts (and root) may use the mount: allow_root instead of allow_other (famfs mount -u)
     #[arg(long)]
     pub owner_only: bool,
+    /// How often this host heartbeats in its host slot, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// This host's lease in milliseconds: when the server has not heartbeaten for this long,
+    /// famfs.ko revokes the mount's files (the host fences itself) and other hosts take it as
+    /// gone (at least three heartbeats; at most 120000)
+    #[arg(long, value_name = "MS", default_value_t = 10000)]
+    pub lease_ms: u64,
 }
 
 /// Writes famfs-fused(8) into `dir` (`famfs-fused --gen-man DIR`, run by make install).

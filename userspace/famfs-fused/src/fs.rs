@@ -1,5 +1,6 @@
 //! The FUSE file system: namespace requests, refusals, and the two data paths.
 
+use crate::heartbeat::{HeartbeatHandle, HostInfo};
 use crate::stats::{Op, Stats};
 use crate::{wire, Mode, ModuleCtx, ServerOptions, XATTR_LOGPLAY, XATTR_MODE, XATTR_STATS};
 use famfs_fmap::FileType as WireType;
@@ -63,6 +64,22 @@ struct State {
     /// replaced (mkfs -f) or killed (mkfs -k) under the mount. Every file of the mounted
     /// namespace then fails with ESTALE.
     stale: Option<String>,
+    /// What this host publishes in its slot (applied count, held deleted files); `None` until
+    /// the slot is claimed (at mount), or when this host has none.
+    host: Option<Arc<HostInfo>>,
+    /// FUSE opens of each inode not yet released (a deleted file with one is held).
+    opens: HashMap<u64, u32>,
+    /// The famfs.ko file made for each inode on this host (device and inode numbers, what a
+    /// mapping of it shows in /proc/PID/maps): a deleted file mapped after its close is held.
+    made: HashMap<u64, (u64, u64)>,
+    /// The device number of this mount (what a mapping through it shows in /proc/PID/maps),
+    /// looked up in /proc/self/mountinfo once needed.
+    fuse_dev: Option<u64>,
+    mountpoint: std::path::PathBuf,
+    /// The master's appender (module mode), made at the first unlink(2)/rmdir(2) or reclaim.
+    appender: Option<Famfs>,
+    /// The master's observer of the host slots (idle reclaim), kept across ticks.
+    observer: Option<famfs_meta::hosts::HostObserver>,
 }
 
 use crate::devcheck::{self, SB_INVALID};
@@ -189,6 +206,121 @@ impl State {
         true
     }
 
+    /// After a log play: the deleted files this host still holds (a FUSE open, or a famfs.ko
+    /// file made here that may be mapped), published with the applied count in one update.
+    fn publish_play(&mut self) {
+        let Some(host) = self.host.clone() else {
+            return;
+        };
+        let applied = self.famfs.played();
+        let candidates: Vec<u64> = self.opens.keys().chain(self.made.keys()).copied().collect();
+        let deleted = deleted_inodes(&self.famfs, &candidates);
+        if deleted.is_empty() {
+            host.set_applied(applied);
+            return;
+        }
+        if self.fuse_dev.is_none() {
+            // From mountinfo by the mount point as given (canonical already): resolving it here
+            // would ask this very server, whose state lock we hold.
+            self.fuse_dev = famfs_media::mounts::current()
+                .into_iter()
+                .rev()
+                .find(|m| {
+                    m.mount_point == self.mountpoint
+                        && m.fstype == famfs_media::mounts::FAMFS_FSTYPE
+                })
+                .and_then(|m| {
+                    let (maj, min) = m.dev.split_once(':')?;
+                    Some(libc::makedev(maj.parse().ok()?, min.parse().ok()?))
+                });
+        }
+        let held: Vec<_> = deleted
+            .into_iter()
+            .map(|(ino, d)| {
+                let mut ids: Vec<(u64, u64)> =
+                    self.fuse_dev.map(|dev| (dev, ino)).into_iter().collect();
+                ids.extend(self.made.get(&ino).copied());
+                let opens = self.opens.get(&ino).copied().unwrap_or(0);
+                (d, crate::heartbeat::Held { ino, opens, ids })
+            })
+            .collect();
+        host.played(applied, held);
+    }
+
+    /// The master's appender (module mode): made once from read-write duplicates of the meta
+    /// files. A fallback mount has none (EPERM).
+    fn ensure_appender(&mut self, what: &str) -> Result<(), Errno> {
+        if self.appender.is_some() {
+            return Ok(());
+        }
+        let Some((sbf, logf)) = self.module.as_ref().and_then(|m| m.meta_rw.as_ref()) else {
+            log::info!("{what} refused: a fallback mount has no append path; use famfs rm");
+            return Err(Errno::EPERM);
+        };
+        let dup = |f: &std::fs::File| f.try_clone().map_err(|_| Errno::EIO);
+        let media = famfs_media::Media::from_meta_files(
+            self.famfs.media().path(),
+            dup(sbf)?,
+            dup(logf)?,
+            Access::ReadWrite,
+        )
+        .map_err(|e| {
+            log::error!("{what}: cannot open the log for appending: {e}");
+            Errno::EIO
+        })?;
+        let fs = Famfs::from_media(media).map_err(|e| {
+            log::error!("{what}: cannot play the log for appending: {e}");
+            Errno::EIO
+        })?;
+        self.appender = Some(fs);
+        Ok(())
+    }
+
+    /// The master's idle reclaim (module mode): while deletes are pending, looks at the host
+    /// slots (through the superblock probe, `pread`) with an observer kept across ticks, so a
+    /// host that stopped is judged dead on this server's clock after its lease, and appends
+    /// RECLAIM entries for what the slot gate allows, as `famfs reclaim` does.
+    fn auto_reclaim(&mut self) {
+        if self.famfs.role() != Role::Master || self.famfs.pending_deletes().next().is_none() {
+            return;
+        }
+        let fs_uuid = self.famfs.superblock().fs_uuid;
+        let Some(probe) = self.module.as_ref().and_then(|m| m.sb_probes.get(&0)) else {
+            return;
+        };
+        let observer = self
+            .observer
+            .get_or_insert_with(|| famfs_meta::hosts::HostObserver::new(fs_uuid));
+        let views = match observer.observe(probe) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("idle reclaim: cannot read the host slots: {e}");
+                return;
+            }
+        };
+        if self.ensure_appender("idle reclaim").is_err() {
+            return;
+        }
+        let Some(appender) = self.appender.as_mut() else {
+            return;
+        };
+        let gate = famfs_meta::hosts::SlotGate { views: &views };
+        match appender.reclaim(&gate) {
+            Ok(r) if !r.reclaimed.is_empty() => {
+                log::info!(
+                    "idle reclaim: deletes {:?} reclaimed ({} bytes free again)",
+                    r.reclaimed,
+                    r.freed_bytes
+                );
+                if let Err(e) = self.famfs.refresh() {
+                    log::error!("log play after the idle reclaim: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("idle reclaim: {e}"),
+        }
+    }
+
     /// The kernel was handed `ino` in an entry reply (one more lookup reference).
     fn looked_up(&mut self, ino: u64) {
         *self.lookups.entry(ino).or_insert(0) += 1;
@@ -212,6 +344,30 @@ impl State {
             }
         }
     }
+}
+
+/// Which of `candidates` (inodes this host has open or made a famfs.ko file for) were removed
+/// by a delete whose memory is not reclaimed yet, with the log index of that delete (a removed
+/// node keeps its number and the index of the entry that created it, which the pending delete
+/// names as its target).
+fn deleted_inodes(famfs: &Famfs, candidates: &[u64]) -> Vec<(u64, u64)> {
+    let ns = famfs.namespace();
+    let removed: Vec<(u64, u64)> = candidates
+        .iter()
+        .filter(|&&ino| ns.is_removed(ino))
+        .filter_map(|&ino| Some((ino, ns.get(ino)?.log_index?)))
+        .collect();
+    if removed.is_empty() {
+        return Vec::new();
+    }
+    let pending: HashMap<u64, u64> = famfs
+        .pending_deletes()
+        .map(|p| (p.target, p.index))
+        .collect();
+    removed
+        .into_iter()
+        .filter_map(|(ino, created)| Some((ino, *pending.get(&created)?)))
+        .collect()
 }
 
 /// Has famfs.ko revoke every file made through `control` (files opened or mapped before now
@@ -248,6 +404,10 @@ enum MetaKind {
 /// The famfs FUSE file system (implements [`fuser::Filesystem`]).
 pub struct FamfsFs {
     state: Arc<Mutex<State>>,
+    /// The heartbeat thread (started at mount): dropping it releases this host's slot.
+    heartbeat: Option<HeartbeatHandle>,
+    /// Heartbeat interval and lease.
+    pub(crate) host_timing: (Duration, Duration),
     stats: Arc<Stats>,
     mode: Mode,
     role: Role,
@@ -290,6 +450,8 @@ impl FamfsFs {
             start: SystemTime::now(),
             log_len,
             stats,
+            heartbeat: None,
+            host_timing: (opts.heartbeat_interval, opts.lease),
             state: Arc::new(Mutex::new(State {
                 mounted: (sb.fs_uuid, sb.system_uuid),
                 famfs,
@@ -299,27 +461,191 @@ impl FamfsFs {
                 dirs: HashMap::new(),
                 next_fh: 1,
                 stale: None,
+                host: None,
+                opens: HashMap::new(),
+                made: HashMap::new(),
+                fuse_dev: None,
+                mountpoint: opts.mountpoint.clone(),
+                appender: None,
+                observer: None,
             })),
         }
     }
 
-    /// Starts the idle check of the superblock (every [`SB_CHECK_INTERVAL`]); the thread ends
-    /// with the file system.
+    /// Starts the idle check of the superblock (every [`SB_CHECK_INTERVAL`]) and, when this host
+    /// has a slot, the idle play of the log tail (every heartbeat interval: a host that gets no
+    /// lookups must still play deletes, or the master could never reclaim their memory); the
+    /// thread ends with the file system.
     fn watch_superblock(&self) {
         let weak = Arc::downgrade(&self.state);
+        let tick = self.host_timing.0.min(SB_CHECK_INTERVAL);
         let r = std::thread::Builder::new()
             .name("sb-watch".into())
-            .spawn(move || loop {
-                std::thread::sleep(SB_CHECK_INTERVAL);
-                let Some(state) = weak.upgrade() else { return };
-                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                if st.check_superblock() {
-                    return;
+            .spawn(move || {
+                let mut last_check = std::time::Instant::now();
+                loop {
+                    std::thread::sleep(tick);
+                    let Some(state) = weak.upgrade() else { return };
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    let play = st.host.is_some();
+                    if !play && last_check.elapsed() < SB_CHECK_INTERVAL {
+                        continue;
+                    }
+                    last_check = std::time::Instant::now();
+                    if st.check_superblock() {
+                        return;
+                    }
+                    if play {
+                        if let Err(e) = st.famfs.refresh() {
+                            log::error!("idle log play failed: {e}");
+                        }
+                        st.publish_play();
+                        st.auto_reclaim();
+                    }
                 }
             });
         if let Err(e) = r {
             log::warn!("cannot start the superblock watch thread: {e}");
         }
+    }
+
+    /// Claims this host's slot, arms the lease, plays the log again (a delete appended before
+    /// the claim was visible is then in the namespace before anything is served) and starts the
+    /// heartbeat (heartbeat.rs). Called once, at mount, in the process that serves.
+    pub(crate) fn start_host(&mut self) -> Result<(), crate::FusedError> {
+        use crate::heartbeat::{self, Lease};
+        use famfs_meta::hosts;
+        let (interval, lease) = self.host_timing;
+        let mut st = self.lock();
+        let sb = st.famfs.superblock().clone();
+        let device = st.famfs.media().path().to_path_buf();
+        // Where the slot is written, and how the lease is kept.
+        let (io, kind): (Box<dyn hosts::SlotIo + Send>, Lease) = match st.module.as_ref() {
+            Some(m) => {
+                let msg = wire::superblock_wire()
+                    .map_err(|e| crate::FusedError::Wire("host slots".into(), e))?;
+                let f = m
+                    .control
+                    .create_file(&msg, abi::CREATE_CLOEXEC, 0o600, 0, 0)
+                    .map_err(|e| crate::FusedError::Module {
+                        what: "create the host slot file".into(),
+                        source: e,
+                    })?;
+                let control = m
+                    .control
+                    .try_clone()
+                    .map_err(|e| crate::FusedError::Module {
+                        what: "duplicate the control open".into(),
+                        source: e,
+                    })?;
+                // An older famfs.ko has no lease: this host then cannot fence itself.
+                match heartbeat::set_lease(&control, lease) {
+                    Ok(()) => (Box::new(f.file), Lease::Module(control)),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+                        log::warn!(
+                            "famfs.ko has no lease (IOC_LEASE): this host does not fence itself \
+                             when it stops heartbeating; files deleted on the master are reclaimed \
+                             only while this host is seen alive and done with them"
+                        );
+                        (Box::new(f.file), Lease::Fallback)
+                    }
+                    Err(e) => {
+                        return Err(crate::FusedError::Module {
+                            what: format!("arm the lease of {lease:?}"),
+                            source: e,
+                        })
+                    }
+                }
+            }
+            None => {
+                if st.famfs.media().access() != Access::ReadWrite {
+                    log::error!(
+                        "{}: read-only: this host cannot publish a host slot; the master does \
+                         not see it and may reclaim deleted files it still reads",
+                        device.display()
+                    );
+                    return Ok(());
+                }
+                let media = famfs_media::Media::open(&device, Access::ReadWrite)?;
+                (Box::new(media), Lease::Fallback)
+            }
+        };
+        let template = hosts::SlotTemplate {
+            fs_uuid: sb.fs_uuid,
+            host_id: hosts::new_host_id(),
+            system_uuid: famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path())
+                .unwrap_or([0; 16]),
+            role: match self.role {
+                Role::Master => famfs_format::slots::SlotRole::Master,
+                Role::Client => famfs_format::slots::SlotRole::Client,
+            },
+            module_lease: matches!(kind, Lease::Module(_)),
+            lease_ms: lease.as_millis() as u32,
+            interval_ms: interval.as_millis() as u32,
+            hostname: hosts::hostname(),
+            applied: st.famfs.played(),
+        };
+        let claimed_at = std::time::Instant::now();
+        let claimed = hosts::claim_slot(io.as_ref(), &template, hosts::ClaimOptions::default())
+            .map_err(|e| crate::FusedError::Hosts(e.to_string()))?;
+        log::info!(
+            "host slot {} claimed (host id {}, lease {lease:?}, heartbeat every {interval:?}, {})",
+            claimed.index,
+            famfs_format::format_uuid(&template.host_id),
+            if template.module_lease {
+                "famfs.ko lease"
+            } else {
+                "no kernel lease"
+            }
+        );
+        // Played again now that the claim is visible (hosts::claim_slot explains why).
+        if let Err(e) = st.famfs.refresh() {
+            log::error!("log play after the host slot claim: {e}");
+        }
+        let info = HostInfo::new(st.famfs.played());
+        st.host = Some(info.clone());
+        st.publish_play();
+        drop(st);
+        let weak = Arc::downgrade(&self.state);
+        let on_fence: heartbeat::OnFence = Box::new(move |why| {
+            let weak = weak.clone();
+            let _ = std::thread::Builder::new()
+                .name("fence".into())
+                .spawn(move || {
+                    if let Some(state) = weak.upgrade() {
+                        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                        // A replaced file system also wipes the slots: say that, when it is so
+                        // (a superblock that cannot be read at all is the lease's revoke).
+                        if st.stale.is_none() {
+                            if let Some(sb_why) = st
+                                .superblock_change()
+                                .filter(|w| !w.contains("cannot read it"))
+                            {
+                                st.mark_stale(sb_why);
+                            }
+                        }
+                        if st.stale.is_none() {
+                            log::error!(
+                                "STALE MOUNT: {why}. Every file of the mounted namespace now \
+                                 fails with ESTALE. Unmount and mount again."
+                            );
+                            st.stale = Some(why);
+                        }
+                    }
+                });
+        });
+        let h = heartbeat::start(
+            info,
+            famfs_meta::hosts::Heartbeat::new(claimed),
+            io,
+            kind,
+            (interval, lease),
+            claimed_at,
+            on_fence,
+        )
+        .map_err(|e| crate::FusedError::Hosts(e.to_string()))?;
+        self.heartbeat = Some(h);
+        Ok(())
     }
 
     /// The data path in use.
@@ -352,6 +678,7 @@ impl FamfsFs {
             return Err(famfs_meta::MetaError::SuperblockChanged);
         }
         let r = st.famfs.refresh();
+        st.publish_play();
         match &r {
             Ok(s) if s.played > 0 => {
                 self.stats.log_plays.fetch_add(1, Ordering::Relaxed);
@@ -518,6 +845,13 @@ impl FamfsFs {
         len: usize,
         write: Option<&[u8]>,
     ) -> Result<Vec<u8>, Errno> {
+        if ino != META_SB_INO
+            && ino != META_LOG_INO
+            && st.host.as_ref().is_some_and(|h| !h.lease_valid())
+        {
+            // Fenced: the lease ran out, the master may have reused this file's memory.
+            return Err(Errno::ESTALE);
+        }
         let mut media = st.famfs.media();
         let (size, meta_base) = match ino {
             META_SB_INO => (SB_REGION_LEN, Some(0)),
@@ -665,6 +999,10 @@ impl FamfsFs {
                             Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
                         })?;
                     self.stats.dax_files_created.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(md) = dax.file.metadata() {
+                        use std::os::unix::fs::MetadataExt;
+                        st.made.insert(ino, (md.dev(), md.ino()));
+                    }
                     dax.file
                 }
             };
@@ -677,6 +1015,65 @@ impl FamfsFs {
             st.backing.insert(ino, Backing { id });
         }
         Ok(&st.backing[&ino].id)
+    }
+
+    /// unlink(2) / rmdir(2) through the mount: on the master in module mode, a DELETE entry
+    /// appended as `famfs rm` / `famfs rmdir` would (under the file system's append lock), then
+    /// played here. A client's log is read-only (EROFS); a fallback mount has no append path of
+    /// its own (EPERM: use `famfs rm`); only root appends to the log (EACCES).
+    fn remove(&self, req: &Request, parent: u64, name: &OsStr, dir: bool) -> Result<(), Errno> {
+        let what = if dir { "rmdir" } else { "unlink" };
+        let mut st = self.lock();
+        if st.stale.is_some() {
+            return Err(Errno::ESTALE);
+        }
+        if parent == META_DIR_INO || (parent == ROOT_INO && name == META_DIR) {
+            return Err(Errno::EPERM);
+        }
+        if self.role != Role::Master {
+            log::info!("{what} refused: this host is a client (only the master deletes)");
+            return Err(Errno::EROFS);
+        }
+        if req.uid() != 0 {
+            return Err(Errno::EACCES);
+        }
+        let name = name.to_str().ok_or(Errno::ENOENT)?;
+        let ppath = st.famfs.namespace().path_of(parent).ok_or(Errno::ENOENT)?;
+        let rel = if ppath.is_empty() {
+            name.to_string()
+        } else {
+            format!("{ppath}/{name}")
+        };
+        let rel = famfs_format::RelPath::new(&rel).map_err(|_| Errno::EINVAL)?;
+        st.ensure_appender(what)?;
+        let appender = st.appender.as_mut().ok_or(Errno::EIO)?;
+        let r = if dir {
+            appender.rmdir(&rel)
+        } else {
+            appender.unlink(&rel, false)
+        };
+        use famfs_meta::MetaError as E;
+        match r {
+            Ok(d) => log::info!("{what} /{rel}: delete entry {d}"),
+            Err(e) => {
+                let errno = match &e {
+                    E::NotFound(_) => Errno::ENOENT,
+                    E::IsADirectory(_) => Errno::EISDIR,
+                    E::NotADirectory(_) => Errno::ENOTDIR,
+                    E::NotEmpty(_) => Errno::ENOTEMPTY,
+                    E::DeletesNotEnabled | E::RemoveRoot => Errno::EPERM,
+                    E::LogFull { .. } => Errno::ENOSPC,
+                    _ => Errno::EIO,
+                };
+                log::warn!("{what} /{rel}: {e}");
+                return Err(errno);
+            }
+        }
+        // Played here at once: the name is gone from this mount when the call returns.
+        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+            return Err(Errno::ESTALE);
+        }
+        Ok(())
     }
 
     fn xattr_value(&self, st: &mut State, ino: u64, name: &str) -> Result<Vec<u8>, Errno> {
@@ -865,6 +1262,12 @@ impl Filesystem for FamfsFs {
         if st.famfs.namespace().get(ino.0).is_some_and(Node::is_dir) {
             return reply.error(Errno::EISDIR);
         }
+        // A deleted file is never opened again (a dentry the kernel still caches may ask): only
+        // the opens and mappings made before this host played the delete hold its memory, and
+        // those are what the host slot reports.
+        if st.famfs.namespace().is_removed(ino.0) {
+            return reply.error(Errno::ENOENT);
+        }
         if flags.0 & libc::O_TRUNC != 0 {
             return reply.error(Errno::EPERM); // truncation is refused like setattr(size)
         }
@@ -886,13 +1289,14 @@ impl Filesystem for FamfsFs {
                     self.stats.passthrough_opens.fetch_add(1, Ordering::Relaxed);
                     reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
                 }
-                Err(e) => reply.error(e),
+                Err(e) => return reply.error(e),
             }
         } else {
             // No FOPEN_KEEP_CACHE: the page cache of the file is dropped at every open, so data
             // written to the memory by another host or process shows on the next open.
             reply.opened(FileHandle(fh), FopenFlags::empty())
         }
+        *st.opens.entry(ino.0).or_insert(0) += 1;
     }
 
     fn read(
@@ -958,7 +1362,7 @@ impl Filesystem for FamfsFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -968,6 +1372,17 @@ impl Filesystem for FamfsFs {
         // The backing id stays registered until the kernel forgets the inode: the next open of
         // the inode reuses it.
         self.stats.count(Op::Release);
+        let mut st = self.lock();
+        if let Some(n) = st.opens.get_mut(&ino.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.opens.remove(&ino.0);
+            }
+        }
+        if let Some(h) = &st.host {
+            h.released(ino.0);
+        }
+        drop(st);
         reply.ok();
     }
 
@@ -1182,14 +1597,20 @@ impl Filesystem for FamfsFs {
         reply.error(Errno::EPERM);
     }
 
-    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.stats.count(Op::Unlink);
-        reply.error(Errno::EPERM);
+        match self.remove(req, parent.0, name, false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
-    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.stats.count(Op::Rmdir);
-        reply.error(Errno::EPERM);
+        match self.remove(req, parent.0, name, true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn symlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _t: &Path, reply: ReplyEntry) {

@@ -25,6 +25,7 @@
 pub mod cli;
 mod devcheck;
 mod fs;
+pub mod heartbeat;
 pub mod mounts;
 pub mod stats;
 pub mod wire;
@@ -81,6 +82,8 @@ pub enum FusedError {
     },
     #[error("the fmap of {0} cannot be sent to the module: {1}")]
     Wire(String, wire::WireError),
+    #[error("host slot: {0}")]
+    Hosts(String),
     #[error("mount on {path} failed: {source} (is /dev/fuse present and fusermount3 installed? apt-get install fuse3)")]
     Mount {
         path: PathBuf,
@@ -134,6 +137,10 @@ pub struct ServerOptions {
     pub threads: usize,
     /// Only the mounting user and root may use the mount: `allow_root`, not `allow_other`.
     pub owner_only: bool,
+    /// How often this host heartbeats in its slot.
+    pub heartbeat_interval: Duration,
+    /// This host's lease: it fences itself when it has not heartbeaten for this long.
+    pub lease: Duration,
 }
 
 impl ServerOptions {
@@ -149,6 +156,8 @@ impl ServerOptions {
             extra_options: Vec::new(),
             threads: 1,
             owner_only: false,
+            heartbeat_interval: heartbeat::DEFAULT_INTERVAL,
+            lease: heartbeat::DEFAULT_LEASE,
         }
     }
 }
@@ -187,6 +196,9 @@ pub(crate) struct ModuleCtx {
     pub sb_probes: std::collections::BTreeMap<u32, std::fs::File>,
     /// The control device's path, for the short-lived opens that read a candidate device.
     pub control_path: PathBuf,
+    /// On the master: read-write duplicates of the superblock and log files, from which the
+    /// server builds its appender for unlink(2)/rmdir(2) through the mount.
+    pub meta_rw: Option<(std::fs::File, std::fs::File)>,
 }
 
 impl ModuleCtx {
@@ -383,8 +395,10 @@ impl Server {
 
     /// Mounts (fsname = device, type `fuse.famfs`, `default_permissions`, `allow_other`, or
     /// `allow_root` when `owner_only`, `auto_unmount`) and completes the FUSE INIT handshake; serve with `Session::run`.
-    pub fn mount(self, opts: &ServerOptions) -> Result<fuser::Session<FamfsFs>, FusedError> {
+    pub fn mount(mut self, opts: &ServerOptions) -> Result<fuser::Session<FamfsFs>, FusedError> {
         use fuser::MountOption as O;
+        // The slot is claimed here, in the process that serves (the binary forks after open).
+        self.fs.start_host()?;
         let mut mo = vec![
             O::FSName(opts.device.display().to_string()),
             O::Subtype("famfs".into()),
@@ -484,6 +498,13 @@ fn open_through_module(
     debug_assert_eq!(famfs.superblock().log_len, sb.log_len);
     let mut sb_probes = std::collections::BTreeMap::new();
     sb_probes.insert(0, dup(&sb_file, ".meta/.superblock")?);
+    let meta_rw = match role {
+        Role::Master => Some((
+            dup(&sb_file, ".meta/.superblock")?,
+            dup(&log_file, ".meta/.log")?,
+        )),
+        Role::Client => None,
+    };
     let mut ctx = ModuleCtx {
         control,
         _device: dev,
@@ -492,6 +513,7 @@ fn open_through_module(
         secondaries: Default::default(),
         sb_probes,
         control_path: control_path.to_path_buf(),
+        meta_rw,
     };
     // Every secondary the log names now, so that the mount log says early what is missing; a
     // device missing here is looked for again when a file needs it.

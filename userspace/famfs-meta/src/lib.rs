@@ -15,6 +15,7 @@
 
 mod compact;
 mod fs;
+pub mod hosts;
 mod namespace;
 mod role;
 

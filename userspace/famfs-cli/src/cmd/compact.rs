@@ -34,6 +34,7 @@ pub fn run(cli: &GlobalArgs, a: &CompactArgs) -> Result<bool> {
                 .join(", ")
         );
     }
+    refuse_live_hosts(&t.fs, dev)?;
     let r = t.fs.compact()?;
     if a.json {
         let v = serde_json::json!({
@@ -50,4 +51,50 @@ pub fn run(cli: &GlobalArgs, a: &CompactArgs) -> Result<bool> {
         );
     }
     Ok(true)
+}
+
+/// Refuses while the host slots show another host with the file system mounted. A slot that is
+/// neither free nor released is watched until its host is seen alive (refused) or has stayed
+/// unchanged for its lease + 10 % + 0.5 s (dead: its host fenced itself; compaction may go on).
+fn refuse_live_hosts(fs: &famfs_meta::Famfs, dev: &Path) -> Result<()> {
+    use famfs_format::slots::SlotContent;
+    use famfs_meta::hosts;
+    let fs_uuid = fs.superblock().fs_uuid;
+    let media = fs.media();
+    let table = hosts::read_table(media, &fs_uuid)?;
+    let longest = table
+        .iter()
+        .filter_map(|c| match c {
+            SlotContent::Slot(s) if s.state != famfs_format::slots::SlotState::Released => {
+                Some(hosts::dead_after(s.lease_ms))
+            }
+            SlotContent::Corrupt(_) => Some(hosts::dead_after(hosts::MAX_LEASE_MS)),
+            _ => None,
+        })
+        .max();
+    let Some(window) = longest else {
+        return Ok(());
+    };
+    eprintln!(
+        "famfs compact: host slots in use: watching them {:.1} s to tell live hosts from dead ones",
+        window.as_secs_f64()
+    );
+    let views = hosts::watch(
+        &|| Ok(media),
+        &fs_uuid,
+        window + std::time::Duration::from_millis(100),
+    )?;
+    let live: Vec<String> = views
+        .iter()
+        .filter(|v| v.liveness.counts())
+        .map(|v| v.describe())
+        .collect();
+    if !live.is_empty() {
+        bail!(
+            "{} is mounted on other hosts (host slots):\n  {}\nunmount it there first; compaction renumbers the log under the hosts that play it",
+            dev.display(),
+            live.join("\n  ")
+        );
+    }
+    Ok(())
 }

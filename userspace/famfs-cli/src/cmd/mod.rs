@@ -18,6 +18,7 @@ pub mod flush;
 pub mod fsck;
 pub mod gen_man;
 pub mod getmap;
+pub mod hosts;
 pub mod logplay;
 pub mod mkdir;
 pub mod mkmeta;

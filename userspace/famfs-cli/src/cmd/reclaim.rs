@@ -4,7 +4,7 @@ use super::common::*;
 use anyhow::Result;
 use clap::Args;
 use famfs_format::Superblock;
-use famfs_meta::{Access, ReclaimGate};
+use famfs_meta::{hosts, Access, ReclaimGate};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -16,20 +16,77 @@ pub struct ReclaimArgs {
     /// Output as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Watch the host slots this many seconds before deciding (default: two heartbeats of the
+    /// slowest host, at most 5 s). A stopped or partitioned host holds everything until it has
+    /// been watched unchanged for its lease + 10 % + 0.5 s: give that to reclaim past it
+    #[arg(short, long, value_name = "SECS")]
+    pub watch: Option<f64>,
     /// A path inside the mounted file system (without --device); default: the current directory.
     pub path: Option<PathBuf>,
+}
+
+/// The host slots of the file system, watched for `watch` seconds (famfs-meta `hosts`): through
+/// a mount, `.meta/.superblock` opened afresh for every look (a fallback mount's is page cache);
+/// on a device or image, the media already open (its reads invalidate the CPU cache first).
+fn host_views(fs: &famfs_meta::Famfs, watch: Option<f64>) -> Result<Vec<hosts::HostView>> {
+    let fs_uuid = fs.superblock().fs_uuid;
+    let media = fs.media();
+    let window = match watch {
+        Some(s) if s.is_finite() && s >= 0.0 => std::time::Duration::from_secs_f64(s),
+        Some(s) => anyhow::bail!("--watch {s}: give a number of seconds"),
+        None => hosts::default_window(&hosts::read_table(media, &fs_uuid)?),
+    };
+    Ok(if media.kind() == famfs_meta::MediaKind::MetaFiles {
+        let p = media.path().to_path_buf();
+        hosts::watch(
+            &|| Ok(famfs_media::Media::open(&p, Access::ReadOnly)?),
+            &fs_uuid,
+            window,
+        )?
+    } else {
+        hosts::watch(&|| Ok(media), &fs_uuid, window)?
+    })
+}
+
+/// Both gates: every host that has the file system mounted (the slots), and this host's own
+/// processes (which the slot of this host's server covers too, but a process here may hold a
+/// file through a mount whose server has no slot).
+struct HostsAndLocal<'a> {
+    slots: hosts::SlotGate<'a>,
+    local: &'a LocalHolders,
+}
+
+impl ReclaimGate for HostsAndLocal<'_> {
+    fn may_reclaim(&self, d: u64) -> std::result::Result<bool, String> {
+        if !self.slots.may_reclaim(d)? {
+            return Ok(false);
+        }
+        self.local.may_reclaim(d)
+    }
 }
 
 pub fn run(cli: &GlobalArgs, a: &ReclaimArgs) -> Result<bool> {
     let hint = a.path.clone().unwrap_or_else(|| PathBuf::from("."));
     let mut t = need_dev_or_mount(cli, &hint, Access::ReadWrite)?;
-    let gate = LocalHolders::scan(&t.fs);
+    let views = host_views(&t.fs, a.watch)?;
+    let local = LocalHolders::scan(&t.fs);
+    let slots = hosts::SlotGate { views: &views };
+    let gate = HostsAndLocal {
+        slots: hosts::SlotGate { views: &views },
+        local: &local,
+    };
     let r = t.fs.reclaim(&gate)?;
+    let why_held = |d: u64| {
+        slots
+            .blocker(d)
+            .unwrap_or_else(|| "a process of this host has it open or mapped".into())
+    };
     if a.json {
         let v = serde_json::json!({
             "reclaimed": r.reclaimed,
             "freed_bytes": r.freed_bytes,
             "held": r.held,
+            "held_by": r.held.iter().map(|&d| serde_json::json!({"delete": d, "why": why_held(d)})).collect::<Vec<_>>(),
             "undecided": r.undecided.iter().map(|(d, why)| serde_json::json!({"delete": d, "why": why})).collect::<Vec<_>>(),
             "entries": r.entries,
         });
@@ -42,6 +99,9 @@ pub fn run(cli: &GlobalArgs, a: &ReclaimArgs) -> Result<bool> {
             r.held.len(),
             r.undecided.len()
         );
+        for &d in &r.held {
+            println!("  delete {d}: held: {}", why_held(d));
+        }
         for (d, why) in &r.undecided {
             println!("  delete {d}: kept: {why}");
         }

@@ -132,6 +132,10 @@ fn run(args: Args) -> Result<()> {
     opts.control_path = args.control.clone();
     opts.threads = args.threads;
     opts.owner_only = args.owner_only;
+    opts.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
+    opts.lease = Duration::from_millis(args.lease_ms);
+    famfs_fused::heartbeat::check_timing(opts.heartbeat_interval, opts.lease)
+        .map_err(|e| anyhow::anyhow!("{e} (--heartbeat-ms, --lease-ms)"))?;
     check_mountable(&device, &mountpoint)?;
     if let Some(p) = &args.log_file {
         redirect_stderr(p)?;
