@@ -14,19 +14,24 @@
 //! - [`Daxdev`] is what control opens and files hold (`Arc<Daxdev>`). Its drop takes the holder
 //!   out of the registry; the holder (and the holder role) goes when the last reference, the
 //!   registry's or a callback's, is dropped.
+//!
+//! C headers: none directly: the dax core through `crate::vfs::dax`, inodes through
+//! `crate::vfs::inode`
 
-use core::cell::Cell;
 use core::ops::Deref;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
 use kernel::fs::LocalFile;
+use kernel::list::{AtomicTracker, List, ListArc, ListLinks, TryNewListArc};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::{Arc, Mutex};
+use kernel::time::delay::fsleep;
+use kernel::time::Delta;
 
-use crate::vfs::dax::{DaxDevice, DaxHandle, DaxHolder, MF_MEM_PRE_REMOVE};
+use crate::vfs::dax::{DaxDevice, DaxHandle, DaxHolderOps, MF_MEM_PRE_REMOVE};
 use crate::vfs::inode::ActiveSuper;
 use crate::vfs::{Inode, PAGE_SIZE};
 
@@ -36,17 +41,27 @@ kernel::sync::global_lock! {
     unsafe(uninit) static REGISTRY: Mutex<KVec<Arc<Holder>>> = KVec::new();
 }
 
-/// Initialises the registry of holders. Called once, from the module initialiser.
-pub(crate) fn init_registry() {
-    // SAFETY: Called exactly once, before any other use of `REGISTRY`.
-    unsafe { REGISTRY.init() };
+/// The module's ownership of the holder registry: initialises it, and frees its memory when
+/// dropped (a field of the module object, dropped at unload when no device can be held any
+/// more: every holder is reached from a file or a control open, each pinning the module, or
+/// from a lease revoke still queued, which the module's queue waited for before this).
+pub(crate) struct Registry(());
+
+impl Registry {
+    /// Called once, from the module initialiser, before the control device exists.
+    pub(crate) fn init() -> Self {
+        // SAFETY: Called exactly once, before any other use of `REGISTRY`.
+        unsafe { REGISTRY.init() };
+        Self(())
+    }
 }
 
-/// Frees the registry's memory. Called once, from the module's exit, when no device can be
-/// held any more (every holder pins the module through the files or control opens holding it).
-pub(crate) fn free_registry() {
-    let all = core::mem::take(&mut *REGISTRY.lock());
-    drop(all);
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The registry is a static: its buffer would outlive the module.
+        let all = core::mem::take(&mut *REGISTRY.lock());
+        drop(all);
+    }
 }
 
 /// The holder registered for `dax`, with a reference of its own.
@@ -84,56 +99,49 @@ impl Drop for Daxdev {
     }
 }
 
-/// One famfs inode's place in one device's inode list. Lives in the inode's file data, which
-/// outlives its membership: the inode is taken out of every list first thing at eviction.
-///
-/// Every field is only read or written under the owning device's `inodes` mutex.
-pub(crate) struct Link {
-    prev: Cell<*mut Link>,
-    next: Cell<*mut Link>,
-    inode: Cell<*const Inode>,
-    linked: Cell<bool>,
+/// One famfs inode's entry in one device's inode list (a [`kernel::list::List`]). A file's data
+/// makes one for each device its map names (an `Arc`); while the inode is on the device's list,
+/// the list owns a [`ListArc`] of it too. The inode is taken out of every list first thing at
+/// eviction ([`Holder::untrack`]).
+#[pin_data]
+pub(crate) struct InodeLink {
+    #[pin]
+    links: ListLinks,
+    #[pin]
+    tracker: AtomicTracker,
+    /// The inode, set by [`Holder::track`]; only read under the device's list lock while the
+    /// link is on the list (the inode is then alive: it leaves the list before it goes).
+    inode: AtomicPtr<Inode>,
+    /// Its inode number: the walk's resume key ([`Holder::unmap_all`]).
+    ino: AtomicU64,
 }
 
-// SAFETY: Every field is only read or written under the owning device's `inodes` mutex (the
-// pointers are followed only there), so the link may move with and be shared by its file data.
-unsafe impl Send for Link {}
-// SAFETY: As above.
-unsafe impl Sync for Link {}
+kernel::list::impl_list_arc_safe! {
+    impl ListArcSafe<0> for InodeLink { tracked_by tracker: AtomicTracker; }
+}
+kernel::list::impl_list_item! {
+    impl ListItem<0> for InodeLink { using ListLinks { self.links }; }
+}
 
-impl Link {
-    pub(crate) const fn new() -> Self {
-        Self {
-            prev: Cell::new(ptr::null_mut()),
-            next: Cell::new(ptr::null_mut()),
-            inode: Cell::new(ptr::null()),
-            linked: Cell::new(false),
-        }
+impl InodeLink {
+    /// A new link, on no list.
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(InodeLink {
+                links <- ListLinks::new(),
+                tracker <- AtomicTracker::new(),
+                inode: AtomicPtr::new(ptr::null_mut()),
+                ino: AtomicU64::new(0),
+            }),
+            GFP_KERNEL,
+        )
     }
-
-    fn as_ptr(&self) -> *mut Link {
-        ptr::from_ref(self).cast_mut()
-    }
 }
-
-/// The head of a device's intrusive list of inodes: insertion and removal are O(1).
-///
-/// # Invariants
-///
-/// `first` and every `next`/`prev` reached from it point to live [`Link`]s that are `linked`,
-/// each of which belongs to a live inode (not yet past the start of its eviction).
-struct InodeList {
-    first: *mut Link,
-}
-
-// SAFETY: The pointers are only followed under the mutex that wraps the list.
-unsafe impl Send for InodeList {}
 
 /// An inode of a device list held by [`Holder::unmap_all`]: a reference to it and an active
 /// reference to its super block, dropped in that order, with no lock of ours held (the inode
 /// may be evicted, the super block shut down).
 struct Pinned {
-    link: *mut Link,
     inode: ARef<Inode>,
     _sb: ActiveSuper,
 }
@@ -147,8 +155,11 @@ enum Unmap {
     Revoke,
 }
 
+/// One step of [`Holder::unmap_all`]'s walk: the next inode (by inode number) pinned, or
+/// skipped (its super block is shutting down), or being evicted (look again), or none left.
 enum Step {
-    Next(Pinned),
+    Next(u64, Pinned),
+    Skip(u64),
     Retry(ActiveSuper),
     Done,
 }
@@ -168,7 +179,7 @@ pub(crate) struct Holder {
     dax: DaxHandle,
     /// The live inodes with extents on this device, so that removal can unmap them.
     #[pin]
-    inodes: Mutex<InodeList>,
+    inodes: Mutex<List<InodeLink>>,
     #[pin]
     poison: Mutex<Poison>,
     /// Set once `poison` is not empty: the hot paths look at the ranges only then.
@@ -193,7 +204,7 @@ const POISONED: u8 = 2;
 /// device makes every later access to a file on it fail.
 struct Callbacks;
 
-impl DaxHolder for Callbacks {
+impl DaxHolderOps for Callbacks {
     fn notify_failure(dax: &DaxDevice, offset: u64, len: u64, mf_flags: u32) -> Result {
         match lookup(dax) {
             None => Err(EOPNOTSUPP),
@@ -217,7 +228,7 @@ impl Daxdev {
         let holder = Arc::pin_init(
             pin_init!(Holder {
                 dax,
-                inodes <- new_mutex!(InodeList { first: ptr::null_mut() }),
+                inodes <- new_mutex!(List::new()),
                 poison <- new_mutex!(Poison { ranges: KVec::new() }),
                 has_poison: AtomicBool::new(false),
                 had_write_cache: AtomicBool::new(false),
@@ -342,41 +353,26 @@ impl Holder {
     ///
     /// # Safety
     ///
-    /// `link` stays at its address and is not given to any other list until [`Self::untrack`]
-    /// with it has returned; `inode` is alive until then.
-    pub(crate) unsafe fn track(&self, link: &Link, inode: &Inode) {
+    /// `inode` stays alive until [`Self::untrack`] with `link` has returned, and `link` is given
+    /// to no other device's list.
+    pub(crate) unsafe fn track(&self, link: &Arc<InodeLink>, inode: &Inode) {
         let mut list = self.inodes.lock();
-        link.inode.set(ptr::from_ref(inode));
-        link.prev.set(ptr::null_mut());
-        link.next.set(list.first);
-        if !list.first.is_null() {
-            // SAFETY: By the list invariant `first` is a live linked `Link`.
-            unsafe { (*list.first).prev.set(link.as_ptr()) };
+        link.inode
+            .store(ptr::from_ref(inode).cast_mut(), Ordering::Relaxed);
+        link.ino.store(inode.ino(), Ordering::Relaxed);
+        // A link is on at most one list (this one), and only `track` puts it there: a second
+        // `ListArc` cannot exist, and a link already listed here stays as it is.
+        if let Ok(la) = ListArc::try_from_arc(link.clone()) {
+            list.push_back(la);
         }
-        list.first = link.as_ptr();
-        link.linked.set(true);
     }
 
     /// Takes `link` out of this device's list (first thing when its inode is evicted).
-    pub(crate) fn untrack(&self, link: &Link) {
+    pub(crate) fn untrack(&self, link: &InodeLink) {
         let mut list = self.inodes.lock();
-        if !link.linked.get() {
-            return;
-        }
-        let (prev, next) = (link.prev.get(), link.next.get());
-        if prev.is_null() {
-            list.first = next;
-        } else {
-            // SAFETY: A linked neighbour is a live `Link` (list invariant).
-            unsafe { (*prev).next.set(next) };
-        }
-        if !next.is_null() {
-            // SAFETY: As above.
-            unsafe { (*next).prev.set(prev) };
-        }
-        link.linked.set(false);
-        link.prev.set(ptr::null_mut());
-        link.next.set(ptr::null_mut());
+        // SAFETY: `link` is on this device's list or on none: `track` of this device is the only
+        // place that lists it (the caller of `track` promised no other device gets it).
+        drop(unsafe { list.remove(link) });
     }
 
     /// Zaps every user mapping of every file on this device and waits until the device pages
@@ -391,79 +387,71 @@ impl Holder {
     /// none can install one after).
     ///
     /// The list lock is held only to step to the next inode, which is then pinned: its super
-    /// block with an active reference (unless it is being shut down), the inode with `igrab`
-    /// (unless it is being evicted: eviction takes it out of the list first thing, and its
-    /// mapping goes with it). The pinned inode keeps its place in the list, so the walk
-    /// resumes from it. Unmapping and waiting happen with no lock of ours held.
+    /// block with an active reference (unless it is being shut down: skipped, its inodes are
+    /// evicted by the shutdown), the inode with `igrab` (unless it is being evicted: eviction
+    /// takes it out of the list first thing, and its mapping goes with it). The walk goes by
+    /// inode number (a cursor of the list cannot outlive the lock): each step takes the listed
+    /// inode with the smallest number above the last one visited. An inode listed after the
+    /// walk began may be missed, which is harmless: its file was created against the state the
+    /// caller already changed, so every open, mmap, read, write and fault of it fails. Each step
+    /// scans the list, so a walk is quadratic in the files of the device; it runs only for a
+    /// removal or a revoke. Unmapping and waiting happen with no lock of ours held.
     ///
     /// Returns how many inodes it unmapped.
     fn unmap_all(&self, how: Unmap) -> Result<u64> {
         let mut count = 0u64;
-        let mut held: Option<Pinned> = None;
+        let mut after = 0u64;
         loop {
             let step = {
                 let list = self.inodes.lock();
-                let mut l = match &held {
-                    None => list.first,
-                    // SAFETY: The held inode is not evicted, so its link is still linked and
-                    // live (list invariant).
-                    Some(h) => unsafe { (*h.link).next.get() },
-                };
-                let mut step = Step::Done;
-                while !l.is_null() {
-                    // An inode leaves the list under this lock, at the start of its eviction,
-                    // before it or its super block can be freed.
-                    // SAFETY: Linked links and their inodes live while locked.
-                    let inode = unsafe { &*(*l).inode.get() };
-                    let Some(sb) = inode.super_get_active() else {
-                        // Being shut down: its inodes are evicted by the shutdown.
-                        // SAFETY: As above.
-                        l = unsafe { (*l).next.get() };
-                        continue;
-                    };
-                    let Some(inode) = inode.try_get() else {
-                        // Being evicted. The super block reference cannot be dropped under
-                        // this lock (it may be the last one, and shutting down evicts): drop
-                        // it outside and look again, once the eviction has untracked it.
-                        step = Step::Retry(sb);
-                        break;
-                    };
-                    step = Step::Next(Pinned {
-                        link: l,
-                        inode,
-                        _sb: sb,
-                    });
-                    break;
+                let next = list
+                    .iter()
+                    .filter(|l| l.ino.load(Ordering::Relaxed) > after)
+                    .min_by_key(|l| l.ino.load(Ordering::Relaxed));
+                match next {
+                    None => Step::Done,
+                    Some(link) => {
+                        let ino = link.ino.load(Ordering::Relaxed);
+                        // An inode leaves the list under this lock, at the start of its
+                        // eviction, before it or its super block can be freed.
+                        // SAFETY: A listed link's inode is alive while the list is locked (set
+                        // by `track` before listing, which the caller of `track` keeps alive
+                        // until `untrack`).
+                        let inode = unsafe { &*link.inode.load(Ordering::Relaxed) };
+                        match inode.super_get_active() {
+                            None => Step::Skip(ino),
+                            Some(sb) => match inode.try_get() {
+                                Some(inode) => Step::Next(ino, Pinned { inode, _sb: sb }),
+                                // Being evicted. The super block reference cannot be dropped
+                                // under this lock (it may be the last one, and shutting down
+                                // evicts): drop it outside and look again, once the eviction
+                                // has untracked it.
+                                None => Step::Retry(sb),
+                            },
+                        }
+                    }
                 }
-                step
             };
             match step {
                 Step::Retry(sb) => {
                     // No lock of ours is held here.
                     drop(sb);
-                    crate::vfs::msleep(1);
-                    continue;
+                    fsleep(Delta::from_millis(1));
                 }
-                Step::Done => {
-                    drop(held.take());
-                    break;
-                }
-                Step::Next(next) => {
-                    drop(held.take());
+                Step::Skip(ino) => after = ino,
+                Step::Done => break,
+                Step::Next(ino, next) => {
+                    after = ino;
                     match how {
                         Unmap::Removal => {
                             next.inode.invalidate_lock().unmap_all();
                             next.inode.dax_break_layout_final();
                         }
-                        Unmap::Revoke => {
-                            // Drains the reads and writes in flight (see above).
-                            drop(next.inode.lock_killable()?);
-                            next.inode.invalidate_lock().unmap_all();
-                            next.inode.dax_break_layout_interruptible()?;
-                        }
+                        Unmap::Revoke => drain_and_unmap(&next.inode)?,
                     }
                     count += 1;
-                    held = Some(next);
+                    // The inode, then its super block, with no lock of ours held.
+                    drop(next);
                 }
             }
         }
@@ -478,6 +466,11 @@ impl Holder {
     pub(crate) fn revoke(&self) -> Result<u64> {
         self.revoked.store(true, Ordering::Release);
         self.unmap_all(Unmap::Revoke)
+    }
+
+    /// Whether the device was revoked ([`Self::revoke`]).
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
     }
 
     /// The device size in bytes, found by asking `dax_direct_access` for ever larger page runs
@@ -537,6 +530,19 @@ impl Holder {
     pub(crate) fn dax(&self) -> &DaxDevice {
         self.dax.dax()
     }
+}
+
+/// The revoke of one file whose state already fails every access (`ESTALE`): waits for the
+/// reads and writes already inside its data path (they hold the inode lock across their copy
+/// and check the state under it, so once the lock was ours for a moment none is left and none
+/// can start), zaps every mapping under the exclusive invalidate lock (a fault checks the state
+/// under the same lock, shared: it installed its entry before the unmap, or fails), then waits
+/// until no page of the file is still referenced. Both waits end on a signal
+/// (`EINTR`/`ERESTARTSYS`), and calling it again resumes.
+pub(crate) fn drain_and_unmap(inode: &Inode) -> Result {
+    drop(inode.lock_killable()?);
+    inode.invalidate_lock().unmap_all();
+    inode.dax_break_layout_interruptible()
 }
 
 #[pinned_drop]

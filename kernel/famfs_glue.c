@@ -39,6 +39,7 @@ int famfs_glue_dax_break_layout_interruptible(struct inode *inode)
 /* An active reference to @sb unless it is already being shut down (released with
  * deactivate_super()). */
 bool famfs_glue_sb_get_active(struct super_block *sb) { return atomic_inc_not_zero(&sb->s_active); }
+bool famfs_glue_mapping_mapped(struct address_space *m) { return mapping_mapped(m); }
 bool famfs_glue_file_writable(const struct file *file) { return file->f_mode & FMODE_WRITE; }
 
 void famfs_glue_inode_init(struct inode *inode, umode_t mode, uid_t uid, gid_t gid, loff_t size)

@@ -6,15 +6,19 @@
 //! the devdax devices and each file's map (fmap). The module makes one DAX-backed kernel file per
 //! famfs file, whose reads, writes and mmap faults go straight to device memory through
 //! fs-dax/iomap. See Documentation/design.md and Documentation/ioctl-abi.md.
+//!
+//! C headers: none directly (`kernel::miscdevice`, and the module's own objects)
+
+use core::ptr;
 
 use kernel::miscdevice::{MiscDeviceOptions, MiscDeviceRegistration};
 use kernel::prelude::*;
 
 mod control;
 mod daxdev;
-mod ffi;
 mod file;
 mod fs;
+mod local_bindings;
 mod stats;
 mod vfs;
 
@@ -36,35 +40,54 @@ module! {
     license: "GPL",
 }
 
-// Fields drop in declaration order: no new control opens first, then the file system type (no
-// super block of it can exist by then: each pins the module), then the counters' debugfs files.
+// Fields drop in declaration order: no new control opens first; then the module's workqueue,
+// which waits for the lease revokes still queued (work items of closed opens); then the file
+// system type (no super block of it can exist by then: each pins the module); then the holder
+// registry (no device is held any more); then the counters' debugfs files.
 #[pin_data(PinnedDrop)]
 struct FamfsModule {
     #[pin]
     control: MiscDeviceRegistration<control::Control>,
-    _fs_type: fs::FsType,
+    _queue: vfs::workqueue::ModuleQueue,
+    #[pin]
+    fs_type: fs::FsType,
+    _registry: daxdev::Registry,
     _debugfs: stats::DebugfsDir,
 }
 
 impl kernel::InPlaceModule for FamfsModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         pr_info!("loading (ioctl ABI {})\n", abi::ABI_VERSION);
-        daxdev::init_registry();
-        // Initialised in this order: counters, file system type, and only then the control
-        // device.
+        // Initialised in this order: counters, holder registry, file system type, workqueue,
+        // and only then the control device.
         try_pin_init!(Self {
             _debugfs: stats::DebugfsDir::create(),
-            _fs_type: fs::FsType::register()?,
+            _registry: daxdev::Registry::init(),
+            fs_type <- fs::FsType::register(),
+            _queue: vfs::workqueue::ModuleQueue::create()?,
             control <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"famfs" }),
         })
+    }
+}
+
+impl FamfsModule {
+    /// The file system type of the module whose control device is `misc`, for the whole life
+    /// of a control open (which pins the module).
+    pub(crate) fn fs_type_of(
+        misc: &MiscDeviceRegistration<control::Control>,
+    ) -> &'static fs::FsType {
+        // SAFETY: The only `MiscDeviceRegistration<Control>` is the `control` field of the
+        // module object, which stays in place (pinned, in the module's static storage) until the
+        // module is unloaded; every caller is a control open, which pins the module, and keeps
+        // the reference no longer than itself.
+        unsafe { &(*kernel::container_of!(ptr::from_ref(misc), FamfsModule, control)).fs_type }
     }
 }
 
 #[pinned_drop]
 impl PinnedDrop for FamfsModule {
     fn drop(self: Pin<&mut Self>) {
-        // The registry is a static: its buffer would outlive the module.
-        daxdev::free_registry();
+        // Runs before the fields are dropped (above).
         pr_info!("unloaded\n");
     }
 }

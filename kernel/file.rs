@@ -5,13 +5,19 @@
 //!
 //! Everything here runs on the hot path of reads, writes and faults, so it only resolves
 //! offsets (`Fmap::from_trusted`, validated once at creation) and calls the fs-dax core.
+//!
+//! C headers: none directly: the fs-dax data path through `crate::vfs` (`DaxFile`), user copies
+//! through `kernel::uaccess`
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use kernel::mm::virt::{flags, VmaNew};
 use kernel::prelude::*;
 use kernel::sync::Arc;
+use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::abi;
-use crate::daxdev::{Daxdev, Link};
+use crate::daxdev::{Daxdev, InodeLink};
 use crate::fmap::Fmap;
 use crate::stats;
 use crate::vfs::dax::DaxDevice;
@@ -26,11 +32,12 @@ pub(crate) struct FileData {
     fmap: KVec<u8>,
     /// Indexed by fmap devindex; `Some` exactly for the indexes the fmap names.
     devs: KVec<Option<Arc<Daxdev>>>,
-    /// The inode's place in each device's inode list, indexed as `devs`. The vector is never
-    /// resized, so the links stay where the lists point.
-    links: KVec<Link>,
+    /// The inode's entry in each device's inode list, indexed as `devs` (`Some` as `devs`).
+    links: KVec<Option<Arc<InodeLink>>>,
     read_only: bool,
     size: u64,
+    /// Set for good by `IOC_REVOKE_FILE`: every access fails with `ESTALE` (checked first).
+    revoked: AtomicBool,
 }
 
 impl FileData {
@@ -42,8 +49,12 @@ impl FileData {
         size: u64,
     ) -> Result<Self> {
         let mut links = KVec::with_capacity(devs.len(), GFP_KERNEL)?;
-        for _ in 0..devs.len() {
-            links.push(Link::new(), GFP_KERNEL)?;
+        for dev in devs.iter() {
+            let link = match dev {
+                Some(_) => Some(InodeLink::new()?),
+                None => None,
+            };
+            links.push(link, GFP_KERNEL)?;
         }
         // Counted from here to its drop (see `Drop`).
         stats::FILES.add(1);
@@ -53,6 +64,7 @@ impl FileData {
             links,
             read_only,
             size,
+            revoked: AtomicBool::new(false),
         })
     }
 
@@ -68,13 +80,13 @@ impl FileData {
     ///
     /// # Safety
     ///
-    /// `self` is owned by `inode` (its address is stable until the inode is evicted), and
-    /// [`Self::untrack`] is called at eviction before it is dropped.
+    /// `self` is owned by `inode`, and [`Self::untrack`] is called at eviction, before the
+    /// inode goes.
     pub(crate) unsafe fn track(&self, inode: &Inode) {
         for (dev, link) in self.devs.iter().zip(self.links.iter()) {
-            if let Some(dev) = dev {
-                // SAFETY: `link` lives in this file data, which stays put and is untracked
-                // before it goes (the caller's guarantee).
+            if let (Some(dev), Some(link)) = (dev, link) {
+                // SAFETY: The inode lives until `untrack` (the caller's guarantee); each link
+                // of this file is made for one device and given to that device only.
                 unsafe { dev.track(link, inode) };
             }
         }
@@ -83,7 +95,7 @@ impl FileData {
     /// Takes the inode out of every device's list.
     pub(crate) fn untrack(&self) {
         for (dev, link) in self.devs.iter().zip(self.links.iter()) {
-            if let Some(dev) = dev {
+            if let (Some(dev), Some(link)) = (dev, link) {
                 dev.untrack(link);
             }
         }
@@ -98,9 +110,12 @@ impl FileData {
         self.devs.get(index).and_then(Option::as_ref).ok_or(EIO)
     }
 
-    /// `ENXIO` when a device of this file is being removed, `EHWPOISON` when one has failed
-    /// as a whole.
+    /// `ESTALE` once the file or a device of it was revoked, `ENXIO` when a device of this file
+    /// is being removed, `EHWPOISON` when one has failed as a whole.
     fn check_usable(&self) -> Result {
+        if self.revoked.load(Ordering::Acquire) {
+            return Err(ESTALE);
+        }
         for dev in self.devs.iter().flatten() {
             dev.check_usable()?;
         }
@@ -260,11 +275,14 @@ impl DaxFile for FileData {
         Ok(self.devs.iter().flatten().next().map(|d| d.dax()))
     }
 
-    fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
-        if cmd != abi::IOC_GET_FMAP {
-            return Err(ENOTTY);
+    fn ioctl(&self, inode: &Inode, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            abi::IOC_GET_FMAP => get_fmap(self, arg)?,
+            abi::IOC_FILE_STATE => file_state(self, inode, arg)?,
+            abi::IOC_REVOKE_FILE => revoke_file(self, inode, arg)?,
+            _ => return Err(ENOTTY),
         }
-        get_fmap(self, arg).map(|()| 0)
+        Ok(0)
     }
 
     /// First thing at eviction: out of the devices' lists (removal handling must not reach an
@@ -276,7 +294,6 @@ impl DaxFile for FileData {
 }
 
 fn get_fmap(data: &FileData, arg: usize) -> Result {
-    use kernel::uaccess::{UserPtr, UserSlice};
     let user = UserSlice::new(
         UserPtr::from_addr(arg),
         core::mem::size_of::<abi::GetFmapArgs>(),
@@ -304,9 +321,59 @@ fn get_fmap(data: &FileData, arg: usize) -> Result {
     writer.write(&args)
 }
 
+/// `IOC_FILE_STATE`: whether any mapping of the file exists, whether it is revoked (by
+/// `IOC_REVOKE_FILE`, or on a device revoked by `IOC_REVOKE` or a lease expiry). `EINVAL` for
+/// non-zero reserved fields.
+fn file_state(data: &FileData, inode: &Inode, arg: usize) -> Result {
+    let user = UserSlice::new(
+        UserPtr::from_addr(arg),
+        core::mem::size_of::<abi::FileStateArgs>(),
+    );
+    let (mut reader, mut writer) = user.reader_writer();
+    let mut args: abi::FileStateArgs = reader.read()?;
+    if args.reserved != [0, 0] {
+        return Err(EINVAL);
+    }
+    args.mapped = u32::from(inode.mapping_mapped());
+    let revoked =
+        data.revoked.load(Ordering::Acquire) || data.devs.iter().flatten().any(|d| d.is_revoked());
+    args.revoked = u32::from(revoked);
+    writer.write(&args)
+}
+
+/// `IOC_REVOKE_FILE`: revokes this one file for good, as `IOC_REVOKE` revokes a device's files:
+/// the flag first (every access checks it: faults under the invalidate lock, reads and writes
+/// under the inode lock), then the I/O in flight is waited for, the mappings zapped and the
+/// pinned pages waited for ([`crate::daxdev::drain_and_unmap`]). `EPERM` without
+/// `CAP_SYS_ADMIN`, `EINVAL` for flags or reserved fields, `EINTR`/`ERESTARTSYS` when a signal
+/// ends the waits (the file is revoked all the same; a second call finishes).
+fn revoke_file(data: &FileData, inode: &Inode, arg: usize) -> Result {
+    if !crate::vfs::capable_sys_admin() {
+        return Err(EPERM);
+    }
+    let user = UserSlice::new(
+        UserPtr::from_addr(arg),
+        core::mem::size_of::<abi::RevokeFileArgs>(),
+    );
+    let args: abi::RevokeFileArgs = user.reader().read()?;
+    if args.flags != 0 || args.reserved0 != 0 || args.reserved != [0, 0] {
+        return Err(EINVAL);
+    }
+    if !data.revoked.swap(true, Ordering::AcqRel) {
+        pr_info!(
+            "revoking file ino {}: it now fails with ESTALE\n",
+            inode.ino()
+        );
+    }
+    crate::daxdev::drain_and_unmap(inode)
+}
+
 /// The device, device offset and length of the mapping at `pos`: never beyond the extent (or
 /// interleave chunk) holding `pos`, never past the file's mapped length.
 fn resolve(data: &FileData, pos: u64, length: u64) -> Result<(&Arc<Daxdev>, u64, u64)> {
+    if data.revoked.load(Ordering::Acquire) {
+        return Err(ESTALE);
+    }
     let r = Fmap::from_trusted(&data.fmap).resolve(pos).ok_or(EIO)?;
     let dev = data.dev(r.devindex)?;
     dev.check_usable()?;

@@ -2,6 +2,8 @@
 
 //! Module-wide counters, shown read-only in debugfs under `famfs/` (tests and benchmarks read
 //! them to prove which fault sizes served a mapping and that I/O bypassed user space).
+//!
+//! C headers: none directly (`kernel::debugfs`)
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

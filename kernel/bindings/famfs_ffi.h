@@ -30,6 +30,7 @@ void famfs_glue_invalidate_unlock(struct address_space *m);
 void famfs_glue_invalidate_lock_shared(struct address_space *m);
 void famfs_glue_invalidate_unlock_shared(struct address_space *m);
 bool famfs_glue_sb_get_active(struct super_block *sb);
+bool famfs_glue_mapping_mapped(struct address_space *m);
 bool famfs_glue_file_writable(const struct file *file);
 void famfs_glue_file_set_seekable(struct file *file);
 void famfs_glue_file_set_can_odirect(struct file *file);

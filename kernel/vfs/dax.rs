@@ -2,6 +2,9 @@
 
 //! `struct dax_device`: looking a devdax device up from an open descriptor, the exclusive fs-dax
 //! holder role with its failure callback, the write-cache flag, and direct-access probing.
+//!
+//! C headers: [`include/linux/dax.h`](srctree/include/linux/dax.h),
+//! [`include/linux/mm.h`](srctree/include/linux/mm.h) (`MF_MEM_PRE_REMOVE`)
 
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
@@ -13,7 +16,7 @@ use kernel::fs::LocalFile;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
-use crate::ffi;
+use crate::local_bindings as lb;
 
 /// `mf_flags` bit of a notification: the device is about to be removed (unbind, hot-removal).
 pub(crate) const MF_MEM_PRE_REMOVE: u32 = bindings::mf_flags_MF_MEM_PRE_REMOVE;
@@ -21,31 +24,31 @@ pub(crate) const MF_MEM_PRE_REMOVE: u32 = bindings::mf_flags_MF_MEM_PRE_REMOVE;
 /// A dax device. Only reached through a [`DaxHandle`] (which holds a reference) or inside a
 /// holder callback (during which the dax core keeps it alive).
 #[repr(transparent)]
-pub(crate) struct DaxDevice(Opaque<ffi::dax_device>);
+pub(crate) struct DaxDevice(Opaque<lb::dax_device>);
 
 impl DaxDevice {
     /// # Safety
     ///
     /// `ptr` is a live dax device for `'a`.
-    unsafe fn from_raw<'a>(ptr: *mut ffi::dax_device) -> &'a DaxDevice {
+    unsafe fn from_raw<'a>(ptr: *mut lb::dax_device) -> &'a DaxDevice {
         // SAFETY: Transparent wrapper; the caller guarantees liveness.
         unsafe { &*ptr.cast() }
     }
 
-    pub(crate) fn as_raw(&self) -> *mut ffi::dax_device {
+    pub(crate) fn as_raw(&self) -> *mut lb::dax_device {
         self.0.get()
     }
 
     /// Whether the device flushes CPU caches on `dax_flush` (its write-cache flag).
     pub(crate) fn write_cache_enabled(&self) -> bool {
         // SAFETY: The device is alive (see the type's documentation).
-        unsafe { ffi::dax_write_cache_enabled(self.as_raw()) }
+        unsafe { lb::dax_write_cache_enabled(self.as_raw()) }
     }
 
     /// Sets or clears the write-cache flag.
     pub(crate) fn set_write_cache(&self, on: bool) {
         // SAFETY: As above.
-        unsafe { ffi::dax_write_cache(self.as_raw(), on) };
+        unsafe { lb::dax_write_cache(self.as_raw(), on) };
     }
 
     /// Whether `pages` pages from page `pgoff` are directly accessible in one physical range
@@ -57,33 +60,33 @@ impl DaxDevice {
         // SAFETY: The read lock makes the device's liveness stable for the call; NULL
         // kaddr/pfn ask only for the available length.
         unsafe {
-            let id = ffi::dax_read_lock();
-            let avail = ffi::dax_direct_access(
+            let id = lb::dax_read_lock();
+            let avail = lb::dax_direct_access(
                 self.as_raw(),
                 at,
                 n,
-                ffi::dax_access_mode_DAX_ACCESS,
+                lb::dax_access_mode_DAX_ACCESS,
                 ptr::null_mut(),
                 ptr::null_mut(),
             );
-            ffi::dax_read_unlock(id);
+            lb::dax_read_unlock(id);
             avail >= n
         }
     }
 }
 
 /// What the module does when the dax core notifies the holder of a device.
-pub(crate) trait DaxHolder: 'static {
+pub(crate) trait DaxHolderOps: 'static {
     /// A memory failure of `[offset, offset + len)` of `dax`, or (`mf_flags` has
     /// [`MF_MEM_PRE_REMOVE`]) its coming removal. Runs in process context with the module
     /// pinned. `Err(EOPNOTSUPP)` lets the core's generic handling act.
     fn notify_failure(dax: &DaxDevice, offset: u64, len: u64, mf_flags: u32) -> Result;
 }
 
-struct HolderVTable<H: DaxHolder>(PhantomData<H>);
+struct HolderVTable<H: DaxHolderOps>(PhantomData<H>);
 
-impl<H: DaxHolder> HolderVTable<H> {
-    const OPS: ffi::dax_holder_operations = ffi::dax_holder_operations {
+impl<H: DaxHolderOps> HolderVTable<H> {
+    const OPS: lb::dax_holder_operations = lb::dax_holder_operations {
         notify_failure: Some(Self::notify_failure),
     };
 
@@ -92,8 +95,14 @@ impl<H: DaxHolder> HolderVTable<H> {
     /// reached only through `OPS`, which `fs_put_dax` unpublishes before the last holder goes;
     /// a module reference is taken first thing so that what the callback does (an inode's
     /// eviction can end the internal mount) cannot let the module go under it.
+    ///
+    /// # Safety
+    ///
+    /// Called by the dax core only (through `OPS`, registered by [`DaxHandle::hold`]), in
+    /// process context, with `dax_dev` alive for the call; the holder pointer is not passed
+    /// and nothing of ours is trusted to be alive (see above).
     unsafe extern "C" fn notify_failure(
-        dax_dev: *mut ffi::dax_device,
+        dax_dev: *mut lb::dax_device,
         offset: u64,
         len: u64,
         mf_flags: kernel::ffi::c_int,
@@ -121,7 +130,7 @@ impl<H: DaxHolder> HolderVTable<H> {
 /// `dax` is a live dax device on which this handle owns one reference; when `held` is true it
 /// also owns the holder role, with the device's own address as the holder key.
 pub(crate) struct DaxHandle {
-    dax: NonNull<ffi::dax_device>,
+    dax: NonNull<lb::dax_device>,
     devt: u32,
     held: AtomicBool,
 }
@@ -142,13 +151,13 @@ impl DaxHandle {
         // `Device` wraps a `struct device` transparently.
         let known: *const bindings::device = ptr::from_ref(known).cast();
         // SAFETY: `file` holds a reference for the call; `known` is a live struct device.
-        let devt = unsafe { ffi::famfs_glue_dax_devt(file.as_ptr(), known) };
+        let devt = unsafe { lb::famfs_glue_dax_devt(file.as_ptr(), known) };
         if devt == 0 {
             return Err(ENODEV);
         }
         // SAFETY: `devt` is the number of a live devdax device (checked above, and held alive
         // by the open `file`), so this finds its existing dax_device and takes a reference.
-        let dax = NonNull::new(unsafe { ffi::dax_dev_get(devt) }).ok_or(ENOMEM)?;
+        let dax = NonNull::new(unsafe { lb::dax_dev_get(devt) }).ok_or(ENOMEM)?;
         // INVARIANT: One reference, from `dax_dev_get`; not held yet.
         Ok(Self {
             dax,
@@ -176,14 +185,14 @@ impl DaxHandle {
     /// Takes the exclusive fs-dax holder role (`fs_dax_get`), with `H`'s callbacks. `EBUSY`
     /// when anyone holds it (or this handle already does), `EOPNOTSUPP` when the device is not
     /// bound to `fsdev_dax`.
-    pub(crate) fn hold<H: DaxHolder>(&self) -> Result {
+    pub(crate) fn hold<H: DaxHolderOps>(&self) -> Result {
         if self.held.load(Ordering::Acquire) {
             return Err(EBUSY);
         }
         // SAFETY: We hold a reference; the key (the device's address) is unique to it and
         // stays valid while the role is held; the operations table is static.
         let rc = unsafe {
-            ffi::fs_dax_get(
+            lb::fs_dax_get(
                 self.dax.as_ptr(),
                 self.dax.as_ptr().cast(),
                 &HolderVTable::<H>::OPS,
@@ -202,9 +211,9 @@ impl Drop for DaxHandle {
         // by `fs_put_dax` with the same key, and our reference, released by `put_dax`.
         unsafe {
             if self.held.load(Ordering::Acquire) {
-                ffi::fs_put_dax(self.dax.as_ptr(), self.dax.as_ptr().cast());
+                lb::fs_put_dax(self.dax.as_ptr(), self.dax.as_ptr().cast());
             }
-            ffi::put_dax(self.dax.as_ptr());
+            lb::put_dax(self.dax.as_ptr());
         }
     }
 }

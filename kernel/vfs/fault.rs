@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Page faults: `struct vm_fault` and the results a fault handler returns.
+//!
+//! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
+//! [`include/linux/mm_types.h`](srctree/include/linux/mm_types.h)
 
 use core::marker::PhantomData;
 
 use kernel::bindings;
 
 use super::Inode;
-use crate::ffi;
+use crate::local_bindings as lb;
 
 /// The result of a fault handler (`vm_fault_t`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -42,7 +45,7 @@ impl FaultResult {
 /// The order of a PMD-sized (2 MiB on x86) fault.
 pub(crate) fn pmd_order() -> u32 {
     // SAFETY: Returns a constant.
-    unsafe { ffi::famfs_glue_pmd_order() }
+    unsafe { lb::famfs_glue_pmd_order() }
 }
 
 /// A page fault in progress in a mapping of a file of ours.

@@ -8,6 +8,12 @@
 //! in the C way: `generic_file_llseek`, `thp_get_unmapped_area` (2 MiB-aligned mappings),
 //! `copy_splice_read`/`iter_file_splice_write`, `file_accessed`, `VM_HUGEPAGE` on mappings,
 //! `noop_dirty_folio`, and `setattr` refusing any size change (these files never change size).
+//!
+//! C headers: [`include/linux/fs.h`](srctree/include/linux/fs.h),
+//! [`include/linux/dax.h`](srctree/include/linux/dax.h),
+//! [`include/linux/iomap.h`](srctree/include/linux/iomap.h),
+//! [`include/linux/uio.h`](srctree/include/linux/uio.h),
+//! [`include/linux/mm.h`](srctree/include/linux/mm.h)
 
 use core::marker::PhantomData;
 
@@ -20,7 +26,7 @@ use super::dax::DaxDevice;
 use super::fault::{Fault, FaultResult};
 use super::iomap::{self, Mapped};
 use super::Inode;
-use crate::ffi;
+use crate::local_bindings as lb;
 
 /// The operations of a DAX file system's regular files.
 #[vtable]
@@ -53,8 +59,8 @@ pub(crate) trait DaxFile: Sized + Send + Sync + 'static {
     /// through (`None`: nothing to flush), or the errno they fail with.
     fn writeback_device(&self) -> Result<Option<&DaxDevice>>;
 
-    /// A file ioctl.
-    fn ioctl(&self, _cmd: u32, _arg: usize) -> Result<isize> {
+    /// A file ioctl, on the file's inode.
+    fn ioctl(&self, _inode: &Inode, _cmd: u32, _arg: usize) -> Result<isize> {
         build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
     }
 
@@ -71,7 +77,7 @@ pub(crate) trait DaxFile: Sized + Send + Sync + 'static {
 pub(crate) struct DaxIo<'a> {
     iocb: *mut bindings::kiocb,
     iter: *mut bindings::iov_iter,
-    ops: &'static ffi::iomap_ops,
+    ops: &'static lb::iomap_ops,
     inode: &'a Inode,
 }
 
@@ -113,15 +119,15 @@ impl<'a> DaxIo<'a> {
         let cut = count.saturating_sub(room);
         if cut > 0 {
             // SAFETY: A live iterator, shortened to `room` (< its count) for the call below.
-            unsafe { ffi::famfs_glue_iov_iter_truncate(self.iter, room) };
+            unsafe { lb::famfs_glue_iov_iter_truncate(self.iter, room) };
         }
         // SAFETY: A live kiocb and iterator of one of our files under its inode lock (caller);
         // the operations table is static.
-        let ret = unsafe { ffi::dax_iomap_rw(self.iocb, self.iter, self.ops) };
+        let ret = unsafe { lb::dax_iomap_rw(self.iocb, self.iter, self.ops) };
         if cut > 0 {
             let left = self.count() + cut as usize;
             // SAFETY: Gives back the `cut` bytes hidden above.
-            unsafe { ffi::famfs_glue_iov_iter_reexpand(self.iter, left) };
+            unsafe { lb::famfs_glue_iov_iter_reexpand(self.iter, left) };
         }
         Some(if ret < 0 {
             Err(Error::from_errno(ret as i32))
@@ -133,13 +139,13 @@ impl<'a> DaxIo<'a> {
     /// Bytes left in the iterator.
     fn count(&self) -> usize {
         // SAFETY: A live iterator.
-        unsafe { ffi::famfs_glue_iov_iter_count(self.iter) }
+        unsafe { lb::famfs_glue_iov_iter_count(self.iter) }
     }
 
     /// Marks the file accessed (atime), as after a read.
     pub(crate) fn accessed(&self) {
         // SAFETY: The kiocb's file is live.
-        unsafe { ffi::famfs_glue_file_accessed((*self.iocb).ki_filp) };
+        unsafe { lb::famfs_glue_file_accessed((*self.iocb).ki_filp) };
     }
 }
 
@@ -150,7 +156,7 @@ impl Fault<'_> {
         let mut pfn: kernel::ffi::c_ulong = 0;
         // SAFETY: A live fault of a mapping of one of `T`'s files.
         let ret = unsafe {
-            ffi::dax_iomap_fault(
+            lb::dax_iomap_fault(
                 self.as_raw(),
                 order,
                 &mut pfn,
@@ -177,11 +183,12 @@ pub(super) unsafe fn data<'a, T>(inode: *const bindings::inode) -> &'a T {
 pub(crate) struct DaxFileVTable<T: DaxFile>(PhantomData<T>);
 
 impl<T: DaxFile> DaxFileVTable<T> {
-    /// `file_operations` (`owner` is this module: every open file pins it).
+    /// `file_operations` (`owner` is the module implementing `T`, `T::OwnerModule`, which
+    /// `#[vtable]` fills in: every open file pins it).
     pub(super) const FILE_OPS: bindings::file_operations = bindings::file_operations {
-        owner: kernel::module::this_module::<crate::FamfsModule>().as_ptr(),
+        owner: kernel::module::this_module::<T::OwnerModule>().as_ptr(),
         open: Some(Self::open),
-        release: Some(super::pseudo::release),
+        release: Some(super::pseudo::release::<T>),
         llseek: Some(bindings::generic_file_llseek),
         read_iter: Some(Self::read_iter),
         write_iter: Some(Self::write_iter),
@@ -207,7 +214,7 @@ impl<T: DaxFile> DaxFileVTable<T> {
     pub(super) const ADDRESS_SPACE_OPS: bindings::address_space_operations =
         bindings::address_space_operations {
             writepages: Some(Self::writepages),
-            dirty_folio: Some(ffi::noop_dirty_folio),
+            dirty_folio: Some(lb::noop_dirty_folio),
             ..pin_init::zeroed()
         };
 
@@ -219,12 +226,18 @@ impl<T: DaxFile> DaxFileVTable<T> {
         ..pin_init::zeroed()
     };
 
-    const IOMAP_OPS: ffi::iomap_ops = ffi::iomap_ops {
+    const IOMAP_OPS: lb::iomap_ops = lb::iomap_ops {
         iomap_begin: Some(Self::iomap_begin),
         iomap_end: None,
         iomap_next: None,
     };
 
+    /// `file_operations.open`: every open of one of `T`'s inodes.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only (through `FILE_OPS`): `inode` is a live inode made for `T` by
+    /// [`super::pseudo`], `file` the file being opened on it, both valid for the call.
     unsafe extern "C" fn open(
         inode: *mut bindings::inode,
         file: *mut bindings::file,
@@ -232,11 +245,11 @@ impl<T: DaxFile> DaxFileVTable<T> {
         from_result(|| {
             // SAFETY: The VFS passes our live inode and the file being opened.
             let (data, writable) =
-                unsafe { (data::<T>(inode), ffi::famfs_glue_file_writable(file)) };
+                unsafe { (data::<T>(inode), lb::famfs_glue_file_writable(file)) };
             data.open(writable)?;
             // O_DIRECT is the only I/O a DAX file has (no page cache): accept the flag.
             // SAFETY: The file being opened is ours to set up.
-            unsafe { ffi::famfs_glue_file_set_can_odirect(file) };
+            unsafe { lb::famfs_glue_file_set_can_odirect(file) };
             Ok(0)
         })
     }
@@ -255,6 +268,12 @@ impl<T: DaxFile> DaxFileVTable<T> {
         }
     }
 
+    /// `file_operations.read_iter`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `iocb` is a live kiocb of an open file of one of `T`'s inodes,
+    /// `to` a live iterator, both valid for the call.
     unsafe extern "C" fn read_iter(
         iocb: *mut bindings::kiocb,
         to: *mut bindings::iov_iter,
@@ -266,6 +285,11 @@ impl<T: DaxFile> DaxFileVTable<T> {
         from_result(|| data.read_iter(&mut io).map(|n| n as isize))
     }
 
+    /// `file_operations.write_iter`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Self::read_iter`], with `from` the source iterator.
     unsafe extern "C" fn write_iter(
         iocb: *mut bindings::kiocb,
         from: *mut bindings::iov_iter,
@@ -277,6 +301,12 @@ impl<T: DaxFile> DaxFileVTable<T> {
         from_result(|| data.write_iter(&mut io).map(|n| n as isize))
     }
 
+    /// `file_operations.mmap`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open file of one of `T`'s inodes, `vma` the new
+    /// mapping being set up for it, which this call may change until it returns.
     unsafe extern "C" fn mmap(
         file: *mut bindings::file,
         vma: *mut bindings::vm_area_struct,
@@ -288,17 +318,22 @@ impl<T: DaxFile> DaxFileVTable<T> {
             data.mmap(area)?;
             // SAFETY: As above; the table is a static.
             unsafe {
-                ffi::famfs_glue_file_accessed(file);
-                ffi::famfs_glue_vma_set_hugepage(vma);
+                lb::famfs_glue_file_accessed(file);
+                lb::famfs_glue_vma_set_hugepage(vma);
                 (*vma).vm_ops = &Self::VM_OPS;
             }
             Ok(0)
         })
     }
 
-    /// Writes the CPU caches back over the dirty DAX entries of `[start, end]`, directly, not
-    /// through `file_write_and_wait_range`: the pseudo file system's backing device cannot
-    /// write back, so the generic path never calls `writepages`.
+    /// `file_operations.fsync`: writes the CPU caches back over the dirty DAX entries of
+    /// `[start, end]`, directly, not through `file_write_and_wait_range`: the pseudo file
+    /// system's backing device cannot write back, so the generic path never calls `writepages`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open file of one of `T`'s inodes, valid for the
+    /// call.
     unsafe extern "C" fn fsync(
         file: *mut bindings::file,
         start: bindings::loff_t,
@@ -320,11 +355,17 @@ impl<T: DaxFile> DaxFileVTable<T> {
             wbc.range_start = start;
             wbc.range_end = end;
             // SAFETY: A live mapping of ours and a device it maps; `wbc` is ours.
-            let rc = unsafe { ffi::dax_writeback_mapping_range(mapping, dev.as_raw(), &mut wbc) };
+            let rc = unsafe { lb::dax_writeback_mapping_range(mapping, dev.as_raw(), &mut wbc) };
             kernel::error::to_result(rc).map(|()| 0)
         })
     }
 
+    /// `address_space_operations.writepages`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the writeback core only: `mapping` is the mapping of one of `T`'s live inodes
+    /// (it has dirty entries), `wbc` a live writeback control, both valid for the call.
     unsafe extern "C" fn writepages(
         mapping: *mut bindings::address_space,
         wbc: *mut bindings::writeback_control,
@@ -336,12 +377,18 @@ impl<T: DaxFile> DaxFileVTable<T> {
                 return Ok(0);
             };
             // SAFETY: A live mapping and control from the writeback core, a device it maps.
-            let rc = unsafe { ffi::dax_writeback_mapping_range(mapping, dev.as_raw(), wbc) };
+            let rc = unsafe { lb::dax_writeback_mapping_range(mapping, dev.as_raw(), wbc) };
             kernel::error::to_result(rc).map(|()| 0)
         })
     }
 
-    /// Sizes never change: truncate and any size-changing setattr get `EPERM`.
+    /// `inode_operations.setattr`. Sizes never change: truncate and any size-changing setattr
+    /// get `EPERM`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `idmap`, `dentry` (of one of `T`'s inodes) and `attr` are live
+    /// for the call.
     unsafe extern "C" fn setattr(
         idmap: *mut bindings::mnt_idmap,
         dentry: *mut bindings::dentry,
@@ -356,26 +403,40 @@ impl<T: DaxFile> DaxFileVTable<T> {
         }
     }
 
+    /// `file_operations.unlocked_ioctl`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open file of one of `T`'s inodes, valid for the
+    /// call; `arg` is the caller's untrusted argument (only ever used as a user address).
     unsafe extern "C" fn ioctl(
         file: *mut bindings::file,
         cmd: kernel::ffi::c_uint,
         arg: kernel::ffi::c_ulong,
     ) -> kernel::ffi::c_long {
-        // SAFETY: `file` is one of our open files.
-        let data = unsafe { data::<T>((*file).f_inode) };
+        // SAFETY: `file` is one of our open files; its inode lives while it is open.
+        let (data, inode) =
+            unsafe { (data::<T>((*file).f_inode), Inode::from_raw((*file).f_inode)) };
         from_result(|| {
-            data.ioctl(cmd, arg as usize)
+            data.ioctl(inode, cmd, arg as usize)
                 .map(|n| n as kernel::ffi::c_long)
         })
     }
 
+    /// `iomap_ops.iomap_begin`, for the fs-dax core's reads, writes and faults.
+    ///
+    /// # Safety
+    ///
+    /// Called by the iomap core only (through `IOMAP_OPS`, given by this adapter's own
+    /// `dax_iomap_rw`/`dax_iomap_fault` calls): `inode` is one of `T`'s live inodes, `iomap`
+    /// valid for writes for the duration of the call.
     unsafe extern "C" fn iomap_begin(
         inode: *mut bindings::inode,
         pos: bindings::loff_t,
         length: bindings::loff_t,
         _flags: kernel::ffi::c_uint,
-        iomap: *mut ffi::iomap,
-        _srcmap: *mut ffi::iomap,
+        iomap: *mut lb::iomap,
+        _srcmap: *mut lb::iomap,
     ) -> kernel::ffi::c_int {
         from_result(|| {
             // SAFETY: The iomap core passes our live inode.
@@ -389,11 +450,22 @@ impl<T: DaxFile> DaxFileVTable<T> {
         })
     }
 
+    /// `vm_operations_struct.fault` (also `page_mkwrite` and `pfn_mkwrite`).
+    ///
+    /// # Safety
+    ///
+    /// Called by the mm only (through `VM_OPS`, installed by [`Self::mmap`]): `vmf` is a live
+    /// fault in a mapping of one of `T`'s files, valid for the call.
     unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: The mm passes a live fault of one of our mappings.
         unsafe { Self::any_fault(vmf, 0) }
     }
 
+    /// `vm_operations_struct.huge_fault`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Self::fault`].
     unsafe extern "C" fn huge_fault(
         vmf: *mut bindings::vm_fault,
         order: kernel::ffi::c_uint,

@@ -2,7 +2,12 @@
 
 //! `struct inode`: a reference-counted wrapper, its locks and the operations on its mapping the
 //! module needs.
+//!
+//! C headers: [`include/linux/fs.h`](srctree/include/linux/fs.h),
+//! [`include/linux/pagemap.h`](srctree/include/linux/pagemap.h),
+//! [`include/linux/dax.h`](srctree/include/linux/dax.h)
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use kernel::bindings;
@@ -10,7 +15,7 @@ use kernel::prelude::*;
 use kernel::sync::aref::{ARef, AlwaysRefCounted};
 use kernel::types::Opaque;
 
-use crate::ffi;
+use crate::local_bindings as lb;
 
 /// A VFS inode.
 ///
@@ -61,36 +66,44 @@ impl Inode {
     }
 
     /// Takes the inode lock exclusively (writers).
-    pub(crate) fn lock(&self) -> InodeGuard<'_> {
+    pub(crate) fn lock(&self) -> InodeGuard<'_, Exclusive> {
         // SAFETY: The inode is alive; released by the guard.
-        unsafe { ffi::famfs_glue_inode_lock(self.as_raw()) };
-        InodeGuard {
-            inode: self,
-            shared: false,
-        }
+        unsafe { lb::famfs_glue_inode_lock(self.as_raw()) };
+        // INVARIANT: Taken exclusively just above.
+        InodeGuard::new(self)
     }
 
     /// Takes the inode lock exclusively, unless a fatal signal comes first (`EINTR`).
-    pub(crate) fn lock_killable(&self) -> Result<InodeGuard<'_>> {
+    pub(crate) fn lock_killable(&self) -> Result<InodeGuard<'_, Exclusive>> {
         // SAFETY: The inode is alive; on success the lock is released by the guard.
-        let ret = unsafe { ffi::famfs_glue_inode_lock_killable(self.as_raw()) };
+        let ret = unsafe { lb::famfs_glue_inode_lock_killable(self.as_raw()) };
         if ret != 0 {
             return Err(EINTR);
         }
-        Ok(InodeGuard {
-            inode: self,
-            shared: false,
-        })
+        // INVARIANT: Taken exclusively just above.
+        Ok(InodeGuard::new(self))
     }
 
     /// Takes the inode lock shared (readers).
-    pub(crate) fn lock_shared(&self) -> InodeGuard<'_> {
+    pub(crate) fn lock_shared(&self) -> InodeGuard<'_, Shared> {
         // SAFETY: The inode is alive; released by the guard.
-        unsafe { ffi::famfs_glue_inode_lock_shared(self.as_raw()) };
-        InodeGuard {
-            inode: self,
-            shared: true,
-        }
+        unsafe { lb::famfs_glue_inode_lock_shared(self.as_raw()) };
+        // INVARIANT: Taken shared just above.
+        InodeGuard::new(self)
+    }
+
+    /// The inode number.
+    pub(crate) fn ino(&self) -> u64 {
+        // SAFETY: `i_ino` is set before the inode is published and never changes after.
+        unsafe { (*self.as_raw()).i_ino as u64 }
+    }
+
+    /// Whether any mapping (VMA) of the file exists (`mapping_mapped`: its `i_mmap` tree is not
+    /// empty). A snapshot: a mapping may come or go right after.
+    pub(crate) fn mapping_mapped(&self) -> bool {
+        // SAFETY: The mapping lives with the inode; the call only reads whether its tree is
+        // empty.
+        unsafe { lb::famfs_glue_mapping_mapped(self.mapping()) }
     }
 
     fn mapping(&self) -> *mut bindings::address_space {
@@ -100,23 +113,19 @@ impl Inode {
 
     /// Takes the mapping's invalidate lock exclusively (what truncate, hole punch and here
     /// removal and revoke take around unmapping).
-    pub(crate) fn invalidate_lock(&self) -> InvalidateGuard<'_> {
+    pub(crate) fn invalidate_lock(&self) -> InvalidateGuard<'_, Exclusive> {
         // SAFETY: The mapping lives with the inode; released by the guard.
-        unsafe { ffi::famfs_glue_invalidate_lock(self.mapping()) };
-        InvalidateGuard {
-            inode: self,
-            shared: false,
-        }
+        unsafe { lb::famfs_glue_invalidate_lock(self.mapping()) };
+        // INVARIANT: Taken exclusively just above.
+        InvalidateGuard::new(self)
     }
 
     /// Takes the mapping's invalidate lock shared (what page faults take).
-    pub(crate) fn invalidate_lock_shared(&self) -> InvalidateGuard<'_> {
+    pub(crate) fn invalidate_lock_shared(&self) -> InvalidateGuard<'_, Shared> {
         // SAFETY: As above.
-        unsafe { ffi::famfs_glue_invalidate_lock_shared(self.mapping()) };
-        InvalidateGuard {
-            inode: self,
-            shared: true,
-        }
+        unsafe { lb::famfs_glue_invalidate_lock_shared(self.mapping()) };
+        // INVARIANT: Taken shared just above.
+        InvalidateGuard::new(self)
     }
 
     /// Waits until no page of the file's DAX mapping is referenced any more (pins included),
@@ -124,7 +133,7 @@ impl Inode {
     /// is held.
     pub(crate) fn dax_break_layout_final(&self) {
         // SAFETY: The inode is alive; the call only sleeps on its pages.
-        unsafe { ffi::dax_break_layout_final(self.as_raw()) };
+        unsafe { lb::dax_break_layout_final(self.as_raw()) };
     }
 
     /// As [`Self::dax_break_layout_final`], but a signal ends the wait (`ERESTARTSYS`; the DAX
@@ -132,7 +141,7 @@ impl Inode {
     /// could make last for ever.
     pub(crate) fn dax_break_layout_interruptible(&self) -> Result {
         // SAFETY: The inode is alive; the call only sleeps on its pages.
-        let ret = unsafe { ffi::famfs_glue_dax_break_layout_interruptible(self.as_raw()) };
+        let ret = unsafe { lb::famfs_glue_dax_break_layout_interruptible(self.as_raw()) };
         kernel::error::to_result(ret)
     }
 
@@ -141,7 +150,7 @@ impl Inode {
         // SAFETY: A live inode's super block is live.
         let sb = unsafe { (*self.as_raw()).i_sb };
         // SAFETY: `sb` is live (above).
-        if unsafe { ffi::famfs_glue_sb_get_active(sb) } {
+        if unsafe { lb::famfs_glue_sb_get_active(sb) } {
             Some(ActiveSuper(sb))
         } else {
             None
@@ -149,51 +158,102 @@ impl Inode {
     }
 }
 
-/// The inode lock, held until drop.
-pub(crate) struct InodeGuard<'a> {
-    inode: &'a Inode,
-    shared: bool,
+/// The mode a guard holds its lock in: [`Exclusive`] or [`Shared`], two types, so that what
+/// only the exclusive holder may do (e.g. [`InvalidateGuard::unmap_all`]) does not exist on a
+/// shared guard (as `kernel::sync::lock::Guard` is typed by its backend).
+pub(crate) trait LockMode: private::Sealed {
+    /// Whether the lock is held shared.
+    const SHARED: bool;
 }
 
-impl Drop for InodeGuard<'_> {
+/// A lock held exclusively (writers).
+pub(crate) struct Exclusive;
+/// A lock held shared (readers).
+pub(crate) struct Shared;
+
+impl LockMode for Exclusive {
+    const SHARED: bool = false;
+}
+impl LockMode for Shared {
+    const SHARED: bool = true;
+}
+
+mod private {
+    pub(crate) trait Sealed {}
+    impl Sealed for super::Exclusive {}
+    impl Sealed for super::Shared {}
+}
+
+/// The inode lock (`i_rwsem`), held in mode `M` until drop.
+///
+/// # Invariants
+///
+/// The lock of `inode` is held in mode `M` by this guard.
+pub(crate) struct InodeGuard<'a, M: LockMode> {
+    inode: &'a Inode,
+    _mode: PhantomData<M>,
+}
+
+impl<'a, M: LockMode> InodeGuard<'a, M> {
+    fn new(inode: &'a Inode) -> Self {
+        Self {
+            inode,
+            _mode: PhantomData,
+        }
+    }
+}
+
+impl<M: LockMode> Drop for InodeGuard<'_, M> {
     fn drop(&mut self) {
-        // SAFETY: Taken by `lock`/`lock_shared` in the same mode.
+        // SAFETY: Held in mode `M` (type invariant), released in the same mode.
         unsafe {
-            if self.shared {
-                ffi::famfs_glue_inode_unlock_shared(self.inode.as_raw());
+            if M::SHARED {
+                lb::famfs_glue_inode_unlock_shared(self.inode.as_raw());
             } else {
-                ffi::famfs_glue_inode_unlock(self.inode.as_raw());
+                lb::famfs_glue_inode_unlock(self.inode.as_raw());
             }
         }
     }
 }
 
-/// The mapping's invalidate lock, held until drop.
-pub(crate) struct InvalidateGuard<'a> {
+/// The mapping's invalidate lock, held in mode `M` until drop.
+///
+/// # Invariants
+///
+/// The invalidate lock of `inode`'s mapping is held in mode `M` by this guard.
+pub(crate) struct InvalidateGuard<'a, M: LockMode> {
     inode: &'a Inode,
-    shared: bool,
+    _mode: PhantomData<M>,
 }
 
-impl InvalidateGuard<'_> {
-    /// Zaps every user mapping of the whole file, private copies included
-    /// (`unmap_mapping_range(mapping, 0, 0, 1)`). Only under the exclusive lock.
-    pub(crate) fn unmap_all(&self) {
-        if self.shared {
-            return;
+impl<'a, M: LockMode> InvalidateGuard<'a, M> {
+    fn new(inode: &'a Inode) -> Self {
+        Self {
+            inode,
+            _mode: PhantomData,
         }
-        // SAFETY: The mapping lives with the inode; we hold its invalidate lock exclusively.
+    }
+}
+
+impl InvalidateGuard<'_, Exclusive> {
+    /// Zaps every user mapping of the whole file, private copies included
+    /// (`unmap_mapping_range(mapping, 0, 0, 1)`). Only under the exclusive lock: a shared
+    /// guard has no such method.
+    pub(crate) fn unmap_all(&self) {
+        // SAFETY: The mapping lives with the inode; we hold its invalidate lock exclusively
+        // (type invariant with `M = Exclusive`).
         unsafe { bindings::unmap_mapping_range(self.inode.mapping(), 0, 0, 1) };
     }
 }
 
-impl Drop for InvalidateGuard<'_> {
+impl<M: LockMode> Drop for InvalidateGuard<'_, M> {
     fn drop(&mut self) {
-        // SAFETY: Taken by `invalidate_lock`/`invalidate_lock_shared` in the same mode.
+        // SAFETY: Held in mode `M` (type invariant), released in the same mode.
         unsafe {
-            if self.shared {
-                ffi::famfs_glue_invalidate_unlock_shared(self.inode.mapping());
+            if M::SHARED {
+                lb::famfs_glue_invalidate_unlock_shared(self.inode.mapping());
             } else {
-                ffi::famfs_glue_invalidate_unlock(self.inode.mapping());
+                lb::famfs_glue_invalidate_unlock(self.inode.mapping());
             }
         }
     }

@@ -20,10 +20,15 @@
 //! - [`dax`]: `struct dax_device`: lookup by devt, the fs-dax holder role and its callbacks,
 //!   direct access;
 //! - [`pseudo`]: the internal pseudo file system: type, pinned mount, inode and file creation,
-//!   eviction.
+//!   eviction;
+//! - [`workqueue`]: the module's own workqueue, drained at unload.
 //!
 //! Every `unsafe` block of the module that touches C is in this directory, with a `// SAFETY:`
 //! comment; bindgen's anonymous-union field names (`__bindgen_anon_N`) are used in one place each.
+//!
+//! C headers: [`include/linux/capability.h`](srctree/include/linux/capability.h),
+//! [`include/linux/module.h`](srctree/include/linux/module.h) (through `famfs_glue.c`); the
+//! submodules name their own
 
 pub(crate) mod dax;
 pub(crate) mod fault;
@@ -31,6 +36,7 @@ pub(crate) mod file;
 pub(crate) mod inode;
 pub(crate) mod iomap;
 pub(crate) mod pseudo;
+pub(crate) mod workqueue;
 
 pub(crate) use inode::Inode;
 
@@ -48,20 +54,14 @@ pub(crate) fn capable_sys_admin() -> bool {
 /// `O_CLOEXEC`, for descriptor reservations.
 pub(crate) const O_CLOEXEC: u32 = bindings::O_CLOEXEC;
 
-/// Sleeps for `ms` milliseconds.
-pub(crate) fn msleep(ms: u32) {
-    // SAFETY: A plain sleep; callers are in process context with no spinlock held.
-    unsafe { bindings::msleep(ms) };
-}
-
 /// Takes a reference to this module; `false` when it is being unloaded.
 pub(crate) fn module_get() -> bool {
     // SAFETY: Plain module reference counting on ourselves.
-    unsafe { crate::ffi::famfs_glue_module_get() }
+    unsafe { crate::local_bindings::famfs_glue_module_get() }
 }
 
 /// Drops a reference taken by [`module_get`].
 pub(crate) fn module_put() {
     // SAFETY: Balances a successful `module_get`.
-    unsafe { crate::ffi::famfs_glue_module_put() };
+    unsafe { crate::local_bindings::famfs_glue_module_put() };
 }

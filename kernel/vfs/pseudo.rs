@@ -7,6 +7,10 @@
 //! The files must live on a real mount because FUSE passthrough re-opens a backing file by its
 //! path for every FUSE open (`backing_file_open(&fb->file->f_path)`). The mount is never
 //! visible in any namespace.
+//!
+//! C headers: [`include/linux/fs.h`](srctree/include/linux/fs.h),
+//! [`include/linux/pseudo_fs.h`](srctree/include/linux/pseudo_fs.h),
+//! [`include/linux/mount.h`](srctree/include/linux/mount.h)
 
 use core::marker::PhantomData;
 use core::ptr;
@@ -19,26 +23,10 @@ use kernel::sync::aref::ARef;
 use kernel::types::Opaque;
 
 use super::file::{data, DaxFile, DaxFileVTable};
-use crate::ffi;
+use crate::local_bindings as lb;
 
 /// `statfs(2)` magic of the internal mount ("famf").
 const MAGIC: kernel::ffi::c_ulong = 0x6661_6d66;
-
-/// A static the C side may write to (the fs type's list link, the pinned mount and its pin
-/// count), shared across threads.
-#[repr(transparent)]
-struct CShared<T>(Opaque<T>);
-
-// SAFETY: The wrapped C objects are only mutated by the VFS under its own locks
-// (`file_systems_lock`, `pin_fs_lock`), and by `FsType::register` before the type is published.
-unsafe impl<T> Sync for CShared<T> {}
-
-/// Filled in by [`FsType::register`] (it needs the data type's tables), then owned by the VFS.
-static FS_TYPE: CShared<bindings::file_system_type> = CShared(Opaque::zeroed());
-
-/// The internal mount while any file made by [`create_file`] is open, and its pin count.
-static PIN_MNT: CShared<*mut bindings::vfsmount> = CShared(Opaque::new(ptr::null_mut()));
-static PIN_COUNT: CShared<kernel::ffi::c_int> = CShared(Opaque::new(0));
 
 /// `private_data` of the files [`create_file`] makes (each holds one mount pin); any other open
 /// of our inodes (FUSE passthrough's re-open by path) has none.
@@ -61,10 +49,15 @@ impl<T: DaxFile> SuperVTable<T> {
         ..pin_init::zeroed()
     };
 
-    /// Called by the VFS when the internal mount is made.
+    /// `file_system_type.init_fs_context`: called by the VFS when the internal mount is made.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only (through the registered type): `fc` is a fresh context for our
+    /// type, valid for the call.
     unsafe extern "C" fn init_fs_context(fc: *mut bindings::fs_context) -> kernel::ffi::c_int {
         // SAFETY: `fc` is the fresh context the VFS is setting up for our type.
-        let ctx = unsafe { ffi::init_pseudo(fc, MAGIC) };
+        let ctx = unsafe { lb::init_pseudo(fc, MAGIC) };
         if ctx.is_null() {
             return ENOMEM.to_errno();
         }
@@ -76,6 +69,12 @@ impl<T: DaxFile> SuperVTable<T> {
     /// Called when the last reference to one of our inodes goes (also the pseudo file system's
     /// root, which has no data, at unmount). The module is pinned meanwhile by the super block
     /// (the type's `owner`).
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only (`super_operations.evict_inode`): `inode` is an inode of our super
+    /// block being evicted, used by nothing else any more; its `i_private` is null (the root)
+    /// or owns a `T` (every inode [`create_file`] made).
     unsafe extern "C" fn evict_inode(inode: *mut bindings::inode) {
         // SAFETY: The VFS passes a valid inode being evicted; nothing else uses it any more.
         let private = unsafe { (*inode).i_private };
@@ -89,7 +88,7 @@ impl<T: DaxFile> SuperVTable<T> {
         // mapping is empty for the generic truncate.
         // SAFETY: As above: the inode is being evicted by us alone.
         unsafe {
-            ffi::dax_break_layout_final(inode);
+            lb::dax_break_layout_final(inode);
             bindings::truncate_inode_pages_final(&mut (*inode).i_data);
             bindings::clear_inode(inode);
             (*inode).i_private = ptr::null_mut();
@@ -102,68 +101,125 @@ impl<T: DaxFile> SuperVTable<T> {
     }
 }
 
-/// The registered file system type (`famfs_dax`); unregistered on drop.
-pub(crate) struct FsType(());
+/// The `famfs_dax` file system type for files whose data is `T`, registered in place, with the
+/// pin state of its internal mount (`simple_pin_fs`): an object pinned in the module object (as
+/// `MiscDeviceRegistration`), registered by its initialiser and unregistered when dropped.
+///
+/// # Invariants
+///
+/// Once initialised, `fs_type` is a registered file system type made for `T`, until the drop;
+/// `mnt` and `count` are the `simple_pin_fs` state of its internal mount.
+#[pin_data(PinnedDrop)]
+pub(crate) struct FsRegistration<T: DaxFile> {
+    /// The internal mount while any file made by [`Self::create_file`] is open.
+    #[pin]
+    mnt: Opaque<*mut bindings::vfsmount>,
+    /// Its pin count.
+    #[pin]
+    count: Opaque<kernel::ffi::c_int>,
+    /// Registered last: the registration is only ever dropped whole.
+    #[pin]
+    fs_type: Opaque<bindings::file_system_type>,
+    _t: PhantomData<T>,
+}
 
-impl FsType {
-    /// Registers the type, for files whose data is `T`. Once per module load.
-    pub(crate) fn register<T: DaxFile>() -> Result<Self> {
-        let fs = bindings::file_system_type {
-            name: c"famfs_dax".as_ptr().cast(),
-            init_fs_context: Some(SuperVTable::<T>::init_fs_context),
-            kill_sb: Some(bindings::kill_anon_super),
-            // Every super block pins the module (`get_filesystem` in `sget_fc`, dropped by
-            // `put_filesystem` after `kill_sb` returned): the module stays for as long as a
-            // file, a mapping or an inode of ours can run its code, up to the end of unmount.
-            owner: kernel::module::this_module::<crate::FamfsModule>().as_ptr(),
-            ..pin_init::zeroed()
-        };
-        // SAFETY: Not registered yet, so nothing else reads the static; then registered.
+// SAFETY: The C objects are only changed by the VFS under its own locks (`file_systems_lock`,
+// `pin_fs_lock`), and by the initialiser before the type is published.
+unsafe impl<T: DaxFile> Sync for FsRegistration<T> {}
+// SAFETY: As above; unregistering may happen on any thread.
+unsafe impl<T: DaxFile> Send for FsRegistration<T> {}
+
+impl<T: DaxFile> FsRegistration<T> {
+    /// Registers the type in place. Once per module load.
+    pub(crate) fn register() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            mnt: Opaque::new(ptr::null_mut()),
+            count: Opaque::new(0),
+            fs_type <- Opaque::try_ffi_init(move |slot: *mut bindings::file_system_type| {
+                let fs = bindings::file_system_type {
+                    name: c"famfs_dax".as_ptr().cast(),
+                    init_fs_context: Some(SuperVTable::<T>::init_fs_context),
+                    kill_sb: Some(bindings::kill_anon_super),
+                    // Every super block pins the module (`get_filesystem` in `sget_fc`, dropped
+                    // by `put_filesystem` after `kill_sb` returned): the module stays for as
+                    // long as a file, a mapping or an inode of ours can run its code, up to the
+                    // end of unmount.
+                    owner: kernel::module::this_module::<T::OwnerModule>().as_ptr(),
+                    ..pin_init::zeroed()
+                };
+                // SAFETY: `slot` is ours to write and pinned: it stays where it is until the
+                // registration is dropped, which unregisters it first.
+                // INVARIANT: Registered here, for `T`.
+                unsafe {
+                    slot.write(fs);
+                    kernel::error::to_result(bindings::register_filesystem(slot))
+                }
+            }),
+            _t: PhantomData,
+        })
+    }
+
+    /// The registration whose type `sb` is of.
+    ///
+    /// # Safety
+    ///
+    /// `sb` is a live super block of a type registered by a `FsRegistration<T>`.
+    unsafe fn of_super<'a>(sb: *const bindings::super_block) -> &'a Self {
+        // SAFETY: As the caller guarantees, `s_type` is the `fs_type` field of a live
+        // registration (`Opaque` is transparent), which outlives its super blocks.
         unsafe {
-            FS_TYPE.0.get().write(fs);
-            kernel::error::to_result(bindings::register_filesystem(FS_TYPE.0.get()))?;
+            let field = (*sb).s_type.cast::<Opaque<bindings::file_system_type>>();
+            &*kernel::container_of!(field, Self, fs_type)
         }
-        Ok(Self(()))
+    }
+
+    /// Takes one pin of the internal mount, making it if there is none; returns it.
+    fn pin_mount(&self) -> Result<*mut bindings::vfsmount> {
+        // SAFETY: The type is registered (type invariant); `simple_pin_fs` serialises on
+        // `pin_fs_lock` its uses of `mnt` and `count`.
+        let ret = unsafe {
+            bindings::simple_pin_fs(self.fs_type.get(), self.mnt.get(), self.count.get())
+        };
+        kernel::error::to_result(ret)?;
+        // SAFETY: We hold a pin: the pointer is set and only changes once the count is zero.
+        Ok(unsafe { *self.mnt.get() })
+    }
+
+    /// Drops one pin taken by [`Self::pin_mount`]. Never the mount's last reference when a
+    /// file or inode of the mount is still in use by the caller (each file holds its own).
+    fn unpin_mount(&self) {
+        // SAFETY: Balances a successful `pin_mount`.
+        unsafe { bindings::simple_release_fs(self.mnt.get(), self.count.get()) };
     }
 }
 
-impl Drop for FsType {
-    fn drop(&mut self) {
-        // SAFETY: Registered in `register`. No super block of the type is left: each would pin
-        // the module, which is being unloaded.
-        unsafe { bindings::unregister_filesystem(FS_TYPE.0.get()) };
+#[pinned_drop]
+impl<T: DaxFile> PinnedDrop for FsRegistration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Registered (type invariant). No super block of the type is left: each would
+        // pin the module, which is being unloaded.
+        unsafe { bindings::unregister_filesystem(self.fs_type.get()) };
     }
 }
 
-/// Takes one pin of the internal mount, making it if there is none; returns it.
-fn pin_mount() -> Result<*mut bindings::vfsmount> {
-    let (fs_type, mnt, count) = (FS_TYPE.0.get(), PIN_MNT.0.get(), PIN_COUNT.0.get());
-    // SAFETY: `FS_TYPE` is registered for the module's life (files are only made while the
-    // control device exists, registered after it); `simple_pin_fs` serialises on `pin_fs_lock`
-    // its uses of the two statics.
-    let ret = unsafe { bindings::simple_pin_fs(fs_type, mnt, count) };
-    kernel::error::to_result(ret)?;
-    // SAFETY: We hold a pin: the pointer is set and only changes once the count is zero.
-    Ok(unsafe { *PIN_MNT.0.get() })
-}
-
-/// Drops one pin taken by [`pin_mount`]. Never the mount's last reference when a file or
-/// inode of the mount is still in use by the caller (each file holds its own).
-fn unpin_mount() {
-    // SAFETY: Balances a successful `pin_mount`.
-    unsafe { bindings::simple_release_fs(PIN_MNT.0.get(), PIN_COUNT.0.get()) };
-}
-
-/// `release` of our files: the files [`create_file`] made give back their pin of the mount.
-/// The file still holds its own mount reference (dropped after its dentry, at the end of
-/// `__fput`), so this never ends the mount.
-pub(super) unsafe extern "C" fn release(
-    _inode: *mut bindings::inode,
+/// `release` of our files: the files [`FsRegistration::create_file`] made give back their pin
+/// of the mount. The file still holds its own mount reference (dropped after its dentry, at the
+/// end of `__fput`), so this never ends the mount.
+///
+/// # Safety
+///
+/// Called by the VFS only (`file_operations.release` of `T`'s files): `inode` and `file` are
+/// one of those files being released and its inode, valid for the call.
+pub(super) unsafe extern "C" fn release<T: DaxFile>(
+    inode: *mut bindings::inode,
     file: *mut bindings::file,
 ) -> kernel::ffi::c_int {
-    // SAFETY: The VFS passes the file being released.
-    if unsafe { (*file).private_data } == pinned_file_marker() {
-        unpin_mount();
+    // SAFETY: The VFS passes the file being released and its live inode, whose super block is
+    // of our registered type.
+    unsafe {
+        if (*file).private_data == pinned_file_marker() {
+            FsRegistration::<T>::of_super((*inode).i_sb).unpin_mount();
+        }
     }
     0
 }
@@ -181,28 +237,31 @@ pub(crate) struct NewFile {
     pub(crate) read_only: bool,
 }
 
-/// Makes a new DAX inode owning `data` on the internal mount and returns a file open on it,
-/// with the inode number. `track` runs on the data once it is in place, before the file is
-/// published (so that the data may register the inode where others find it; the data's
-/// [`DaxFile::evict`] undoes that, also when an error below drops the inode).
-pub(crate) fn create_file<T: DaxFile>(
-    data: KBox<T>,
-    new: &NewFile,
-    track: impl FnOnce(&T, &super::Inode),
-) -> Result<(ARef<File>, u64)> {
-    // The file's pin; a second one for the call, so that dropping the inode on an error path
-    // (which evicts it) never ends the mount from inside the eviction.
-    let mnt = pin_mount()?;
-    if let Err(e) = pin_mount() {
-        unpin_mount();
-        return Err(e);
+impl<T: DaxFile> FsRegistration<T> {
+    /// Makes a new DAX inode owning `data` on the internal mount and returns a file open on
+    /// it, with the inode number. `track` runs on the data once it is in place, before the
+    /// file is published (so that the data may register the inode where others find it; the
+    /// data's [`DaxFile::evict`] undoes that, also when an error below drops the inode).
+    pub(crate) fn create_file(
+        &self,
+        data: KBox<T>,
+        new: &NewFile,
+        track: impl FnOnce(&T, &super::Inode),
+    ) -> Result<(ARef<File>, u64)> {
+        // The file's pin; a second one for the call, so that dropping the inode on an error
+        // path (which evicts it) never ends the mount from inside the eviction.
+        let mnt = self.pin_mount()?;
+        if let Err(e) = self.pin_mount() {
+            self.unpin_mount();
+            return Err(e);
+        }
+        let ret = create_pinned(mnt, data, new, track);
+        if ret.is_err() {
+            self.unpin_mount();
+        }
+        self.unpin_mount();
+        ret
     }
-    let ret = create_pinned(mnt, data, new, track);
-    if ret.is_err() {
-        unpin_mount();
-    }
-    unpin_mount();
-    ret
 }
 
 /// [`create_file`] with the mount `mnt` pinned twice; on success one pin belongs to the file.
@@ -225,7 +284,7 @@ fn create_pinned<T: DaxFile>(
     // SAFETY: `inode` is new and ours alone until the file below publishes it.
     unsafe {
         (*inode).i_ino = ino as _;
-        ffi::famfs_glue_inode_init(
+        lb::famfs_glue_inode_init(
             inode,
             (bindings::S_IFREG | (new.mode & 0o7777)) as u16,
             new.uid,
@@ -267,7 +326,7 @@ fn create_pinned<T: DaxFile>(
             // SAFETY: The file is new and not yet visible to anyone else; its release gives
             // back the pin the caller took for it.
             unsafe {
-                ffi::famfs_glue_file_set_seekable(raw);
+                lb::famfs_glue_file_set_seekable(raw);
                 (*raw).private_data = pinned_file_marker();
             }
             // SAFETY: `alloc_file_pseudo` returned a file with one reference, now ours.

@@ -52,6 +52,23 @@ pub const IOC_GET_FMAP: u32 = ioc(IOC_READ | IOC_WRITE, 4, core::mem::size_of::<
 /// `FAMFS_IOC_REVOKE`: `_IOWR(0xFA, 5, RevokeArgs)`, on `/dev/famfs`: revoke every file made
 /// through this open (the files of every device in its table).
 pub const IOC_REVOKE: u32 = ioc(IOC_READ | IOC_WRITE, 5, core::mem::size_of::<RevokeArgs>());
+/// `FAMFS_IOC_LEASE`: `_IOWR(0xFA, 6, LeaseArgs)`, on `/dev/famfs`: arm, renew or disarm this
+/// open's lease (when it is not renewed in time, every file made through the open is revoked).
+pub const IOC_LEASE: u32 = ioc(IOC_READ | IOC_WRITE, 6, core::mem::size_of::<LeaseArgs>());
+/// `FAMFS_IOC_FILE_STATE`: `_IOWR(0xFA, 7, FileStateArgs)`, on a file made by
+/// `IOC_CREATE_FILE`: whether it is mapped, whether it is revoked.
+pub const IOC_FILE_STATE: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    7,
+    core::mem::size_of::<FileStateArgs>(),
+);
+/// `FAMFS_IOC_REVOKE_FILE`: `_IOWR(0xFA, 8, RevokeFileArgs)`, on a file made by
+/// `IOC_CREATE_FILE`: revoke that one file.
+pub const IOC_REVOKE_FILE: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    8,
+    core::mem::size_of::<RevokeFileArgs>(),
+);
 
 /// Output of `IOC_VERSION`.
 #[repr(C)]
@@ -147,6 +164,53 @@ pub struct RevokeArgs {
     pub reserved: [u64; 2],
 }
 
+/// Shortest lease `IOC_LEASE` accepts, in milliseconds (0 disarms).
+pub const LEASE_MIN_MS: u32 = 10;
+/// Longest lease `IOC_LEASE` accepts, in milliseconds (one hour).
+pub const LEASE_MAX_MS: u32 = 3_600_000;
+
+/// Argument of `IOC_LEASE`: arms or renews this open's lease for `timeout_ms` from now, or
+/// disarms it (`timeout_ms == 0`). When no `IOC_LEASE` renews an armed lease in time, or the
+/// open is closed with its lease armed, the module revokes every file made through the open
+/// exactly as `IOC_REVOKE` does (from a work item of its own); `IOC_LEASE` then fails with
+/// `ESTALE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseArgs {
+    /// In: the lease, `LEASE_MIN_MS..=LEASE_MAX_MS`, or 0 to disarm.
+    pub timeout_ms: u32,
+    /// Must be zero (no flags yet).
+    pub flags: u32,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of `IOC_FILE_STATE`: the state of one file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStateArgs {
+    /// Out: 1 while any mapping (VMA) of the file exists, else 0.
+    pub mapped: u32,
+    /// Out: 1 once the file is revoked (`IOC_REVOKE_FILE`, or `IOC_REVOKE`/a lease expiry on
+    /// the open it was made through), else 0.
+    pub revoked: u32,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of `IOC_REVOKE_FILE`: revoke this one file for good (I/O and opens `ESTALE`,
+/// mappings zapped and later faults `SIGBUS`), waiting for the I/O in flight and pinned pages.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevokeFileArgs {
+    /// Must be zero (no flags yet).
+    pub flags: u32,
+    /// Must be zero.
+    pub reserved0: u32,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +223,9 @@ mod tests {
         assert_eq!(size_of::<CreateFileArgs>(), 56);
         assert_eq!(size_of::<GetFmapArgs>(), 32);
         assert_eq!(size_of::<RevokeArgs>(), 32);
+        assert_eq!(size_of::<LeaseArgs>(), 24);
+        assert_eq!(size_of::<FileStateArgs>(), 24);
+        assert_eq!(size_of::<RevokeFileArgs>(), 24);
     }
 
     #[test]
@@ -169,5 +236,9 @@ mod tests {
         assert_eq!(IOC_CREATE_FILE, 0xC038_FA03);
         assert_eq!(IOC_GET_FMAP, 0xC020_FA04);
         assert_eq!(IOC_REVOKE, 0xC020_FA05);
+        // _IOWR(0xFA, 6..=8, 24 bytes).
+        assert_eq!(IOC_LEASE, 0xC018_FA06);
+        assert_eq!(IOC_FILE_STATE, 0xC018_FA07);
+        assert_eq!(IOC_REVOKE_FILE, 0xC018_FA08);
     }
 }

@@ -50,7 +50,9 @@
 //!    for the chunks that `nbytes` sends to it [`InconsistentInterleave`]:
 //!    with `chunks = ceil(nbytes / chunk_size)`, strip `s` receives
 //!    `chunks / nstrips` chunks, plus one if `s < chunks % nstrips`, and its
-//!    `len` must be at least that many chunk sizes. `nbytes` itself need not
+//!    `len` must be at least that many chunk sizes ([`dealt_chunks`]; the same
+//!    as `nbytes <= interleave_capacity(..)` of the strips, the capacity rule
+//!    user space uses for on-media maps). `nbytes` itself need not
 //!    be aligned (the C famfs tools store the file size there), but an
 //!    interleaved extent that is followed by another must end on an [`ALIGN`]
 //!    boundary [`Misaligned`], so that every extent starts 2 MiB-aligned in
@@ -91,7 +93,9 @@
 //! maps its range linearly. An interleaved extent cuts its range into
 //! `chunk_size` chunks and deals them round-robin to its strips: chunk `c`
 //! lives in strip `c % nstrips`, at `(c / nstrips) * chunk_size` from the
-//! strip's start.
+//! strip's start ([`locate_chunk`]). This interleave rule (locate, deal,
+//! capacity) is the one layout rule of famfs-rs: user space's on-media map
+//! (famfs-format), allocator and fsck take it from here too.
 
 #![forbid(unsafe_code)]
 
@@ -117,6 +121,8 @@ pub const MAX_DAXDEVS: u32 = 64;
 
 /// Linux errno values (asm-generic numbering, as on x86-64 and arm64).
 pub mod errno {
+    /// Input/output error.
+    pub const EIO: i32 = 5;
     /// No such device or address.
     pub const ENXIO: i32 = 6;
     /// Argument list too long.
@@ -366,17 +372,10 @@ impl<'a> InterleavedExtent<'a> {
         if local >= self.nbytes {
             return None;
         }
-        let chunk_size = u64::from(self.chunk_size);
-        let nstrips = u64::from(self.nstrips);
-        let chunk = local.checked_div(chunk_size)?;
-        let within = local.checked_rem(chunk_size)?;
-        let strip = self.strip(u32::try_from(chunk.checked_rem(nstrips)?).ok()?)?;
-        let stripe = chunk.checked_div(nstrips)?;
-        let in_strip = stripe.checked_mul(chunk_size)?.checked_add(within)?;
-        let len = min(
-            chunk_size.checked_sub(within)?,
-            self.nbytes.checked_sub(local)?,
-        );
+        let pos = locate_chunk(u64::from(self.chunk_size), u64::from(self.nstrips), local)?;
+        let strip = self.strip(u32::try_from(pos.strip).ok()?)?;
+        let in_strip = pos.in_strip;
+        let len = min(pos.to_chunk_end, self.nbytes.checked_sub(local)?);
         // Never hand out a range outside the strip, even for a map that
         // `Fmap::from_trusted` accepted without validation.
         if in_strip.checked_add(len)? > strip.len || strip.offset.checked_add(strip.len).is_none() {
@@ -388,6 +387,88 @@ impl<'a> InterleavedExtent<'a> {
             len,
         })
     }
+}
+
+// ---- the interleave rule ----------------------------------------------------
+//
+// One rule for where the bytes of an interleaved layout live and how many bytes its strips hold,
+// used by the validation and resolution below (the kernel's), and by user space's on-media map
+// (famfs-format `Fmap::capacity`/`resolve`), allocator and fsck through this crate. It is the
+// C famfs rule (famfs_kfmap.h): the file is cut into `ceil(nbytes / chunk_size)` chunks dealt
+// round-robin to the strips; chunk `c` is in strip `c % nstrips` at `(c / nstrips) * chunk_size`.
+// A strip must hold every chunk dealt to it, whole; strips may differ in length.
+
+/// Where an offset of an interleaved layout lies ([`locate_chunk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkPos {
+    /// Index of the strip.
+    pub strip: u64,
+    /// Offset from the strip's start.
+    pub in_strip: u64,
+    /// Bytes from there to the end of the chunk (contiguous memory).
+    pub to_chunk_end: u64,
+}
+
+/// Locates `local`, an offset from an interleaved extent's start in the file, among `nstrips`
+/// strips of `chunk_size` chunks (`None` if either is zero, or on overflow). Whether the strip is
+/// long enough is the caller's check ([`interleave_capacity`] or the strip's `len`).
+pub fn locate_chunk(chunk_size: u64, nstrips: u64, local: u64) -> Option<ChunkPos> {
+    let chunk = local.checked_div(chunk_size)?;
+    let within = local.checked_rem(chunk_size)?;
+    let stripe = chunk.checked_div(nstrips)?;
+    Some(ChunkPos {
+        strip: chunk.checked_rem(nstrips)?,
+        in_strip: stripe.checked_mul(chunk_size)?.checked_add(within)?,
+        to_chunk_end: chunk_size.checked_sub(within)?,
+    })
+}
+
+/// The number of chunks of `chunk_size` that `nbytes` bytes need: `ceil(nbytes / chunk_size)`
+/// (`None` for a zero chunk size or on overflow).
+pub fn chunks_for(nbytes: u64, chunk_size: u64) -> Option<u64> {
+    let whole = nbytes.checked_div(chunk_size)?;
+    let partial = nbytes.checked_rem(chunk_size)?;
+    whole.checked_add(u64::from(partial != 0))
+}
+
+/// How many of the chunks `0..chunks`, dealt round-robin to `nstrips` strips, land in strip
+/// `strip`: `chunks / nstrips`, plus one if `strip < chunks % nstrips` (`None` for no strips).
+pub fn dealt_chunks(chunks: u64, nstrips: u64, strip: u64) -> Option<u64> {
+    let whole = chunks.checked_div(nstrips)?;
+    let extra = chunks.checked_rem(nstrips)?;
+    whole.checked_add(u64::from(strip < extra))
+}
+
+/// The capacity of an interleaved layout: the most bytes whose chunks, dealt round-robin, each
+/// land whole inside their strip, given the strips' lengths in order (0 for no strips or a zero
+/// chunk size; saturated at `u64::MAX`). A byte count `nbytes` satisfies the per-strip rule of
+/// validation rule 6 exactly when `nbytes <= interleave_capacity(..)`.
+///
+/// With `k` the fewest whole chunks any strip holds, every strip takes `k` rounds, and one more
+/// chunk goes to each strip of the leading run of strips that hold more than `k`.
+pub fn interleave_capacity(chunk_size: u64, strip_lens: impl Iterator<Item = u64> + Clone) -> u64 {
+    let mut fewest: Option<u64> = None;
+    for len in strip_lens.clone() {
+        let Some(k) = len.checked_div(chunk_size) else {
+            return 0;
+        };
+        fewest = Some(fewest.map_or(k, |f| min(f, k)));
+    }
+    let Some(k) = fewest else {
+        return 0;
+    };
+    let mut nstrips: u64 = 0;
+    let mut leading: u64 = 0;
+    let mut in_run = true;
+    for len in strip_lens {
+        in_run = in_run && len.checked_div(chunk_size).is_some_and(|n| n > k);
+        leading = leading.saturating_add(u64::from(in_run));
+        nstrips = nstrips.saturating_add(1);
+    }
+    nstrips
+        .saturating_mul(k)
+        .saturating_add(leading)
+        .saturating_mul(chunk_size)
 }
 
 /// One extent of a validated message.
@@ -822,26 +903,12 @@ fn check_interleaved(b: &[u8], at: usize) -> Result<u64, FmapError> {
         return Err(FmapError::ZeroLength);
     }
     let nstrips = u64::from(nstrips);
-    // ceil(nbytes / chunk_size); chunk_size is nonzero here.
-    let whole = ie
-        .nbytes
-        .checked_div(chunk_size)
-        .ok_or(FmapError::BadChunkSize)?;
-    let partial = ie
-        .nbytes
-        .checked_rem(chunk_size)
-        .ok_or(FmapError::BadChunkSize)?;
-    let chunks = whole
-        .checked_add(u64::from(partial != 0))
-        .ok_or(FmapError::Overflow)?;
-    let per_strip = chunks.checked_div(nstrips).ok_or(FmapError::NoStrips)?;
-    let extra = chunks.checked_rem(nstrips).ok_or(FmapError::NoStrips)?;
+    // ceil(nbytes / chunk_size); chunk_size is nonzero here, so only the sum can overflow.
+    let chunks = chunks_for(ie.nbytes, chunk_size).ok_or(FmapError::Overflow)?;
     let mut index: u64 = 0;
     for strip in RawStrips(ie.strips) {
         check_simple(&strip)?;
-        let strip_chunks = per_strip
-            .checked_add(u64::from(index < extra))
-            .ok_or(FmapError::Overflow)?;
+        let strip_chunks = dealt_chunks(chunks, nstrips, index).ok_or(FmapError::NoStrips)?;
         let needed = strip_chunks
             .checked_mul(chunk_size)
             .ok_or(FmapError::InconsistentInterleave)?;

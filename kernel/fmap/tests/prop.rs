@@ -335,3 +335,42 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The one capacity rule: for any strips (lengths unequal, not multiples of the chunk), a
+    /// message whose interleaved extent covers `nbytes` parses exactly when `nbytes` is at most
+    /// [`interleave_capacity`] of its strips, and [`dealt_chunks`] agrees with dealing the
+    /// chunks one by one (`dealt`, the independent model above).
+    #[test]
+    fn capacity_is_the_validation_rule(
+        chunk_mult in 1u32..=3,
+        lens in prop::collection::vec(1u64..=12, 1..=6),
+        nbytes_units in 1u64..=64,
+        shave in 0u64..ALIGN,
+    ) {
+        let chunk = chunk_mult * ALIGN as u32;
+        let strips: Vec<SimpleExtent> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| SimpleExtent { devindex: 0, offset: (i as u64 * 16 + 1) * ALIGN, len: l * ALIGN })
+            .collect();
+        let nbytes = nbytes_units * ALIGN - shave;
+        let cap = interleave_capacity(u64::from(chunk), strips.iter().map(|s| s.len));
+        let counts = dealt(nbytes, u64::from(chunk), strips.len());
+        for (i, &n) in counts.iter().enumerate() {
+            prop_assert_eq!(dealt_chunks(chunks_for(nbytes, u64::from(chunk)).unwrap(), strips.len() as u64, i as u64), Some(n));
+        }
+        let fits = counts.iter().zip(&strips).all(|(&n, s)| n * u64::from(chunk) <= s.len);
+        let mut buf = [0u8; MAX_MSG_LEN];
+        let spec = InterleaveSpec { chunk_size: chunk, nbytes, strips: &strips };
+        let parsed = encode_interleaved(&mut buf, FileType::Regular, nbytes, &[spec]);
+        prop_assert_eq!(fits, nbytes <= cap);
+        match parsed {
+            Ok(_) => prop_assert!(nbytes <= cap),
+            Err(e) => {
+                prop_assert_eq!(e, FmapError::InconsistentInterleave);
+                prop_assert!(nbytes > cap);
+            }
+        }
+    }
+}

@@ -117,10 +117,12 @@ impl InterleaveParams {
         self.chunk_size
     }
 
-    /// Length of each strip for a file of `size` bytes: `ceil(size / (nstrips * chunk)) * chunk`.
+    /// Length of each strip for a file of `size` bytes: every strip as long as the one the
+    /// layout rule deals the most chunks to (strip 0; famfs-fmap's `dealt_chunks`), which is
+    /// the C allocator's `ceil(size / (nstrips * chunk)) * chunk`. Equal strips, as C makes.
     pub fn strip_len(&self, size: u64) -> u64 {
-        let stripe = self.nstrips * self.chunk_size;
-        size.div_ceil(stripe) * self.chunk_size
+        let chunks = famfs_fmap::chunks_for(size, self.chunk_size).unwrap_or(0);
+        famfs_fmap::dealt_chunks(chunks, self.nstrips, 0).unwrap_or(0) * self.chunk_size
     }
 }
 
@@ -131,6 +133,8 @@ pub struct Bitmap {
     units: u64,
     words: Vec<u64>,
     used: u64,
+    /// Units `[0, reserved)` (superblock and log) are never released.
+    reserved: u64,
 }
 
 /// A small deterministic generator (splitmix64) for the bucket shuffle.
@@ -151,9 +155,11 @@ impl Bitmap {
             units,
             words: vec![0; units.div_ceil(64) as usize],
             used: 0,
+            reserved: 0,
         };
         let r = reserved.div_ceil(UNIT).min(units);
         b.set_range(0, r);
+        b.reserved = r;
         b
     }
 
@@ -193,7 +199,6 @@ impl Bitmap {
         }
     }
 
-    #[cfg(test)]
     fn clear_range(&mut self, start: u64, n: u64) {
         for u in start..start + n {
             let w = &mut self.words[(u / 64) as usize];
@@ -202,6 +207,22 @@ impl Bitmap {
                 *w &= !bit;
                 self.used -= 1;
             }
+        }
+    }
+
+    /// Frees the units of an extent (the memory of a deleted file, when its RECLAIM entry is
+    /// played). Units past the device end and the reserved units (superblock, log) stay as they
+    /// are. The caller marks again whatever another file still holds there (only damage, a
+    /// collision, can make two files share a unit).
+    pub fn release(&mut self, e: &Extent) {
+        let start = (e.offset / UNIT).max(self.reserved);
+        let end = e
+            .offset
+            .saturating_add(e.len)
+            .div_ceil(UNIT)
+            .min(self.units);
+        if start < end {
+            self.clear_range(start, end - start);
         }
     }
 
@@ -507,6 +528,30 @@ mod tests {
             Err(AllocError::BeyondDevice { .. })
         ));
         assert_eq!(b.alloc_contiguous(0), Err(AllocError::ZeroSize));
+    }
+
+    #[test]
+    fn release_frees_for_reuse_but_never_the_log() {
+        let mut b = Bitmap::new(4 * G, RESERVED);
+        let e = b.alloc_contiguous(6 << 20).unwrap();
+        let f = b.alloc_contiguous(2 << 20).unwrap();
+        assert_eq!(b.used_units(), 5 + 4);
+        b.release(&e);
+        assert_eq!(b.used_units(), 5 + 1);
+        // The space comes back: the same offset is handed out again.
+        assert_eq!(b.alloc_contiguous(6 << 20).unwrap(), e);
+        assert!(b.is_set(f.offset / UNIT));
+        // An extent reaching into the log or past the device end frees only what it may.
+        b.release(&Extent::new(UNIT, 4 * UNIT));
+        assert!(
+            (0..5).all(|u| b.is_set(u)),
+            "the superblock and log stay taken"
+        );
+        assert_eq!(b.used_units(), 5 + 4);
+        b.mark(&Extent::new(4 * G - UNIT, UNIT)).unwrap();
+        b.release(&Extent::new(4 * G - UNIT, 4 * UNIT));
+        assert_eq!(b.used_units(), 5 + 4);
+        assert!(!b.is_set(4 * G / UNIT - 1));
     }
 
     #[test]

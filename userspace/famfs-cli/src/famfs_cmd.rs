@@ -8,8 +8,8 @@
 
 use crate::cmd::GlobalArgs;
 use crate::cmd::{
-    cat, check, chkread, clone, cp, creat, daxdev, devadd, flush, fsck, gen_man, getmap, logplay,
-    mkdir, mkmeta, mount, umount, verify,
+    cat, check, chkread, clone, compact, cp, creat, daxdev, devadd, flush, fsck, gen_man, getmap,
+    logplay, mkdir, mkmeta, mount, reclaim, rm, rmdir, umount, verify,
 };
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -32,6 +32,10 @@ pub struct Cli {
 pub enum Cmd {
     Mkdir(mkdir::MkdirArgs),
     Creat(creat::CreatArgs),
+    Rm(rm::RmArgs),
+    Rmdir(rmdir::RmdirArgs),
+    Reclaim(reclaim::ReclaimArgs),
+    Compact(compact::CompactArgs),
     Cp(cp::CpArgs),
     Verify(verify::VerifyArgs),
     Logplay(logplay::LogplayArgs),
@@ -56,6 +60,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
     match &cli.cmd {
         Cmd::Mkdir(a) => mkdir::run(&cli.global, a),
         Cmd::Creat(a) => creat::run(&cli.global, a),
+        Cmd::Rm(a) => rm::run(&cli.global, a),
+        Cmd::Rmdir(a) => rmdir::run(&cli.global, a),
+        Cmd::Reclaim(a) => reclaim::run(&cli.global, a),
+        Cmd::Compact(a) => compact::run(&cli.global, a),
         Cmd::Cp(a) => cp::run(&cli.global, a),
         Cmd::Verify(a) => verify::run(&cli.global, a),
         Cmd::Logplay(a) => logplay::run(&cli.global, a),

@@ -32,6 +32,10 @@ pub struct MkfsArgs {
     /// mkfs leaves the mode as it was.
     #[arg(long)]
     pub set_daxmode: bool,
+    /// Allow deleting files from the start: the superblock gets version 49, which the C famfs
+    /// tools refuse (without it, the first `famfs rm` marks it; through a mount it cannot).
+    #[arg(long)]
+    pub enable_delete: bool,
     /// Fixed file system uuid (for reproducible images).
     #[arg(long, hide = true)]
     pub fs_uuid: Option<String>,
@@ -164,7 +168,11 @@ pub fn run(a: &MkfsArgs) -> Result<()> {
         ),
         None => None,
     };
-    let sb = mkfs(&media, &opts).with_context(|| format!("mkfs on {} failed", dev.display()))?;
+    let mut sb =
+        mkfs(&media, &opts).with_context(|| format!("mkfs on {} failed", dev.display()))?;
+    if a.enable_delete {
+        sb = famfs_meta::enable_deletes(&media)?;
+    }
     drop(old_lock);
     println!("famfs file system created on {}", dev.display());
     if !secondaries.is_empty() {

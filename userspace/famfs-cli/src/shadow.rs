@@ -64,72 +64,42 @@ const BEST_WIDTH: usize = 80;
 /// space is escaped).
 fn scalar_at(s: &str, col: usize, indent: usize) -> String {
     let (block_plain, single_ok) = analyze(s);
+    let style = match (block_plain, single_ok) {
+        (true, _) => Style::Plain,
+        (false, true) => Style::Single,
+        (false, false) => Style::Double,
+    };
     let chars: Vec<char> = s.chars().collect();
+    let last = chars.len().saturating_sub(1);
     let mut o = String::new();
     let mut col = col;
-    let brk = |o: &mut String, col: &mut usize| {
-        o.push('\n');
-        o.push_str(&" ".repeat(indent));
-        *col = indent;
+    let quote = match style {
+        Style::Plain => None,
+        Style::Single => Some('\''),
+        Style::Double => Some('"'),
     };
-    let mut spaces = false;
-    if block_plain {
-        for (i, &c) in chars.iter().enumerate() {
-            if c == ' ' {
-                if !spaces && col > BEST_WIDTH && chars.get(i + 1) != Some(&' ') {
-                    brk(&mut o, &mut col);
-                } else {
-                    o.push(' ');
-                    col += 1;
-                }
-                spaces = true;
-            } else {
-                o.push(c);
-                col += 1;
-                spaces = false;
-            }
-        }
-        return o;
-    }
-    let last = chars.len().saturating_sub(1);
-    if single_ok {
-        o.push('\'');
+    if let Some(q) = quote {
+        o.push(q);
         col += 1;
-        for (i, &c) in chars.iter().enumerate() {
-            if c == ' ' {
-                if !spaces
-                    && col > BEST_WIDTH
-                    && i != 0
-                    && i != last
-                    && chars.get(i + 1) != Some(&' ')
-                {
-                    brk(&mut o, &mut col);
-                } else {
-                    o.push(' ');
-                    col += 1;
-                }
-                spaces = true;
-            } else {
-                if c == '\'' {
-                    o.push_str("''");
-                    col += 2;
-                } else {
-                    o.push(c);
-                    col += 1;
-                }
-                spaces = false;
-            }
-        }
-        o.push('\'');
-        return o;
     }
-    o.push('"');
-    col += 1;
+    let mut spaces = false;
     for (i, &c) in chars.iter().enumerate() {
         if c == ' ' {
-            if !spaces && col > BEST_WIDTH && i != 0 && i != last {
-                brk(&mut o, &mut col);
-                if chars.get(i + 1) == Some(&' ') {
+            let next_space = chars.get(i + 1) == Some(&' ');
+            let inside = i != 0 && i != last;
+            let fold = !spaces
+                && col > BEST_WIDTH
+                && match style {
+                    Style::Plain => !next_space,
+                    Style::Single => inside && !next_space,
+                    Style::Double => inside,
+                };
+            if fold {
+                o.push('\n');
+                o.push_str(&" ".repeat(indent));
+                col = indent;
+                // A double-quoted break before a second space is escaped.
+                if style == Style::Double && next_space {
                     o.push('\\');
                     col += 1;
                 }
@@ -139,14 +109,29 @@ fn scalar_at(s: &str, col: usize, indent: usize) -> String {
             }
             spaces = true;
         } else {
-            let e = escape(c);
+            let e = match style {
+                Style::Plain => c.to_string(),
+                Style::Single if c == '\'' => "''".to_string(),
+                Style::Single => c.to_string(),
+                Style::Double => escape(c),
+            };
             col += e.chars().count();
             o.push_str(&e);
             spaces = false;
         }
     }
-    o.push('"');
+    if let Some(q) = quote {
+        o.push(q);
+    }
     o
+}
+
+/// libyaml's three scalar styles, as [`scalar_at`] writes them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Plain,
+    Single,
+    Double,
 }
 
 /// [`scalar_at`] where no folding can happen (tests).
@@ -162,11 +147,9 @@ fn analyze(s: &str) -> (bool, bool) {
     }
     let chars: Vec<char> = s.chars().collect();
     let mut block_indicators = s.starts_with("---") || s.starts_with("...");
-    let (mut special, mut line_breaks, mut leading_space, mut trailing_space) =
-        (false, false, false, false);
+    let (mut special, mut line_breaks, mut blank_edge) = (false, false, false);
     let (mut break_space, mut space_break, mut previous_space, mut previous_break) =
         (false, false, false, false);
-    let (mut leading_break, mut trailing_break) = (false, false);
     let mut preceded_by_ws = true;
     let blankz =
         |c: Option<&char>| matches!(c, None | Some(' ') | Some('\t') | Some('\r') | Some('\n'));
@@ -196,40 +179,21 @@ fn analyze(s: &str) -> (bool, bool) {
         if is_break {
             line_breaks = true;
         }
-        let last = i + 1 == chars.len();
-        if c == ' ' {
-            if i == 0 {
-                leading_space = true;
-            }
-            if last {
-                trailing_space = true;
-            }
-            if previous_break {
-                break_space = true;
-            }
-            previous_space = true;
-            previous_break = false;
-        } else if is_break {
-            if i == 0 {
-                leading_break = true;
-            }
-            if last {
-                trailing_break = true;
-            }
-            if previous_space {
-                space_break = true;
-            }
-            previous_break = true;
-            previous_space = false;
-        } else {
-            previous_space = false;
-            previous_break = false;
+        let is_space = c == ' ';
+        // A space or line break at either end (libyaml's leading/trailing space/break, which
+        // it only ever uses together).
+        if (is_space || is_break) && (i == 0 || i + 1 == chars.len()) {
+            blank_edge = true;
         }
+        break_space |= is_space && previous_break;
+        space_break |= is_break && previous_space;
+        previous_space = is_space;
+        previous_break = is_break;
         preceded_by_ws = matches!(c, ' ' | '\t' | '\r' | '\n');
     }
     let mut block_plain = true;
     let mut single = true;
-    if leading_space || leading_break || trailing_space || trailing_break {
+    if blank_edge {
         block_plain = false;
     }
     if break_space {
@@ -605,7 +569,18 @@ mod tests {
         assert_eq!(scalar("- x"), "'- x'");
         assert_eq!(scalar("-x"), "-x");
         assert_eq!(scalar(" lead"), "' lead'");
+        // Blanks at the ends and spaces next to line breaks (libyaml's analysis).
+        assert_eq!(scalar("trail "), "'trail '");
+        assert_eq!(scalar("a b"), "a b");
+        assert_eq!(scalar("a\n b"), "\"a\\n b\"");
+        assert_eq!(scalar("a \nb"), "\"a \\nb\"");
         assert_eq!(scalar("it's"), "it's");
+        // Past column 80 a space folds the line, never at a quoted scalar's ends; a
+        // double-quoted fold before a second space escapes it.
+        assert_eq!(scalar_at("aaaa bbbb", 85, 4), "aaaa\n    bbbb");
+        assert_eq!(scalar_at("a: b c", 85, 2), "'a:\n  b c'");
+        assert_eq!(scalar_at(" a: b", 85, 2), "' a:\n  b'");
+        assert_eq!(scalar_at("\u{e9}  x", 85, 2), "\"\\xE9\n  \\ x\"");
         assert_eq!(scalar("'q"), "'''q'");
         assert_eq!(scalar("é"), "\"\\xE9\"");
         assert_eq!(scalar("tab\there"), "\"tab\\there\"");

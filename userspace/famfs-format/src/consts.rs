@@ -6,6 +6,11 @@ pub const MIB2: u64 = 2 << 20;
 pub const SB_MAGIC: u64 = 0x87b2_82ff;
 /// Superblock version; the C tools reject any other value.
 pub const SB_VERSION: u64 = 48;
+/// Superblock version of a primary whose log may hold DELETE and RECLAIM entries (famfs-rs). The
+/// master writes it before the first DELETE entry, so the C tools (which accept exactly 48 and
+/// would ignore a DELETE, keeping the file and mapping memory given to another) refuse the file
+/// system from then on. Documentation/compatibility.md, "Delete".
+pub const SB_VERSION_DELETE: u64 = 49;
 /// On-media format major version.
 pub const OMF_VER_MAJOR: u32 = 2;
 /// On-media format minor version.

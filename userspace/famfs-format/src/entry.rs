@@ -48,9 +48,12 @@ impl RawLogEntry {
 pub enum EntryType {
     File = 0,
     Mkdir = 1,
-    /// Defined by the format but never written; readers refuse it.
+    /// Removes a file or directory (C `FAMFS_LOG_DELETE`, never written by the C tools; layout
+    /// by famfs-rs, see [`DeleteEntry`]).
     Delete = 2,
     AddDaxdev = 3,
+    /// Gives the memory of deleted files back to the allocator (famfs-rs, see [`ReclaimEntry`]).
+    Reclaim = 4,
 }
 
 /// FILE entry flags.
@@ -122,12 +125,58 @@ pub const DAXDEV_ENTRY_NAME_LEN: usize = 64;
 /// Offset of the name hint in the ADD_DAXDEV body.
 const DAXDEV_ENTRY_NAME_OFF: usize = 32;
 
+/// DELETE flag: revoke the file on every host (mappings SIGBUS, descriptors ESTALE) instead of
+/// letting holders keep it until they let go.
+pub const DELETE_FLAG_REVOKE: u32 = 1;
+/// DELETE flag: the removed node is a directory (it was empty when removed).
+pub const DELETE_FLAG_DIR: u32 = 2;
+/// `target` of a DELETE of a directory that has no entry of its own (implied by a deeper path).
+pub const DELETE_TARGET_IMPLIED: u64 = u64::MAX;
+
+/// A DELETE entry (type 2): `path`, created by the entry at index `target`, is removed from the
+/// namespace. A file's extents stay allocated ("pending") until a [`ReclaimEntry`] names this
+/// entry's index. Body: target u64 @0, flags u32 @8, zero u32 @12, relpath[80] @16, rest zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteEntry {
+    /// Index of the FILE or MKDIR entry that created the node ([`DELETE_TARGET_IMPLIED`] for a
+    /// directory implied by a deeper path).
+    pub target: u64,
+    /// [`DELETE_FLAG_REVOKE`], [`DELETE_FLAG_DIR`]; other bits are refused on read.
+    pub flags: u32,
+    pub path: RelPath,
+}
+
+impl DeleteEntry {
+    /// Whether the delete asked for revocation on every host.
+    pub fn revoke(&self) -> bool {
+        self.flags & DELETE_FLAG_REVOKE != 0
+    }
+
+    /// Whether the removed node is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.flags & DELETE_FLAG_DIR != 0
+    }
+}
+
+/// Most DELETE indexes one RECLAIM entry names.
+pub const RECLAIM_MAX: usize = 64;
+
+/// A RECLAIM entry (type 4, famfs-rs): the extents of the files deleted by the DELETE entries at
+/// `deletes` (log indexes, each earlier than this entry) are free from here on. Body: count u32
+/// @0 (1 to 64), zero u32 @4, count u64 indexes @8, rest zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReclaimEntry {
+    pub deletes: Vec<u64>,
+}
+
 /// The typed body of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogEntryBody {
     File(FileEntry),
     Mkdir(MkdirEntry),
     AddDaxdev(DaxdevEntry),
+    Delete(DeleteEntry),
+    Reclaim(ReclaimEntry),
 }
 
 /// A decoded log entry.
@@ -171,6 +220,22 @@ impl LogEntry {
                 body[DAXDEV_ENTRY_NAME_OFF..DAXDEV_ENTRY_NAME_OFF + n]
                     .copy_from_slice(&x.name.as_bytes()[..n]);
                 EntryType::AddDaxdev
+            }
+            LogEntryBody::Delete(d) => {
+                put_u64(&mut body, 0, d.target);
+                put_u32(&mut body, 8, d.flags);
+                d.path.encode(&mut body[16..]);
+                EntryType::Delete
+            }
+            LogEntryBody::Reclaim(r) => {
+                // The encoder writes what it is given (at most 64: more would not fit); the
+                // decoder refuses a count outside 1..=64.
+                let n = r.deletes.len().min(RECLAIM_MAX);
+                put_u32(&mut body, 0, n as u32);
+                for (i, d) in r.deletes.iter().take(n).enumerate() {
+                    put_u64(&mut body, 8 + 8 * i, *d);
+                }
+                EntryType::Reclaim
             }
         };
         let mut raw = RawLogEntry {
@@ -247,6 +312,44 @@ impl LogEntry {
                     name,
                 })
             }
+            2 => {
+                let flags = get_u32(b, 8);
+                if flags & !(DELETE_FLAG_REVOKE | DELETE_FLAG_DIR) != 0 {
+                    return Err(FormatError::BadDelete(format!("unknown flags {flags:#x}")));
+                }
+                if get_u32(b, 12) != 0 || b[96..].iter().any(|&c| c != 0) {
+                    return Err(FormatError::BadDelete("reserved bytes not zero".into()));
+                }
+                let target = get_u64(b, 0);
+                if target >= raw.seqnum && target != DELETE_TARGET_IMPLIED {
+                    return Err(FormatError::BadDelete(format!(
+                        "target entry {target} is not before the delete itself"
+                    )));
+                }
+                LogEntryBody::Delete(DeleteEntry {
+                    target,
+                    flags,
+                    path: RelPath::decode(&b[16..])?,
+                })
+            }
+            4 => {
+                let n = get_u32(b, 0) as usize;
+                if n == 0 || n > RECLAIM_MAX {
+                    return Err(FormatError::BadReclaim(format!(
+                        "count {n} (1 to {RECLAIM_MAX})"
+                    )));
+                }
+                if get_u32(b, 4) != 0 || b[8 + 8 * n..].iter().any(|&c| c != 0) {
+                    return Err(FormatError::BadReclaim("reserved bytes not zero".into()));
+                }
+                let deletes: Vec<u64> = (0..n).map(|i| get_u64(b, 8 + 8 * i)).collect();
+                if let Some(d) = deletes.iter().find(|&&d| d >= raw.seqnum) {
+                    return Err(FormatError::BadReclaim(format!(
+                        "names entry {d}, not before the reclaim itself"
+                    )));
+                }
+                LogEntryBody::Reclaim(ReclaimEntry { deletes })
+            }
             other => {
                 return Err(FormatError::BadEntryType {
                     index: raw.seqnum,
@@ -274,6 +377,37 @@ mod tests {
     use proptest::prelude::*;
 
     const M: u64 = MIB2;
+
+    /// Regression: a FILE entry whose interleaved strips differ in length (strip 0 of 8 MiB,
+    /// strip 1 of 4 MiB, 4 MiB chunks, a 12 MiB file) is served by the C famfs kernel (chunk 2
+    /// goes to strip 0 at 4 MiB, inside it), but was refused here as `FmapTooSmall { covered:
+    /// 8 MiB }` (the shortest strip times the strip count), so log play and fsck reported the
+    /// entry invalid and dropped the file.
+    #[test]
+    fn file_with_unequal_strips_is_valid() {
+        let strips = vec![Extent::new(50 * M, 4 * M), Extent::new(80 * M, 2 * M)];
+        let e = FileEntry {
+            size: 6 * M,
+            flags: FileFlags::READ_WRITE,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            path: RelPath::new("il").unwrap(),
+            fmap: Fmap::Interleaved(crate::Interleave::new(2 * M, strips).unwrap()),
+        };
+        assert_eq!(e.validate(), Ok(()));
+        let over = FileEntry {
+            size: 6 * M + 1,
+            ..e
+        };
+        assert_eq!(
+            over.validate(),
+            Err(FormatError::FmapTooSmall {
+                size: 6 * M + 1,
+                covered: 6 * M
+            })
+        );
+    }
 
     fn file_entry(seq: u64) -> LogEntry {
         LogEntry {
@@ -431,9 +565,10 @@ mod tests {
             r.crc = r.compute_crc();
             LogEntry::decode(&r.to_bytes(), 3)
         };
+        // A FILE body read as a DELETE: its "target" (the size) is not an earlier entry.
         assert!(matches!(
             reencode(&|r| r.entry_type = 2),
-            Err(FormatError::BadEntryType { found: 2, .. })
+            Err(FormatError::BadDelete(_))
         ));
         assert!(matches!(
             reencode(&|r| r.entry_type = 99),
@@ -467,6 +602,147 @@ mod tests {
             reencode(&|r| put_u64(&mut r.body, 104 + 24, 4096)),
             Err(FormatError::ExtentMisaligned { .. })
         ));
+    }
+
+    fn delete_entry(seq: u64) -> LogEntry {
+        LogEntry {
+            seqnum: seq,
+            body: LogEntryBody::Delete(DeleteEntry {
+                target: 5,
+                flags: DELETE_FLAG_REVOKE,
+                path: RelPath::new("dir/file").unwrap(),
+            }),
+        }
+    }
+
+    #[test]
+    fn delete_entry_bytes() {
+        let e = delete_entry(9);
+        let b = e.encode();
+        assert_eq!(get_u64(&b, 0), 9);
+        assert_eq!(get_u32(&b, 8), 2, "type FAMFS_LOG_DELETE");
+        assert_eq!(get_u32(&b, 12), 0);
+        let body = &b[16..536];
+        assert_eq!(get_u64(body, 0), 5, "target");
+        assert_eq!(get_u32(body, 8), 1, "flags: revoke");
+        assert_eq!(get_u32(body, 12), 0);
+        assert_eq!(&body[16..25], b"dir/file\0");
+        assert!(body[25..].iter().all(|&c| c == 0));
+        assert_eq!(get_u64(&b, 536), crc32(&b[..536]) as u64);
+        assert_eq!(LogEntry::decode(&b, 9).unwrap(), e);
+        // An implied directory (no entry of its own) round-trips too.
+        let d = LogEntry {
+            seqnum: 3,
+            body: LogEntryBody::Delete(DeleteEntry {
+                target: DELETE_TARGET_IMPLIED,
+                flags: DELETE_FLAG_DIR,
+                path: RelPath::new("a").unwrap(),
+            }),
+        };
+        let b = d.encode();
+        assert_eq!(get_u64(&b, 16), u64::MAX);
+        assert_eq!(get_u32(&b, 24), 2);
+        match LogEntry::decode(&b, 3).unwrap().body {
+            LogEntryBody::Delete(x) => assert!(x.is_dir() && !x.revoke()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reclaim_entry_bytes() {
+        let e = LogEntry {
+            seqnum: 100,
+            body: LogEntryBody::Reclaim(ReclaimEntry {
+                deletes: vec![7, 9, 99],
+            }),
+        };
+        let b = e.encode();
+        assert_eq!(get_u32(&b, 8), 4, "type RECLAIM");
+        let body = &b[16..536];
+        assert_eq!(get_u32(body, 0), 3);
+        assert_eq!(get_u32(body, 4), 0);
+        assert_eq!(get_u64(body, 8), 7);
+        assert_eq!(get_u64(body, 16), 9);
+        assert_eq!(get_u64(body, 24), 99);
+        assert!(body[32..].iter().all(|&c| c == 0));
+        assert_eq!(LogEntry::decode(&b, 100).unwrap(), e);
+        let full = LogEntry {
+            seqnum: 1000,
+            body: LogEntryBody::Reclaim(ReclaimEntry {
+                deletes: (0..RECLAIM_MAX as u64).collect(),
+            }),
+        };
+        assert_eq!(LogEntry::decode(&full.encode(), 1000).unwrap(), full);
+        assert_eq!(8 + 8 * RECLAIM_MAX, LOG_ENTRY_BODY_SIZE);
+    }
+
+    #[test]
+    fn delete_and_reclaim_corruption() {
+        let reencode = |e: &LogEntry, f: &dyn Fn(&mut RawLogEntry)| {
+            let mut r = RawLogEntry::from_bytes(&e.encode()).unwrap();
+            f(&mut r);
+            r.crc = r.compute_crc();
+            LogEntry::decode(&r.to_bytes(), e.seqnum)
+        };
+        let d = delete_entry(9);
+        // Every byte of a DELETE entry is covered by the crc.
+        let good = d.encode();
+        for i in 0..LOG_ENTRY_SIZE {
+            let mut b = good;
+            b[i] ^= 0x10;
+            assert!(LogEntry::check_integrity(&b, 9).is_err(), "byte {i}");
+        }
+        for (what, f) in [
+            (
+                "unknown flag",
+                &(|r: &mut RawLogEntry| put_u32(&mut r.body, 8, 4)) as &dyn Fn(&mut RawLogEntry),
+            ),
+            ("reserved u32", &|r: &mut RawLogEntry| {
+                put_u32(&mut r.body, 12, 1)
+            }),
+            ("byte past the path", &|r: &mut RawLogEntry| r.body[200] = 1),
+            ("target after the delete", &|r: &mut RawLogEntry| {
+                put_u64(&mut r.body, 0, 9)
+            }),
+        ] {
+            assert!(
+                matches!(reencode(&d, f), Err(FormatError::BadDelete(_))),
+                "{what}"
+            );
+        }
+        assert_eq!(
+            reencode(&d, &|r| r.body[16] = b'/'),
+            Err(FormatError::PathAbsolute)
+        );
+        let r = LogEntry {
+            seqnum: 50,
+            body: LogEntryBody::Reclaim(ReclaimEntry {
+                deletes: vec![1, 2],
+            }),
+        };
+        for (what, f) in [
+            (
+                "count 0",
+                &(|r: &mut RawLogEntry| put_u32(&mut r.body, 0, 0)) as &dyn Fn(&mut RawLogEntry),
+            ),
+            ("count 65", &|r: &mut RawLogEntry| {
+                put_u32(&mut r.body, 0, 65)
+            }),
+            ("reserved u32", &|r: &mut RawLogEntry| {
+                put_u32(&mut r.body, 4, 1)
+            }),
+            ("index past the count", &|r: &mut RawLogEntry| {
+                put_u64(&mut r.body, 24, 3)
+            }),
+            ("index after the reclaim", &|r: &mut RawLogEntry| {
+                put_u64(&mut r.body, 8, 50)
+            }),
+        ] {
+            assert!(
+                matches!(reencode(&r, f), Err(FormatError::BadReclaim(_))),
+                "{what}"
+            );
+        }
     }
 
     proptest! {

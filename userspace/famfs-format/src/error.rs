@@ -15,8 +15,9 @@ pub enum FormatError {
     )]
     BadMagic { found: u64 },
     #[error(
-        "unsupported superblock version {found} (expected {})",
-        crate::SB_VERSION
+        "unsupported superblock version {found} (expected {}, or {} once files were deleted)",
+        crate::SB_VERSION,
+        crate::SB_VERSION_DELETE
     )]
     BadVersion { found: u64 },
     #[error("superblock crc mismatch: stored {stored:#x}, computed {computed:#x}")]
@@ -96,6 +97,10 @@ pub enum FormatError {
     FileSizeZero,
     #[error("fmap covers {covered} bytes, less than the file size {size}")]
     FmapTooSmall { size: u64, covered: u64 },
+    #[error("DELETE entry: {0}")]
+    BadDelete(String),
+    #[error("RECLAIM entry: {0}")]
+    BadReclaim(String),
 }
 
 impl FormatError {

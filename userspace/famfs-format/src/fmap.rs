@@ -161,17 +161,14 @@ impl Fmap {
         }
     }
 
-    /// How many file bytes the map can hold.
+    /// How many file bytes the map can hold. Interleaved: the one capacity rule of
+    /// [`famfs_fmap::interleave_capacity`] (the C famfs rule the kernel validates with: every
+    /// chunk, dealt round-robin, lies whole inside its strip; strips may differ in length).
     pub fn capacity(&self) -> u64 {
         match self {
             Fmap::Simple(e) => e.iter().fold(0u64, |a, x| a.saturating_add(x.len)),
             Fmap::Interleaved(i) => {
-                // Every strip must supply the same number of whole chunks for the round-robin to
-                // work; the shortest strip decides.
-                let min = i.strips.iter().map(|s| s.len).min().unwrap_or(0);
-                (min / i.chunk_size)
-                    .saturating_mul(i.chunk_size)
-                    .saturating_mul(i.nstrips())
+                famfs_fmap::interleave_capacity(i.chunk_size, i.strips.iter().map(|s| s.len))
             }
         }
     }
@@ -204,14 +201,12 @@ impl Fmap {
                 if off >= self.capacity() {
                     return None;
                 }
-                let chunk = off / i.chunk_size;
-                let strip = &i.strips[(chunk % i.nstrips()) as usize];
-                let stripe = chunk / i.nstrips();
-                let within = off % i.chunk_size;
+                let pos = famfs_fmap::locate_chunk(i.chunk_size, i.nstrips(), off)?;
+                let strip = i.strips.get(usize::try_from(pos.strip).ok()?)?;
                 Some(Segment {
                     devindex: strip.devindex,
-                    offset: strip.offset + stripe * i.chunk_size + within,
-                    len: i.chunk_size - within,
+                    offset: strip.offset + pos.in_strip,
+                    len: pos.to_chunk_end,
                 })
             }
         }
@@ -399,6 +394,75 @@ mod tests {
             Fmap::decode(&b),
             Err(FormatError::ExtentOverflow { .. })
         ));
+    }
+
+    /// Where byte `off` of an interleaved map lives by the C famfs rules (famfs_kfmap.h and
+    /// `famfs_interleave_fileofs_to_daxofs` in the C kernel): chunk `c = off / chunk` is in strip
+    /// `c % nstrips` at `(c / nstrips) * chunk + off % chunk`; the C kernel checks no capacity, so
+    /// a map holds `off` exactly when that byte lies inside its strip. Written here from the C
+    /// sources, independent of `Fmap::resolve` and `Fmap::capacity`.
+    fn c_rule(chunk: u64, strips: &[Extent], off: u64) -> Option<(u64, u64)> {
+        let c = off / chunk;
+        let s = &strips[(c % strips.len() as u64) as usize];
+        let in_strip = (c / strips.len() as u64) * chunk + off % chunk;
+        (in_strip < s.len).then_some((s.devindex, s.offset + in_strip))
+    }
+
+    /// The C tools' capacity for a file is every byte below the file size that `c_rule` places:
+    /// strips may differ in length (the C kernel takes any strips whose round-robin reaches every
+    /// byte of the file). Regression: famfs-format took the shortest strip times nstrips, so a
+    /// FILE entry the C kernel serves (strip 0 of 8 MiB, strip 1 of 4 MiB, 12 MiB file, 4 MiB
+    /// chunks) was refused as `FmapTooSmall` and its bytes 8..12 MiB did not resolve.
+    #[test]
+    fn interleave_capacity_is_the_c_round_robin() {
+        let strips = vec![Extent::new(100 * M, 4 * M), Extent::new(200 * M, 2 * M)];
+        let f = Fmap::Interleaved(Interleave::new(2 * M, strips.clone()).unwrap());
+        assert_eq!(f.capacity(), 6 * M);
+        for off in (0..6 * M).step_by((M / 2 + 7) as usize) {
+            let s = f.resolve(off).unwrap();
+            assert_eq!(
+                Some((s.devindex, s.offset)),
+                c_rule(2 * M, &strips, off),
+                "{off}"
+            );
+        }
+        assert_eq!(f.resolve(6 * M), None);
+        assert_eq!(c_rule(2 * M, &strips, 6 * M), None);
+    }
+
+    proptest! {
+        /// For any strips (lengths unequal, not multiples of the chunk): an offset resolves
+        /// exactly when every byte below it is placed by the C rule, and to the same place.
+        #[test]
+        fn interleave_agrees_with_the_c_rule(
+            chunks in 1u64..4,
+            lens in proptest::collection::vec(1u64..9, 1..=6),
+            probe in 0u64..64,
+        ) {
+            let chunk = chunks * M;
+            let strips: Vec<Extent> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| Extent { devindex: i as u64 % 3, offset: (1 + i as u64 * 16) * M, len: l * M })
+                .collect();
+            let f = Fmap::Interleaved(Interleave::new(chunk, strips.clone()).unwrap());
+            // The C capacity: the first byte (in 2 MiB steps) the round-robin cannot place.
+            let mut cap = 0;
+            while c_rule(chunk, &strips, cap).is_some() {
+                cap += M;
+            }
+            // Whole chunks only: a chunk is usable when all of it fits its strip.
+            let cap = cap / chunk * chunk;
+            prop_assert_eq!(f.capacity(), cap);
+            let off = probe * (M / 2) + probe % 5;
+            match f.resolve(off) {
+                Some(s) => {
+                    prop_assert!(off < cap);
+                    prop_assert_eq!(Some((s.devindex, s.offset)), c_rule(chunk, &strips, off));
+                }
+                None => prop_assert!(off >= cap),
+            }
+        }
     }
 
     proptest! {

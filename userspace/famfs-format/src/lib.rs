@@ -17,11 +17,13 @@ mod fmap;
 mod log;
 mod path;
 mod superblock;
+mod wire;
 
 pub use consts::*;
 pub use entry::{
-    DaxdevEntry, EntryType, FileEntry, FileFlags, LogEntry, LogEntryBody, MkdirEntry, RawLogEntry,
-    DAXDEV_ENTRY_NAME_LEN,
+    DaxdevEntry, DeleteEntry, EntryType, FileEntry, FileFlags, LogEntry, LogEntryBody, MkdirEntry,
+    RawLogEntry, ReclaimEntry, DAXDEV_ENTRY_NAME_LEN, DELETE_FLAG_DIR, DELETE_FLAG_REVOKE,
+    DELETE_TARGET_IMPLIED, RECLAIM_MAX,
 };
 pub use error::FormatError;
 pub use fmap::{Extent, Fmap, Interleave, Segment};
@@ -31,6 +33,7 @@ pub use superblock::{
     AnySuperblock, RawSuperblock, SecondarySuperblock, Superblock, SB_FLAG_PRIMARY,
     SB_FLAG_SECONDARY,
 };
+pub use wire::WireError;
 
 /// zlib-compatible crc32 (initial value 0, as `crc32(0, buf, len)` in zlib).
 pub fn crc32(bytes: &[u8]) -> u32 {

@@ -99,6 +99,21 @@ impl LogHeader {
         }
     }
 
+    /// A header counting `n` entries, counters equal (a rewritten, compacted log).
+    pub fn with_entries(geometry: LogGeometry, n: u64) -> Result<Self, FormatError> {
+        if n > geometry.capacity() {
+            return Err(FormatError::CountersPastEnd {
+                next_index: n,
+                capacity: geometry.capacity(),
+            });
+        }
+        Ok(LogHeader {
+            geometry,
+            next_seqnum: n,
+            next_index: n,
+        })
+    }
+
     /// The geometry.
     pub fn geometry(&self) -> LogGeometry {
         self.geometry

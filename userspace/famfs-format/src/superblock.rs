@@ -118,6 +118,9 @@ impl RawSuperblock {
 /// A validated superblock. Build one with [`Superblock::new`] (mkfs) or [`Superblock::decode`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
+    /// [`SB_VERSION`] (48, as the C tools write it), or [`SB_VERSION_DELETE`] (49) once the
+    /// master has logged a delete: the C tools then refuse the file system.
+    pub version: u64,
     /// Log length in bytes (power of two, at least 8 MiB).
     pub log_len: u64,
     /// Allocation unit (2 MiB, or 4096 on old media).
@@ -160,6 +163,7 @@ impl Superblock {
         let n = device_name.len().min(DAXDEV_NAME_LEN);
         name[..n].copy_from_slice(&device_name.as_bytes()[..n]);
         Ok(Superblock {
+            version: SB_VERSION,
             log_len,
             alloc_unit: ALLOC_UNIT,
             fs_uuid,
@@ -175,6 +179,7 @@ impl Superblock {
     /// The raw form, crc included.
     pub fn to_raw(&self) -> RawSuperblock {
         RawSuperblock {
+            version: self.version,
             log_offset: LOG_OFFSET,
             log_len: self.log_len,
             alloc_unit: self.alloc_unit,
@@ -199,7 +204,7 @@ impl Superblock {
     /// geometry this implementation relies on for bounds.
     pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
         let r = RawSuperblock::from_bytes(b)?;
-        check_common(&r)?;
+        check_common(&r, &[SB_VERSION, SB_VERSION_DELETE])?;
         if r.log_offset != LOG_OFFSET {
             return Err(FormatError::BadLogOffset {
                 found: r.log_offset,
@@ -207,6 +212,7 @@ impl Superblock {
         }
         check_log_len(r.log_len)?;
         Ok(Superblock {
+            version: r.version,
             log_len: r.log_len,
             alloc_unit: r.alloc_unit,
             fs_uuid: r.fs_uuid,
@@ -227,6 +233,11 @@ impl Superblock {
             .position(|&b| b == 0)
             .unwrap_or(DAXDEV_NAME_LEN);
         String::from_utf8_lossy(&self.device_name[..end]).into_owned()
+    }
+
+    /// Whether the log may hold DELETE and RECLAIM entries (version [`SB_VERSION_DELETE`]).
+    pub fn deletes_enabled(&self) -> bool {
+        self.version == SB_VERSION_DELETE
     }
 
     /// First byte of the data area.
@@ -317,7 +328,7 @@ impl SecondarySuperblock {
     /// the secondary flag, and no log.
     pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
         let r = RawSuperblock::from_bytes(b)?;
-        check_common(&r)?;
+        check_common(&r, &[SB_VERSION])?;
         if r.sb_flags & SB_FLAG_SECONDARY == 0 {
             return Err(FormatError::NotSecondary);
         }
@@ -383,11 +394,11 @@ impl AnySuperblock {
     }
 }
 
-fn check_common(r: &RawSuperblock) -> Result<(), FormatError> {
+fn check_common(r: &RawSuperblock, versions: &[u64]) -> Result<(), FormatError> {
     if r.magic != SB_MAGIC {
         return Err(FormatError::BadMagic { found: r.magic });
     }
-    if r.version != SB_VERSION {
+    if !versions.contains(&r.version) {
         return Err(FormatError::BadVersion { found: r.version });
     }
     let computed = r.compute_crc();
@@ -449,6 +460,32 @@ mod tests {
         assert_eq!(offset_of!(RawSuperblock, daxdev_size), 112);
         assert_eq!(offset_of!(RawSuperblock, daxdev_uuid), 120);
         assert_eq!(offset_of!(RawSuperblock, daxdev_name), 136);
+    }
+
+    #[test]
+    fn delete_version() {
+        let mut sb = sample();
+        assert!(!sb.deletes_enabled());
+        sb.version = SB_VERSION_DELETE;
+        let b = sb.encode();
+        assert_eq!(&b[8..16], &49u64.to_le_bytes());
+        assert_eq!(&b[96..104], &(crc32(&b[..96]) as u64).to_le_bytes());
+        let back = Superblock::decode(&b).unwrap();
+        assert!(back.deletes_enabled());
+        assert_eq!(back, sb);
+        // Only 48 and 49 on a primary; a secondary stays 48 (it is never marked).
+        let mut r = RawSuperblock::from_bytes(&b).unwrap();
+        r.version = 50;
+        assert_eq!(
+            Superblock::decode(&r.sealed().to_bytes()),
+            Err(FormatError::BadVersion { found: 50 })
+        );
+        let mut s = SecondarySuperblock::new(&sample(), [5; 16], 8 << 30, "x").to_raw();
+        s.version = SB_VERSION_DELETE;
+        assert_eq!(
+            SecondarySuperblock::decode(&s.sealed().to_bytes()),
+            Err(FormatError::BadVersion { found: 49 })
+        );
     }
 
     #[test]

@@ -1,75 +1,15 @@
-//! Conversion of a file's on-media fmap (the 416-byte map in its log entry, famfs-format's
-//! [`Fmap`]) into the wire fmap message that `famfs.ko`'s create-file ioctl takes
-//! (fmap-wire.md, crate famfs-fmap).
-//!
-//! The two formats differ in widths (on media `devindex` and `chunk_size` are u64, on the wire
-//! u32) and in what an interleaved extent records (on the wire: `nbytes`, the bytes of the file
-//! it covers). The conversion refuses anything the narrower wire fields cannot hold instead of
-//! truncating, and every message it returns has been validated by `Fmap::parse` (the builder
-//! does that in `finish`), so the module never sees a map we did not check ourselves.
+//! The wire fmap messages the server hands to `famfs.ko`'s create-file ioctl (fmap-wire.md,
+//! crate famfs-fmap). A file's message is its on-media map converted by the one conversion,
+//! [`famfs_format::Fmap::to_wire`] (both directions and their property tests live in
+//! famfs-format/src/wire.rs); the meta files' messages are built here.
 
-use famfs_fmap::{
-    encode_interleaved, encode_simple, FileType, FmapError, InterleaveSpec, SimpleExtent,
-    MAX_MSG_LEN,
-};
-use famfs_format::{Extent, Fmap, LOG_OFFSET, SB_REGION_LEN};
-use thiserror::Error;
+use famfs_fmap::{encode_simple, FileType, SimpleExtent, MAX_MSG_LEN};
+pub use famfs_format::WireError;
+use famfs_format::{Fmap, LOG_OFFSET, SB_REGION_LEN};
 
-/// Why a file's map cannot be turned into a wire message.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum WireError {
-    #[error("device index {0} does not fit the wire format (u32)")]
-    DevIndex(u64),
-    #[error("chunk size {0} does not fit the wire format (u32)")]
-    ChunkSize(u64),
-    #[error("the fmap message is invalid: {0}")]
-    Fmap(FmapError),
-}
-
-impl WireError {
-    /// The errno an open fails with when its map cannot be converted: the file's metadata is
-    /// damaged or beyond what the module supports, which is an I/O error for the caller.
-    pub fn errno(&self) -> i32 {
-        libc::EIO
-    }
-}
-
-fn simple(e: &Extent) -> Result<SimpleExtent, WireError> {
-    Ok(SimpleExtent {
-        devindex: u32::try_from(e.devindex).map_err(|_| WireError::DevIndex(e.devindex))?,
-        offset: e.offset,
-        len: e.len,
-    })
-}
-
-/// Builds the wire message of a file of `size` bytes mapped by `fmap`.
+/// Builds the wire message of a file of `size` bytes mapped by `fmap` ([`Fmap::to_wire`]).
 pub fn wire_fmap(file_type: FileType, size: u64, fmap: &Fmap) -> Result<Vec<u8>, WireError> {
-    let mut buf = vec![0u8; MAX_MSG_LEN];
-    let len = match fmap {
-        Fmap::Simple(exts) => {
-            let exts = exts.iter().map(simple).collect::<Result<Vec<_>, _>>()?;
-            encode_simple(&mut buf, file_type, size, &exts).map_err(WireError::Fmap)?
-        }
-        Fmap::Interleaved(il) => {
-            let strips = il
-                .strips()
-                .iter()
-                .map(simple)
-                .collect::<Result<Vec<_>, _>>()?;
-            let chunk_size = u32::try_from(il.chunk_size())
-                .map_err(|_| WireError::ChunkSize(il.chunk_size()))?;
-            // The on-media format has one interleaved extent covering the whole file; the C
-            // tools also store the file size as its `nbytes`, which the wire rules allow.
-            let spec = InterleaveSpec {
-                chunk_size,
-                nbytes: size,
-                strips: &strips,
-            };
-            encode_interleaved(&mut buf, file_type, size, &[spec]).map_err(WireError::Fmap)?
-        }
-    };
-    buf.truncate(len);
-    Ok(buf)
+    fmap.to_wire(file_type, size)
 }
 
 /// The wire message of `.meta/.superblock`: the 2 MiB superblock region at device offset 0.
@@ -109,8 +49,9 @@ pub fn log_wire(log_len: u64) -> Result<Vec<u8>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use famfs_fmap::FmapError;
     use famfs_fmap::{ExtType, Fmap as Wire};
-    use famfs_format::Interleave;
+    use famfs_format::{Extent, Interleave};
 
     const M2: u64 = 2 << 20;
 
@@ -156,6 +97,13 @@ mod tests {
             let r = w.resolve(off).unwrap();
             let s = fmap.resolve(off).unwrap();
             assert_eq!(r.dev_offset, s.offset, "offset {off}");
+            // Both resolvers share famfs-fmap's arithmetic: check against on-media-format.md's
+            // formula too (strips 100, 200, 300 x 2 MiB, 2 MiB chunks).
+            let c = off / M2;
+            assert_eq!(
+                r.dev_offset,
+                (100 + 100 * (c % 3)) * M2 + (c / 3) * M2 + off % M2
+            );
             off += M2 / 2 + 1;
         }
     }

@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::time::Duration;
 
 pub use famfs_fmap::abi;
 
@@ -128,6 +129,31 @@ impl Control {
         Ok(args)
     }
 
+    /// Arms or renews this open's lease (`IOC_LEASE`) for `timeout` from now; `Duration::ZERO`
+    /// disarms it. While armed, the lease must be renewed before it runs out: when it is not, or
+    /// when this open is closed with the lease armed, the module revokes every file made through
+    /// the open exactly as [`Control::revoke`] does (from a work item of its own, so a stopped or
+    /// killed server fences its host), and logs `famfs: lease expired`. Disarm before a clean
+    /// close to keep the files. `timeout` is rounded up to whole milliseconds and must lie in
+    /// `abi::LEASE_MIN_MS..=abi::LEASE_MAX_MS` (else `EINVAL`). `ESTALE` once the lease has
+    /// expired or the open was revoked; `ENOTTY` from a module older than the ioctl.
+    pub fn set_lease(&self, timeout: Duration) -> io::Result<()> {
+        let mut args = abi::LeaseArgs {
+            timeout_ms: lease_ms(timeout)?,
+            ..Default::default()
+        };
+        // SAFETY: IOC_LEASE takes a `*mut LeaseArgs`.
+        unsafe { ioctl_ptr(&self.file, abi::IOC_LEASE, &mut args)? };
+        Ok(())
+    }
+
+    /// `IOC_LEASE` with the argument as given, unchecked (tests pass bad ones on purpose).
+    pub fn lease_raw(&self, mut args: abi::LeaseArgs) -> io::Result<()> {
+        // SAFETY: IOC_LEASE takes a `*mut LeaseArgs`.
+        unsafe { ioctl_ptr(&self.file, abi::IOC_LEASE, &mut args)? };
+        Ok(())
+    }
+
     /// Another descriptor of the same open (the same daxdev table), e.g. for a thread that
     /// revokes while others keep using the first.
     pub fn try_clone(&self) -> io::Result<Self> {
@@ -157,7 +183,98 @@ pub fn get_fmap(file: &impl AsRawFd) -> io::Result<(Vec<u8>, u32)> {
     Ok((buf, args.flags))
 }
 
+/// A lease duration in the module's unit: whole milliseconds, rounded up (a lease is never
+/// shorter than asked); `EINVAL` when it does not fit a `u32`.
+pub fn lease_ms(timeout: Duration) -> io::Result<u32> {
+    let ms = timeout.as_nanos().div_ceil(1_000_000);
+    u32::try_from(ms).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The state of a DAX file made by the module (`IOC_FILE_STATE`): `mapped` is 1 while any
+/// mapping of it exists (also one made through a FUSE passthrough open), `revoked` is 1 once
+/// it was revoked (by [`revoke_file`], [`Control::revoke`] or a lease expiry).
+pub fn file_state(file: &impl AsRawFd) -> io::Result<abi::FileStateArgs> {
+    let mut args = abi::FileStateArgs::default();
+    // SAFETY: IOC_FILE_STATE takes a `*mut FileStateArgs`.
+    unsafe { ioctl_ptr(file, abi::IOC_FILE_STATE, &mut args)? };
+    Ok(args)
+}
+
+/// Revokes one DAX file made by the module (`IOC_REVOKE_FILE`, needs `CAP_SYS_ADMIN`): from
+/// now on its reads, writes, opens and mmaps fail with `ESTALE`; every mapping of it is zapped
+/// and later faults get `SIGBUS`. Other files, also on the same devices, are untouched. Like
+/// [`Control::revoke`] it waits for reads and writes in flight and for pinned pages, and a
+/// signal ends the wait (`EINTR`: the file is revoked all the same, a second call finishes).
+/// Idempotent.
+pub fn revoke_file(file: &impl AsRawFd) -> io::Result<()> {
+    let mut args = abi::RevokeFileArgs::default();
+    // SAFETY: IOC_REVOKE_FILE takes a `*mut RevokeFileArgs`.
+    unsafe { ioctl_ptr(file, abi::IOC_REVOKE_FILE, &mut args)? };
+    Ok(())
+}
+
+/// `IOC_REVOKE_FILE` with the argument as given (tests pass bad ones on purpose).
+pub fn revoke_file_raw(file: &impl AsRawFd, mut args: abi::RevokeFileArgs) -> io::Result<()> {
+    // SAFETY: IOC_REVOKE_FILE takes a `*mut RevokeFileArgs`.
+    unsafe { ioctl_ptr(file, abi::IOC_REVOKE_FILE, &mut args)? };
+    Ok(())
+}
+
+/// `IOC_FILE_STATE` with the argument as given (tests pass bad ones on purpose).
+pub fn file_state_raw(
+    file: &impl AsRawFd,
+    mut args: abi::FileStateArgs,
+) -> io::Result<abi::FileStateArgs> {
+    // SAFETY: IOC_FILE_STATE takes a `*mut FileStateArgs`.
+    unsafe { ioctl_ptr(file, abi::IOC_FILE_STATE, &mut args)? };
+    Ok(args)
+}
+
 /// Errno of an `io::Error`, for tests that expect a specific one.
 pub fn errno_of(err: &io::Error) -> i32 {
     err.raw_os_error().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// The ioctl numbers of the shared ABI, checked against libc's own `_IOWR` (an encoding
+    /// written independently of `abi::ioc`), with the struct sizes the kernel side pins.
+    #[test]
+    fn lease_and_file_ioctls_match_libc_iowr() {
+        assert_eq!(size_of::<abi::LeaseArgs>(), 24);
+        assert_eq!(size_of::<abi::FileStateArgs>(), 24);
+        assert_eq!(size_of::<abi::RevokeFileArgs>(), 24);
+        let magic = abi::IOC_MAGIC;
+        assert_eq!(
+            abi::IOC_LEASE as u64,
+            libc::_IOWR::<abi::LeaseArgs>(magic, 6) as u64
+        );
+        assert_eq!(
+            abi::IOC_FILE_STATE as u64,
+            libc::_IOWR::<abi::FileStateArgs>(magic, 7) as u64
+        );
+        assert_eq!(
+            abi::IOC_REVOKE_FILE as u64,
+            libc::_IOWR::<abi::RevokeFileArgs>(magic, 8) as u64
+        );
+        assert_eq!(
+            abi::IOC_REVOKE as u64,
+            libc::_IOWR::<abi::RevokeArgs>(magic, 5) as u64
+        );
+    }
+
+    #[test]
+    fn lease_ms_rounds_up_and_refuses_overflow() {
+        assert_eq!(lease_ms(Duration::ZERO).unwrap(), 0);
+        assert_eq!(lease_ms(Duration::from_millis(250)).unwrap(), 250);
+        assert_eq!(lease_ms(Duration::from_micros(1)).unwrap(), 1);
+        assert_eq!(lease_ms(Duration::from_micros(10_001)).unwrap(), 11);
+        let max = Duration::from_millis(u64::from(u32::MAX));
+        assert_eq!(lease_ms(max).unwrap(), u32::MAX);
+        let e = lease_ms(max + Duration::from_millis(1)).unwrap_err();
+        assert_eq!(errno_of(&e), libc::EINVAL);
+    }
 }

@@ -1,11 +1,13 @@
 //! [`Famfs`]: an open file system (media + superblock + played namespace + allocation bitmap).
 
-use crate::namespace::{ApplyConflict, FileInfo, Ino, Namespace, NodeKind};
+use crate::compact::CompactReport;
+use crate::namespace::{ApplyConflict, FileInfo, Ino, Namespace, NodeKind, RemoveConflict};
 use crate::role::{local_system_uuid, system_uuid_path, Role};
 use crate::{MetaError, Result};
 use famfs_alloc::{AllocError, Bitmap, InterleaveParams};
 use famfs_format::*;
 use famfs_media::{Access, Media, MediaKind};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Largest device size believed from a superblock (1 PiB: a 64 MiB allocation bitmap).
@@ -37,6 +39,9 @@ pub enum ProblemKind {
     /// An ADD_DAXDEV entry that cannot be the next device (index out of order, a uuid already in
     /// the table, an implausible size), or an extent on a device the log has not added (damage).
     BadDevice(String),
+    /// A DELETE that does not name a node of the namespace as it created it, or a RECLAIM
+    /// naming a delete that is not pending (damage; nothing is removed or freed).
+    BadDelete(String),
 }
 
 /// A problem found while playing entry `index`.
@@ -78,6 +83,7 @@ impl std::fmt::Display for Problem {
             ProblemKind::Duplicate => write!(f, ": path already exists; entry ignored"),
             ProblemKind::PartialUnit(e) => write!(f, ": {e}"),
             ProblemKind::BadDevice(why) => write!(f, ": {why}"),
+            ProblemKind::BadDelete(why) => write!(f, ": {why}"),
         }
     }
 }
@@ -105,6 +111,58 @@ pub struct Device {
     pub size: u64,
     /// The path the master added it by (a hint: names differ between hosts).
     pub name: String,
+}
+
+/// A file removed from the namespace whose memory is not reclaimed yet: its extents stay
+/// allocated until a RECLAIM entry naming `index` is played.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelete {
+    /// Log index of the DELETE entry (how hosts and the gate name this delete).
+    pub index: u64,
+    /// Log index of the FILE entry that created the file.
+    pub target: u64,
+    /// The path it had.
+    pub path: String,
+    pub size: u64,
+    /// Its memory, still allocated.
+    pub fmap: Fmap,
+    /// Whether the delete asked for revocation on every host (`famfs rm --revoke`).
+    pub revoke: bool,
+}
+
+/// Decides which pending deletes may be reclaimed now: `Ok(true)` when no host can still reach
+/// the file's memory (every live host has played the delete and let the file go), `Ok(false)`
+/// to keep it pending, `Err(why)` when that cannot be known (it stays pending and the reason is
+/// reported). The hosts module implements it from the host slots; [`OfflineGate`] is for a file
+/// system no host has mounted.
+pub trait ReclaimGate {
+    fn may_reclaim(&self, delete_index: u64) -> std::result::Result<bool, String>;
+}
+
+/// A gate that allows every reclaim. Correct only while no host (this one included) has the
+/// file system mounted or a deleted file open: offline tools and tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OfflineGate;
+
+impl ReclaimGate for OfflineGate {
+    fn may_reclaim(&self, _delete_index: u64) -> std::result::Result<bool, String> {
+        Ok(true)
+    }
+}
+
+/// What [`Famfs::reclaim`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReclaimReport {
+    /// Deletes reclaimed (their memory is free now), by DELETE index.
+    pub reclaimed: Vec<u64>,
+    /// Bytes given back to the allocator.
+    pub freed_bytes: u64,
+    /// Deletes the gate kept pending.
+    pub held: Vec<u64>,
+    /// Deletes the gate could not decide, with its reason (kept pending).
+    pub undecided: Vec<(u64, String)>,
+    /// RECLAIM entries appended.
+    pub entries: u64,
 }
 
 /// Where a secondary device of this host was found, or why it was not.
@@ -137,6 +195,11 @@ pub struct Famfs {
     problems: Vec<Problem>,
     daxdevs: Vec<DaxdevEntry>,
     scratch: Vec<u8>,
+    /// Deleted files whose memory is not reclaimed yet, by DELETE index.
+    pending: BTreeMap<u64, PendingDelete>,
+    /// Whether a played FILE entry collided with used space (then a reclaim marks again what
+    /// other files still hold of the freed units).
+    collided: bool,
 }
 
 impl Famfs {
@@ -206,7 +269,10 @@ impl Famfs {
             problems: Vec::new(),
             daxdevs: Vec::new(),
             scratch: Vec::new(),
+            pending: BTreeMap::new(),
+            collided: false,
         };
+        crate::compact::recover(&mut fs)?;
         fs.refresh()?;
         Ok(fs)
     }
@@ -446,6 +512,11 @@ impl Famfs {
         &self.problems
     }
 
+    /// Deleted files whose memory is not reclaimed yet, in DELETE order.
+    pub fn pending_deletes(&self) -> impl Iterator<Item = &PendingDelete> {
+        self.pending.values()
+    }
+
     /// Every ADD_DAXDEV entry played, valid or not (the device table is [`Famfs::devices`]).
     pub fn daxdevs(&self) -> &[DaxdevEntry] {
         &self.daxdevs
@@ -464,6 +535,8 @@ impl Famfs {
         if sb_now.fs_uuid != self.sb.fs_uuid || sb_now.log_len != self.sb.log_len {
             return Err(MetaError::SuperblockChanged);
         }
+        // The master marks the superblock (version 49) before its first DELETE entry.
+        self.sb.version = sb_now.version;
         let h = self.log_header()?;
         let end = h.next_index();
         if end < self.next_index {
@@ -557,6 +630,7 @@ impl Famfs {
                             self.problem(index, Some(&f.path), ProblemKind::PartialUnit(err), stats)
                         }
                         Err(err) => {
+                            self.collided = true;
                             self.problem(index, Some(&f.path), ProblemKind::Collision(err), stats)
                         }
                     }
@@ -592,6 +666,8 @@ impl Famfs {
                     Err(c) => self.problem(index, Some(&d.path), ProblemKind::Conflict(c), stats),
                 }
             }
+            LogEntryBody::Delete(d) => self.apply_delete(index, d, stats),
+            LogEntryBody::Reclaim(r) => self.apply_reclaim(index, r, stats),
             LogEntryBody::AddDaxdev(x) => {
                 self.daxdevs.push(x.clone());
                 let why = if x.index as usize != self.devices.len() {
@@ -628,6 +704,118 @@ impl Famfs {
                 // The secondary superblock's 2 MiB unit is never allocated.
                 self.bitmaps.push(Bitmap::new(x.size, SB_REGION_LEN));
                 self.attached.push(Attached::No);
+            }
+        }
+    }
+
+    fn apply_delete(&mut self, index: u64, d: DeleteEntry, stats: &mut PlayStats) {
+        let bad = |why: String| ProblemKind::BadDelete(why);
+        if !self.sb.deletes_enabled() {
+            // Read it again: a reader may have read the superblock just before the master
+            // marked it and the log just after.
+            if let Ok(sb) = self.media.read_superblock() {
+                self.sb.version = sb.version;
+            }
+            if !self.sb.deletes_enabled() {
+                let why = "DELETE entry on a superblock of version 48 (the C tools would not see it: the master marks the superblock first)";
+                self.problem(index, Some(&d.path), bad(why.into()), stats);
+            }
+        }
+        let Some(ino) = self.ns.resolve(d.path.as_str()) else {
+            let why = "DELETE of a path that does not exist".to_string();
+            return self.problem(index, Some(&d.path), bad(why), stats);
+        };
+        let Some(node) = self.ns.get(ino) else {
+            return;
+        };
+        let want = (d.target != DELETE_TARGET_IMPLIED).then_some(d.target);
+        if node.log_index != want || node.is_dir() != d.is_dir() {
+            let why = format!(
+                "DELETE names entry {} ({}), but the path was made by {} ({})",
+                d.target,
+                if d.is_dir() { "a directory" } else { "a file" },
+                node.log_index
+                    .map_or_else(|| "no entry".to_string(), |i| format!("entry {i}")),
+                if node.is_dir() {
+                    "a directory"
+                } else {
+                    "a file"
+                },
+            );
+            return self.problem(index, Some(&d.path), bad(why), stats);
+        }
+        let file = node.file().cloned();
+        match self.ns.remove(ino) {
+            Ok(()) => {}
+            Err(RemoveConflict::NotEmpty) => {
+                let why = "DELETE of a directory that is not empty".to_string();
+                return self.problem(index, Some(&d.path), bad(why), stats);
+            }
+            Err(c) => {
+                return self.problem(index, Some(&d.path), bad(format!("{c:?}")), stats);
+            }
+        }
+        if let Some(f) = file {
+            self.pending.insert(
+                index,
+                PendingDelete {
+                    index,
+                    target: d.target,
+                    path: d.path.to_string(),
+                    size: f.size,
+                    fmap: f.fmap,
+                    revoke: d.revoke(),
+                },
+            );
+        }
+    }
+
+    fn apply_reclaim(&mut self, index: u64, r: ReclaimEntry, stats: &mut PlayStats) {
+        let mut freed = Vec::new();
+        for d in &r.deletes {
+            match self.pending.remove(d) {
+                Some(p) => freed.push(p),
+                None => {
+                    let why = format!("RECLAIM of entry {d}, which is not a pending delete");
+                    self.problem(index, None, ProblemKind::BadDelete(why), stats);
+                }
+            }
+        }
+        for p in &freed {
+            for e in p.fmap.extents() {
+                if let Some(bm) = usize::try_from(e.devindex)
+                    .ok()
+                    .and_then(|i| self.bitmaps.get_mut(i))
+                {
+                    bm.release(e);
+                }
+            }
+        }
+        if self.collided && !freed.is_empty() {
+            // Damage made two files share units: whatever the others still hold stays taken.
+            let mut held: Vec<Extent> = self
+                .ns
+                .nodes()
+                .filter_map(|n| n.file())
+                .flat_map(|f| f.fmap.extents().iter().copied())
+                .collect();
+            held.extend(
+                self.pending
+                    .values()
+                    .flat_map(|p| p.fmap.extents().iter().copied()),
+            );
+            for e in held {
+                let overlaps = freed
+                    .iter()
+                    .flat_map(|p| p.fmap.extents())
+                    .any(|f| f.devindex == e.devindex && f.offset < e.end() && e.offset < f.end());
+                if let Some(bm) = usize::try_from(e.devindex)
+                    .ok()
+                    .and_then(|i| self.bitmaps.get_mut(i))
+                    .filter(|_| overlaps)
+                {
+                    let _ = bm.mark(&e);
+                }
             }
         }
     }
@@ -671,6 +859,47 @@ impl Famfs {
     /// Creates a directory (parent must exist).
     pub fn mkdir(&mut self, path: &RelPath, mode: u32, uid: u32, gid: u32) -> Result<Ino> {
         self.with_log_lock(|a| a.mkdir(path, mode, uid, gid))
+    }
+
+    /// Removes a file (see [`Appender::unlink`]); returns the DELETE entry's index.
+    pub fn unlink(&mut self, path: &RelPath, revoke: bool) -> Result<u64> {
+        self.with_log_lock(|a| a.unlink(path, revoke))
+    }
+
+    /// Removes an empty directory (see [`Appender::rmdir`]).
+    pub fn rmdir(&mut self, path: &RelPath) -> Result<u64> {
+        self.with_log_lock(|a| a.rmdir(path))
+    }
+
+    /// Removes a file or a directory with everything under it (see [`Appender::remove_all`]).
+    pub fn remove_all(&mut self, path: &RelPath, revoke: bool) -> Result<Vec<u64>> {
+        self.with_log_lock(|a| a.remove_all(path, revoke))
+    }
+
+    /// Rewrites the log with only the live entries (see [`Appender::compact`]). Offline only:
+    /// the caller makes sure no host has the file system mounted.
+    pub fn compact(&mut self) -> Result<CompactReport> {
+        self.with_log_lock(|a| a.compact())
+    }
+
+    /// Forgets everything played, to play the log again from its start.
+    fn reset_play(&mut self) {
+        let primary = self.devices[0].clone();
+        self.bitmaps = vec![Bitmap::new(primary.size, self.sb.data_offset())];
+        self.devices = vec![primary];
+        self.attached.truncate(1);
+        self.ns = Namespace::default();
+        self.next_index = 0;
+        self.problems.clear();
+        self.daxdevs.clear();
+        self.pending.clear();
+        self.collided = false;
+    }
+
+    /// Appends RECLAIM entries for the pending deletes `gate` allows (see
+    /// [`Appender::reclaim`]).
+    pub fn reclaim(&mut self, gate: &dyn ReclaimGate) -> Result<ReclaimReport> {
+        self.with_log_lock(|a| a.reclaim(gate))
     }
 
     /// Creates a directory and its missing parents; existing directories are fine.
@@ -862,6 +1091,227 @@ impl Appender<'_> {
             Some(n) if !n.is_dir() => Err(MetaError::NotADirectory(parent.to_string())),
             Some(_) => Ok(()),
         }
+    }
+
+    /// Marks the superblock (version 49) before the first DELETE: from then on the C tools,
+    /// which would ignore a DELETE and keep using memory given to other files, refuse the file
+    /// system. Durable before the DELETE entry is written.
+    fn mark_deletes(&mut self) -> Result<()> {
+        if self.fs.sb.deletes_enabled() {
+            return Ok(());
+        }
+        if !self.fs.media.has_data() {
+            return Err(MetaError::DeletesNotEnabled);
+        }
+        let mut sb = self.fs.sb.clone();
+        sb.version = SB_VERSION_DELETE;
+        self.fs.media.write_durable(0, &sb.encode())?;
+        self.fs.sb = sb;
+        Ok(())
+    }
+
+    /// Logs the removal of the node at `path` (which must exist). The caller checked its kind.
+    fn delete(&mut self, path: &RelPath, revoke: bool) -> Result<u64> {
+        let ns = &self.fs.ns;
+        let ino = ns
+            .resolve(path.as_str())
+            .ok_or_else(|| MetaError::NotFound(path.to_string()))?;
+        let node = ns
+            .get(ino)
+            .ok_or_else(|| MetaError::NotFound(path.to_string()))?;
+        if ns.children(ino).is_some_and(|mut c| c.next().is_some()) {
+            return Err(MetaError::NotEmpty(path.to_string()));
+        }
+        let mut flags = 0;
+        if revoke {
+            flags |= DELETE_FLAG_REVOKE;
+        }
+        if node.is_dir() {
+            flags |= DELETE_FLAG_DIR;
+        }
+        let entry = DeleteEntry {
+            target: node.log_index.unwrap_or(DELETE_TARGET_IMPLIED),
+            flags,
+            path: path.clone(),
+        };
+        let h = self.fs.log_header()?;
+        if h.is_full() {
+            return Err(MetaError::LogFull {
+                capacity: h.geometry().capacity(),
+            });
+        }
+        self.mark_deletes()?;
+        self.append(LogEntryBody::Delete(entry))
+    }
+
+    /// Removes a file: its path disappears on every host that plays the log; its memory stays
+    /// allocated ([`Famfs::pending_deletes`]) until [`Appender::reclaim`] frees it. `revoke`
+    /// is recorded in the entry (hosts revoke the file instead of letting holders keep it).
+    /// Returns the DELETE entry's index.
+    pub fn unlink(&mut self, path: &RelPath, revoke: bool) -> Result<u64> {
+        match self.node_kind(path)? {
+            true => Err(MetaError::IsADirectory(path.to_string())),
+            false => self.delete(path, revoke),
+        }
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&mut self, path: &RelPath) -> Result<u64> {
+        match self.node_kind(path)? {
+            true => self.delete(path, false),
+            false => Err(MetaError::NotADirectory(path.to_string())),
+        }
+    }
+
+    /// Removes a file, or a directory and everything under it (children first, one DELETE
+    /// entry per node). Returns the DELETE indexes in log order.
+    pub fn remove_all(&mut self, path: &RelPath, revoke: bool) -> Result<Vec<u64>> {
+        self.node_kind(path)?;
+        // Post-order: every node after its children.
+        let mut order = Vec::new();
+        let mut stack = vec![(path.clone(), false)];
+        while let Some((p, expanded)) = stack.pop() {
+            let ns = &self.fs.ns;
+            let ino = ns
+                .resolve(p.as_str())
+                .ok_or_else(|| MetaError::NotFound(p.to_string()))?;
+            match ns.children(ino) {
+                Some(children) if !expanded => {
+                    let names: Vec<String> = children.map(|(n, _)| n.to_string()).collect();
+                    stack.push((p.clone(), true));
+                    for n in names.into_iter().rev() {
+                        stack.push((p.join(&n)?, false));
+                    }
+                }
+                _ => order.push(p),
+            }
+        }
+        let mut done = Vec::with_capacity(order.len());
+        for p in order {
+            done.push(self.delete(&p, revoke)?);
+        }
+        Ok(done)
+    }
+
+    /// Whether `path` is a directory (error when it does not exist or is the root).
+    fn node_kind(&self, path: &RelPath) -> Result<bool> {
+        let ns = &self.fs.ns;
+        let ino = ns
+            .resolve(path.as_str())
+            .ok_or_else(|| MetaError::NotFound(path.to_string()))?;
+        if ino == crate::ROOT_INO {
+            return Err(MetaError::RemoveRoot);
+        }
+        Ok(ns.get(ino).is_some_and(|n| n.is_dir()))
+    }
+
+    /// Deleted files whose memory is not reclaimed yet (as of this lock).
+    pub fn pending_deletes(&self) -> impl Iterator<Item = &PendingDelete> {
+        self.fs.pending.values()
+    }
+
+    /// Asks `gate` about every pending delete and appends RECLAIM entries (up to 64 deletes
+    /// each) for those it allows; their memory is free for new files from then on.
+    pub fn reclaim(&mut self, gate: &dyn ReclaimGate) -> Result<ReclaimReport> {
+        let mut report = ReclaimReport::default();
+        let mut allowed = Vec::new();
+        for (&d, p) in &self.fs.pending {
+            match gate.may_reclaim(d) {
+                Ok(true) => {
+                    allowed.push(d);
+                    report.freed_bytes += p.fmap.extents().iter().map(|e| e.len).sum::<u64>();
+                }
+                Ok(false) => report.held.push(d),
+                Err(why) => report.undecided.push((d, why)),
+            }
+        }
+        for chunk in allowed.chunks(RECLAIM_MAX) {
+            self.append(LogEntryBody::Reclaim(ReclaimEntry {
+                deletes: chunk.to_vec(),
+            }))?;
+            report.entries += 1;
+            report.reclaimed.extend_from_slice(chunk);
+        }
+        Ok(report)
+    }
+
+    /// Rewrites the log with only what is live: the ADD_DAXDEV entries of the device table, a
+    /// MKDIR for every directory and a FILE for every file of the namespace (inode order, so
+    /// parents first), renumbered from 0. Pending deletes are dropped with their memory
+    /// (offline, nobody holds them). Crash-safe: the new log is written to free space first,
+    /// then a record naming it in the superblock region, then it is copied over the log, then
+    /// the record is cleared; an opener that finds the record finishes the copy (master,
+    /// read-write) or refuses ([`MetaError::CompactionInterrupted`]), so no reader ever plays a
+    /// half-copied log. Refused when the log has damage.
+    pub fn compact(&mut self) -> Result<CompactReport> {
+        let fs = &mut *self.fs;
+        if let Some(p) = fs.problems.iter().find(|p| p.is_damage()) {
+            return Err(MetaError::CannotCompact(format!(
+                "the log has damage ({p}); see `famfs fsck`"
+            )));
+        }
+        let mut bodies = Vec::new();
+        for d in fs.devices.iter().skip(1) {
+            bodies.push(LogEntryBody::AddDaxdev(DaxdevEntry {
+                size: d.size,
+                uuid: d.uuid,
+                index: d.index,
+                name: d.name.clone(),
+            }));
+        }
+        for n in fs.ns.nodes().skip(1) {
+            let path = RelPath::new(&fs.ns.path_of(n.ino).unwrap_or_default())?;
+            bodies.push(match &n.kind {
+                NodeKind::Dir { .. } => LogEntryBody::Mkdir(MkdirEntry {
+                    uid: n.uid,
+                    gid: n.gid,
+                    mode: n.mode,
+                    path,
+                }),
+                NodeKind::File(f) => LogEntryBody::File(FileEntry {
+                    size: f.size,
+                    flags: f.flags,
+                    uid: n.uid,
+                    gid: n.gid,
+                    mode: n.mode,
+                    path,
+                    fmap: f.fmap.clone(),
+                }),
+            });
+        }
+        let header = LogHeader::with_entries(fs.sb.log_geometry(), bodies.len() as u64)?;
+        let mut image = Vec::with_capacity(LOG_HEADER_SIZE + bodies.len() * LOG_ENTRY_SIZE);
+        image.extend_from_slice(&header.encode());
+        for (i, body) in bodies.into_iter().enumerate() {
+            let e = LogEntry {
+                seqnum: i as u64,
+                body,
+            };
+            image.extend_from_slice(&e.encode());
+        }
+        let report = CompactReport {
+            entries_before: fs.next_index,
+            entries_after: header.next_index(),
+            dropped_pending: fs.pending.len() as u64,
+            freed_bytes: fs
+                .pending
+                .values()
+                .flat_map(|p| p.fmap.extents())
+                .map(|e| e.len)
+                .sum(),
+            scratch: fs.bitmaps[0].find_contiguous(image.len() as u64, 0)?.offset,
+        };
+        crate::compact::switch(&fs.media, &fs.sb, report.scratch, &image, fs.next_index)?;
+        fs.reset_play();
+        fs.refresh()?;
+        fs.attach_missing();
+        if fs.next_index != report.entries_after {
+            return Err(MetaError::CannotCompact(format!(
+                "the compacted log plays {} entries, {} were written",
+                fs.next_index, report.entries_after
+            )));
+        }
+        Ok(report)
     }
 
     /// Creates a directory (parent must exist; an existing path is an error).
@@ -1165,6 +1615,18 @@ impl Appender<'_> {
 /// Most devices a file system may have: the slots of famfs.ko's daxdev table (defined once, in
 /// kernel/fmap).
 pub const MAX_DEVICES: usize = famfs_fmap::MAX_DAXDEVS as usize;
+
+/// Marks the superblock of `media` (version 49) so that the log may hold DELETE entries and the
+/// C tools refuse the file system (`mkfs.famfs --enable-delete`, or before a first delete made
+/// where the superblock is not writable). Returns the superblock as written.
+pub fn enable_deletes(media: &Media) -> Result<Superblock> {
+    let mut sb = media.read_superblock()?;
+    if !sb.deletes_enabled() {
+        sb.version = SB_VERSION_DELETE;
+        media.write_durable(0, &sb.encode())?;
+    }
+    Ok(sb)
+}
 
 /// Options of [`mkfs`].
 #[derive(Debug, Clone)]

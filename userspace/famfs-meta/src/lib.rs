@@ -13,6 +13,7 @@
 //! # Ok::<(), famfs_meta::MetaError>(())
 //! ```
 
+mod compact;
 mod fs;
 mod namespace;
 mod role;
@@ -23,12 +24,15 @@ pub use famfs_media::dax::devices as dax_devices;
 /// [`famfs_media::dax`].
 pub use famfs_media::dax::resolver;
 
+pub use compact::{CompactRecord, CompactReport, COMPACT_RECORD_OFFSET, COMPACT_RECORD_SIZE};
 pub use famfs_media::{Access, MediaKind};
 pub use fs::{
-    mkfs, Appender, Device, Famfs, Layout, MkfsOptions, PlayStats, Problem, ProblemKind,
-    MAX_DEVICES, MAX_DEVICE_SIZE,
+    enable_deletes, mkfs, Appender, Device, Famfs, Layout, MkfsOptions, OfflineGate, PendingDelete,
+    PlayStats, Problem, ProblemKind, ReclaimGate, ReclaimReport, MAX_DEVICES, MAX_DEVICE_SIZE,
 };
-pub use namespace::{ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, ROOT_INO};
+pub use namespace::{
+    ApplyConflict, FileInfo, Ino, Namespace, Node, NodeKind, RemoveConflict, ROOT_INO,
+};
 pub use role::{
     local_system_uuid, parse_uuid_file, system_uuid_path, Role, SYSTEM_UUID_ENV, SYSTEM_UUID_PATH,
 };
@@ -60,8 +64,18 @@ pub enum MetaError {
     NotMaster { master: String, ours: String },
     #[error("the file system was opened read-only; open it read-write to modify it")]
     ReadOnly,
-    #[error("the log is full ({capacity} entries): no more files or directories can be created (make a new file system with a bigger --loglen)")]
+    #[error("the log is full ({capacity} entries): run `famfs compact` on the master (with the file system unmounted on every host) to rewrite it with only the live entries, or make a new file system with a bigger --loglen")]
     LogFull { capacity: u64 },
+    #[error("/{0}: directory not empty (remove its contents first, or use `famfs rm -r`)")]
+    NotEmpty(String),
+    #[error("the first delete on a file system marks its superblock (version 49, so that the C famfs tools refuse it from then on), and through a mount the superblock is read-only: unmount it and run this `famfs rm` once with --device DEV on the master (or make file systems with `mkfs.famfs --enable-delete`)")]
+    DeletesNotEnabled,
+    #[error("the root directory cannot be removed")]
+    RemoveRoot,
+    #[error("a log compaction of this file system was interrupted (the new log is at {scratch:#x}): open it read-write on the master (e.g. `famfs compact` or `famfs fsck` there) to finish it")]
+    CompactionInterrupted { scratch: u64 },
+    #[error("cannot compact: {0}")]
+    CannotCompact(String),
     #[error("/{0}: already exists")]
     Exists(String),
     #[error("/{0}: no such file or directory")]

@@ -1,10 +1,11 @@
 //! The in-memory namespace built by playing the log.
 
 use famfs_format::{FileFlags, Fmap, RelPath};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Inode number. The root is [`ROOT_INO`]; numbers are dense and stable for the life of a
-/// [`Namespace`] (famfs never deletes), so a FUSE server can use them directly as node ids.
+/// [`Namespace`] and never reused (a removed node keeps its number, unlinked), so a FUSE server
+/// can use them directly as node ids.
 pub type Ino = u64;
 
 /// The root directory's inode number.
@@ -79,12 +80,25 @@ pub enum ApplyConflict {
     ParentNotDir,
 }
 
+/// Why a node could not be removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveConflict {
+    /// No such node, or it was removed already.
+    NotFound,
+    /// The root cannot be removed.
+    Root,
+    /// A directory that still has entries.
+    NotEmpty,
+}
+
 /// A tree of directories and files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
     nodes: Vec<Node>,
     nfiles: u64,
     ndirs: u64,
+    /// Removed nodes: unlinked from their parent, kept (so numbers stay stable), never listed.
+    unlinked: BTreeSet<Ino>,
 }
 
 impl Default for Namespace {
@@ -112,7 +126,45 @@ impl Namespace {
             nodes: vec![root],
             nfiles: 0,
             ndirs: 0,
+            unlinked: BTreeSet::new(),
         }
+    }
+
+    /// Whether `ino` was removed (it is no longer in any directory; [`Namespace::get`] still
+    /// returns it, as a file descriptor still reaches an unlinked file).
+    pub fn is_removed(&self, ino: Ino) -> bool {
+        self.unlinked.contains(&ino)
+    }
+
+    /// Removes a file or an empty directory from its parent. The node keeps its number and is
+    /// left out of [`Namespace::nodes`] and the counts from now on.
+    pub fn remove(&mut self, ino: Ino) -> Result<(), RemoveConflict> {
+        if ino == ROOT_INO {
+            return Err(RemoveConflict::Root);
+        }
+        if self.is_removed(ino) {
+            return Err(RemoveConflict::NotFound);
+        }
+        let node = self.get(ino).ok_or(RemoveConflict::NotFound)?;
+        if let NodeKind::Dir { children } = &node.kind {
+            if !children.is_empty() {
+                return Err(RemoveConflict::NotEmpty);
+            }
+        }
+        let (parent, name, is_dir) = (node.parent, node.name.clone(), node.is_dir());
+        if let Some(NodeKind::Dir { children }) = ino_index(parent)
+            .and_then(|i| self.nodes.get_mut(i))
+            .map(|n| &mut n.kind)
+        {
+            children.remove(&name);
+        }
+        self.unlinked.insert(ino);
+        if is_dir {
+            self.ndirs -= 1;
+        } else {
+            self.nfiles -= 1;
+        }
+        Ok(())
     }
 
     /// The node of an inode number.
@@ -172,19 +224,23 @@ impl Namespace {
         self.ndirs
     }
 
-    /// Number of nodes including the root (the highest inode number).
+    /// Number of inode numbers given out, the root and removed nodes included (the highest
+    /// inode number).
     pub fn len(&self) -> u64 {
         self.nodes.len() as u64
     }
 
     /// True when only the root exists.
     pub fn is_empty(&self) -> bool {
-        self.nodes.len() == 1
+        self.nodes.len() == 1 + self.unlinked.len()
     }
 
-    /// Every node in inode order.
+    /// Every node in the namespace (removed ones left out), in inode order: a parent always
+    /// comes before its children.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
-        self.nodes.iter()
+        self.nodes
+            .iter()
+            .filter(|n| self.unlinked.is_empty() || !self.unlinked.contains(&n.ino))
     }
 
     #[allow(clippy::too_many_arguments)] // one call per node kind; a struct would only rename them
@@ -304,6 +360,10 @@ impl Namespace {
     }
 }
 
+fn ino_index(ino: Ino) -> Option<usize> {
+    ino.checked_sub(1).and_then(|i| usize::try_from(i).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +413,39 @@ mod tests {
         assert_eq!(ns.get(0), None);
         assert_eq!(ns.get(999), None);
         assert_eq!(ns.resolve("/"), Some(ROOT_INO));
+    }
+
+    #[test]
+    fn remove_unlinks_and_keeps_numbers() {
+        let mut ns = Namespace::default();
+        let p = |s| RelPath::new(s).unwrap();
+        let d = ns.apply_mkdir(&p("d"), 0o755, 0, 0, Some(0)).unwrap();
+        let f = ns
+            .apply_file(&p("d/f"), 0o644, 0, 0, info(), Some(1))
+            .unwrap();
+        assert_eq!(ns.remove(d), Err(RemoveConflict::NotEmpty));
+        assert_eq!(ns.remove(ROOT_INO), Err(RemoveConflict::Root));
+        ns.remove(f).unwrap();
+        assert_eq!(ns.remove(f), Err(RemoveConflict::NotFound));
+        assert_eq!(ns.resolve("d/f"), None);
+        assert!(ns.is_removed(f));
+        assert_eq!(
+            ns.get(f).unwrap().name,
+            "f",
+            "an unlinked node is still reachable by number"
+        );
+        assert_eq!(ns.file_count(), 0);
+        assert!(ns.nodes().all(|n| n.ino != f));
+        // A new file of the same name is a new node.
+        let g = ns
+            .apply_file(&p("d/f"), 0o644, 0, 0, info(), Some(2))
+            .unwrap();
+        assert_ne!(g, f);
+        ns.remove(g).unwrap();
+        ns.remove(d).unwrap();
+        assert!(ns.is_empty());
+        assert_eq!(ns.dir_count(), 0);
+        assert_eq!(ns.len(), 4);
+        assert_eq!(ns.children(ROOT_INO).unwrap().count(), 0);
     }
 }

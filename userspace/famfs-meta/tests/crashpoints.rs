@@ -288,13 +288,22 @@ fn open_recording(path: Path_, dir: &Path, sb: &[u8], log: &[u8]) -> (Famfs, fam
     (fs, trace)
 }
 
+/// The system uuid file and lock directory of every test here, set once before anything reads
+/// them (the tests of this file run in parallel threads of one process).
+fn env() {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, dir.path().join("system_uuid"));
+        std::env::set_var(famfs_media::lock::LOCK_DIR_ENV, dir.path().join("locks"));
+        famfs_meta::local_system_uuid(&dir.path().join("system_uuid")).unwrap();
+        dir
+    });
+}
+
 #[test]
 fn every_crash_state_of_an_append_plays_before_or_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let uuid_file = dir.path().join("system_uuid");
-    // One test function: the variable is set before anything reads it.
-    std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, &uuid_file);
-    std::env::set_var(famfs_media::lock::LOCK_DIR_ENV, dir.path().join("locks"));
+    env();
     let mut failures = Vec::new();
     let mut total = 0usize;
     // Entry 0 shares the header's cache line and page; entry 7 straddles pages 0 and 1; entry 8
@@ -375,6 +384,410 @@ fn every_crash_state_of_an_append_plays_before_or_after_it() {
     assert!(
         failures.is_empty(),
         "crash states that do not play to before or after the append:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every distinct crash state of `ops` (recorded on top of `log`) under model `m`.
+fn states_of(log: &[u8], ops: &[MediaOp], m: Model) -> Vec<Vec<u8>> {
+    let mut sim = Sim::new(&log[..WIN], m.unit);
+    let mut states = Vec::new();
+    sim.crash_states(&mut states);
+    for op in ops {
+        sim.apply(op, m);
+        sim.crash_states(&mut states);
+    }
+    let mut seen = HashSet::new();
+    states.retain(|s| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        s.hash(&mut h);
+        seen.insert(h.finish())
+    });
+    states
+}
+
+/// Plays a crash state as the next boot would, with no damage allowed.
+fn boot(sb: &[u8], state: &[u8]) -> Result<Famfs, String> {
+    let m = Media::memory(DEV).unwrap();
+    m.write_at(0, sb).unwrap();
+    m.write_at(LOG_OFFSET, state).unwrap();
+    let fs = Famfs::from_media(m).map_err(|e| format!("log play failed: {e}"))?;
+    if let Some(p) = fs.problems().iter().find(|p| p.is_damage()) {
+        return Err(format!("log play found damage: {p}"));
+    }
+    Ok(fs)
+}
+
+/// Whether every 2 MiB unit of `path`'s memory (a pending or reclaimed file) is taken.
+fn units_taken(fs: &Famfs, fmap: &famfs_format::Fmap) -> (bool, bool) {
+    let mut all = true;
+    let mut none = true;
+    for e in fmap.extents() {
+        for u in e.offset / (2 << 20)..e.end().div_ceil(2 << 20) {
+            let set = fs.bitmap().is_set(u);
+            all &= set;
+            none &= !set;
+        }
+    }
+    (all, none)
+}
+
+/// A master that dies in the middle of a delete or of a reclaim loses nothing and leaks nothing:
+/// every crash state plays to before or after that append; after a delete, the file is gone
+/// and its memory pending (still allocated); a later reclaim on that state frees it; after a
+/// reclaim, the memory is free and nothing is pending.
+#[test]
+fn every_crash_state_of_a_delete_and_of_a_reclaim_plays_before_or_after_it() {
+    env();
+    let mut failures = Vec::new();
+    for reclaim in [false, true] {
+        // 7 directories, the victim (3 units), then a file deleted at once (the superblock is
+        // marked from then on, as on any file system with a delete), then for the reclaim case
+        // the victim's delete.
+        let m = Media::memory(DEV).unwrap();
+        let system_uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
+        let o = MkfsOptions {
+            log_len: DEFAULT_LOG_LEN,
+            fs_uuid: [7; 16],
+            dev_uuid: [8; 16],
+            system_uuid,
+            device_name: "crash".into(),
+        };
+        mkfs(&m, &o).unwrap();
+        let mut fs = Famfs::from_media(m).unwrap();
+        for i in 0..7 {
+            fs.mkdir(&rp(&format!("old{i}")), 0o755, 0, 0).unwrap();
+        }
+        let victim = format!("victim-{}", "v".repeat(60));
+        fs.create_file(&rp(&victim), 5 << 20, 0o644, 0, 0, Layout::Contiguous)
+            .unwrap();
+        let ns = fs.namespace();
+        let fmap = ns
+            .get(ns.resolve(&victim).unwrap())
+            .unwrap()
+            .file()
+            .unwrap()
+            .fmap
+            .clone();
+        fs.create_file(&rp("first"), 1, 0o644, 0, 0, Layout::Contiguous)
+            .unwrap();
+        fs.unlink(&rp("first"), false).unwrap();
+        fs.reclaim(&famfs_meta::OfflineGate).unwrap();
+        if reclaim {
+            fs.unlink(&rp(&victim), true).unwrap();
+        }
+        let before = fs.played();
+        let m = fs.into_media();
+        let mut sb = vec![0u8; SB_REGION_LEN as usize];
+        m.read_fresh(0, &mut sb).unwrap();
+        let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
+        m.read_fresh(LOG_OFFSET, &mut log).unwrap();
+        let sb_head = &sb[..famfs_format::SB_SIZE];
+        for (path, models) in [
+            (Path_::DeviceImage, &[PAGES][..]),
+            (Path_::DeviceDax, &[DAX][..]),
+            (Path_::Mount, &[DAX, PAGES][..]),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let (mut fs, trace) = open_recording(path, d.path(), &sb, &log);
+            if reclaim {
+                let r = fs.reclaim(&famfs_meta::OfflineGate).unwrap();
+                assert_eq!(r.reclaimed.len(), 1);
+            } else {
+                fs.unlink(&rp(&victim), false).unwrap();
+            }
+            let ops = trace.lock().unwrap().clone();
+            assert!(
+                !ops.iter()
+                    .any(|o| matches!(o, MediaOp::Store { off, .. } if *off < LOG_OFFSET)),
+                "the superblock was marked before: only the log is written"
+            );
+            for &m in models {
+                let (mut before_n, mut after_n) = (0, 0);
+                let states = states_of(&log, &ops, m);
+                for s in &states {
+                    let r = (|| -> Result<Seen, String> {
+                        let mut fs = boot(sb_head, s)?;
+                        let seen = match fs.played() {
+                            n if n == before => Seen::Before,
+                            n if n == before + 1 => Seen::After,
+                            n => return Err(format!("{n} entries played, want {before} or +1")),
+                        };
+                        let present = fs.namespace().resolve(&victim).is_some();
+                        let pending = fs.pending_deletes().any(|p| p.path == victim);
+                        let (all, none) = units_taken(&fs, &fmap);
+                        // (present, pending, memory taken) before and after each append.
+                        let want = match (reclaim, &seen) {
+                            (false, Seen::Before) => (true, false, true),
+                            (false, Seen::After) | (true, Seen::Before) => (false, true, true),
+                            (true, Seen::After) => (false, false, false),
+                        };
+                        let got = (present, pending, if want.2 { all } else { !none });
+                        if got != want {
+                            return Err(format!(
+                                "{seen:?}: (present, pending, taken) = {got:?}, want {want:?}"
+                            ));
+                        }
+                        // The next master finishes the job: a reclaim frees what is pending,
+                        // and the log goes on.
+                        fs.reclaim(&famfs_meta::OfflineGate)
+                            .map_err(|e| format!("the reclaim after the crash failed: {e}"))?;
+                        fs.mkdir(&rp("after-crash"), 0o755, 0, 0)
+                            .map_err(|e| format!("the next append failed: {e}"))?;
+                        let again = Famfs::from_media(fs.into_media())
+                            .map_err(|e| format!("the log after the next appends: {e}"))?;
+                        let (_, none) = units_taken(&again, &fmap);
+                        if again.pending_deletes().count() != 0
+                            || (!present && !none)
+                            || again.problems().iter().any(|p| p.is_damage())
+                        {
+                            return Err(
+                                "the reclaim after the crash did not free the memory".into()
+                            );
+                        }
+                        Ok(seen)
+                    })();
+                    match r {
+                        Ok(Seen::Before) => before_n += 1,
+                        Ok(Seen::After) => after_n += 1,
+                        Err(why) => {
+                            if failures.len() < 10 {
+                                failures.push(format!(
+                                    "{} of {path:?} on {}: {why}",
+                                    if reclaim { "reclaim" } else { "delete" },
+                                    m.name
+                                ));
+                            }
+                        }
+                    }
+                }
+                println!(
+                    "{} via {path:?} on {}: {} ops, {} crash states: {before_n} before, {after_n} after",
+                    if reclaim { "reclaim" } else { "delete" },
+                    m.name,
+                    ops.len(),
+                    states.len()
+                );
+                assert!(after_n > 0 && before_n > 0, "the enumeration is broken");
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "crash states that do not play to before or after a delete or reclaim:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The medium of a whole device under a model, sparsely: units are keyed by device offset /
+/// unit; `base` gives a unit's contents before the recording.
+struct SparseSim<'a> {
+    unit: u64,
+    base: &'a dyn Fn(u64) -> Vec<u8>,
+    durable: BTreeMap<u64, Vec<u8>>,
+    current: BTreeMap<u64, Vec<u8>>,
+    pending: BTreeMap<u64, Vec<Vec<u8>>>,
+}
+
+impl SparseSim<'_> {
+    fn cur(&mut self, u: u64) -> &mut Vec<u8> {
+        let base = self.base;
+        let unit = self.unit;
+        self.current.entry(u).or_insert_with(|| base(u * unit))
+    }
+
+    fn apply(&mut self, op: &MediaOp, m: Model) {
+        let (off, len) = match op {
+            MediaOp::Store { off, data } => {
+                let mut i = 0usize;
+                while i < data.len() {
+                    let a = *off + i as u64;
+                    let n = ((8 - a % 8) as usize).min(data.len() - i);
+                    let u = a / self.unit;
+                    let rel = (a % self.unit) as usize;
+                    self.cur(u)[rel..rel + n].copy_from_slice(&data[i..i + n]);
+                    let v = self.current[&u].clone();
+                    self.pending.entry(u).or_default().push(v);
+                    i += n;
+                }
+                return;
+            }
+            MediaOp::CpuFlush { .. } if !m.cpu_flush_persists => return,
+            MediaOp::CpuFlush { off, len } | MediaOp::Sync { off, len } => (*off, *len),
+        };
+        if len == 0 {
+            return;
+        }
+        for u in off / self.unit..=(off + len - 1) / self.unit {
+            if self.pending.remove(&u).is_some() {
+                self.durable.insert(u, self.current[&u].clone());
+            }
+        }
+    }
+
+    /// Crash states now, as overlays: nothing pending written, all of it, each unit alone, each
+    /// prefix in address order, and each unit torn at each intermediate content with the
+    /// others old or new (linear in the pending units, not exponential: a compaction writes
+    /// many lines at once).
+    fn crash_states(&self, out: &mut Vec<BTreeMap<u64, Vec<u8>>>) {
+        let units: Vec<(&u64, &Vec<Vec<u8>>)> = self.pending.iter().collect();
+        let last = |v: &Vec<Vec<u8>>| v.last().expect("a version").clone();
+        out.push(self.durable.clone());
+        let mut all = self.durable.clone();
+        for (u, v) in &units {
+            all.insert(**u, last(v));
+        }
+        out.push(all.clone());
+        let mut prefix = self.durable.clone();
+        for (u, v) in &units {
+            let mut one = self.durable.clone();
+            one.insert(**u, last(v));
+            out.push(one);
+            prefix.insert(**u, last(v));
+            out.push(prefix.clone());
+            for torn in &v[..v.len() - 1] {
+                for base in [&self.durable, &all] {
+                    let mut s = base.clone();
+                    s.insert(**u, torn.clone());
+                    out.push(s);
+                }
+            }
+        }
+    }
+}
+
+/// A compaction killed at any point leaves the old log or the new one, never a torn one: every
+/// crash state either plays the old log, or (the record found) is finished by the next master
+/// open to the new log; both show the same namespace, with no damage, and the log goes on.
+#[test]
+fn every_crash_state_of_a_compaction_plays_the_old_or_the_new_log() {
+    env();
+    let m = Media::memory(DEV).unwrap();
+    let system_uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
+    let o = MkfsOptions {
+        log_len: DEFAULT_LOG_LEN,
+        fs_uuid: [7; 16],
+        dev_uuid: [8; 16],
+        system_uuid,
+        device_name: "crash".into(),
+    };
+    mkfs(&m, &o).unwrap();
+    let mut fs = Famfs::from_media(m).unwrap();
+    // Deleted files first: the live entries move down the log.
+    for i in 0..6 {
+        fs.create_file(&rp(&format!("t{i}")), 1, 0o644, 0, 0, Layout::Contiguous)
+            .unwrap();
+    }
+    fs.mkdir(&rp("keep"), 0o755, 0, 0).unwrap();
+    fs.create_file(&rp("keep/f"), 3 << 20, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
+    for i in 0..6 {
+        fs.unlink(&rp(&format!("t{i}")), false).unwrap();
+    }
+    fs.reclaim(&famfs_meta::OfflineGate).unwrap();
+    fs.create_file(&rp("pending"), 1, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
+    fs.unlink(&rp("pending"), false).unwrap();
+    let old_n = fs.played();
+    let names = |fs: &Famfs| -> Vec<String> {
+        let ns = fs.namespace();
+        ns.nodes().map(|n| ns.path_of(n.ino).unwrap()).collect()
+    };
+    let want_names = names(&fs);
+    let base_media = fs.into_media();
+    let mut sb = vec![0u8; SB_REGION_LEN as usize];
+    base_media.read_fresh(0, &mut sb).unwrap();
+    let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
+    base_media.read_fresh(LOG_OFFSET, &mut log).unwrap();
+    let mut failures = Vec::new();
+    for (path, model) in [(Path_::DeviceImage, PAGES), (Path_::DeviceDax, DAX)] {
+        let d = tempfile::tempdir().unwrap();
+        let (mut fs, trace) = open_recording(path, d.path(), &sb, &log);
+        let r = fs.compact().unwrap();
+        let new_n = r.entries_after;
+        assert!(new_n < old_n);
+        let ops = trace.lock().unwrap().clone();
+        let unit = model.unit as u64;
+        let base = |off: u64| {
+            let mut b = vec![0u8; unit as usize];
+            base_media.read_fresh(off, &mut b).unwrap();
+            b
+        };
+        let mut sim = SparseSim {
+            unit,
+            base: &base,
+            durable: BTreeMap::new(),
+            current: BTreeMap::new(),
+            pending: BTreeMap::new(),
+        };
+        let mut states = Vec::new();
+        sim.crash_states(&mut states);
+        for op in &ops {
+            sim.apply(op, model);
+            sim.crash_states(&mut states);
+        }
+        let mut seen = HashSet::new();
+        let (mut old_seen, mut new_seen) = (0, 0);
+        for s in &states {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            s.hash(&mut h);
+            if !seen.insert(h.finish()) {
+                continue;
+            }
+            let m = Media::memory(DEV).unwrap();
+            m.write_at(0, &sb).unwrap();
+            m.write_at(LOG_OFFSET, &log).unwrap();
+            for (u, b) in s {
+                m.write_at(u * unit, b).unwrap();
+            }
+            let r = (|| -> Result<bool, String> {
+                let mut fs = Famfs::from_media(m).map_err(|e| format!("open failed: {e}"))?;
+                if let Some(p) = fs.problems().iter().find(|p| p.is_damage()) {
+                    return Err(format!("damage: {p}"));
+                }
+                let is_new = match fs.played() {
+                    n if n == old_n => false,
+                    n if n == new_n => true,
+                    n => return Err(format!("{n} entries, want {old_n} or {new_n}")),
+                };
+                if names(&fs) != want_names {
+                    return Err(format!("namespace {:?}", names(&fs)));
+                }
+                if is_new == (fs.pending_deletes().count() != 0) {
+                    return Err("pending deletes wrong for the log played".into());
+                }
+                fs.mkdir(&rp("after-crash"), 0o755, 0, 0)
+                    .map_err(|e| format!("the next append failed: {e}"))?;
+                let again = Famfs::from_media(fs.into_media())
+                    .map_err(|e| format!("the log after the next append: {e}"))?;
+                if again.namespace().resolve("after-crash").is_none()
+                    || again.problems().iter().any(|p| p.is_damage())
+                {
+                    return Err("the next append does not play".into());
+                }
+                Ok(is_new)
+            })();
+            match r {
+                Ok(false) => old_seen += 1,
+                Ok(true) => new_seen += 1,
+                Err(why) => {
+                    if failures.len() < 10 {
+                        failures.push(format!("{path:?} on {}: {why}", model.name));
+                    }
+                }
+            }
+        }
+        println!(
+            "compaction via {path:?} on {}: {} ops, {} crash states: {old_seen} old log, {new_seen} new",
+            model.name,
+            ops.len(),
+            seen.len()
+        );
+        assert!(old_seen > 0 && new_seen > 0, "the enumeration is broken");
+    }
+    assert!(
+        failures.is_empty(),
+        "crash states of a compaction that play neither log:\n{}",
         failures.join("\n")
     );
 }

@@ -55,6 +55,14 @@ fn check(b: &[u8], index: u64) {
         }
         LogEntryBody::Mkdir(d) => check_path(&d.path),
         LogEntryBody::AddDaxdev(_) => {}
+        LogEntryBody::Delete(d) => {
+            check_path(&d.path);
+            assert!(d.target < index || d.target == u64::MAX);
+        }
+        LogEntryBody::Reclaim(r) => {
+            assert!((1..=64).contains(&r.deletes.len()));
+            assert!(r.deletes.iter().all(|&d| d < index));
+        }
     }
     let enc = e.encode();
     assert_eq!(

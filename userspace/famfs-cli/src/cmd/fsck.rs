@@ -314,6 +314,7 @@ fn print_json(fs: &Famfs, h: &LogHeader, dev: &Path, f: &Findings, verbose: bool
         "files": ns.file_count(), "directories": ns.dir_count(),
         "allocated_bytes": f.used, "free_bytes": bm.free_bytes(),
         "collisions": f.collisions, "damage": f.damage, "warnings": f.warnings,
+        "superblock_version": sb.version, "pending_deletes": super::pending::json(fs),
         "daxdevs": fs.daxdevs().iter().map(daxdev_json).collect::<Vec<_>>(),
         "devices": f.per_device,
         "buckets": f.buckets.iter().map(|(o, u, f)| serde_json::json!({"offset": o, "used_bytes": u, "free_bytes": f})).collect::<Vec<_>>(),
@@ -339,7 +340,8 @@ fn print_text(
     let sz = |n: u64| if human_sizes { human(n) } else { n.to_string() };
     println!("famfs on {}", dev.display());
     println!(
-        "  superblock:   valid (version 48, omf 2.2), device name {:?}",
+        "  superblock:   valid ({}, omf 2.2), device name {:?}",
+        super::pending::version_text(fs),
         sb.device_name_str()
     );
     println!("  fs uuid:      {}", format_uuid(&sb.fs_uuid));
@@ -366,6 +368,7 @@ fn print_text(
         sz(bm.free_bytes())
     );
     println!("  collisions:   {}", f.collisions);
+    super::pending::print_text(fs);
     for (i, (o, u, f)) in f.buckets.iter().enumerate() {
         println!(
             "  bucket {i:2}:    offset {o:#x}: used {}, free {}",

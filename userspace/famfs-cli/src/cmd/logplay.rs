@@ -257,7 +257,16 @@ fn shadow_logplay(cli: &GlobalArgs, o: &LogplayOpts, dir: &Path) -> Result<()> {
                     }
                 }
             }
-            LogEntryBody::AddDaxdev(_) => {}
+            LogEntryBody::Delete(d) if !o.dry_run => {
+                // The shadow tree shows the namespace: a deleted node leaves it.
+                let path = root.join(d.path.as_str());
+                let _ = if d.is_dir() {
+                    std::fs::remove_dir(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+            LogEntryBody::AddDaxdev(_) | LogEntryBody::Delete(_) | LogEntryBody::Reclaim(_) => {}
         }
     }
     println!(

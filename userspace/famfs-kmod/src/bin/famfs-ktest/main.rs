@@ -14,6 +14,7 @@
 //!   famfs-ktest hostile [SECONDS [SEED]] random and adversarial input against the module
 //!   famfs-ktest revoke-inflight-write SRC SERVER_PID  IOC_REVOKE across a write(2) in flight
 //!   famfs-ktest pin-page PATH           pin a page of PATH in a pipe until EOF on stdin
+//!   famfs-ktest lease-unload ROUNDS KO  rmmod while the lease revoke of a closed open is queued
 //!
 //! The device under test is $FAMFS_DAXDEV (bound to fsdev_dax, set by scripts/vm-guest-init).
 
@@ -124,10 +125,43 @@ const CHECKS: &[Check] = &[
         name: "file-revoke-killable",
         run: revoke::check_revoke_killable,
     },
+    Check {
+        name: "lease-renewed-keeps-files",
+        run: lease::check_lease_renewed,
+    },
+    Check {
+        name: "lease-expiry-revokes",
+        run: lease::check_lease_expiry,
+    },
+    Check {
+        name: "lease-stopped-renewer-revokes",
+        run: lease::check_lease_stopped_renewer,
+    },
+    Check {
+        name: "lease-closed-armed-revokes",
+        run: lease::check_lease_closed_armed,
+    },
+    Check {
+        name: "revoke-file-not-sibling",
+        run: lease::check_revoke_file,
+    },
+    Check {
+        name: "file-state-mapped",
+        run: lease::check_file_state_mapped,
+    },
+    Check {
+        name: "lease-bad-args",
+        run: lease::check_lease_bad_args,
+    },
+    Check {
+        name: "lease-unprivileged",
+        run: lease::check_lease_unprivileged,
+    },
 ];
 
 mod datapath;
 mod hostile;
+mod lease;
 mod revoke;
 mod robust;
 
@@ -442,6 +476,13 @@ fn main() -> ExitCode {
             report(
                 &format!("unload-racing-last-close-{rounds}x"),
                 robust::unload_race(rounds, &args[2]),
+            )
+        }
+        Some("lease-unload") if args.len() == 3 => {
+            let rounds = args[1].parse().unwrap_or(20);
+            report(
+                &format!("unload-with-lease-revoke-pending-{rounds}x"),
+                lease::lease_unload(rounds, &args[2]),
             )
         }
         Some("unload-during-eviction") if args.len() == 2 => report(

@@ -126,14 +126,14 @@ pub(crate) fn check_revoke_killable(env: &Env) -> CheckResult {
 }
 
 /// Physical address of byte 0 of dax device `name` (sysfs `resource`).
-fn phys_base(name: &str) -> Result<u64, String> {
+pub(crate) fn phys_base(name: &str) -> Result<u64, String> {
     let p = format!("/sys/bus/dax/devices/{name}/resource");
     let t = ctx(&format!("read {p}"), std::fs::read_to_string(&p))?;
     u64::from_str_radix(t.trim().trim_start_matches("0x"), 16).map_err(|e| format!("{p}: {e}"))
 }
 
 /// `len` bytes of physical memory at `phys`, read through /dev/mem (not through famfs).
-fn devmem(phys: u64, len: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn devmem(phys: u64, len: usize) -> Result<Vec<u8>, String> {
     let mem = ctx("open /dev/mem", File::open("/dev/mem"))?;
     let map = ctx(
         "mmap /dev/mem",

@@ -29,7 +29,7 @@ fn pipe() -> Result<(File, File), String> {
 }
 
 /// Forks; the child runs `f` and exits with its return value (never returns in the child).
-fn fork_child(f: impl FnOnce() -> i32) -> Result<libc::pid_t, String> {
+pub(crate) fn fork_child(f: impl FnOnce() -> i32) -> Result<libc::pid_t, String> {
     // SAFETY: The test program forks only from its main thread; the child runs `f` and leaves
     // with `_exit`, without running the parent's destructors.
     let pid = unsafe { libc::fork() };
@@ -44,7 +44,7 @@ fn fork_child(f: impl FnOnce() -> i32) -> Result<libc::pid_t, String> {
     Ok(pid)
 }
 
-fn wait_child(pid: libc::pid_t) -> i32 {
+pub(crate) fn wait_child(pid: libc::pid_t) -> i32 {
     let mut status = 0;
     // SAFETY: Waits for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -63,7 +63,7 @@ extern "C" fn exit_with_bus_code(
 
 /// In a child: SIGBUS ends the process with status 100 + si_code (BUS_MCEERR_AR = 4,
 /// BUS_MCEERR_AO = 5, BUS_ADRERR = 2).
-fn report_sigbus_code() {
+pub(crate) fn report_sigbus_code() {
     // SAFETY: A zeroed sigaction with our handler and SA_SIGINFO is a valid argument.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
@@ -73,7 +73,7 @@ fn report_sigbus_code() {
     }
 }
 
-fn read_volatile(map: &Mapping, off: usize) -> u8 {
+pub(crate) fn read_volatile(map: &Mapping, off: usize) -> u8 {
     assert!(off < map.len);
     // SAFETY: `off` is inside the mapping (checked above).
     unsafe { std::ptr::read_volatile(map.addr.add(off)) }
@@ -647,7 +647,7 @@ extern "C" fn park_on_sigbus(_sig: libc::c_int) {
 
 /// Present page-table entries in `[addr, addr + len)` of this process (/proc/self/pagemap,
 /// bit 63), independent of the module.
-fn present_pages(addr: usize, len: usize) -> Result<usize, String> {
+pub(crate) fn present_pages(addr: usize, len: usize) -> Result<usize, String> {
     let pagemap = ctx("open pagemap", File::open("/proc/self/pagemap"))?;
     let mut buf = vec![0u8; len / 4096 * 8];
     ctx(
