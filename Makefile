@@ -1,6 +1,7 @@
 # famfs-rs: entry points. Every target does its own set-up (scripts/setup is idempotent).
 #   make            build user space and famfs.ko (building the kernel first when needed)
-#   make check      host tests, bounded fuzzing, then the VM tests; ends with `N passed, N failed`
+#   make check      build, then host tests and bounded fuzzing beside the VM tests (scripts/check);
+#                   ends with `N passed, N failed`
 #   make demo       boot the CXL VM and show famfs working
 #   make vm         an interactive shell in the CXL VM
 #   make bench      the benchmark suite (figures in bench-results/, Documentation/performance.md)
@@ -39,7 +40,10 @@ userspace: setup
 	@# Cargo cannot name a binary mkfs.famfs: famfs acts as mkfs under that name.
 	@ln -sf famfs userspace/target/release/mkfs.famfs
 
-check: all check-host check-fuzz check-vm
+# The host checks run beside the VM tests (scripts/check; FAMFS_CHECK_SERIAL=1 for one after the
+# other, as `make all check-host check-fuzz check-vm` does).
+check:
+	scripts/check
 
 check-host: setup
 	@# The module's sources (and the fmap crate it compiles) follow the kernel's rustfmt rules.
