@@ -412,11 +412,10 @@ impl Holder {
                     None => Step::Done,
                     Some(link) => {
                         let ino = link.ino.load(Ordering::Relaxed);
-                        // An inode leaves the list under this lock, at the start of its
-                        // eviction, before it or its super block can be freed.
                         // SAFETY: A listed link's inode is alive while the list is locked (set
                         // by `track` before listing, which the caller of `track` keeps alive
-                        // until `untrack`).
+                        // until `untrack`): an inode leaves the list under this lock, at the
+                        // start of its eviction, before it or its super block can be freed.
                         let inode = unsafe { &*link.inode.load(Ordering::Relaxed) };
                         match inode.super_get_active() {
                             None => Step::Skip(ino),

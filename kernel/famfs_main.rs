@@ -76,11 +76,10 @@ impl FamfsModule {
     pub(crate) fn fs_type_of(
         misc: &MiscDeviceRegistration<control::Control>,
     ) -> &'static fs::FsType {
-        // SAFETY: The only `MiscDeviceRegistration<Control>` is the `control` field of the
-        // module object, which stays in place (pinned, in the module's static storage) until the
-        // module is unloaded; every caller is a control open, which pins the module, and keeps
-        // the reference no longer than itself.
-        unsafe { &(*kernel::container_of!(ptr::from_ref(misc), FamfsModule, control)).fs_type }
+        let misc = ptr::from_ref(misc);
+        // SAFETY: The only `MiscDeviceRegistration<Control>` is the module's `control` field,
+        // pinned in the module's storage until unload; callers are control opens (they pin it).
+        unsafe { &(*kernel::container_of!(misc, FamfsModule, control)).fs_type }
     }
 }
 

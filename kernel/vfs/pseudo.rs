@@ -147,9 +147,9 @@ impl<T: DaxFile> FsRegistration<T> {
                     owner: kernel::module::this_module::<T::OwnerModule>().as_ptr(),
                     ..pin_init::zeroed()
                 };
+                // INVARIANT: Registered here, for `T`.
                 // SAFETY: `slot` is ours to write and pinned: it stays where it is until the
                 // registration is dropped, which unregisters it first.
-                // INVARIANT: Registered here, for `T`.
                 unsafe {
                     slot.write(fs);
                     kernel::error::to_result(bindings::register_filesystem(slot))

@@ -548,10 +548,9 @@ pub(crate) fn check_lease_unprivileged(env: &Env) -> CheckResult {
 fn reload(ko: &str, round: u32) -> CheckResult {
     let start = Instant::now();
     loop {
-        // SAFETY: delete_module with a NUL-terminated name; O_NONBLOCK fails at once while the
-        // module is in use.
-        let rc =
-            unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
+        let name = c"famfs".as_ptr();
+        // SAFETY: delete_module with a NUL-terminated name (above); O_NONBLOCK fails at once.
+        let rc = unsafe { libc::syscall(libc::SYS_delete_module, name, libc::O_NONBLOCK) };
         if rc == 0 {
             break;
         }
