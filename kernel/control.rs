@@ -68,6 +68,10 @@ unsafe impl AsBytes for abi::FileStateArgs {}
 unsafe impl FromBytes for abi::RevokeFileArgs {}
 // SAFETY: See above.
 unsafe impl AsBytes for abi::RevokeFileArgs {}
+// SAFETY: See above.
+unsafe impl FromBytes for abi::RevokeInoArgs {}
+// SAFETY: See above.
+unsafe impl AsBytes for abi::RevokeInoArgs {}
 
 /// The errno for a rejected fmap message (the shared crate names one per rule).
 fn fmap_error(e: FmapError) -> Error {
@@ -292,6 +296,12 @@ impl MiscDevice for Control {
                 me.lease(args)?;
                 Ok(0)
             }
+            abi::IOC_REVOKE_INO => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let args: abi::RevokeInoArgs = reader.read()?;
+                me.revoke_ino(args, &mut writer)?;
+                Ok(0)
+            }
             _ => Err(ENOTTY),
         }
     }
@@ -426,6 +436,35 @@ impl Control {
             files,
             args.devices
         );
+        writer.write(&args)
+    }
+
+    /// `IOC_REVOKE_INO`: revokes the file made through this open whose inode number is
+    /// `args.ino` ([`Daxdev::revoke_ino`] on each device of the table: a file is listed on
+    /// every device its map names, and a device is held by one table only, so only files made
+    /// through this open are reached). `ENOENT` when no device lists it, `EINVAL` for flags or
+    /// reserved fields; the waits end on a signal (`EINTR`/`ERESTARTSYS`, the file is revoked
+    /// all the same and a second call finishes).
+    fn revoke_ino(
+        &self,
+        mut args: abi::RevokeInoArgs,
+        writer: &mut kernel::uaccess::UserSliceWriter,
+    ) -> Result {
+        if args.flags != 0 || args.was_mapped != 0 || args.reserved != [0, 0] {
+            return Err(EINVAL);
+        }
+        let mut devs = KVec::with_capacity(TABLE_LEN, GFP_KERNEL)?;
+        for dev in self.session.table.lock().slots.iter().flatten() {
+            devs.push(dev.clone(), GFP_KERNEL)?;
+        }
+        // Draining and unmapping may wait for I/O and pinned pages: not under the table lock.
+        let mut found = None;
+        for dev in devs.iter() {
+            if let Some(mapped) = dev.revoke_ino(args.ino)? {
+                found = Some(found.unwrap_or(false) || mapped);
+            }
+        }
+        args.was_mapped = u32::from(found.ok_or(ENOENT)?);
         writer.write(&args)
     }
 

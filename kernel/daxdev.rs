@@ -112,8 +112,12 @@ pub(crate) struct InodeLink {
     /// The inode, set by [`Holder::track`]; only read under the device's list lock while the
     /// link is on the list (the inode is then alive: it leaves the list before it goes).
     inode: AtomicPtr<Inode>,
-    /// Its inode number: the walk's resume key ([`Holder::unmap_all`]).
+    /// Its inode number: the walk's resume key ([`Holder::unmap_all`]), and how
+    /// [`Holder::revoke_ino`] finds it.
     ino: AtomicU64,
+    /// The file's revoked flag (shared with its data and its other links), set by
+    /// [`Holder::revoke_ino`].
+    file_revoked: Arc<AtomicBool>,
 }
 
 kernel::list::impl_list_arc_safe! {
@@ -124,14 +128,15 @@ kernel::list::impl_list_item! {
 }
 
 impl InodeLink {
-    /// A new link, on no list.
-    pub(crate) fn new() -> Result<Arc<Self>> {
+    /// A new link, on no list, of the file whose revoked flag is `file_revoked`.
+    pub(crate) fn new(file_revoked: Arc<AtomicBool>) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(InodeLink {
                 links <- ListLinks::new(),
                 tracker <- AtomicTracker::new(),
                 inode: AtomicPtr::new(ptr::null_mut()),
                 ino: AtomicU64::new(0),
+                file_revoked,
             }),
             GFP_KERNEL,
         )
@@ -465,6 +470,47 @@ impl Holder {
     pub(crate) fn revoke(&self) -> Result<u64> {
         self.revoked.store(true, Ordering::Release);
         self.unmap_all(Unmap::Revoke)
+    }
+
+    /// Revokes the one live file on this device whose inode number is `ino` (`IOC_REVOKE_INO`):
+    /// its flag first (every access fails with `ESTALE`, faults with `SIGBUS`), then, with the
+    /// inode pinned as [`Self::unmap_all`] pins one, the reads and writes in flight are waited
+    /// for and its mappings zapped ([`drain_and_unmap`]; a signal ends the waits, and a second
+    /// call resumes). `None` when no such file is on this device's list (never made here, or
+    /// evicted: then nothing of it is open or mapped); else whether it was mapped. An inode
+    /// being evicted or on a super block shutting down is flagged and left to its eviction.
+    pub(crate) fn revoke_ino(&self, ino: u64) -> Result<Option<bool>> {
+        let pinned = {
+            let list = self.inodes.lock();
+            let Some(link) = list.iter().find(|l| l.ino.load(Ordering::Relaxed) == ino) else {
+                return Ok(None);
+            };
+            let first = !link.file_revoked.swap(true, Ordering::AcqRel);
+            if first {
+                pr_info!("revoking file ino {}: it now fails with ESTALE\n", ino);
+            }
+            // SAFETY: As in `unmap_all`: a listed link's inode is alive while the list is
+            // locked (it leaves the list under this lock, first thing at its eviction).
+            let inode = unsafe { &*link.inode.load(Ordering::Relaxed) };
+            match inode.super_get_active() {
+                None => return Ok(Some(false)),
+                Some(sb) => match inode.try_get() {
+                    Some(inode) => Pinned { inode, _sb: sb },
+                    // Being evicted: its mappings are gone with it. The super block reference
+                    // is dropped outside the list lock (it may be the last one).
+                    None => {
+                        drop(list);
+                        drop(sb);
+                        return Ok(Some(false));
+                    }
+                },
+            }
+        };
+        let was_mapped = pinned.inode.mapping_mapped();
+        let r = drain_and_unmap(&pinned.inode);
+        // The inode, then its super block, with no lock of ours held.
+        drop(pinned);
+        r.map(|()| Some(was_mapped))
     }
 
     /// Whether the device was revoked ([`Self::revoke`]).

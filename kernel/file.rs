@@ -36,8 +36,9 @@ pub(crate) struct FileData {
     links: KVec<Option<Arc<InodeLink>>>,
     read_only: bool,
     size: u64,
-    /// Set for good by `IOC_REVOKE_FILE`: every access fails with `ESTALE` (checked first).
-    revoked: AtomicBool,
+    /// Set for good by `IOC_REVOKE_FILE` (or `IOC_REVOKE_INO`, through a device's inode list,
+    /// whose links share it): every access fails with `ESTALE` (checked first).
+    revoked: Arc<AtomicBool>,
 }
 
 impl FileData {
@@ -48,10 +49,11 @@ impl FileData {
         read_only: bool,
         size: u64,
     ) -> Result<Self> {
+        let revoked = Arc::new(AtomicBool::new(false), GFP_KERNEL)?;
         let mut links = KVec::with_capacity(devs.len(), GFP_KERNEL)?;
         for dev in devs.iter() {
             let link = match dev {
-                Some(_) => Some(InodeLink::new()?),
+                Some(_) => Some(InodeLink::new(revoked.clone())?),
                 None => None,
             };
             links.push(link, GFP_KERNEL)?;
@@ -64,7 +66,7 @@ impl FileData {
             links,
             read_only,
             size,
-            revoked: AtomicBool::new(false),
+            revoked,
         })
     }
 

@@ -7,6 +7,7 @@
 #   mh_ready NAME                 wait until it answers (boot VMs in parallel, then wait)
 #   mh_run NAME SCRIPT            run SCRIPT (bash) in the VM; prints its output, returns its status
 #   mh_stop NAME                  stop the VM
+#   mh_kill NAME                  kill the VM (no clean stop: a host that dies)
 # shellcheck shell=bash
 
 MH_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,6 +59,15 @@ mh_stop() {
     local name=$1
     touch "$MH_DIR/$name/stop"
     wait "${MH_PID[$name]}" 2>/dev/null || true
+}
+
+# mh_kill NAME: kills the VM at once (QEMU gets SIGTERM through scripts/vm, as when a host
+# dies: nothing in the guest runs again), without the agent's clean stop.
+mh_kill() {
+    local name=$1
+    kill -TERM "${MH_PID[$name]}" 2>/dev/null
+    wait "${MH_PID[$name]}" 2>/dev/null || true
+    unset "MH_PID[$name]"
 }
 
 # mh_check NAME TEST SCRIPT: runs SCRIPT on NAME and reports TEST.

@@ -69,6 +69,14 @@ pub const IOC_REVOKE_FILE: u32 = ioc(
     8,
     core::mem::size_of::<RevokeFileArgs>(),
 );
+/// `FAMFS_IOC_REVOKE_INO`: `_IOWR(0xFA, 9, RevokeInoArgs)`, on `/dev/famfs`: revoke the one
+/// file made through this open whose inode number is `ino` (as `IOC_REVOKE_FILE` does on the
+/// file itself), for a server that no longer holds a descriptor of it.
+pub const IOC_REVOKE_INO: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    9,
+    core::mem::size_of::<RevokeInoArgs>(),
+);
 
 /// Output of `IOC_VERSION`.
 #[repr(C)]
@@ -211,6 +219,22 @@ pub struct RevokeFileArgs {
     pub reserved: [u64; 2],
 }
 
+/// Argument of `IOC_REVOKE_INO`: revoke the live file made through this open with inode number
+/// `ino` (the `ino` `IOC_CREATE_FILE` returned). `ENOENT` when no such file lives any more (it
+/// was evicted: nothing of it is mapped or open).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevokeInoArgs {
+    /// In: the inode number.
+    pub ino: u64,
+    /// Must be zero (no flags yet).
+    pub flags: u32,
+    /// Out: 1 when the file was still mapped when it was revoked, else 0.
+    pub was_mapped: u32,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +250,7 @@ mod tests {
         assert_eq!(size_of::<LeaseArgs>(), 24);
         assert_eq!(size_of::<FileStateArgs>(), 24);
         assert_eq!(size_of::<RevokeFileArgs>(), 24);
+        assert_eq!(size_of::<RevokeInoArgs>(), 32);
     }
 
     #[test]
@@ -240,5 +265,7 @@ mod tests {
         assert_eq!(IOC_LEASE, 0xC018_FA06);
         assert_eq!(IOC_FILE_STATE, 0xC018_FA07);
         assert_eq!(IOC_REVOKE_FILE, 0xC018_FA08);
+        // _IOWR(0xFA, 9, 32 bytes).
+        assert_eq!(IOC_REVOKE_INO, 0xC020_FA09);
     }
 }

@@ -80,6 +80,8 @@ struct State {
     appender: Option<Famfs>,
     /// The master's observer of the host slots (idle reclaim), kept across ticks.
     observer: Option<famfs_meta::hosts::HostObserver>,
+    /// Inodes deleted with `--revoke` whose famfs.ko file a revoke thread was started for.
+    revoking: std::collections::HashSet<u64>,
 }
 
 use crate::devcheck::{self, SB_INVALID};
@@ -234,9 +236,12 @@ impl State {
                     Some(libc::makedev(maj.parse().ok()?, min.parse().ok()?))
                 });
         }
+        // A delete whose revoke was started is offered no more: its hold stays recorded until
+        // the revoke ends and releases it, and must not come back after that.
         let held: Vec<_> = deleted
-            .into_iter()
-            .map(|(ino, d)| {
+            .iter()
+            .filter(|(ino, _, _)| !self.revoking.contains(ino))
+            .map(|&(ino, d, _)| {
                 let mut ids: Vec<(u64, u64)> =
                     self.fuse_dev.map(|dev| (dev, ino)).into_iter().collect();
                 ids.extend(self.made.get(&ino).copied());
@@ -244,7 +249,66 @@ impl State {
                 (d, crate::heartbeat::Held { ino, opens, ids })
             })
             .collect();
+        // Held first: a revoke that ends before the hold is recorded would leave it held.
         host.played(applied, held);
+        for (ino, d, revoke) in deleted {
+            if revoke && self.revoking.insert(ino) {
+                self.revoke_deleted(&host, ino, d);
+            }
+        }
+    }
+
+    /// `famfs rm --revoke`: this host lets go of deleted inode `ino` (delete entry `delete`)
+    /// at once instead of when its opens and mappings end. In module mode famfs.ko revokes the
+    /// file it made for it (`IOC_REVOKE_INO`: mappings zapped, later faults SIGBUS, reads and
+    /// writes through open descriptors ESTALE), on a thread of its own (the revoke waits for
+    /// I/O in flight and pinned pages, which must not hold the server's lock); only once that is
+    /// done is the hold dropped from this host's slot, so the master reclaims only memory no
+    /// one here can reach. In fallback mode the server itself is the only path to the memory
+    /// and refuses the inode's reads and writes (ESTALE) from now on: the hold goes at once.
+    fn revoke_deleted(&self, host: &Arc<HostInfo>, ino: u64, delete: u64) {
+        let path = match self.famfs.namespace().path_of(ino) {
+            Some(p) => format!("/{p}"),
+            None => format!("inode {ino}"),
+        };
+        let (Some(m), Some(&(_, kino))) = (self.module.as_ref(), self.made.get(&ino)) else {
+            log::info!("{path}: deleted with --revoke; nothing of it was mapped through famfs.ko here, hold released");
+            host.release_delete(delete);
+            return;
+        };
+        let control = match m.control.try_clone() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("{path}: deleted with --revoke, but famfs.ko cannot be asked to revoke it ({e}): held until closed and unmapped");
+                return;
+            }
+        };
+        let host = host.clone();
+        let what = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("revoke-file".into())
+            .spawn(move || match control.revoke_ino(kino) {
+                Ok(was_mapped) => {
+                    log::info!("{what}: deleted with --revoke: famfs.ko revoked it (it was {}mapped); hold released", if was_mapped { "" } else { "not " });
+                    host.release_delete(delete);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    log::info!("{what}: deleted with --revoke: no longer open or mapped here; hold released");
+                    host.release_delete(delete);
+                }
+                Err(e) => log::error!(
+                    "{what}: deleted with --revoke, but famfs.ko could not revoke it ({e}): held until closed and unmapped"
+                ),
+            });
+        if let Err(e) = spawned {
+            log::error!("{path}: deleted with --revoke, but no thread to revoke it ({e}): held until closed and unmapped");
+        }
+    }
+
+    /// Whether `ino` was deleted with `--revoke` (its memory may be reclaimed while it is still
+    /// open): the server no longer serves its bytes.
+    fn revoked_delete(&self, ino: u64) -> bool {
+        self.revoking.contains(&ino)
     }
 
     /// The master's appender (module mode): made once from read-write duplicates of the meta
@@ -350,7 +414,7 @@ impl State {
 /// by a delete whose memory is not reclaimed yet, with the log index of that delete (a removed
 /// node keeps its number and the index of the entry that created it, which the pending delete
 /// names as its target).
-fn deleted_inodes(famfs: &Famfs, candidates: &[u64]) -> Vec<(u64, u64)> {
+fn deleted_inodes(famfs: &Famfs, candidates: &[u64]) -> Vec<(u64, u64, bool)> {
     let ns = famfs.namespace();
     let removed: Vec<(u64, u64)> = candidates
         .iter()
@@ -360,13 +424,16 @@ fn deleted_inodes(famfs: &Famfs, candidates: &[u64]) -> Vec<(u64, u64)> {
     if removed.is_empty() {
         return Vec::new();
     }
-    let pending: HashMap<u64, u64> = famfs
+    let pending: HashMap<u64, (u64, bool)> = famfs
         .pending_deletes()
-        .map(|p| (p.target, p.index))
+        .map(|p| (p.target, (p.index, p.revoke)))
         .collect();
     removed
         .into_iter()
-        .filter_map(|(ino, created)| Some((ino, *pending.get(&created)?)))
+        .filter_map(|(ino, created)| {
+            let &(delete, revoke) = pending.get(&created)?;
+            Some((ino, delete, revoke))
+        })
         .collect()
 }
 
@@ -468,6 +535,7 @@ impl FamfsFs {
                 mountpoint: opts.mountpoint.clone(),
                 appender: None,
                 observer: None,
+                revoking: std::collections::HashSet::new(),
             })),
         }
     }
@@ -850,6 +918,10 @@ impl FamfsFs {
             && st.host.as_ref().is_some_and(|h| !h.lease_valid())
         {
             // Fenced: the lease ran out, the master may have reused this file's memory.
+            return Err(Errno::ESTALE);
+        }
+        if st.revoked_delete(ino) {
+            // Deleted with --revoke: this host let go of it, its memory may be reused.
             return Err(Errno::ESTALE);
         }
         let mut media = st.famfs.media();

@@ -116,6 +116,12 @@ impl HostInfo {
         s.applied = s.applied.max(applied);
     }
 
+    /// This host let go of the file of delete entry `delete` before its opens and mappings
+    /// ended (`rm --revoke`: nothing here can reach its memory any more).
+    pub fn release_delete(&self, delete: u64) {
+        self.shared().held.remove(&delete);
+    }
+
     /// A FUSE open of inode `ino` was released.
     pub fn released(&self, ino: u64) {
         let mut s = self.shared();
@@ -450,6 +456,33 @@ mod tests {
         assert_eq!(info.snapshot(&none), (10, vec![]), "unmapped");
         info.set_applied(4);
         assert_eq!(info.snapshot(&none).0, 10, "applied never goes back");
+    }
+
+    #[test]
+    fn a_revoked_delete_is_released_while_still_open_and_mapped() {
+        use std::collections::HashSet;
+        let info = HostInfo::new(3);
+        let held = Held {
+            ino: 50,
+            opens: 2,
+            ids: vec![(99, 50)],
+        };
+        info.played(9, [(5, held.clone())]);
+        let mapped = || HashSet::from([(99, 50)]);
+        assert_eq!(info.snapshot(&mapped), (9, vec![5]));
+        info.release_delete(5);
+        assert_eq!(
+            info.snapshot(&mapped),
+            (9, vec![]),
+            "released although open and mapped"
+        );
+        // (The server offers a delete no more once its revoke was started: fs.rs `revoking`.)
+        info.release_delete(6);
+        assert_eq!(
+            info.snapshot(&mapped),
+            (9, vec![]),
+            "releasing an unknown delete is a no-op"
+        );
     }
 
     #[test]

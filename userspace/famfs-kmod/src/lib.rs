@@ -129,6 +129,28 @@ impl Control {
         Ok(args)
     }
 
+    /// Revokes the one live file made through this open whose inode number is `ino` (the `ino`
+    /// [`Control::create_file`] returned): `IOC_REVOKE_INO`, what [`revoke_file`] does, for a
+    /// caller that no longer holds a descriptor of the file (a FUSE server that handed it to a
+    /// backing id). Returns whether the file was still mapped. `ENOENT` when no such file lives
+    /// (it was evicted: nothing of it is open or mapped any more); like [`revoke_file`] it
+    /// waits for I/O in flight and pinned pages (`EINTR` on a signal: the file is revoked all
+    /// the same, a second call finishes). `ENOTTY` from a module older than the ioctl.
+    pub fn revoke_ino(&self, ino: u64) -> io::Result<bool> {
+        let args = self.revoke_ino_raw(abi::RevokeInoArgs {
+            ino,
+            ..Default::default()
+        })?;
+        Ok(args.was_mapped != 0)
+    }
+
+    /// `IOC_REVOKE_INO` with the argument as given (tests pass bad ones on purpose).
+    pub fn revoke_ino_raw(&self, mut args: abi::RevokeInoArgs) -> io::Result<abi::RevokeInoArgs> {
+        // SAFETY: IOC_REVOKE_INO takes a `*mut RevokeInoArgs`.
+        unsafe { ioctl_ptr(&self.file, abi::IOC_REVOKE_INO, &mut args)? };
+        Ok(args)
+    }
+
     /// Arms or renews this open's lease (`IOC_LEASE`) for `timeout` from now; `Duration::ZERO`
     /// disarms it. While armed, the lease must be renewed before it runs out: when it is not, or
     /// when this open is closed with the lease armed, the module revokes every file made through

@@ -375,6 +375,77 @@ pub(crate) fn check_revoke_file(env: &Env) -> CheckResult {
     Ok(())
 }
 
+/// IOC_REVOKE_INO, as a FUSE server uses it: the file is reached by its inode number through
+/// the control open it was made through, with no descriptor of it left to the caller. It
+/// revokes that file (also one whose descriptor was closed and that lives only in a mapping)
+/// and not its sibling; once the file is gone it answers ENOENT, as it does for a file of
+/// another open.
+pub(crate) fn check_revoke_ino(env: &Env) -> CheckResult {
+    let s = setup(env)?;
+    let a_off = 1600 * MIB;
+    let (a, amap, adata) = mapped_file(&s, a_off, 95)?;
+    let (b, bmap, bdata) = mapped_file(&s, 1602 * MIB, 96)?;
+    let (c, cmap, _) = mapped_file(&s, 1604 * MIB, 97)?;
+    let c_ino = c.ino;
+    // Only the mapping holds the third file now.
+    drop(c);
+    let other = ctx("a second open of /dev/famfs", Control::open())?;
+    expect_errno(
+        "IOC_REVOKE_INO of a file made through another open",
+        other.revoke_ino(a.ino),
+        libc::ENOENT,
+    )?;
+    let was_mapped = ctx("IOC_REVOKE_INO", s.ctl().revoke_ino(a.ino))?;
+    if !was_mapped {
+        return Err("IOC_REVOKE_INO says the mapped file was not mapped".into());
+    }
+    assert_revoked("the file revoked by inode number", &a, &amap)?;
+    same(
+        "device memory after writers tried through the file revoked by inode number",
+        &memory_oracle(env, a_off, Some(&s))?,
+        &adata[..4096],
+    )?;
+    ctx("IOC_REVOKE_INO again", s.ctl().revoke_ino(a.ino))?;
+    ctx(
+        "IOC_REVOKE_INO of the closed file",
+        s.ctl().revoke_ino(c_ino),
+    )?;
+    let present = present_pages(cmap.addr as usize, LEN)?;
+    if present != 0 {
+        return Err(format!(
+            "the closed file: {present} pages still mapped after IOC_REVOKE_INO"
+        ));
+    }
+    let st = child_access(&cmap, false)?;
+    if !is_bus_adrerr(st) {
+        return Err(format!(
+            "the closed file: a read through its mapping did not get SIGBUS: wait status {st:#x}"
+        ));
+    }
+    // The sibling is untouched.
+    let present = present_pages(bmap.addr as usize, LEN)?;
+    if present != LEN / 4096 {
+        return Err(format!(
+            "the sibling has {present} of {} pages mapped after IOC_REVOKE_INO of another file",
+            LEN / 4096
+        ));
+    }
+    same("the sibling's read(2)", &read_at(&b.file, LEN, 0)?, &bdata)?;
+    // Gone (unmapped and closed, so evicted): nothing left to revoke.
+    drop(cmap);
+    expect_errno(
+        "IOC_REVOKE_INO of a file no longer mapped or open",
+        s.ctl().revoke_ino(c_ino),
+        libc::ENOENT,
+    )?;
+    expect_errno(
+        "IOC_REVOKE_INO of an inode number never made",
+        s.ctl().revoke_ino(u64::MAX),
+        libc::ENOENT,
+    )?;
+    Ok(())
+}
+
 /// IOC_FILE_STATE's `mapped`: 0 before any mmap, 1 while a mapping exists, 0 after the last
 /// munmap.
 pub(crate) fn check_file_state_mapped(env: &Env) -> CheckResult {
@@ -463,6 +534,34 @@ pub(crate) fn check_lease_bad_args(env: &Env) -> CheckResult {
         ),
         libc::EINVAL,
     )?;
+    for (what, args) in [
+        (
+            "IOC_REVOKE_INO flags 1",
+            abi::RevokeInoArgs {
+                ino: f.ino,
+                flags: 1,
+                ..Default::default()
+            },
+        ),
+        (
+            "IOC_REVOKE_INO was_mapped set on input",
+            abi::RevokeInoArgs {
+                ino: f.ino,
+                was_mapped: 1,
+                ..Default::default()
+            },
+        ),
+        (
+            "IOC_REVOKE_INO reserved",
+            abi::RevokeInoArgs {
+                ino: f.ino,
+                reserved: [0, 1],
+                ..Default::default()
+            },
+        ),
+    ] {
+        expect_errno(what, ctl.revoke_ino_raw(args), libc::EINVAL)?;
+    }
     expect_errno(
         "IOC_FILE_STATE on /dev/famfs",
         file_state(ctl.file()),
@@ -514,13 +613,11 @@ pub(crate) fn check_lease_unprivileged(env: &Env) -> CheckResult {
         }
         let l = ctl.set_lease(Duration::from_millis(100));
         let r = revoke_file(&f.file);
+        let ri = ctl.revoke_ino(f.ino);
         let st = file_state(&f.file);
-        match (l, r, st) {
-            (Err(le), Err(re), Ok(_))
-                if errno_of(&le) == libc::EPERM && errno_of(&re) == libc::EPERM =>
-            {
-                0
-            }
+        let eperm = |r: &io::Error| errno_of(r) == libc::EPERM;
+        match (l, r, ri, st) {
+            (Err(le), Err(re), Err(rie), Ok(_)) if eperm(&le) && eperm(&re) && eperm(&rie) => 0,
             _ => 1,
         }
     })?;
@@ -530,7 +627,7 @@ pub(crate) fn check_lease_unprivileged(env: &Env) -> CheckResult {
         3 => return Err("could not drop privileges in the child".into()),
         _ => {
             return Err(
-                "an unprivileged caller's IOC_LEASE or IOC_REVOKE_FILE was not refused with EPERM"
+                "an unprivileged caller's IOC_LEASE, IOC_REVOKE_FILE or IOC_REVOKE_INO was not refused with EPERM"
                     .into(),
             )
         }

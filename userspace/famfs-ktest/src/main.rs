@@ -146,6 +146,10 @@ const CHECKS: &[Check] = &[
         run: lease::check_revoke_file,
     },
     Check {
+        name: "revoke-ino-not-sibling",
+        run: lease::check_revoke_ino,
+    },
+    Check {
         name: "file-state-mapped",
         run: lease::check_file_state_mapped,
     },
