@@ -1,7 +1,7 @@
 //! Several devices per file system: the checks before a device is added (mkfs.famfs with
 //! secondaries, `famfs devadd`), and finding a secondary's primary (fsck).
 
-use crate::size::human;
+use famfs_units::human;
 use anyhow::{bail, Context, Result};
 use famfs_format::{format_uuid, AnySuperblock, MIN_DEVICE_SIZE};
 use famfs_media::dax::resolver::{self, Found};

@@ -8,7 +8,6 @@ pub mod man;
 pub mod mkfs_cmd;
 pub mod pattern;
 pub mod shadow;
-pub mod size;
 pub mod target;
 
 /// Exit code for operational errors (usage errors exit 2 through clap).
@@ -36,7 +35,7 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
 
 /// Parses a size argument for clap.
 pub fn parse_size_arg(s: &str) -> Result<u64, String> {
-    size::parse_size(s)
+    famfs_units::parse_size(s)
 }
 
 /// Parses a number as C's `strtoul(s, NULL, 0)` reads one: leading blanks (what shell arithmetic

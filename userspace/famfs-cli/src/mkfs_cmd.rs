@@ -1,6 +1,6 @@
 //! `mkfs.famfs`.
 
-use crate::size::human;
+use famfs_units::human;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use famfs_format::{format_uuid, parse_uuid, DEFAULT_LOG_LEN, MIN_DEVICE_SIZE, SB_MAGIC};

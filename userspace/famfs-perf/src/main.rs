@@ -10,7 +10,6 @@ mod fio;
 mod meta;
 mod report;
 mod scale;
-mod size;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -21,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use data::{DataParams, Source};
-use size::parse_size;
+use famfs_units::parse_size;
 
 #[derive(Parser)]
 #[command(

@@ -1,7 +1,7 @@
 //! `famfs daxdev`.
 
 use super::common::*;
-use crate::size::human;
+use famfs_units::human;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use famfs_format::format_uuid;

@@ -2,7 +2,7 @@
 
 use super::common::*;
 use crate::devices::open_new_secondary;
-use crate::size::human;
+use famfs_units::human;
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use famfs_format::format_uuid;

@@ -4,7 +4,7 @@
 
 use super::common::*;
 use crate::dax::set_daxmode_fsdev;
-use crate::size::human;
+use famfs_units::human;
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, Args};
 use famfs_alloc::Bitmap;
