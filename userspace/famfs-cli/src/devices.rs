@@ -1,12 +1,12 @@
 //! Several devices per file system: the checks before a device is added (mkfs.famfs with
 //! secondaries, `famfs devadd`), and finding a secondary's primary (fsck).
 
-use famfs_units::human;
 use anyhow::{bail, Context, Result};
 use famfs_format::{format_uuid, AnySuperblock, MIN_DEVICE_SIZE};
 use famfs_media::dax::resolver::{self, Found};
 use famfs_media::{Access, Media, MediaKind};
 use famfs_meta::Famfs;
+use famfs_units::human;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
