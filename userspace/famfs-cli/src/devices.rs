@@ -2,11 +2,11 @@
 //! secondaries, `famfs devadd`), and finding a secondary's primary (fsck).
 
 use anyhow::{bail, Context, Result};
+use famfs_cmdline::size::human;
 use famfs_format::{format_uuid, AnySuperblock, MIN_DEVICE_SIZE};
 use famfs_media::dax::resolver::{self, Found};
 use famfs_media::{Access, Media, MediaKind};
 use famfs_meta::Famfs;
-use famfs_units::human;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 

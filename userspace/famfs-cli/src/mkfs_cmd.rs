@@ -2,10 +2,10 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
+use famfs_cmdline::size::human;
 use famfs_format::{format_uuid, parse_uuid, DEFAULT_LOG_LEN, MIN_DEVICE_SIZE, SB_MAGIC};
 use famfs_media::{Access, Media};
 use famfs_meta::{local_system_uuid, mkfs, system_uuid_path, MkfsOptions};
-use famfs_units::human;
 use std::path::PathBuf;
 
 /// Create a famfs file system on a devdax device or an image file.

@@ -161,6 +161,7 @@ const CHECKS: &[Check] = &[
 
 mod datapath;
 mod hostile;
+mod kmodule;
 mod lease;
 mod revoke;
 mod robust;

@@ -3,11 +3,11 @@
 use super::common::*;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use famfs_cmdline::size::human;
 use famfs_format::format_uuid;
 use famfs_format::parse_uuid;
 use famfs_media::dax::resolver::{self, Found};
 use famfs_media::{dax, DaxDriver};
-use famfs_units::human;
 use std::path::{Path, PathBuf};
 
 /// Find famfs devices on this host by uuid (names differ between hosts); bind a devdax device to

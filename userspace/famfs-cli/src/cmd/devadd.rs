@@ -4,9 +4,9 @@ use super::common::*;
 use crate::devices::open_new_secondary;
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use famfs_cmdline::size::human;
 use famfs_format::format_uuid;
 use famfs_meta::{Access, Famfs};
-use famfs_units::human;
 use std::path::{Path, PathBuf};
 
 /// Add a memory device to a file system (a secondary: its own superblock, no log).

@@ -7,10 +7,10 @@ use crate::dax::set_daxmode_fsdev;
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, Args};
 use famfs_alloc::Bitmap;
+use famfs_cmdline::size::human;
 use famfs_format::format_uuid;
 use famfs_format::LogHeader;
 use famfs_meta::{Access, Famfs};
-use famfs_units::human;
 use std::path::{Path, PathBuf};
 
 /// Check a file system: superblock, log, namespace and allocation.

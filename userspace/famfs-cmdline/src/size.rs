@@ -1,4 +1,4 @@
-//! Sizes as people write and read them, for every famfs tool (famfs, mkfs.famfs, famfs-perf).
+//! Sizes as people write and read them.
 //!
 //! Size arguments: "4096", "4k", "64K", "2M", "2MiB", "1G", "1T" (binary multiples; the suffix
 //! is case-blind and may end in "b", "ib" or "iB"), or hexadecimal "0x800000" as the C tools take
