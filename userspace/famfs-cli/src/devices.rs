@@ -1,8 +1,8 @@
 //! Several devices per file system: the checks before a device is added (mkfs.famfs with
 //! secondaries, `famfs devadd`), and finding a secondary's primary (fsck).
 
-use crate::size::human;
 use anyhow::{bail, Context, Result};
+use famfs_cmdline::size::human;
 use famfs_format::{format_uuid, AnySuperblock, MIN_DEVICE_SIZE};
 use famfs_media::dax::resolver::{self, Found};
 use famfs_media::{Access, Media, MediaKind};

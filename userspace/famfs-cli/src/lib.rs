@@ -8,14 +8,18 @@ pub mod man;
 pub mod mkfs_cmd;
 pub mod pattern;
 pub mod shadow;
-pub mod size;
 pub mod target;
 
 /// Exit code for operational errors (usage errors exit 2 through clap).
 pub const EXIT_ERROR: i32 = 1;
 
-/// Prints an error chain the way the tools do and returns the exit code.
+/// Prints an error chain the way the tools do and returns the exit code. An error writing to a
+/// standard output whose reader went away (`famfs ... | head`) is not printed: the tool ends
+/// quietly, as a C tool killed by SIGPIPE does.
 pub fn report(prog: &str, e: &anyhow::Error) -> i32 {
+    if famfs_cmdline::pipe::is_broken_stdout(e.as_ref()) {
+        return famfs_cmdline::pipe::EXIT_BROKEN_PIPE;
+    }
     eprint!("{prog}: {e}");
     for c in e.chain().skip(1) {
         eprint!(": {c}");
@@ -36,7 +40,7 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
 
 /// Parses a size argument for clap.
 pub fn parse_size_arg(s: &str) -> Result<u64, String> {
-    size::parse_size(s)
+    famfs_cmdline::size::parse_size(s)
 }
 
 /// Parses a number as C's `strtoul(s, NULL, 0)` reads one: leading blanks (what shell arithmetic

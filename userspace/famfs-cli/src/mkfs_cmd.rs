@@ -1,8 +1,8 @@
 //! `mkfs.famfs`.
 
-use crate::size::human;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
+use famfs_cmdline::size::human;
 use famfs_format::{format_uuid, parse_uuid, DEFAULT_LOG_LEN, MIN_DEVICE_SIZE, SB_MAGIC};
 use famfs_media::{Access, Media};
 use famfs_meta::{local_system_uuid, mkfs, system_uuid_path, MkfsOptions};

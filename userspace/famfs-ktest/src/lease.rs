@@ -22,7 +22,7 @@ use famfs_kmod::{
 use crate::datapath::{create, pattern, read_at, same, setup, simple, Mapping, Setup, MIB};
 use crate::revoke::{devmem, phys_base};
 use crate::robust::{fork_child, present_pages, report_sigbus_code, wait_child};
-use crate::{ctx, expect_errno, open_dev, CheckResult, Env};
+use crate::{ctx, expect_errno, kmodule, open_dev, CheckResult, Env};
 
 const LEN: usize = (2 * MIB) as usize;
 
@@ -643,42 +643,11 @@ pub(crate) fn check_lease_unprivileged(env: &Env) -> CheckResult {
 /// Unloads the module (retrying while it is in use, up to 30 s), then loads `ko` again and
 /// waits for `/dev/famfs`.
 fn reload(ko: &str, round: u32) -> CheckResult {
-    let start = Instant::now();
-    loop {
-        let name = c"famfs".as_ptr();
-        // SAFETY: delete_module with a NUL-terminated name (above); O_NONBLOCK fails at once.
-        let rc = unsafe { libc::syscall(libc::SYS_delete_module, name, libc::O_NONBLOCK) };
-        if rc == 0 {
-            break;
-        }
-        let e = io::Error::last_os_error();
-        if ![libc::EWOULDBLOCK, libc::EBUSY, libc::EAGAIN].contains(&errno_of(&e)) {
-            return Err(format!("round {round}: delete_module: {e}"));
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            return Err(format!("round {round}: the module stayed in use for 30 s"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let ko_file = ctx("open famfs.ko", File::open(ko))?;
-    // SAFETY: finit_module with an open module file and empty parameters.
-    let rc = unsafe { libc::syscall(libc::SYS_finit_module, ko_file.as_raw_fd(), c"".as_ptr(), 0) };
-    if rc != 0 {
-        return Err(format!(
-            "round {round}: finit_module: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    let start = Instant::now();
-    while Control::open().is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(format!(
-                "round {round}: /dev/famfs did not appear after reload"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
+    kmodule::unload(Duration::from_millis(1)).map_err(|r| match r.timed_out {
+        false => format!("round {round}: delete_module: {}", r.err),
+        true => format!("round {round}: the module stayed in use for 30 s"),
+    })?;
+    kmodule::load(ko).map_err(|e| format!("round {round}: {e}"))
 }
 
 /// `lease-unload ROUNDS KO`: the revoke of a lease outlives its open (closed armed), and the

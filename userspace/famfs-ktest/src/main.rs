@@ -165,6 +165,7 @@ const CHECKS: &[Check] = &[
 
 mod datapath;
 mod hostile;
+mod kmodule;
 mod lease;
 mod revoke;
 mod robust;

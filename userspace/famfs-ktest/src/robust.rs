@@ -8,10 +8,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
-use famfs_kmod::{abi, errno_of, Control};
+use famfs_kmod::{abi, Control};
 
 use crate::datapath::{create, pattern, read_at, same, setup, simple, Mapping, MIB};
-use crate::{ctx, expect_errno, open_dev, CheckResult, Env};
+use crate::{ctx, expect_errno, kmodule, open_dev, CheckResult, Env};
 
 fn pipe() -> Result<(File, File), String> {
     let mut fds = [0; 2];
@@ -584,52 +584,15 @@ pub(crate) fn unload_race(rounds: u32, ko: &str) -> Result<(), String> {
         }
         // SAFETY: Kills our own child.
         unsafe { libc::kill(child, libc::SIGKILL) };
-        let start = Instant::now();
-        loop {
-            // SAFETY: delete_module with a NUL-terminated name; O_NONBLOCK fails at once while
-            // the module is in use.
-            let rc = unsafe {
-                libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK)
-            };
-            if rc == 0 {
-                break;
-            }
-            let e = io::Error::last_os_error();
-            if errno_of(&e) != libc::EWOULDBLOCK
-                && errno_of(&e) != libc::EBUSY
-                && errno_of(&e) != libc::EAGAIN
-            {
-                wait_child(child);
-                return Err(format!("round {round}: delete_module: {e}"));
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                wait_child(child);
-                return Err(format!(
-                    "round {round}: the module stayed in use 30 s after the kill"
-                ));
-            }
-        }
+        // No pause between tries: the unload races the exit's last close.
+        let unloaded = kmodule::unload(Duration::ZERO);
         wait_child(child);
-        let ko_file = ctx("open famfs.ko", File::open(ko))?;
-        // SAFETY: finit_module with an open module file and empty parameters.
-        let rc =
-            unsafe { libc::syscall(libc::SYS_finit_module, ko_file.as_raw_fd(), c"".as_ptr(), 0) };
-        if rc != 0 {
-            return Err(format!(
-                "round {round}: finit_module: {}",
-                io::Error::last_os_error()
-            ));
-        }
+        unloaded.map_err(|r| match r.timed_out {
+            false => format!("round {round}: delete_module: {}", r.err),
+            true => format!("round {round}: the module stayed in use 30 s after the kill"),
+        })?;
         // udev makes /dev/famfs; wait for it before the next round.
-        let start = Instant::now();
-        while Control::open().is_err() {
-            if start.elapsed() > Duration::from_secs(10) {
-                return Err(format!(
-                    "round {round}: /dev/famfs did not appear after reload"
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        kmodule::load(ko).map_err(|e| format!("round {round}: {e}"))?;
     }
     Ok(())
 }
@@ -961,51 +924,27 @@ pub(crate) fn unload_during_eviction(ko: &str) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // SAFETY: delete_module with a NUL-terminated name; O_NONBLOCK fails at once while in use.
-    let rc = unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
-    if rc == 0 {
+    let Err(refused) = kmodule::try_unload() else {
         // The module is gone while the child runs its code: releasing the pin would oops.
         // Leave the child blocked for good (the VM run ends with it).
         std::mem::forget((pin_r, pin_w));
         return Err(
             "rmmod succeeded while the last close was still evicting in module code".into(),
         );
-    }
-    let refused = io::Error::last_os_error();
+    };
     println!("# rmmod during the eviction: {refused}");
     drop((pin_r, pin_w));
     let status = wait_child(child);
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         return Err(format!("child status {status:#x}"));
     }
-    let start = Instant::now();
-    loop {
-        // SAFETY: As above.
-        let rc =
-            unsafe { libc::syscall(libc::SYS_delete_module, c"famfs".as_ptr(), libc::O_NONBLOCK) };
-        if rc == 0 {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            return Err(format!(
-                "rmmod still refused 30 s after the close completed: {}",
-                io::Error::last_os_error()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let ko_file = ctx("open famfs.ko", File::open(ko))?;
-    // SAFETY: finit_module with an open module file and empty parameters.
-    let rc = unsafe { libc::syscall(libc::SYS_finit_module, ko_file.as_raw_fd(), c"".as_ptr(), 0) };
-    if rc != 0 {
-        return Err(format!("finit_module: {}", io::Error::last_os_error()));
-    }
-    let start = Instant::now();
-    while Control::open().is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err("/dev/famfs did not appear after reload".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    kmodule::unload(Duration::from_millis(10)).map_err(|r| {
+        format!(
+            "rmmod still refused{} after the close completed: {}",
+            if r.timed_out { " 30 s" } else { "" },
+            r.err
+        )
+    })?;
+    kmodule::load(ko)?;
     Ok(())
 }

@@ -165,36 +165,38 @@ enum Seen {
     After,
 }
 
-/// Plays a crash state as the next boot would; `Err` says what is wrong with it.
-fn check(sb: &[u8], state: &[u8], before: u64, new_path: &str) -> Result<Seen, String> {
+/// Which side of an append a log of `played` entries is, when `before` were there before it.
+fn seen_of(played: u64, before: u64) -> Result<Seen, String> {
+    match played {
+        n if n == before => Ok(Seen::Before),
+        n if n == before + 1 => Ok(Seen::After),
+        n => Err(format!(
+            "{n} entries played, want {before} or {}",
+            before + 1
+        )),
+    }
+}
+
+/// A device in process memory holding `sb` at 0 and `log` at the log's offset.
+fn media_with(sb: &[u8], log: &[u8]) -> Media {
     let m = Media::memory(DEV).unwrap();
     m.write_at(0, sb).unwrap();
-    m.write_at(LOG_OFFSET, state).unwrap();
-    let mut fs = Famfs::from_media(m).map_err(|e| format!("log play failed: {e}"))?;
+    m.write_at(LOG_OFFSET, log).unwrap();
+    m
+}
+
+/// Plays a crash state as the next boot would, with no damage allowed.
+fn boot(m: Media) -> Result<Famfs, String> {
+    let fs = Famfs::from_media(m).map_err(|e| format!("log play failed: {e}"))?;
     if let Some(p) = fs.problems().iter().find(|p| p.is_damage()) {
         return Err(format!("log play found damage: {p}"));
     }
-    let seen = match fs.played() {
-        n if n == before => Seen::Before,
-        n if n == before + 1 => Seen::After,
-        n => {
-            return Err(format!(
-                "{n} entries played, want {before} or {}",
-                before + 1
-            ))
-        }
-    };
-    if (seen == Seen::After) != fs.namespace().resolve(new_path).is_some() {
-        return Err(format!(
-            "{seen:?} the append, but /{new_path} is {}",
-            if seen == Seen::After {
-                "missing"
-            } else {
-                "there"
-            }
-        ));
-    }
-    // The log goes on: a later append lands and plays.
+    Ok(fs)
+}
+
+/// The log goes on after a crash: a later append lands, and the log plays again to it with no
+/// damage. Returns the file system played again.
+fn next_append_plays(mut fs: Famfs) -> Result<Famfs, String> {
     fs.mkdir(&rp("after-crash"), 0o755, 0, 0)
         .map_err(|e| format!("the next append failed: {e}"))?;
     let played = fs.played();
@@ -206,11 +208,30 @@ fn check(sb: &[u8], state: &[u8], before: u64, new_path: &str) -> Result<Seen, S
     {
         return Err("the next append does not play".into());
     }
+    Ok(again)
+}
+
+/// Plays a crash state of an append of `new_path` as the next boot would; `Err` says what is
+/// wrong with it.
+fn check(sb: &[u8], state: &[u8], before: u64, new_path: &str) -> Result<Seen, String> {
+    let fs = boot(media_with(sb, state))?;
+    let seen = seen_of(fs.played(), before)?;
+    if (seen == Seen::After) != fs.namespace().resolve(new_path).is_some() {
+        return Err(format!(
+            "{seen:?} the append, but /{new_path} is {}",
+            if seen == Seen::After {
+                "missing"
+            } else {
+                "there"
+            }
+        ));
+    }
+    next_append_plays(fs)?;
     Ok(seen)
 }
 
-/// A file system in process memory with `before` directories; returns (superblock region, log).
-fn prepared(before: u64) -> (Vec<u8>, Vec<u8>) {
+/// A new file system in process memory with `dirs` directories (old0, old1, ...).
+fn fresh(dirs: u64) -> Famfs {
     let m = Media::memory(DEV).unwrap();
     let system_uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
     let o = MkfsOptions {
@@ -222,10 +243,14 @@ fn prepared(before: u64) -> (Vec<u8>, Vec<u8>) {
     };
     mkfs(&m, &o).unwrap();
     let mut fs = Famfs::from_media(m).unwrap();
-    for i in 0..before {
+    for i in 0..dirs {
         fs.mkdir(&rp(&format!("old{i}")), 0o755, 0, 0).unwrap();
     }
-    let m = fs.into_media();
+    fs
+}
+
+/// The superblock region and the log of a device.
+fn regions(m: &Media) -> (Vec<u8>, Vec<u8>) {
     let mut sb = vec![0u8; SB_REGION_LEN as usize];
     m.read_fresh(0, &mut sb).unwrap();
     let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
@@ -245,6 +270,13 @@ enum Path_ {
     Mount,
 }
 
+/// Every path of an append, with the models of the medium under it.
+const PATHS: [(Path_, &[Model]); 3] = [
+    (Path_::DeviceImage, &[PAGES]),
+    (Path_::DeviceDax, &[DAX]),
+    (Path_::Mount, &[DAX, PAGES]),
+];
+
 /// Opens the prepared file system the way `path` does, with recording media.
 fn open_recording(path: Path_, dir: &Path, sb: &[u8], log: &[u8]) -> (Famfs, famfs_media::Trace) {
     let mut media = match path {
@@ -256,12 +288,7 @@ fn open_recording(path: Path_, dir: &Path, sb: &[u8], log: &[u8]) -> (Famfs, fam
             f.write_all_at(log, LOG_OFFSET).unwrap();
             Media::open(&img, Access::ReadWrite).unwrap()
         }
-        Path_::DeviceDax => {
-            let m = Media::memory(DEV).unwrap();
-            m.write_at(0, sb).unwrap();
-            m.write_at(LOG_OFFSET, log).unwrap();
-            m
-        }
+        Path_::DeviceDax => media_with(sb, log),
         Path_::Mount => {
             std::fs::create_dir_all(dir.join(".meta")).unwrap();
             std::fs::write(dir.join(".meta/.superblock"), sb).unwrap();
@@ -301,6 +328,34 @@ fn env() {
     });
 }
 
+/// How the crash states of one recording under one model played.
+#[derive(Default)]
+struct Tally {
+    before: usize,
+    after: usize,
+}
+
+impl Tally {
+    /// Counts the outcome of one state; a failure goes to `failures` (the first ten of a test),
+    /// named by `what` and the reason.
+    fn add(
+        &mut self,
+        r: Result<Seen, String>,
+        failures: &mut Vec<String>,
+        what: impl FnOnce() -> String,
+    ) {
+        match r {
+            Ok(Seen::Before) => self.before += 1,
+            Ok(Seen::After) => self.after += 1,
+            Err(why) => {
+                if failures.len() < 10 {
+                    failures.push(format!("{}: {why}", what()));
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn every_crash_state_of_an_append_plays_before_or_after_it() {
     env();
@@ -309,13 +364,9 @@ fn every_crash_state_of_an_append_plays_before_or_after_it() {
     // Entry 0 shares the header's cache line and page; entry 7 straddles pages 0 and 1; entry 8
     // is in page 1 alone.
     for before in [0u64, 7, 8] {
-        let (sb, log) = prepared(before);
+        let (sb, log) = regions(&fresh(before).into_media());
         let sb_head = &sb[..famfs_format::SB_SIZE];
-        for (path, models) in [
-            (Path_::DeviceImage, &[PAGES][..]),
-            (Path_::DeviceDax, &[DAX][..]),
-            (Path_::Mount, &[DAX, PAGES][..]),
-        ] {
+        for (path, models) in PATHS {
             let d = tempfile::tempdir().unwrap();
             let (mut fs, trace) = open_recording(path, d.path(), &sb, &log);
             // A long name: the entry's lines are not mostly zeros, so partial writes show.
@@ -342,38 +393,17 @@ fn every_crash_state_of_an_append_plays_before_or_after_it() {
                 "{path:?}: no store recorded"
             );
             for &m in models {
-                let mut sim = Sim::new(&log[..WIN], m.unit);
-                let mut states = Vec::new();
-                sim.crash_states(&mut states);
-                for op in &ops {
-                    sim.apply(op, m);
-                    sim.crash_states(&mut states);
-                }
-                let mut seen = HashSet::new();
-                let (mut before_n, mut after_n) = (0, 0);
+                let states = states_of(&log, &ops, m);
+                let mut t = Tally::default();
                 for s in &states {
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    s.hash(&mut h);
-                    if !seen.insert(h.finish()) {
-                        continue;
-                    }
-                    match check(sb_head, s, before, &new_path) {
-                        Ok(Seen::Before) => before_n += 1,
-                        Ok(Seen::After) => after_n += 1,
-                        Err(why) => {
-                            if failures.len() < 10 {
-                                failures.push(format!(
-                                    "{path:?} on {} after {before} entries: {why}",
-                                    m.name
-                                ));
-                            }
-                        }
-                    }
+                    t.add(check(sb_head, s, before, &new_path), &mut failures, || {
+                        format!("{path:?} on {} after {before} entries", m.name)
+                    });
                 }
-                total += seen.len();
-                println!("{path:?} on {}, {before} entries before: {} ops, {} crash states: {before_n} before the append, {after_n} after", m.name, ops.len(), seen.len());
+                total += states.len();
+                println!("{path:?} on {}, {before} entries before: {} ops, {} crash states: {} before the append, {} after", m.name, ops.len(), states.len(), t.before, t.after);
                 assert!(
-                    after_n > 0,
+                    t.after > 0,
                     "{path:?} on {}: no state shows the append (the enumeration is broken)",
                     m.name
                 );
@@ -388,6 +418,16 @@ fn every_crash_state_of_an_append_plays_before_or_after_it() {
     );
 }
 
+/// Keeps the first of each distinct state.
+fn distinct<T: Hash>(states: &mut Vec<T>) {
+    let mut seen = HashSet::new();
+    states.retain(|s| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        s.hash(&mut h);
+        seen.insert(h.finish())
+    });
+}
+
 /// Every distinct crash state of `ops` (recorded on top of `log`) under model `m`.
 fn states_of(log: &[u8], ops: &[MediaOp], m: Model) -> Vec<Vec<u8>> {
     let mut sim = Sim::new(&log[..WIN], m.unit);
@@ -397,25 +437,8 @@ fn states_of(log: &[u8], ops: &[MediaOp], m: Model) -> Vec<Vec<u8>> {
         sim.apply(op, m);
         sim.crash_states(&mut states);
     }
-    let mut seen = HashSet::new();
-    states.retain(|s| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        s.hash(&mut h);
-        seen.insert(h.finish())
-    });
+    distinct(&mut states);
     states
-}
-
-/// Plays a crash state as the next boot would, with no damage allowed.
-fn boot(sb: &[u8], state: &[u8]) -> Result<Famfs, String> {
-    let m = Media::memory(DEV).unwrap();
-    m.write_at(0, sb).unwrap();
-    m.write_at(LOG_OFFSET, state).unwrap();
-    let fs = Famfs::from_media(m).map_err(|e| format!("log play failed: {e}"))?;
-    if let Some(p) = fs.problems().iter().find(|p| p.is_damage()) {
-        return Err(format!("log play found damage: {p}"));
-    }
-    Ok(fs)
 }
 
 /// Whether every 2 MiB unit of `path`'s memory (a pending or reclaimed file) is taken.
@@ -441,23 +464,11 @@ fn every_crash_state_of_a_delete_and_of_a_reclaim_plays_before_or_after_it() {
     env();
     let mut failures = Vec::new();
     for reclaim in [false, true] {
+        let verb = if reclaim { "reclaim" } else { "delete" };
         // 7 directories, the victim (3 units), then a file deleted at once (the superblock is
         // marked from then on, as on any file system with a delete), then for the reclaim case
         // the victim's delete.
-        let m = Media::memory(DEV).unwrap();
-        let system_uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
-        let o = MkfsOptions {
-            log_len: DEFAULT_LOG_LEN,
-            fs_uuid: [7; 16],
-            dev_uuid: [8; 16],
-            system_uuid,
-            device_name: "crash".into(),
-        };
-        mkfs(&m, &o).unwrap();
-        let mut fs = Famfs::from_media(m).unwrap();
-        for i in 0..7 {
-            fs.mkdir(&rp(&format!("old{i}")), 0o755, 0, 0).unwrap();
-        }
+        let mut fs = fresh(7);
         let victim = format!("victim-{}", "v".repeat(60));
         fs.create_file(&rp(&victim), 5 << 20, 0o644, 0, 0, Layout::Contiguous)
             .unwrap();
@@ -477,17 +488,9 @@ fn every_crash_state_of_a_delete_and_of_a_reclaim_plays_before_or_after_it() {
             fs.unlink(&rp(&victim), true).unwrap();
         }
         let before = fs.played();
-        let m = fs.into_media();
-        let mut sb = vec![0u8; SB_REGION_LEN as usize];
-        m.read_fresh(0, &mut sb).unwrap();
-        let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
-        m.read_fresh(LOG_OFFSET, &mut log).unwrap();
+        let (sb, log) = regions(&fs.into_media());
         let sb_head = &sb[..famfs_format::SB_SIZE];
-        for (path, models) in [
-            (Path_::DeviceImage, &[PAGES][..]),
-            (Path_::DeviceDax, &[DAX][..]),
-            (Path_::Mount, &[DAX, PAGES][..]),
-        ] {
+        for (path, models) in PATHS {
             let d = tempfile::tempdir().unwrap();
             let (mut fs, trace) = open_recording(path, d.path(), &sb, &log);
             if reclaim {
@@ -503,16 +506,12 @@ fn every_crash_state_of_a_delete_and_of_a_reclaim_plays_before_or_after_it() {
                 "the superblock was marked before: only the log is written"
             );
             for &m in models {
-                let (mut before_n, mut after_n) = (0, 0);
+                let mut t = Tally::default();
                 let states = states_of(&log, &ops, m);
                 for s in &states {
                     let r = (|| -> Result<Seen, String> {
-                        let mut fs = boot(sb_head, s)?;
-                        let seen = match fs.played() {
-                            n if n == before => Seen::Before,
-                            n if n == before + 1 => Seen::After,
-                            n => return Err(format!("{n} entries played, want {before} or +1")),
-                        };
+                        let mut fs = boot(media_with(sb_head, s))?;
+                        let seen = seen_of(fs.played(), before)?;
                         let present = fs.namespace().resolve(&victim).is_some();
                         let pending = fs.pending_deletes().any(|p| p.path == victim);
                         let (all, none) = units_taken(&fs, &fmap);
@@ -532,43 +531,28 @@ fn every_crash_state_of_a_delete_and_of_a_reclaim_plays_before_or_after_it() {
                         // and the log goes on.
                         fs.reclaim(&famfs_meta::OfflineGate)
                             .map_err(|e| format!("the reclaim after the crash failed: {e}"))?;
-                        fs.mkdir(&rp("after-crash"), 0o755, 0, 0)
-                            .map_err(|e| format!("the next append failed: {e}"))?;
-                        let again = Famfs::from_media(fs.into_media())
-                            .map_err(|e| format!("the log after the next appends: {e}"))?;
+                        let again = next_append_plays(fs)?;
                         let (_, none) = units_taken(&again, &fmap);
-                        if again.pending_deletes().count() != 0
-                            || (!present && !none)
-                            || again.problems().iter().any(|p| p.is_damage())
-                        {
+                        if again.pending_deletes().count() != 0 || (!present && !none) {
                             return Err(
                                 "the reclaim after the crash did not free the memory".into()
                             );
                         }
                         Ok(seen)
                     })();
-                    match r {
-                        Ok(Seen::Before) => before_n += 1,
-                        Ok(Seen::After) => after_n += 1,
-                        Err(why) => {
-                            if failures.len() < 10 {
-                                failures.push(format!(
-                                    "{} of {path:?} on {}: {why}",
-                                    if reclaim { "reclaim" } else { "delete" },
-                                    m.name
-                                ));
-                            }
-                        }
-                    }
+                    t.add(r, &mut failures, || {
+                        format!("{verb} of {path:?} on {}", m.name)
+                    });
                 }
                 println!(
-                    "{} via {path:?} on {}: {} ops, {} crash states: {before_n} before, {after_n} after",
-                    if reclaim { "reclaim" } else { "delete" },
+                    "{verb} via {path:?} on {}: {} ops, {} crash states: {} before, {} after",
                     m.name,
                     ops.len(),
-                    states.len()
+                    states.len(),
+                    t.before,
+                    t.after
                 );
-                assert!(after_n > 0 && before_n > 0, "the enumeration is broken");
+                assert!(t.after > 0 && t.before > 0, "the enumeration is broken");
             }
         }
     }
@@ -662,17 +646,7 @@ impl SparseSim<'_> {
 #[test]
 fn every_crash_state_of_a_compaction_plays_the_old_or_the_new_log() {
     env();
-    let m = Media::memory(DEV).unwrap();
-    let system_uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
-    let o = MkfsOptions {
-        log_len: DEFAULT_LOG_LEN,
-        fs_uuid: [7; 16],
-        dev_uuid: [8; 16],
-        system_uuid,
-        device_name: "crash".into(),
-    };
-    mkfs(&m, &o).unwrap();
-    let mut fs = Famfs::from_media(m).unwrap();
+    let mut fs = fresh(0);
     // Deleted files first: the live entries move down the log.
     for i in 0..6 {
         fs.create_file(&rp(&format!("t{i}")), 1, 0o644, 0, 0, Layout::Contiguous)
@@ -695,10 +669,7 @@ fn every_crash_state_of_a_compaction_plays_the_old_or_the_new_log() {
     };
     let want_names = names(&fs);
     let base_media = fs.into_media();
-    let mut sb = vec![0u8; SB_REGION_LEN as usize];
-    base_media.read_fresh(0, &mut sb).unwrap();
-    let mut log = vec![0u8; DEFAULT_LOG_LEN as usize];
-    base_media.read_fresh(LOG_OFFSET, &mut log).unwrap();
+    let (sb, log) = regions(&base_media);
     let mut failures = Vec::new();
     for (path, model) in [(Path_::DeviceImage, PAGES), (Path_::DeviceDax, DAX)] {
         let d = tempfile::tempdir().unwrap();
@@ -726,64 +697,41 @@ fn every_crash_state_of_a_compaction_plays_the_old_or_the_new_log() {
             sim.apply(op, model);
             sim.crash_states(&mut states);
         }
-        let mut seen = HashSet::new();
-        let (mut old_seen, mut new_seen) = (0, 0);
+        distinct(&mut states);
+        // Before: the old log played; after: the new one.
+        let mut t = Tally::default();
         for s in &states {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            s.hash(&mut h);
-            if !seen.insert(h.finish()) {
-                continue;
-            }
-            let m = Media::memory(DEV).unwrap();
-            m.write_at(0, &sb).unwrap();
-            m.write_at(LOG_OFFSET, &log).unwrap();
+            let m = media_with(&sb, &log);
             for (u, b) in s {
                 m.write_at(u * unit, b).unwrap();
             }
-            let r = (|| -> Result<bool, String> {
-                let mut fs = Famfs::from_media(m).map_err(|e| format!("open failed: {e}"))?;
-                if let Some(p) = fs.problems().iter().find(|p| p.is_damage()) {
-                    return Err(format!("damage: {p}"));
-                }
-                let is_new = match fs.played() {
-                    n if n == old_n => false,
-                    n if n == new_n => true,
+            let r = (|| -> Result<Seen, String> {
+                let fs = boot(m)?;
+                let seen = match fs.played() {
+                    n if n == old_n => Seen::Before,
+                    n if n == new_n => Seen::After,
                     n => return Err(format!("{n} entries, want {old_n} or {new_n}")),
                 };
                 if names(&fs) != want_names {
                     return Err(format!("namespace {:?}", names(&fs)));
                 }
-                if is_new == (fs.pending_deletes().count() != 0) {
+                if (seen == Seen::After) == (fs.pending_deletes().count() != 0) {
                     return Err("pending deletes wrong for the log played".into());
                 }
-                fs.mkdir(&rp("after-crash"), 0o755, 0, 0)
-                    .map_err(|e| format!("the next append failed: {e}"))?;
-                let again = Famfs::from_media(fs.into_media())
-                    .map_err(|e| format!("the log after the next append: {e}"))?;
-                if again.namespace().resolve("after-crash").is_none()
-                    || again.problems().iter().any(|p| p.is_damage())
-                {
-                    return Err("the next append does not play".into());
-                }
-                Ok(is_new)
+                next_append_plays(fs)?;
+                Ok(seen)
             })();
-            match r {
-                Ok(false) => old_seen += 1,
-                Ok(true) => new_seen += 1,
-                Err(why) => {
-                    if failures.len() < 10 {
-                        failures.push(format!("{path:?} on {}: {why}", model.name));
-                    }
-                }
-            }
+            t.add(r, &mut failures, || format!("{path:?} on {}", model.name));
         }
         println!(
-            "compaction via {path:?} on {}: {} ops, {} crash states: {old_seen} old log, {new_seen} new",
+            "compaction via {path:?} on {}: {} ops, {} crash states: {} old log, {} new",
             model.name,
             ops.len(),
-            seen.len()
+            states.len(),
+            t.before,
+            t.after
         );
-        assert!(old_seen > 0 && new_seen > 0, "the enumeration is broken");
+        assert!(t.before > 0 && t.after > 0, "the enumeration is broken");
     }
     assert!(
         failures.is_empty(),

@@ -42,6 +42,12 @@ fn rp(s: &str) -> RelPath {
     RelPath::new(s).unwrap()
 }
 
+/// Creates the contiguous file `path` of `size` bytes, mode 0644, owned by root.
+fn file(fs: &mut Famfs, path: &str, size: u64) {
+    fs.create_file(&rp(path), size, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
+}
+
 /// The version field of the superblock bytes (offset 8), as the C tools read it.
 fn sb_version(fs: &Famfs) -> u64 {
     let mut b = [0u8; 16];
@@ -61,6 +67,38 @@ fn replay(fs: Famfs) -> Famfs {
     Famfs::from_media(fs.into_media()).unwrap()
 }
 
+/// Every node of the namespace: path, mode, owner and, for a file, its size and map.
+fn nodes_of(fs: &Famfs) -> Vec<(String, u32, u32, u32, Option<FileInfo>)> {
+    let ns = fs.namespace();
+    ns.nodes()
+        .map(|n| {
+            (
+                ns.path_of(n.ino).unwrap(),
+                n.mode,
+                n.uid,
+                n.gid,
+                n.file().cloned(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `r` failed on a full log; `fs` is then compacted (counted in `compactions`) for the
+/// step to be tried again. Any other error fails the test.
+fn compacted_when_full<T>(fs: &mut Famfs, r: Result<T, MetaError>, compactions: &mut u32) -> bool {
+    match r {
+        Err(MetaError::LogFull { .. }) => {
+            fs.compact().unwrap();
+            *compactions += 1;
+            true
+        }
+        r => {
+            r.unwrap();
+            false
+        }
+    }
+}
+
 struct Gate(RefCell<Vec<u64>>, BTreeSet<u64>);
 impl ReclaimGate for Gate {
     fn may_reclaim(&self, d: u64) -> Result<bool, String> {
@@ -76,10 +114,8 @@ impl ReclaimGate for Gate {
 fn delete_keeps_memory_pending_until_reclaim_then_reuses_it() {
     with_fs(|mut fs| {
         fs.mkdir(&rp("d"), 0o755, 0, 0).unwrap();
-        fs.create_file(&rp("d/a"), 5 * M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
-        fs.create_file(&rp("d/b"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "d/a", 5 * M);
+        file(&mut fs, "d/b", M);
         let a = extents_of(&fs, "d/a");
         let used = fs.bitmap().used_units();
         assert_eq!(sb_version(&fs), 48, "no delete yet: the C tools' version");
@@ -105,8 +141,7 @@ fn delete_keeps_memory_pending_until_reclaim_then_reuses_it() {
         assert_eq!(pending[0].fmap.extents(), &a[..]);
         assert_eq!(fs.bitmap().used_units(), used);
         // A new file does not get the pending memory.
-        fs.create_file(&rp("c"), 5 * M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "c", 5 * M);
         let c = extents_of(&fs, "c");
         assert!(c
             .iter()
@@ -124,8 +159,7 @@ fn delete_keeps_memory_pending_until_reclaim_then_reuses_it() {
         assert!(fs.problems().is_empty(), "{:?}", fs.problems());
         assert_eq!(fs.pending_deletes().count(), 0);
         // The freed memory is handed out again: first fit finds it.
-        fs.create_file(&rp("e"), 5 * M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "e", 5 * M);
         assert_eq!(extents_of(&fs, "e")[0].offset, a[0].offset);
         let fs = replay(fs);
         assert!(
@@ -141,10 +175,8 @@ fn rmdir_recursive_and_errors() {
     with_fs(|mut fs| {
         fs.mkdir_p(&rp("t/u/v"), 0o755, 0, 0).unwrap();
         fs.mkdir(&rp("t/w"), 0o755, 0, 0).unwrap();
-        fs.create_file(&rp("t/w/f"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
-        fs.create_file(&rp("t/u/g"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "t/w/f", M);
+        file(&mut fs, "t/u/g", M);
         assert!(matches!(fs.rmdir(&rp("t/u")), Err(MetaError::NotEmpty(_))));
         assert!(matches!(
             fs.unlink(&rp("t/u"), false),
@@ -177,8 +209,7 @@ fn rmdir_recursive_and_errors() {
 #[test]
 fn a_client_cannot_delete_or_reclaim() {
     with_fs(|mut fs| {
-        fs.create_file(&rp("f"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "f", M);
         // Another host: a uuid file with another uuid.
         let d = tempfile::tempdir().unwrap();
         let other = d.path().join("uuid");
@@ -204,8 +235,7 @@ fn the_superblock_is_marked_durably_before_the_first_delete_entry() {
         let mut m = fs.into_media();
         let trace = m.record();
         let mut fs = Famfs::from_media(m).unwrap();
-        fs.create_file(&rp("f"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "f", M);
         trace.lock().unwrap().clear();
         fs.unlink(&rp("f"), false).unwrap();
         let ops = trace.lock().unwrap().clone();
@@ -224,8 +254,7 @@ fn the_superblock_is_marked_durably_before_the_first_delete_entry() {
             .expect("a log store");
         assert!(sb_store < sb_flush && sb_flush < first_log, "{ops:?}");
         // Later deletes leave the superblock alone.
-        fs.create_file(&rp("g"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "g", M);
         trace.lock().unwrap().clear();
         fs.unlink(&rp("g"), false).unwrap();
         let ops = trace.lock().unwrap().clone();
@@ -238,10 +267,8 @@ fn the_superblock_is_marked_durably_before_the_first_delete_entry() {
 #[test]
 fn damaged_deletes_and_reclaims_are_reported_and_change_nothing() {
     with_fs(|mut fs| {
-        fs.create_file(&rp("f"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
-        fs.create_file(&rp("g"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "f", M);
+        file(&mut fs, "g", M);
         fs.unlink(&rp("g"), false).unwrap(); // marks the superblock; entry 2
         let used = fs.bitmap().used_units();
         let sb = fs.superblock().clone();
@@ -297,32 +324,17 @@ fn compact_keeps_the_namespace_and_frees_the_log() {
         fs.create_file(&rp("d/keep"), 3 * M, 0o600, 7, 8, Layout::Contiguous)
             .unwrap();
         fs.mkdir(&rp("x"), 0o755, 0, 0).unwrap();
-        fs.create_file(&rp("x/implied"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "x/implied", M);
         for i in 0..20 {
-            fs.create_file(&rp(&format!("tmp{i}")), M, 0o644, 0, 0, Layout::Contiguous)
-                .unwrap();
+            file(&mut fs, &format!("tmp{i}"), M);
         }
         for i in 0..20 {
             fs.unlink(&rp(&format!("tmp{i}")), false).unwrap();
         }
         fs.reclaim(&OfflineGate).unwrap();
-        fs.create_file(&rp("pend"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "pend", M);
         fs.unlink(&rp("pend"), false).unwrap();
-        let before: Vec<_> = fs
-            .namespace()
-            .nodes()
-            .map(|n| {
-                (
-                    fs.namespace().path_of(n.ino).unwrap(),
-                    n.mode,
-                    n.uid,
-                    n.gid,
-                    n.file().cloned(),
-                )
-            })
-            .collect();
+        let before = nodes_of(&fs);
         let r = fs.compact().unwrap();
         assert_eq!(r.entries_before, 4 + 40 + 1 + 2);
         // d, d/keep, x, x/implied.
@@ -331,19 +343,7 @@ fn compact_keeps_the_namespace_and_frees_the_log() {
         let fs = replay(fs);
         assert!(fs.problems().is_empty(), "{:?}", fs.problems());
         assert_eq!(fs.log_header().unwrap().next_index(), 4);
-        let after: Vec<_> = fs
-            .namespace()
-            .nodes()
-            .map(|n| {
-                (
-                    fs.namespace().path_of(n.ino).unwrap(),
-                    n.mode,
-                    n.uid,
-                    n.gid,
-                    n.file().cloned(),
-                )
-            })
-            .collect();
+        let after = nodes_of(&fs);
         assert_eq!(before, after);
         assert_eq!(fs.pending_deletes().count(), 0);
         // Only the live files hold units: superblock and log 5, d/keep 3, x/implied 1.
@@ -376,13 +376,8 @@ fn create_delete_cycles_run_far_past_a_full_log_with_compaction() {
                 }
                 Ok(())
             });
-            match r {
-                Err(MetaError::LogFull { .. }) => {
-                    fs.compact().unwrap();
-                    compactions += 1;
-                    continue;
-                }
-                r => r.unwrap(),
+            if compacted_when_full(&mut fs, r, &mut compactions) {
+                continue;
             }
             first_offsets.insert(extents_of(&fs, &format!("f{i}-0"))[0].offset);
             let r = fs.with_log_lock(|a| {
@@ -394,15 +389,8 @@ fn create_delete_cycles_run_far_past_a_full_log_with_compaction() {
                 }
                 a.reclaim(&OfflineGate)
             });
-            match r {
-                Err(MetaError::LogFull { .. }) => {
-                    fs.compact().unwrap();
-                    compactions += 1;
-                    continue;
-                }
-                r => {
-                    r.unwrap();
-                }
+            if compacted_when_full(&mut fs, r, &mut compactions) {
+                continue;
             }
             assert_eq!(fs.pending_deletes().count(), 0);
             ops += 200;
@@ -422,8 +410,7 @@ fn create_delete_cycles_run_far_past_a_full_log_with_compaction() {
 #[test]
 fn a_first_delete_through_a_mount_needs_the_mark() {
     with_fs(|mut fs| {
-        fs.create_file(&rp("f"), M, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
+        file(&mut fs, "f", M);
         let m = fs.into_media();
         let through_mount = |m: &Media| {
             let d = tempfile::tempdir().unwrap();

@@ -10,7 +10,6 @@ mod fio;
 mod meta;
 mod report;
 mod scale;
-mod size;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -21,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use data::{DataParams, Source};
-use size::parse_size;
+use famfs_cmdline::size::parse_size;
 
 #[derive(Parser)]
 #[command(
@@ -291,6 +290,8 @@ fn fill(path: &PathBuf, size: u64) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    // `famfs-perf report | head`: end quietly, as a C tool killed by SIGPIPE.
+    famfs_cmdline::pipe::exit_quietly_on_broken_pipe();
     match Cli::parse().cmd {
         Cmd::Data {
             path,

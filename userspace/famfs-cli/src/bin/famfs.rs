@@ -1,5 +1,6 @@
 //! `famfs`; also acts as `mkfs.famfs` when invoked under that name.
 fn main() {
+    famfs_cmdline::pipe::exit_quietly_on_broken_pipe();
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let name = std::path::Path::new(&argv0)
         .file_name()

@@ -1,7 +1,7 @@
 //! `famfs cat`.
 
 use super::common::*;
-use anyhow::{anyhow, Context, Result};
+use anyhow::Result;
 use clap::Args;
 use famfs_meta::Access;
 use std::io::Write;
@@ -20,30 +20,12 @@ pub fn run(cli: &GlobalArgs, a: &CatArgs) -> Result<bool> {
 fn cmd_cat(cli: &GlobalArgs, file: &Path) -> Result<()> {
     let t = need_dev_or_mount(cli, file, Access::ReadOnly)?;
     let rel = t.rel(file)?;
-    if let Some(p) = t.host_path(&rel) {
-        let mut f =
-            std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
-        std::io::copy(&mut f, &mut std::io::stdout().lock())?;
+    let mut out = std::io::stdout().lock();
+    // Through the mount, the file as it is there (whatever the log says of it).
+    if let Some(mut f) = open_in_mount(&t, &rel)? {
+        std::io::copy(&mut f, &mut out)?;
         return Ok(());
     }
-    let ino =
-        t.fs.namespace()
-            .resolve(rel.as_str())
-            .ok_or_else(|| anyhow!("/{rel}: no such file"))?;
-    let size =
-        t.fs.namespace()
-            .get(ino)
-            .and_then(|n| n.file())
-            .ok_or_else(|| anyhow!("/{rel}: not a file"))?
-            .size;
-    let mut out = std::io::stdout().lock();
-    let mut buf = vec![0u8; (4 << 20).min(size as usize)];
-    let mut off = 0;
-    while off < size {
-        let n = (size - off).min(buf.len() as u64) as usize;
-        t.fs.read_data(ino, off, &mut buf[..n])?;
-        out.write_all(&buf[..n])?;
-        off += n as u64;
-    }
-    Ok(())
+    let (ino, size) = resolve_file(&t, &rel)?;
+    read_chunks(&t, ino, size, None, |_, chunk| Ok(out.write_all(chunk)?))
 }

@@ -1,13 +1,15 @@
 //! What several verbs share: the global options, owner and interleaving options, opening the
-//! file system a verb works on, a thread pool, notes about accepted C options, finding a helper
-//! program, and how maps and devices are printed.
+//! file system a verb works on, reading a file's content, a thread pool, notes about accepted C
+//! options, finding a helper program, and how maps and devices are printed.
 
 use crate::target::Target;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{ArgAction, Args};
 use famfs_alloc::InterleaveParams;
-use famfs_format::{format_uuid, Fmap};
-use famfs_meta::{Access, Layout};
+use famfs_format::{format_uuid, Fmap, RelPath};
+use famfs_meta::{Access, Ino, Layout};
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The options of `famfs` that every verb takes.
@@ -76,6 +78,52 @@ impl Owner {
 
 pub(crate) fn need_dev_or_mount(cli: &GlobalArgs, hint: &Path, access: Access) -> Result<Target> {
     Target::open(cli.device.as_deref(), hint, access)
+}
+
+/// The inode and size of the regular file `rel` in the target's namespace.
+pub(crate) fn resolve_file(t: &Target, rel: &RelPath) -> Result<(Ino, u64)> {
+    let ino =
+        t.fs.namespace()
+            .resolve(rel.as_str())
+            .ok_or_else(|| anyhow!("/{rel}: no such file"))?;
+    let size =
+        t.fs.namespace()
+            .get(ino)
+            .and_then(|n| n.file())
+            .ok_or_else(|| anyhow!("/{rel}: not a file"))?
+            .size;
+    Ok((ino, size))
+}
+
+/// The file `rel` opened through the mount, when the target is a mount.
+pub(crate) fn open_in_mount(t: &Target, rel: &RelPath) -> Result<Option<File>> {
+    t.host_path(rel)
+        .map(|p| File::open(&p).with_context(|| format!("cannot open {}", p.display())))
+        .transpose()
+}
+
+/// Reads the `size` bytes of file `ino` in chunks of up to 4 MiB, from `host` (the file opened
+/// through the mount) when given, else through the file's map on the device, and hands each
+/// chunk with its offset to `each`.
+pub(crate) fn read_chunks(
+    t: &Target,
+    ino: Ino,
+    size: u64,
+    mut host: Option<File>,
+    mut each: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut buf = vec![0u8; (4 << 20).min(size as usize)];
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(buf.len() as u64) as usize;
+        match &mut host {
+            Some(f) => f.read_exact(&mut buf[..n])?,
+            None => t.fs.read_data(ino, off, &mut buf[..n])?,
+        }
+        each(off, &buf[..n])?;
+        off += n as u64;
+    }
+    Ok(())
 }
 
 /// Runs `f` over `items` with up to `threads` threads; returns the errors, in item order.

@@ -101,7 +101,8 @@ fn cmd_creat(cli: &GlobalArgs, o: &CreatArgs) -> Result<()> {
         if parts.len() < 2 || parts.len() > 3 {
             bail!("-M {m:?}: expected name,size[,seed]");
         }
-        let size = crate::size::parse_size(parts[1]).map_err(|e| anyhow!("-M {m:?}: {e}"))?;
+        let size =
+            famfs_cmdline::size::parse_size(parts[1]).map_err(|e| anyhow!("-M {m:?}: {e}"))?;
         let seed = parts
             .get(2)
             .map(|s| crate::parse_c_ulong(s).map_err(|e| anyhow!("-M {m:?}: bad seed: {e}")))

@@ -1,9 +1,9 @@
 //! `famfs daxdev`.
 
 use super::common::*;
-use crate::size::human;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use famfs_cmdline::size::human;
 use famfs_format::format_uuid;
 use famfs_format::parse_uuid;
 use famfs_media::dax::resolver::{self, Found};

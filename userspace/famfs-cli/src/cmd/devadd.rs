@@ -2,9 +2,9 @@
 
 use super::common::*;
 use crate::devices::open_new_secondary;
-use crate::size::human;
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
+use famfs_cmdline::size::human;
 use famfs_format::format_uuid;
 use famfs_meta::{Access, Famfs};
 use std::path::{Path, PathBuf};

@@ -4,10 +4,10 @@
 
 use super::common::*;
 use crate::dax::set_daxmode_fsdev;
-use crate::size::human;
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, Args};
 use famfs_alloc::Bitmap;
+use famfs_cmdline::size::human;
 use famfs_format::format_uuid;
 use famfs_format::LogHeader;
 use famfs_meta::{Access, Famfs};

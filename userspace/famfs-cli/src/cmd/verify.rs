@@ -3,10 +3,9 @@
 use super::common::*;
 use crate::pattern;
 use crate::target::Target;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use famfs_meta::Access;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Check that a file holds the pattern of a seed.
@@ -87,37 +86,15 @@ fn cmd_verify(cli: &GlobalArgs, o: &VerifyOpts) -> Result<bool> {
 
 fn verify_one(t: &Target, file: &Path, seed: u64) -> Result<()> {
     let rel = t.rel(file)?;
-    let ino =
-        t.fs.namespace()
-            .resolve(rel.as_str())
-            .ok_or_else(|| anyhow!("/{rel}: no such file"))?;
-    let size =
-        t.fs.namespace()
-            .get(ino)
-            .and_then(|n| n.file())
-            .ok_or_else(|| anyhow!("/{rel}: not a file"))?
-            .size;
-    let mut host = match t.host_path(&rel) {
-        Some(p) => {
-            Some(std::fs::File::open(&p).with_context(|| format!("cannot open {}", p.display()))?)
-        }
-        None => None,
-    };
-    let mut buf = vec![0u8; (4 << 20).min(size as usize)];
-    let mut off = 0;
-    while off < size {
-        let n = (size - off).min(buf.len() as u64) as usize;
-        match &mut host {
-            Some(f) => f.read_exact(&mut buf[..n])?,
-            None => t.fs.read_data(ino, off, &mut buf[..n])?,
-        }
-        if let Some(i) = pattern::first_mismatch(seed, off, &buf[..n]) {
+    let (ino, size) = resolve_file(t, &rel)?;
+    let host = open_in_mount(t, &rel)?;
+    read_chunks(t, ino, size, host, |off, chunk| {
+        if let Some(i) = pattern::first_mismatch(seed, off, chunk) {
             bail!(
                 "/{rel}: content differs from the pattern of seed {seed} at offset {}",
                 off + i as u64
             );
         }
-        off += n as u64;
-    }
-    Ok(())
+        Ok(())
+    })
 }

@@ -1,4 +1,8 @@
-//! Size arguments: "4096", "4k", "4K", "2M", "2MiB", "1G", "1T" (binary multiples).
+//! Sizes as people write and read them.
+//!
+//! Size arguments: "4096", "4k", "64K", "2M", "2MiB", "1G", "1T" (binary multiples; the suffix
+//! is case-blind and may end in "b", "ib" or "iB"), or hexadecimal "0x800000" as the C tools take
+//! sizes.
 
 /// Parses a size; errors name the accepted forms.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -48,17 +52,47 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("4k"), Ok(4096));
-        assert_eq!(parse_size("2M"), Ok(2 << 20));
-        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
-        assert_eq!(parse_size("8G"), Ok(8 << 30));
-        assert!(parse_size("").is_err());
-        assert!(parse_size("x").is_err());
-        assert!(parse_size("5Q").is_err());
-        assert!(parse_size("99999999999999999999").is_err());
-        assert!(parse_size("99999999T").is_err());
+        let good: &[(&str, u64)] = &[
+            ("4096", 4096),
+            ("4k", 4096),
+            ("64K", 64 << 10),
+            ("2M", 2 << 20),
+            ("2MiB", 2 << 20),
+            ("8G", 8 << 30),
+            (" 1G", 1 << 30),
+            ("1T ", 1 << 40),
+            ("3b", 3),
+            ("5kB", 5 << 10),
+            ("0x800000", 0x80_0000),
+            ("0X10", 16),
+        ];
+        for &(s, want) in good {
+            assert_eq!(parse_size(s), Ok(want), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn bad_sizes() {
+        let bad: &[(&str, &str)] = &[
+            ("", "expected a number"),
+            ("x", "expected a number"),
+            ("-1", "expected a number"),
+            ("5Q", "use k, M, G or T"),
+            ("2 M", "use k, M, G or T"),
+            ("0xg", "bad hexadecimal"),
+            ("99999999999999999999", "expected a number"),
+            ("99999999T", "too large"),
+        ];
+        for &(s, why) in bad {
+            let e = parse_size(s).expect_err(s);
+            assert!(e.contains(why), "{s:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn human_units() {
         assert_eq!(human(3 << 20), "3.0 MiB");
         assert_eq!(human(5), "5 B");
+        assert_eq!(human(1536), "1.5 KiB");
     }
 }
