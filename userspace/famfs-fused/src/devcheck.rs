@@ -1,5 +1,5 @@
 //! What the devices of the mounted file system hold, read in ways that can neither hang nor kill
-//! the server (it serves the whole mount from one process, under one lock):
+//! the server (it serves the whole mount from one process):
 //!
 //! - superblocks are read with pread(2) on descriptors (module mode: read-only famfs.ko files
 //!   over each device's superblock region). A device whose files famfs.ko revoked, or that is

@@ -491,7 +491,7 @@ fn deleted_inodes(famfs: &Famfs, candidates: &[u64]) -> Vec<(u64, u64)> {
 
 /// Has famfs.ko revoke every file made through `control` (files opened or mapped before now
 /// would read the new occupant's memory: their mappings are zapped, faults get SIGBUS, reads and
-/// writes ESTALE) and logs how it went. Runs without the server's lock.
+/// writes ESTALE) and logs how it went. Runs with none of the server's locks held.
 fn revoke(control: &famfs_kmod::Control) {
     match control.revoke() {
         Ok(r) => log::error!(

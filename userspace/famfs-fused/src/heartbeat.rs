@@ -2,7 +2,7 @@
 //! leases"; famfs-meta `hosts`).
 //!
 //! At start the server claims a slot, then plays the log again before it serves anything. A
-//! thread of its own (never the FUSE request threads, and never under the server's state lock)
+//! thread of its own (never the FUSE request threads, and never under any of the server's locks)
 //! then heartbeats every interval:
 //!
 //! 1. notes the time `t` (monotonic), takes the applied count and the held deleted files from
@@ -264,7 +264,7 @@ impl Drop for HeartbeatHandle {
 }
 
 /// Called once when the lease ran out or the slot was lost: marks the mount stale (on a thread
-/// of its own: it takes the server's state lock, which the heartbeat never does).
+/// of its own: it takes the server's locks, which the heartbeat never does).
 pub type OnFence = Box<dyn Fn(String) + Send>;
 
 /// Arms the lease right after the claim (up to `claimed_at + lease`) and starts the heartbeat
