@@ -1,5 +1,5 @@
 //! What the devices of the mounted file system hold, read in ways that can neither hang nor kill
-//! the server (it serves the whole mount from one process, under one lock):
+//! the server (it serves the whole mount from one process):
 //!
 //! - superblocks are read with pread(2) on descriptors (module mode: read-only famfs.ko files
 //!   over each device's superblock region). A device whose files famfs.ko revoked, or that is
@@ -20,6 +20,26 @@ use std::path::Path;
 
 /// How a stale reason starts when the primary superblock could not be read as valid.
 pub(crate) const SB_INVALID: &str = "the superblock is no longer valid";
+
+/// The environment variable of the probe delay test hook ([`test_probe_delay`]).
+pub(crate) const TEST_PROBE_DELAY_ENV: &str = "FAMFS_FUSED_TEST_PROBE_DELAY_MS";
+
+/// Test hook, off by default: with `FAMFS_FUSED_TEST_PROBE_DELAY_MS=N` in the server's
+/// environment every superblock probe (each stale check, and each secondary device candidate
+/// read in module mode) first sleeps N milliseconds, so that tests can show that a slow probe
+/// holds up no lookup (tests/mount.rs). Unset, it costs one look at the environment, at the
+/// first probe.
+pub(crate) fn test_probe_delay() {
+    static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let d = DELAY.get_or_init(|| {
+        let ms: u64 = std::env::var(TEST_PROBE_DELAY_ENV).ok()?.parse().ok()?;
+        log::warn!("test hook {TEST_PROBE_DELAY_ENV}: every superblock probe sleeps {ms} ms");
+        Some(std::time::Duration::from_millis(ms))
+    });
+    if let Some(d) = d {
+        std::thread::sleep(*d);
+    }
+}
 
 /// The first [`SB_SIZE`] bytes of `f` (a file over a superblock region), by pread(2).
 pub(crate) fn pread_superblock(f: &File) -> std::io::Result<[u8; SB_SIZE]> {
@@ -142,6 +162,7 @@ pub(crate) fn read_candidate(
     control_path: &Path,
     dev: &File,
 ) -> Result<(AnySuperblock, u64), String> {
+    test_probe_delay();
     let ctl = Control::open_path(control_path)
         .map_err(|e| format!("open {}: {e}", control_path.display()))?;
     let size = ctl

@@ -1,13 +1,44 @@
 //! The FUSE file system: namespace requests, refusals, and the two data paths.
+//!
+//! # Locking
+//!
+//! The server answers requests on several threads (`--threads`), and a slow request must not
+//! stall the others, so its state is split by what needs to be serialised ([`Core`]):
+//!
+//! - `famfs` (a read-write lock): the played log (namespace, device table, media). Lookups,
+//!   getattr, readdir(plus), opens and fallback reads and writes take it for reading, briefly;
+//!   only a log play takes it for writing, and only while holding `play`;
+//! - `play` (a mutex): serialises the stale checks (superblock reads, which may be slow) and the
+//!   log plays. Since every writer of `famfs` holds it, a stale check that reads through the
+//!   played media (fallback mode) under a read lock of `famfs` never has a writer queued behind
+//!   it, so lookups never wait for it (module mode reads the superblock probes with no lock of
+//!   `famfs` at all);
+//! - `backing`: the backing ids (module mode); making a famfs.ko file and its backing id for an
+//!   inode is serialised here, and a stale mark is set under it too, so that no file is made
+//!   after the revoke was asked for;
+//! - `books` (lookup counts, FUSE opens, the famfs.ko file made for each inode) and `dirs` (the
+//!   listings snapshotted at opendir): small maps, each lock held only to look up or update;
+//! - `stale`, `master` (the appender and the host observer of the master's unlink(2), rmdir(2)
+//!   and idle reclaim: appending waits for the file system's append lock);
+//! - the module's device table (lib.rs `ModuleCtx`): a device search (opens and superblock
+//!   reads of candidates) runs with no lock; the attach is made under the table's lock, and
+//!   when two requests found one device, the one that comes second drops what it found.
+//!
+//! The famfs.ko revoke of a stale mount runs on a thread of its own, with no lock. Order, for
+//! the locks one thread holds at once: `master`, `play`, `famfs`, `backing`, `books`, then any
+//! other (`stale`, `dirs`, the module's device table, the heartbeat's `HostInfo`). `famfs` is
+//! never read-locked twice by one thread (a writer queued between would deadlock it).
 
 use crate::heartbeat::{HeartbeatHandle, HostInfo};
 use crate::stats::{Op, Stats};
-use crate::{wire, Mode, ModuleCtx, ServerOptions, XATTR_LOGPLAY, XATTR_MODE, XATTR_STATS};
+use crate::{
+    wire, Mode, ModuleCtx, ServerOptions, WantedDevice, XATTR_LOGPLAY, XATTR_MODE, XATTR_STATS,
+};
 use famfs_fmap::FileType as WireType;
 use famfs_format::{FileFlags, LOG_OFFSET, MAX_RELPATH, SB_REGION_LEN};
 use famfs_kmod::abi;
 use famfs_media::{Access, MediaError};
-use famfs_meta::{Famfs, Node, NodeKind, Problem, Role, ROOT_INO};
+use famfs_meta::{Famfs, MetaError, Node, NodeKind, PlayStats, Problem, Role, ROOT_INO};
 use fuser::{
     AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
@@ -17,8 +48,8 @@ use fuser::{
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 /// Inode of the `.meta` directory. Namespace inodes are dense from 1 (famfs-meta), so the meta
@@ -47,41 +78,64 @@ struct DirEnt {
     name: String,
 }
 
-struct State {
-    famfs: Famfs,
-    module: Option<ModuleCtx>,
-    backing: HashMap<u64, Backing>,
+/// Per-inode bookkeeping (its lock is held only to look up or update these maps).
+#[derive(Default)]
+struct Books {
     /// The kernel's lookup count of each inode it was handed (entry replies), less its forgets:
     /// at zero the kernel has dropped the inode, and its backing id is closed.
     lookups: HashMap<u64, u64>,
-    /// Directory listings snapshotted at opendir: the namespace only grows, but a listing that
-    /// changed between two readdir calls of one stream would skip or repeat names.
-    dirs: HashMap<u64, Vec<DirEnt>>,
-    next_fh: u64,
-    /// The fs uuid and system uuid of the superblock this mount was made from.
-    mounted: ([u8; 16], [u8; 16]),
-    /// Set (for good) once the superblock no longer holds those uuids: the file system was
-    /// replaced (mkfs -f) or killed (mkfs -k) under the mount. Every file of the mounted
-    /// namespace then fails with ESTALE.
-    stale: Option<String>,
-    /// What this host publishes in its slot (applied count, held deleted files); `None` until
-    /// the slot is claimed (at mount), or when this host has none.
-    host: Option<Arc<HostInfo>>,
     /// FUSE opens of each inode not yet released (a deleted file with one is held).
     opens: HashMap<u64, u32>,
     /// The famfs.ko file made for each inode on this host (device and inode numbers, what a
     /// mapping of it shows in /proc/PID/maps): a deleted file mapped after its close is held.
     made: HashMap<u64, (u64, u64)>,
+    /// Inodes deleted with `--revoke` whose famfs.ko file a revoke thread was started for (or,
+    /// in fallback mode, whose bytes the server no longer serves).
+    revoking: std::collections::HashSet<u64>,
+}
+
+/// The master's append path (module mode).
+#[derive(Default)]
+struct Master {
+    /// The appender, made at the first unlink(2)/rmdir(2) or reclaim.
+    appender: Option<Famfs>,
+    /// The observer of the host slots (idle reclaim), kept across ticks.
+    observer: Option<famfs_meta::hosts::HostObserver>,
+}
+
+/// The server's state, shared by the request threads, the idle thread and the fence thread
+/// (see "Locking" above).
+struct Core {
+    /// The played log; written only by a log play, under `play`.
+    famfs: RwLock<Famfs>,
+    /// Held by every stale check and log play.
+    play: Mutex<()>,
+    module: Option<ModuleCtx>,
+    backing: Mutex<HashMap<u64, Arc<Backing>>>,
+    books: Mutex<Books>,
+    /// Directory listings snapshotted at opendir, by handle: the namespace only grows, but a
+    /// listing that changed between two readdir calls of one stream would skip or repeat names.
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEnt>>>>,
+    next_fh: AtomicU64,
+    /// The fs uuid and system uuid of the superblock this mount was made from.
+    mounted: ([u8; 16], [u8; 16]),
+    /// Set (for good) once the superblock no longer holds those uuids: the file system was
+    /// replaced (mkfs -f) or killed (mkfs -k) under the mount, or this host's lease ran out.
+    /// Every file of the mounted namespace then fails with ESTALE. Set under `backing`.
+    stale: Mutex<Option<String>>,
+    /// What this host publishes in its slot (applied count, held deleted files); unset until
+    /// the slot is claimed (at mount), or when this host has none.
+    host: OnceLock<Arc<HostInfo>>,
     /// The device number of this mount (what a mapping through it shows in /proc/PID/maps),
     /// looked up in /proc/self/mountinfo once needed.
-    fuse_dev: Option<u64>,
+    fuse_dev: OnceLock<u64>,
     mountpoint: std::path::PathBuf,
-    /// The master's appender (module mode), made at the first unlink(2)/rmdir(2) or reclaim.
-    appender: Option<Famfs>,
-    /// The master's observer of the host slots (idle reclaim), kept across ticks.
-    observer: Option<famfs_meta::hosts::HostObserver>,
-    /// Inodes deleted with `--revoke` whose famfs.ko file a revoke thread was started for.
-    revoking: std::collections::HashSet<u64>,
+    master: Mutex<Master>,
+}
+
+/// Locks `m`; a panic in another request must not take the whole mount down with poisoned locks.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 use crate::devcheck::{self, SB_INVALID};
@@ -89,11 +143,48 @@ use crate::devcheck::{self, SB_INVALID};
 /// How often an idle server checks that the superblock is still the one it mounted.
 const SB_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
-impl State {
+impl Core {
+    /// The played log, for reading.
+    fn ns(&self) -> RwLockReadGuard<'_, Famfs> {
+        self.famfs.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The played log, for a play (the caller holds `play`).
+    fn ns_mut(&self) -> RwLockWriteGuard<'_, Famfs> {
+        self.famfs.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn play_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.play)
+    }
+
+    fn books(&self) -> MutexGuard<'_, Books> {
+        lock(&self.books)
+    }
+
+    fn is_stale(&self) -> bool {
+        lock(&self.stale).is_some()
+    }
+
+    /// Marks the mount stale (without a revoke: see [`Core::mark_stale`]), under `backing` so
+    /// that no famfs.ko file is made from now on.
+    fn set_stale(&self, why: String) {
+        let _b = lock(&self.backing);
+        *lock(&self.stale) = Some(why);
+    }
+
+    /// [`Core::check_superblock_locked`] under the play lock.
+    fn check_superblock(&self) -> bool {
+        let _play = self.play_lock();
+        self.check_superblock_locked()
+    }
+
     /// Checks that the superblock still holds the uuids this mount was made from; marks the mount
-    /// stale (and says so in the log, once) when not. Returns whether the mount is stale.
-    fn check_superblock(&mut self) -> bool {
-        if let Some(was) = &self.stale {
+    /// stale (and says so in the log, once) when not. Returns whether the mount is stale. The
+    /// caller holds the play lock (and no lock of `famfs`).
+    fn check_superblock_locked(&self) -> bool {
+        let was = lock(&self.stale).clone();
+        if let Some(was) = was {
             // Found invalid, the superblock may have been caught mid-write by a re-format: say
             // what the device holds once it is valid again (the mount stays stale either way).
             if was.starts_with(SB_INVALID) {
@@ -102,7 +193,7 @@ impl State {
                     .filter(|w| !w.starts_with(SB_INVALID))
                 {
                     log::error!("STALE MOUNT, updated: {now}");
-                    self.stale = Some(now);
+                    *lock(&self.stale) = Some(now);
                 }
             }
             return true;
@@ -115,67 +206,62 @@ impl State {
 
     /// Why the devices no longer hold the file system this mount was made from, if they do
     /// not: the primary superblock, then every secondary device in use (a secondary re-formatted
-    /// or taken by another file system would hand its new owner's memory to our files).
+    /// or taken by another file system would hand its new owner's memory to our files). The
+    /// caller holds the play lock (and no lock of `famfs`).
     ///
     /// Module mode reads each superblock with pread(2) on a module file of its own: once the
     /// mount's files are revoked (or a device is being removed) that fails with an errno, where
     /// a read through the mapping the metadata is played from would get SIGBUS and kill the
-    /// server. Fallback mode reads the mapped device or image, which nothing revokes.
+    /// server. It holds no lock of `famfs` while it reads. Fallback mode reads the mapped device
+    /// or image, which nothing revokes, under a read lock of `famfs` (no writer can queue behind
+    /// it: writers hold the play lock).
     fn superblock_change(&self) -> Option<String> {
-        let primary = match self.module.as_ref().and_then(|m| m.sb_probes.get(&0)) {
-            Some(f) => devcheck::read_primary(f),
-            None if self.module.is_some() => {
-                Err("no superblock file to read it through".to_string())
+        let Some(m) = &self.module else {
+            let fs = self.ns();
+            devcheck::test_probe_delay();
+            let primary = fs.media().read_superblock().map_err(|e| e.to_string());
+            if let Some(why) = devcheck::primary_change(primary, &self.mounted) {
+                return Some(why);
             }
-            None => self
-                .famfs
-                .media()
-                .read_superblock()
-                .map_err(|e| e.to_string()),
+            let fs_uuid = fs.superblock().fs_uuid;
+            for (i, dev) in fs.devices().iter().enumerate().skip(1) {
+                let i = i as u32;
+                let Some(path) = fs.device_path(i) else {
+                    continue;
+                };
+                let Ok(media) = fs.device_media(u64::from(i)) else {
+                    continue;
+                };
+                let read = media.read_any_superblock().map_err(|e| e.to_string());
+                let at = path.display().to_string();
+                if let Some(why) = devcheck::secondary_change(i, &at, read, &fs_uuid, &dev.uuid) {
+                    return Some(why);
+                }
+            }
+            return None;
+        };
+        // What the log says the devices are, copied out under a short read lock.
+        let (fs_uuid, dev_uuids): (_, Vec<_>) = {
+            let fs = self.ns();
+            let uuids = fs.devices().iter().map(|d| d.uuid).collect();
+            (fs.superblock().fs_uuid, uuids)
+        };
+        let probes = m.sb_probes();
+        devcheck::test_probe_delay();
+        let primary = match probes.iter().find(|p| p.0 == 0) {
+            Some((_, f, _)) => devcheck::read_primary(f),
+            None => Err("no superblock file to read it through".to_string()),
         };
         if let Some(why) = devcheck::primary_change(primary, &self.mounted) {
             return Some(why);
         }
-        let fs_uuid = self.famfs.superblock().fs_uuid;
-        let devices = self.famfs.devices();
-        match &self.module {
-            Some(m) => {
-                for (&i, f) in m.sb_probes.range(1..) {
-                    let Some(dev) = devices.get(i as usize) else {
-                        continue;
-                    };
-                    let at = m
-                        .secondaries
-                        .get(&i)
-                        .map(|(_, p)| p.display().to_string())
-                        .unwrap_or_default();
-                    if let Some(why) = devcheck::secondary_change(
-                        i,
-                        &at,
-                        devcheck::read_any(f),
-                        &fs_uuid,
-                        &dev.uuid,
-                    ) {
-                        return Some(why);
-                    }
-                }
-            }
-            None => {
-                for (i, dev) in devices.iter().enumerate().skip(1) {
-                    let i = i as u32;
-                    let Some(path) = self.famfs.device_path(i) else {
-                        continue;
-                    };
-                    let Ok(media) = self.famfs.device_media(u64::from(i)) else {
-                        continue;
-                    };
-                    let read = media.read_any_superblock().map_err(|e| e.to_string());
-                    let at = path.display().to_string();
-                    if let Some(why) = devcheck::secondary_change(i, &at, read, &fs_uuid, &dev.uuid)
-                    {
-                        return Some(why);
-                    }
-                }
+        for (i, f, at) in probes.iter().filter(|p| p.0 >= 1) {
+            let Some(dev_uuid) = dev_uuids.get(*i as usize) else {
+                continue;
+            };
+            let read = devcheck::read_any(f);
+            if let Some(why) = devcheck::secondary_change(*i, at, read, &fs_uuid, dev_uuid) {
+                return Some(why);
             }
         }
         None
@@ -186,9 +272,10 @@ impl State {
     /// The mount is marked stale first (every request from now on fails with ESTALE, no new
     /// file is handed out), then famfs.ko revokes the mount's files on a thread of its own:
     /// the revoke waits for reads and writes in flight and for pinned pages (a page spliced
-    /// into a pipe stays pinned as long as the pipe holds it), and that wait must not hold the
-    /// server's lock, or one reader would hang the whole mount.
-    fn mark_stale(&mut self, why: String) -> bool {
+    /// into a pipe stays pinned as long as the pipe holds it), and that wait must not hold any
+    /// of the server's locks, or one reader would hang the whole mount.
+    fn mark_stale(&self, why: String) -> bool {
+        self.set_stale(why.clone());
         let revoking = match self.module.as_ref().map(|m| m.control.try_clone()) {
             None => "no famfs.ko files to revoke (fallback mode)".to_string(),
             Some(Ok(control)) => {
@@ -204,57 +291,69 @@ impl State {
             "STALE MOUNT: {why}. Every file of the mounted namespace now fails with ESTALE and new \
              opens are refused; {revoking}. Unmount and mount again."
         );
-        self.stale = Some(why);
         true
     }
 
-    /// After a log play: the deleted files this host still holds (a FUSE open, or a famfs.ko
-    /// file made here that may be mapped), published with the applied count in one update.
-    fn publish_play(&mut self) {
-        let Some(host) = self.host.clone() else {
+    /// Plays new log entries (cheap when there are none: one superblock and one header read)
+    /// and publishes the play: `None` when the mount is stale. Takes the play lock; the
+    /// namespace is write-locked for the play and the publish only.
+    fn play(&self) -> Option<Result<PlayStats, MetaError>> {
+        let _play = self.play_lock();
+        if self.check_superblock_locked() {
+            return None;
+        }
+        let mut fs = self.ns_mut();
+        let r = fs.refresh();
+        self.publish_play(&fs);
+        Some(r)
+    }
+
+    /// After a log play (`famfs`: the played log, still write-locked by the caller): the
+    /// deleted files this host still holds (a FUSE open, or a famfs.ko file made here that may
+    /// be mapped), published with the applied count in one update.
+    fn publish_play(&self, famfs: &Famfs) {
+        let Some(host) = self.host.get() else {
             return;
         };
-        let applied = self.famfs.played();
-        let candidates: Vec<u64> = self.opens.keys().chain(self.made.keys()).copied().collect();
-        let deleted = deleted_inodes(&self.famfs, &candidates);
+        let applied = famfs.played();
+        let mut books = self.books();
+        let candidates: Vec<u64> = books
+            .opens
+            .keys()
+            .chain(books.made.keys())
+            .copied()
+            .collect();
+        let deleted = deleted_inodes(famfs, &candidates);
         if deleted.is_empty() {
             host.set_applied(applied);
             return;
         }
-        if self.fuse_dev.is_none() {
-            // From mountinfo by the mount point as given (canonical already): resolving it here
-            // would ask this very server, whose state lock we hold.
-            self.fuse_dev = famfs_media::mounts::current()
-                .into_iter()
-                .rev()
-                .find(|m| {
-                    m.mount_point == self.mountpoint
-                        && m.fstype == famfs_media::mounts::FAMFS_FSTYPE
-                })
-                .and_then(|m| {
-                    let (maj, min) = m.dev.split_once(':')?;
-                    Some(libc::makedev(maj.parse().ok()?, min.parse().ok()?))
-                });
-        }
+        let fuse_dev = self.fuse_dev();
         // A delete whose revoke was started is offered no more: its hold stays recorded until
         // the revoke ends and releases it, and must not come back after that.
         let held: Vec<_> = deleted
             .iter()
-            .filter(|(ino, _, _)| !self.revoking.contains(ino))
+            .filter(|(ino, _, _)| !books.revoking.contains(ino))
             .map(|&(ino, d, _)| {
-                let mut ids: Vec<(u64, u64)> =
-                    self.fuse_dev.map(|dev| (dev, ino)).into_iter().collect();
-                ids.extend(self.made.get(&ino).copied());
-                let opens = self.opens.get(&ino).copied().unwrap_or(0);
+                let mut ids: Vec<(u64, u64)> = fuse_dev.map(|dev| (dev, ino)).into_iter().collect();
+                ids.extend(books.made.get(&ino).copied());
+                let opens = books.opens.get(&ino).copied().unwrap_or(0);
                 (d, crate::heartbeat::Held { ino, opens, ids })
             })
             .collect();
         // Held first: a revoke that ends before the hold is recorded would leave it held.
         host.played(applied, held);
-        for (ino, d, revoke) in deleted {
-            if revoke && self.revoking.insert(ino) {
-                self.revoke_deleted(&host, ino, d);
-            }
+        let to_revoke: Vec<(u64, u64, Option<u64>)> = {
+            let books = &mut *books;
+            deleted
+                .into_iter()
+                .filter(|&(ino, _, revoke)| revoke && books.revoking.insert(ino))
+                .map(|(ino, d, _)| (ino, d, books.made.get(&ino).map(|&(_, kino)| kino)))
+                .collect()
+        };
+        drop(books);
+        for (ino, d, kino) in to_revoke {
+            self.revoke_deleted(famfs, host, ino, d, kino);
         }
     }
 
@@ -266,12 +365,20 @@ impl State {
     /// done is the hold dropped from this host's slot, so the master reclaims only memory no
     /// one here can reach. In fallback mode the server itself is the only path to the memory
     /// and refuses the inode's reads and writes (ESTALE) from now on: the hold goes at once.
-    fn revoke_deleted(&self, host: &Arc<HostInfo>, ino: u64, delete: u64) {
-        let path = match self.famfs.namespace().path_of(ino) {
+    /// `kino`: the famfs.ko file made for it here, if any.
+    fn revoke_deleted(
+        &self,
+        famfs: &Famfs,
+        host: &Arc<HostInfo>,
+        ino: u64,
+        delete: u64,
+        kino: Option<u64>,
+    ) {
+        let path = match famfs.namespace().path_of(ino) {
             Some(p) => format!("/{p}"),
             None => format!("inode {ino}"),
         };
-        let (Some(m), Some(&(_, kino))) = (self.module.as_ref(), self.made.get(&ino)) else {
+        let (Some(m), Some(kino)) = (self.module.as_ref(), kino) else {
             log::info!("{path}: deleted with --revoke; nothing of it was mapped through famfs.ko here, hold released");
             host.release_delete(delete);
             return;
@@ -308,13 +415,31 @@ impl State {
     /// Whether `ino` was deleted with `--revoke` (its memory may be reclaimed while it is still
     /// open): the server no longer serves its bytes.
     fn revoked_delete(&self, ino: u64) -> bool {
-        self.revoking.contains(&ino)
+        self.books().revoking.contains(&ino)
+    }
+
+    /// The device number of this mount, looked up in /proc/self/mountinfo until found.
+    fn fuse_dev(&self) -> Option<u64> {
+        if let Some(d) = self.fuse_dev.get() {
+            return Some(*d);
+        }
+        let found = famfs_media::mounts::current()
+            .into_iter()
+            .rev()
+            .find(|m| {
+                m.mount_point == self.mountpoint && m.fstype == famfs_media::mounts::FAMFS_FSTYPE
+            })
+            .and_then(|m| {
+                let (maj, min) = m.dev.split_once(':')?;
+                Some(libc::makedev(maj.parse().ok()?, min.parse().ok()?))
+            })?;
+        Some(*self.fuse_dev.get_or_init(|| found))
     }
 
     /// The master's appender (module mode): made once from read-write duplicates of the meta
     /// files. A fallback mount has none (EPERM).
-    fn ensure_appender(&mut self, what: &str) -> Result<(), Errno> {
-        if self.appender.is_some() {
+    fn ensure_appender(&self, master: &mut Master, what: &str) -> Result<(), Errno> {
+        if master.appender.is_some() {
             return Ok(());
         }
         let Some((sbf, logf)) = self.module.as_ref().and_then(|m| m.meta_rw.as_ref()) else {
@@ -322,50 +447,54 @@ impl State {
             return Err(Errno::EPERM);
         };
         let dup = |f: &std::fs::File| f.try_clone().map_err(|_| Errno::EIO);
-        let media = famfs_media::Media::from_meta_files(
-            self.famfs.media().path(),
-            dup(sbf)?,
-            dup(logf)?,
-            Access::ReadWrite,
-        )
-        .map_err(|e| {
-            log::error!("{what}: cannot open the log for appending: {e}");
-            Errno::EIO
-        })?;
+        let path = self.ns().media().path().to_path_buf();
+        let media =
+            famfs_media::Media::from_meta_files(&path, dup(sbf)?, dup(logf)?, Access::ReadWrite)
+                .map_err(|e| {
+                    log::error!("{what}: cannot open the log for appending: {e}");
+                    Errno::EIO
+                })?;
         let fs = Famfs::from_media(media).map_err(|e| {
             log::error!("{what}: cannot play the log for appending: {e}");
             Errno::EIO
         })?;
-        self.appender = Some(fs);
+        master.appender = Some(fs);
         Ok(())
     }
 
     /// The master's idle reclaim (module mode): while deletes are pending, looks at the host
     /// slots (through the superblock probe, `pread`) with an observer kept across ticks, so a
     /// host that stopped is judged dead on this server's clock after its lease, and appends
-    /// RECLAIM entries for what the slot gate allows, as `famfs reclaim` does.
-    fn auto_reclaim(&mut self) {
-        if self.famfs.role() != Role::Master || self.famfs.pending_deletes().next().is_none() {
-            return;
-        }
-        let fs_uuid = self.famfs.superblock().fs_uuid;
-        let Some(probe) = self.module.as_ref().and_then(|m| m.sb_probes.get(&0)) else {
-            return;
-        };
-        let observer = self
-            .observer
-            .get_or_insert_with(|| famfs_meta::hosts::HostObserver::new(fs_uuid));
-        let views = match observer.observe(probe) {
-            Ok(v) => v,
-            Err(e) => {
-                log::warn!("idle reclaim: cannot read the host slots: {e}");
+    /// RECLAIM entries for what the slot gate allows, as `famfs reclaim` does. Called with no
+    /// lock held.
+    fn auto_reclaim(&self) {
+        let fs_uuid = {
+            let fs = self.ns();
+            if fs.role() != Role::Master || fs.pending_deletes().next().is_none() {
                 return;
             }
+            fs.superblock().fs_uuid
         };
-        if self.ensure_appender("idle reclaim").is_err() {
+        let Some(probe) = self.module.as_ref().and_then(|m| m.sb_probe_of(0)) else {
+            return;
+        };
+        let mut master = lock(&self.master);
+        let views = {
+            let observer = master
+                .observer
+                .get_or_insert_with(|| famfs_meta::hosts::HostObserver::new(fs_uuid));
+            match observer.observe(&*probe) {
+                Ok(v) => v,
+                Err(e) => {
+                    log::warn!("idle reclaim: cannot read the host slots: {e}");
+                    return;
+                }
+            }
+        };
+        if self.ensure_appender(&mut master, "idle reclaim").is_err() {
             return;
         }
-        let Some(appender) = self.appender.as_mut() else {
+        let Some(appender) = master.appender.as_mut() else {
             return;
         };
         let gate = famfs_meta::hosts::SlotGate { views: &views };
@@ -376,7 +505,9 @@ impl State {
                     r.reclaimed,
                     r.freed_bytes
                 );
-                if let Err(e) = self.famfs.refresh() {
+                drop(master);
+                let _play = self.play_lock();
+                if let Err(e) = self.ns_mut().refresh() {
                     log::error!("log play after the idle reclaim: {e}");
                 }
             }
@@ -386,15 +517,19 @@ impl State {
     }
 
     /// The kernel was handed `ino` in an entry reply (one more lookup reference).
-    fn looked_up(&mut self, ino: u64) {
-        *self.lookups.entry(ino).or_insert(0) += 1;
+    fn looked_up(&self, ino: u64) {
+        *self.books().lookups.entry(ino).or_insert(0) += 1;
     }
 
     /// The kernel dropped `nlookup` references to `ino`: at zero it no longer has the inode, so no
     /// file of it is open, and its backing id (and with it the module's DAX file) is released. The
     /// meta files keep theirs: their DAX files were made once, at start.
-    fn forget(&mut self, ino: u64, nlookup: u64) {
-        let left = match self.lookups.get_mut(&ino) {
+    fn forget(&self, ino: u64, nlookup: u64) {
+        // Both maps at once (in lock order): a lookup of the inode coming in meanwhile either
+        // keeps the backing id alive or finds it gone, never an id on its way out.
+        let mut backing = lock(&self.backing);
+        let mut books = self.books();
+        let left = match books.lookups.get_mut(&ino) {
             Some(n) => {
                 *n = n.saturating_sub(nlookup);
                 *n
@@ -402,9 +537,9 @@ impl State {
             None => 0,
         };
         if left == 0 {
-            self.lookups.remove(&ino);
+            books.lookups.remove(&ino);
             if ino != META_SB_INO && ino != META_LOG_INO {
-                self.backing.remove(&ino);
+                backing.remove(&ino);
             }
         }
     }
@@ -439,7 +574,7 @@ fn deleted_inodes(famfs: &Famfs, candidates: &[u64]) -> Vec<(u64, u64, bool)> {
 
 /// Has famfs.ko revoke every file made through `control` (files opened or mapped before now
 /// would read the new occupant's memory: their mappings are zapped, faults get SIGBUS, reads and
-/// writes ESTALE) and logs how it went. Runs without the server's lock.
+/// writes ESTALE) and logs how it went. Runs with none of the server's locks held.
 fn revoke(control: &famfs_kmod::Control) {
     match control.revoke() {
         Ok(r) => log::error!(
@@ -455,7 +590,7 @@ fn revoke(control: &famfs_kmod::Control) {
     }
 }
 
-/// What an inode is, resolved under the lock.
+/// What an inode is, resolved in the played namespace.
 enum Target {
     Meta(MetaKind),
     Node,
@@ -470,7 +605,7 @@ enum MetaKind {
 
 /// The famfs FUSE file system (implements [`fuser::Filesystem`]).
 pub struct FamfsFs {
-    state: Arc<Mutex<State>>,
+    core: Arc<Core>,
     /// The heartbeat thread (started at mount): dropping it releases this host's slot.
     heartbeat: Option<HeartbeatHandle>,
     /// Heartbeat interval and lease.
@@ -519,24 +654,21 @@ impl FamfsFs {
             stats,
             heartbeat: None,
             host_timing: (opts.heartbeat_interval, opts.lease),
-            state: Arc::new(Mutex::new(State {
+            core: Arc::new(Core {
                 mounted: (sb.fs_uuid, sb.system_uuid),
-                famfs,
+                famfs: RwLock::new(famfs),
+                play: Mutex::new(()),
                 module,
-                backing: HashMap::new(),
-                lookups: HashMap::new(),
-                dirs: HashMap::new(),
-                next_fh: 1,
-                stale: None,
-                host: None,
-                opens: HashMap::new(),
-                made: HashMap::new(),
-                fuse_dev: None,
+                backing: Mutex::new(HashMap::new()),
+                books: Mutex::new(Books::default()),
+                dirs: Mutex::new(HashMap::new()),
+                next_fh: AtomicU64::new(1),
+                stale: Mutex::new(None),
+                host: OnceLock::new(),
+                fuse_dev: OnceLock::new(),
                 mountpoint: opts.mountpoint.clone(),
-                appender: None,
-                observer: None,
-                revoking: std::collections::HashSet::new(),
-            })),
+                master: Mutex::new(Master::default()),
+            }),
         }
     }
 
@@ -545,7 +677,7 @@ impl FamfsFs {
     /// lookups must still play deletes, or the master could never reclaim their memory); the
     /// thread ends with the file system.
     fn watch_superblock(&self) {
-        let weak = Arc::downgrade(&self.state);
+        let weak = Arc::downgrade(&self.core);
         let tick = self.host_timing.0.min(SB_CHECK_INTERVAL);
         let r = std::thread::Builder::new()
             .name("sb-watch".into())
@@ -553,23 +685,24 @@ impl FamfsFs {
                 let mut last_check = std::time::Instant::now();
                 loop {
                     std::thread::sleep(tick);
-                    let Some(state) = weak.upgrade() else { return };
-                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                    let play = st.host.is_some();
+                    let Some(core) = weak.upgrade() else { return };
+                    let play = core.host.get().is_some();
                     if !play && last_check.elapsed() < SB_CHECK_INTERVAL {
                         continue;
                     }
                     last_check = std::time::Instant::now();
-                    if st.check_superblock() {
-                        return;
-                    }
-                    if play {
-                        if let Err(e) = st.famfs.refresh() {
-                            log::error!("idle log play failed: {e}");
+                    if !play {
+                        if core.check_superblock() {
+                            return;
                         }
-                        st.publish_play();
-                        st.auto_reclaim();
+                        continue;
                     }
+                    match core.play() {
+                        None => return,
+                        Some(Err(e)) => log::error!("idle log play failed: {e}"),
+                        Some(Ok(_)) => {}
+                    }
+                    core.auto_reclaim();
                 }
             });
         if let Err(e) = r {
@@ -584,11 +717,15 @@ impl FamfsFs {
         use crate::heartbeat::{self, Lease};
         use famfs_meta::hosts;
         let (interval, lease) = self.host_timing;
-        let mut st = self.lock();
-        let sb = st.famfs.superblock().clone();
-        let device = st.famfs.media().path().to_path_buf();
+        let core = self.core.clone();
+        // At mount, before anything is served: the play lock and the namespace are held
+        // throughout.
+        let _play = core.play_lock();
+        let mut fs = core.ns_mut();
+        let sb = fs.superblock().clone();
+        let device = fs.media().path().to_path_buf();
         // Where the slot is written, and how the lease is kept.
-        let (io, kind): (Box<dyn hosts::SlotIo + Send>, Lease) = match st.module.as_ref() {
+        let (io, kind): (Box<dyn hosts::SlotIo + Send>, Lease) = match core.module.as_ref() {
             Some(m) => {
                 let msg = wire::superblock_wire()
                     .map_err(|e| crate::FusedError::Wire("host slots".into(), e))?;
@@ -626,7 +763,7 @@ impl FamfsFs {
                 }
             }
             None => {
-                if st.famfs.media().access() != Access::ReadWrite {
+                if fs.media().access() != Access::ReadWrite {
                     log::error!(
                         "{}: read-only: this host cannot publish a host slot; the master does \
                          not see it and may reclaim deleted files it still reads",
@@ -651,7 +788,7 @@ impl FamfsFs {
             lease_ms: lease.as_millis() as u32,
             interval_ms: interval.as_millis() as u32,
             hostname: hosts::hostname(),
-            applied: st.famfs.played(),
+            applied: fs.played(),
         };
         let claimed_at = std::time::Instant::now();
         let claimed = hosts::claim_slot(io.as_ref(), &template, hosts::ClaimOptions::default())
@@ -667,37 +804,42 @@ impl FamfsFs {
             }
         );
         // Played again now that the claim is visible (hosts::claim_slot explains why).
-        if let Err(e) = st.famfs.refresh() {
+        if let Err(e) = fs.refresh() {
             log::error!("log play after the host slot claim: {e}");
         }
-        let info = HostInfo::new(st.famfs.played());
-        st.host = Some(info.clone());
-        st.publish_play();
-        drop(st);
-        let weak = Arc::downgrade(&self.state);
+        let info = HostInfo::new(fs.played());
+        if core.host.set(info.clone()).is_err() {
+            return Err(crate::FusedError::Hosts(
+                "the host slot was claimed twice".into(),
+            ));
+        }
+        core.publish_play(&fs);
+        drop(fs);
+        drop(_play);
+        let weak = Arc::downgrade(&self.core);
         let on_fence: heartbeat::OnFence = Box::new(move |why| {
             let weak = weak.clone();
             let _ = std::thread::Builder::new()
                 .name("fence".into())
                 .spawn(move || {
-                    if let Some(state) = weak.upgrade() {
-                        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(core) = weak.upgrade() {
+                        let _play = core.play_lock();
                         // A replaced file system also wipes the slots: say that, when it is so
                         // (a superblock that cannot be read at all is the lease's revoke).
-                        if st.stale.is_none() {
-                            if let Some(sb_why) = st
+                        if !core.is_stale() {
+                            if let Some(sb_why) = core
                                 .superblock_change()
                                 .filter(|w| !w.contains("cannot read it"))
                             {
-                                st.mark_stale(sb_why);
+                                core.mark_stale(sb_why);
                             }
                         }
-                        if st.stale.is_none() {
+                        if !core.is_stale() {
                             log::error!(
                                 "STALE MOUNT: {why}. Every file of the mounted namespace now \
                                  fails with ESTALE. Unmount and mount again."
                             );
-                            st.stale = Some(why);
+                            core.set_stale(why);
                         }
                     }
                 });
@@ -732,21 +874,17 @@ impl FamfsFs {
     }
 
     pub(crate) fn problems(&self) -> Vec<Problem> {
-        self.lock().famfs.problems().to_vec()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic in another request must not take the whole mount down with poisoned locks.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.core.ns().problems().to_vec()
     }
 
     /// Plays new log entries (cheap when there are none: one superblock and one header read).
-    fn replay(&self, st: &mut State) -> Result<famfs_meta::PlayStats, famfs_meta::MetaError> {
-        if st.check_superblock() {
-            return Err(famfs_meta::MetaError::SuperblockChanged);
-        }
-        let r = st.famfs.refresh();
-        st.publish_play();
+    /// Takes the play lock and, for the play, the namespace's write lock: the caller holds
+    /// neither, nor a read lock of the namespace.
+    fn replay(&self) -> Result<PlayStats, MetaError> {
+        let r = self
+            .core
+            .play()
+            .unwrap_or(Err(MetaError::SuperblockChanged));
         match &r {
             Ok(s) if s.played > 0 => {
                 self.stats.log_plays.fetch_add(1, Ordering::Relaxed);
@@ -763,12 +901,12 @@ impl FamfsFs {
         r
     }
 
-    fn target(&self, st: &State, ino: u64) -> Option<Target> {
+    fn target(&self, fs: &Famfs, ino: u64) -> Option<Target> {
         match ino {
             META_DIR_INO => Some(Target::Meta(MetaKind::Dir)),
             META_SB_INO => Some(Target::Meta(MetaKind::Superblock)),
             META_LOG_INO => Some(Target::Meta(MetaKind::Log)),
-            _ => st.famfs.namespace().get(ino).map(|_| Target::Node),
+            _ => fs.namespace().get(ino).map(|_| Target::Node),
         }
     }
 
@@ -846,27 +984,27 @@ impl FamfsFs {
         }
     }
 
-    fn attr_of(&self, st: &State, ino: u64) -> Option<FileAttr> {
-        match self.target(st, ino)? {
+    fn attr_of(&self, fs: &Famfs, ino: u64) -> Option<FileAttr> {
+        match self.target(fs, ino)? {
             Target::Meta(m) => Some(self.meta_attr(m)),
-            Target::Node => st.famfs.namespace().get(ino).map(|n| self.node_attr(n)),
+            Target::Node => fs.namespace().get(ino).map(|n| self.node_attr(n)),
         }
     }
 
-    fn lookup_in(&self, st: &State, parent: u64, name: &str) -> Option<FileAttr> {
+    fn lookup_in(&self, fs: &Famfs, parent: u64, name: &str) -> Option<FileAttr> {
         match (parent, name) {
             (ROOT_INO, META_DIR) => Some(self.meta_attr(MetaKind::Dir)),
             (META_DIR_INO, ".superblock") => Some(self.meta_attr(MetaKind::Superblock)),
             (META_DIR_INO, ".log") => Some(self.meta_attr(MetaKind::Log)),
             (META_DIR_INO, _) => None,
             _ => {
-                let ino = st.famfs.namespace().lookup(parent, name)?;
-                self.attr_of(st, ino)
+                let ino = fs.namespace().lookup(parent, name)?;
+                self.attr_of(fs, ino)
             }
         }
     }
 
-    fn listing(&self, st: &State, ino: u64) -> Option<Vec<DirEnt>> {
+    fn listing(&self, fs: &Famfs, ino: u64) -> Option<Vec<DirEnt>> {
         let ent = |ino, kind, name: &str| DirEnt {
             ino,
             kind,
@@ -880,7 +1018,7 @@ impl FamfsFs {
                 ent(META_LOG_INO, FileType::RegularFile, ".log"),
             ]);
         }
-        let ns = st.famfs.namespace();
+        let ns = fs.namespace();
         let node = ns.get(ino)?;
         let children = ns.children(ino)?;
         let mut v = vec![
@@ -907,7 +1045,7 @@ impl FamfsFs {
     /// Where a file's bytes live and how long it is, for the fallback data path.
     fn fallback_io(
         &self,
-        st: &State,
+        fs: &Famfs,
         ino: u64,
         off: u64,
         len: usize,
@@ -915,22 +1053,21 @@ impl FamfsFs {
     ) -> Result<Vec<u8>, Errno> {
         if ino != META_SB_INO
             && ino != META_LOG_INO
-            && st.host.as_ref().is_some_and(|h| !h.lease_valid())
+            && self.core.host.get().is_some_and(|h| !h.lease_valid())
         {
             // Fenced: the lease ran out, the master may have reused this file's memory.
             return Err(Errno::ESTALE);
         }
-        if st.revoked_delete(ino) {
+        if self.core.revoked_delete(ino) {
             // Deleted with --revoke: this host let go of it, its memory may be reused.
             return Err(Errno::ESTALE);
         }
-        let mut media = st.famfs.media();
+        let mut media = fs.media();
         let (size, meta_base) = match ino {
             META_SB_INO => (SB_REGION_LEN, Some(0)),
             META_LOG_INO => (self.log_len, Some(LOG_OFFSET)),
             _ => (
-                st.famfs
-                    .namespace()
+                fs.namespace()
                     .get(ino)
                     .and_then(Node::file)
                     .ok_or(Errno::EIO)?
@@ -956,21 +1093,20 @@ impl FamfsFs {
             let (dev_off, seg) = match meta_base {
                 Some(base) => (base + foff, (len - done) as u64),
                 None => {
-                    let f = st
-                        .famfs
+                    let f = fs
                         .namespace()
                         .get(ino)
                         .and_then(Node::file)
                         .ok_or(Errno::EIO)?;
                     let s = f.fmap.resolve(foff).ok_or(Errno::EIO)?;
                     if s.devindex != 0 {
-                        media = st.famfs.device_media(s.devindex).map_err(|e| {
-                            let path = st.famfs.namespace().path_of(ino).unwrap_or_default();
+                        media = fs.device_media(s.devindex).map_err(|e| {
+                            let path = fs.namespace().path_of(ino).unwrap_or_default();
                             log::error!("/{path}: {e}");
                             Errno::ENXIO
                         })?;
                     } else {
-                        media = st.famfs.media();
+                        media = fs.media();
                     }
                     (s.offset, s.len)
                 }
@@ -1000,16 +1136,15 @@ impl FamfsFs {
     }
 
     /// Whether opening `ino` for writing is refused on this host, and why.
-    fn write_refused(&self, st: &State, ino: u64) -> Option<Errno> {
+    fn write_refused(&self, fs: &Famfs, ino: u64) -> Option<Errno> {
         match ino {
             META_SB_INO => Some(Errno::EROFS),
             META_LOG_INO if self.role != Role::Master => Some(Errno::EROFS),
             META_LOG_INO => None,
-            _ => match st.famfs.namespace().get(ino).and_then(Node::file) {
+            _ => match fs.namespace().get(ino).and_then(Node::file) {
                 Some(f) if f.flags == FileFlags::READ_ONLY => Some(Errno::EROFS),
                 Some(_)
-                    if self.mode == Mode::Fallback
-                        && st.famfs.media().access() != Access::ReadWrite =>
+                    if self.mode == Mode::Fallback && fs.media().access() != Access::ReadWrite =>
                 {
                     Some(Errno::EROFS)
                 }
@@ -1018,75 +1153,167 @@ impl FamfsFs {
         }
     }
 
-    /// Module mode: the backing id of `ino`, making the DAX file and registering it on first use.
-    fn backing_for<'s>(
+    /// Why an open of `ino` with `flags` is refused, if it is (`fs`: the played log, read-locked
+    /// by the caller).
+    fn open_refused(
         &self,
-        st: &'s mut State,
+        fs: &Famfs,
+        req: &Request,
         ino: u64,
-        reply: &ReplyOpen,
-    ) -> Result<&'s BackingId, Errno> {
-        if !st.backing.contains_key(&ino) {
-            let module = st.module.as_mut().ok_or(Errno::EIO)?;
-            let file = match ino {
-                META_SB_INO => module.sb_file.take().map(|d| d.file),
-                META_LOG_INO => module.log_file.take().map(|d| d.file),
-                _ => None,
-            };
-            let file = match file {
-                Some(f) => f,
-                None => {
-                    let node = st.famfs.namespace().get(ino).ok_or(Errno::ENOENT)?;
-                    let f = node.file().ok_or(Errno::EISDIR)?;
-                    // Every device the map uses must be in the module's table.
-                    let mut devs: Vec<u64> = f.fmap.extents().iter().map(|e| e.devindex).collect();
-                    devs.sort_unstable();
-                    devs.dedup();
-                    for d in devs {
-                        let module = st.module.as_mut().ok_or(Errno::EIO)?;
-                        let idx = u32::try_from(d).map_err(|_| Errno::ENXIO)?;
-                        if let Err(why) = module.ensure_device(&st.famfs, idx) {
-                            let path = st.famfs.namespace().path_of(ino).unwrap_or_default();
-                            log::error!(
-                                "/{path}: its memory is on a device this host does not have: {why}"
-                            );
-                            return Err(Errno::ENXIO);
-                        }
-                    }
-                    let node = st.famfs.namespace().get(ino).ok_or(Errno::ENOENT)?;
-                    let f = node.file().ok_or(Errno::EISDIR)?;
-                    let msg = wire::wire_fmap(WireType::Regular, f.size, &f.fmap).map_err(|e| {
-                        log::error!("inode {ino}: {e}");
-                        Errno::from_i32(e.errno())
-                    })?;
-                    let mut flags = abi::CREATE_CLOEXEC;
-                    if f.flags == FileFlags::READ_ONLY {
-                        flags |= abi::CREATE_READ_ONLY;
-                    }
-                    let module = st.module.as_ref().ok_or(Errno::EIO)?;
-                    let dax = module
-                        .control
-                        .create_file(&msg, flags, node.mode & 0o7777, node.uid, node.gid)
-                        .map_err(|e| {
-                            log::error!("famfs.ko create file for inode {ino}: {e}");
-                            Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
-                        })?;
-                    self.stats.dax_files_created.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(md) = dax.file.metadata() {
-                        use std::os::unix::fs::MetadataExt;
-                        st.made.insert(ino, (md.dev(), md.ino()));
-                    }
-                    dax.file
-                }
-            };
-            let id = reply.open_backing(&file).map_err(|e| {
-                log::error!("FUSE_DEV_IOC_BACKING_OPEN for inode {ino}: {e}");
-                Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
-            })?;
-            // The backing id now holds the file: our descriptor is closed here.
-            drop(file);
-            st.backing.insert(ino, Backing { id });
+        flags: OpenFlags,
+    ) -> Result<(), Errno> {
+        let Some(target) = self.target(fs, ino) else {
+            return Err(Errno::ENOENT);
+        };
+        if let Target::Meta(MetaKind::Dir) = target {
+            return Err(Errno::EISDIR);
         }
-        Ok(&st.backing[&ino].id)
+        if fs.namespace().get(ino).is_some_and(Node::is_dir) {
+            return Err(Errno::EISDIR);
+        }
+        // A deleted file is never opened again (a dentry the kernel still caches may ask): only
+        // the opens and mappings made before this host played the delete hold its memory, and
+        // those are what the host slot reports.
+        if fs.namespace().is_removed(ino) {
+            return Err(Errno::ENOENT);
+        }
+        if flags.0 & libc::O_TRUNC != 0 {
+            return Err(Errno::EPERM); // truncation is refused like setattr(size)
+        }
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            if let Some(e) = self.write_refused(fs, ino) {
+                return Err(e);
+            }
+            // The log is root's alone to append to, whatever the mount options: the kernel's
+            // default_permissions check (mode 0644, owner root) is not the only guard.
+            if ino == META_LOG_INO && req.uid() != 0 {
+                return Err(Errno::EACCES);
+            }
+        }
+        Ok(())
+    }
+
+    /// Module mode, before an open of `ino` (`fs`: the played log, read-locked by the caller):
+    /// the secondary devices its memory is on that are not in the module's table yet, for
+    /// [`FamfsFs::attach_devices`] to look for once the lock is dropped. Nothing when the inode
+    /// has its backing id already, or is not a file.
+    fn devices_wanted(&self, fs: &Famfs, ino: u64) -> Result<Vec<WantedDevice>, Errno> {
+        let Some(module) = &self.core.module else {
+            return Ok(Vec::new());
+        };
+        if ino == META_SB_INO || ino == META_LOG_INO || lock(&self.core.backing).contains_key(&ino)
+        {
+            return Ok(Vec::new());
+        }
+        let Some(f) = fs.namespace().get(ino).and_then(Node::file) else {
+            return Ok(Vec::new());
+        };
+        let mut devs: Vec<u64> = f.fmap.extents().iter().map(|e| e.devindex).collect();
+        devs.sort_unstable();
+        devs.dedup();
+        let mut wanted = Vec::new();
+        for d in devs {
+            let idx = u32::try_from(d).map_err(|_| Errno::ENXIO)?;
+            if module.has_device(idx) {
+                continue;
+            }
+            match WantedDevice::of(fs, idx) {
+                Ok(w) => wanted.push(w),
+                Err(why) => {
+                    let path = fs.namespace().path_of(ino).unwrap_or_default();
+                    log::error!(
+                        "/{path}: its memory is on a device this host does not have: {why}"
+                    );
+                    return Err(Errno::ENXIO);
+                }
+            }
+        }
+        Ok(wanted)
+    }
+
+    /// Module mode: attaches the devices [`FamfsFs::devices_wanted`] listed for the file at
+    /// `path`, holding none of the server's locks while it looks for them (a device probe may
+    /// be slow).
+    fn attach_devices(&self, path: &str, wanted: &[WantedDevice]) -> Result<(), Errno> {
+        let Some(module) = &self.core.module else {
+            return Ok(());
+        };
+        for w in wanted {
+            if let Err(why) = module.ensure_device(w) {
+                log::error!("/{path}: its memory is on a device this host does not have: {why}");
+                return Err(Errno::ENXIO);
+            }
+        }
+        Ok(())
+    }
+
+    /// Module mode: the backing id of `ino`, making the DAX file and registering it on first use
+    /// (`fs`: the played log, read-locked by the caller; the devices the file's memory is on
+    /// were attached before, by [`FamfsFs::attach_devices`]). Making it is serialised under the
+    /// `backing` lock, so that racing opens of one inode share one id; none is made once the
+    /// mount is stale (the revoke would not cover it).
+    fn backing_for(&self, fs: &Famfs, ino: u64, reply: &ReplyOpen) -> Result<Arc<Backing>, Errno> {
+        let mut backing = lock(&self.core.backing);
+        if let Some(b) = backing.get(&ino) {
+            return Ok(b.clone());
+        }
+        if self.core.is_stale() {
+            return Err(Errno::ESTALE);
+        }
+        let module = self.core.module.as_ref().ok_or(Errno::EIO)?;
+        let file = match ino {
+            META_SB_INO => lock(&module.sb_file).take().map(|d| d.file),
+            META_LOG_INO => lock(&module.log_file).take().map(|d| d.file),
+            _ => None,
+        };
+        let file = match file {
+            Some(f) => f,
+            None => {
+                let node = fs.namespace().get(ino).ok_or(Errno::ENOENT)?;
+                let f = node.file().ok_or(Errno::EISDIR)?;
+                // Every device the map uses must be in the module's table.
+                for e in f.fmap.extents() {
+                    let idx = u32::try_from(e.devindex).map_err(|_| Errno::ENXIO)?;
+                    if !module.has_device(idx) {
+                        let path = fs.namespace().path_of(ino).unwrap_or_default();
+                        log::error!(
+                            "/{path}: its memory is on device {idx}, which is not attached"
+                        );
+                        return Err(Errno::ENXIO);
+                    }
+                }
+                let msg = wire::wire_fmap(WireType::Regular, f.size, &f.fmap).map_err(|e| {
+                    log::error!("inode {ino}: {e}");
+                    Errno::from_i32(e.errno())
+                })?;
+                let mut flags = abi::CREATE_CLOEXEC;
+                if f.flags == FileFlags::READ_ONLY {
+                    flags |= abi::CREATE_READ_ONLY;
+                }
+                let dax = module
+                    .control
+                    .create_file(&msg, flags, node.mode & 0o7777, node.uid, node.gid)
+                    .map_err(|e| {
+                        log::error!("famfs.ko create file for inode {ino}: {e}");
+                        Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+                    })?;
+                self.stats.dax_files_created.fetch_add(1, Ordering::Relaxed);
+                if let Ok(md) = dax.file.metadata() {
+                    use std::os::unix::fs::MetadataExt;
+                    self.core.books().made.insert(ino, (md.dev(), md.ino()));
+                }
+                dax.file
+            }
+        };
+        let id = reply.open_backing(&file).map_err(|e| {
+            log::error!("FUSE_DEV_IOC_BACKING_OPEN for inode {ino}: {e}");
+            Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+        })?;
+        // The backing id now holds the file: our descriptor is closed here.
+        drop(file);
+        let b = Arc::new(Backing { id });
+        backing.insert(ino, b.clone());
+        Ok(b)
     }
 
     /// unlink(2) / rmdir(2) through the mount: on the master in module mode, a DELETE entry
@@ -1095,8 +1322,7 @@ impl FamfsFs {
     /// its own (EPERM: use `famfs rm`); only root appends to the log (EACCES).
     fn remove(&self, req: &Request, parent: u64, name: &OsStr, dir: bool) -> Result<(), Errno> {
         let what = if dir { "rmdir" } else { "unlink" };
-        let mut st = self.lock();
-        if st.stale.is_some() {
+        if self.core.is_stale() {
             return Err(Errno::ESTALE);
         }
         if parent == META_DIR_INO || (parent == ROOT_INO && name == META_DIR) {
@@ -1110,15 +1336,22 @@ impl FamfsFs {
             return Err(Errno::EACCES);
         }
         let name = name.to_str().ok_or(Errno::ENOENT)?;
-        let ppath = st.famfs.namespace().path_of(parent).ok_or(Errno::ENOENT)?;
+        let ppath = self
+            .core
+            .ns()
+            .namespace()
+            .path_of(parent)
+            .ok_or(Errno::ENOENT)?;
         let rel = if ppath.is_empty() {
             name.to_string()
         } else {
             format!("{ppath}/{name}")
         };
         let rel = famfs_format::RelPath::new(&rel).map_err(|_| Errno::EINVAL)?;
-        st.ensure_appender(what)?;
-        let appender = st.appender.as_mut().ok_or(Errno::EIO)?;
+        // Appending waits for the file system's append lock: only the master's own lock is held.
+        let mut master = lock(&self.core.master);
+        self.core.ensure_appender(&mut master, what)?;
+        let appender = master.appender.as_mut().ok_or(Errno::EIO)?;
         let r = if dir {
             appender.rmdir(&rel)
         } else {
@@ -1141,14 +1374,15 @@ impl FamfsFs {
                 return Err(errno);
             }
         }
+        drop(master);
         // Played here at once: the name is gone from this mount when the call returns.
-        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+        if let Err(MetaError::SuperblockChanged) = self.replay() {
             return Err(Errno::ESTALE);
         }
         Ok(())
     }
 
-    fn xattr_value(&self, st: &mut State, ino: u64, name: &str) -> Result<Vec<u8>, Errno> {
+    fn xattr_value(&self, ino: u64, name: &str) -> Result<Vec<u8>, Errno> {
         // famfs has no security labels and no ACLs: "not supported" (not "no such attribute")
         // for those namespaces. The kernel caches no xattr answer, but the probes' callers do:
         // `ls -l` (coreutils' getfilecon_cache and file_has_acl_cache) stops asking a device
@@ -1161,23 +1395,23 @@ impl FamfsFs {
         }
         match name {
             XATTR_LOGPLAY => {
-                let before = st.famfs.played();
-                let s = self.replay(st).map_err(|e| match e {
-                    famfs_meta::MetaError::SuperblockChanged => Errno::ESTALE,
+                let s = self.replay().map_err(|e| match e {
+                    MetaError::SuperblockChanged => Errno::ESTALE,
                     _ => Errno::EIO,
                 })?;
+                let played = self.core.ns().played();
                 Ok(format!(
                     "played {} new entries ({} files, {} dirs, {} problems); {} entries in the log\n",
                     s.played,
                     s.files,
                     s.dirs,
                     s.problems,
-                    before + s.played
+                    played
                 )
                 .into_bytes())
             }
             XATTR_STATS => Ok(self.stats.render().into_bytes()),
-            XATTR_MODE => Ok(match &st.stale {
+            XATTR_MODE => Ok(match &*lock(&self.core.stale) {
                 None => format!("{} {}\n", self.mode, self.role),
                 Some(why) => format!("{} {} stale: {why}\n", self.mode, self.role),
             }
@@ -1243,23 +1477,22 @@ impl Filesystem for FamfsFs {
         let Some(name) = name.to_str() else {
             return reply.error(Errno::ENOENT);
         };
-        let mut st = self.lock();
-        if st.stale.is_some() {
+        if self.core.is_stale() {
             return reply.error(Errno::ESTALE);
         }
-        let mut found = self.lookup_in(&st, parent.0, name);
+        let mut found = self.lookup_in(&self.core.ns(), parent.0, name);
         if found.is_none() && parent.0 != META_DIR_INO {
             // A miss may be a file the master just created: play the tail and look again.
             // Misses are answered with ENOENT, which the kernel does not cache, so the next
             // lookup of the name comes back here.
-            if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+            if let Err(MetaError::SuperblockChanged) = self.replay() {
                 return reply.error(Errno::ESTALE);
             }
-            found = self.lookup_in(&st, parent.0, name);
+            found = self.lookup_in(&self.core.ns(), parent.0, name);
         }
         match found {
             Some(attr) => {
-                st.looked_up(attr.ino.0);
+                self.core.looked_up(attr.ino.0);
                 reply.entry(&self.entry_ttl, &attr, Generation(0))
             }
             None => reply.error(Errno::ENOENT),
@@ -1270,17 +1503,16 @@ impl Filesystem for FamfsFs {
     // not public, so it cannot be overridden).
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.stats.count(Op::Forget);
-        self.lock().forget(ino.0, nlookup);
+        self.core.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.stats.count(Op::Getattr);
-        let st = self.lock();
         // The root stays: the mount point can still be stat'ed and unmounted.
-        if st.stale.is_some() && ino.0 != ROOT_INO {
+        if ino.0 != ROOT_INO && self.core.is_stale() {
             return reply.error(Errno::ESTALE);
         }
-        match self.attr_of(&st, ino.0) {
+        match self.attr_of(&self.core.ns(), ino.0) {
             Some(a) => reply.attr(&self.attr_ttl, &a),
             None => reply.error(Errno::ENOENT),
         }
@@ -1305,8 +1537,7 @@ impl Filesystem for FamfsFs {
         reply: ReplyAttr,
     ) {
         self.stats.count(Op::Setattr);
-        let st = self.lock();
-        let Some(attr) = self.attr_of(&st, ino.0) else {
+        let Some(attr) = self.attr_of(&self.core.ns(), ino.0) else {
             return reply.error(Errno::ENOENT);
         };
         // Size, mode and owner live in the append-only log: famfs files are allocated once and
@@ -1320,55 +1551,53 @@ impl Filesystem for FamfsFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.stats.count(Op::Open);
-        let mut st = self.lock();
         // Before any file's memory is handed out: is it still the file system we mounted?
-        if st.check_superblock() {
+        if self.core.check_superblock() {
             return reply.error(Errno::ESTALE);
         }
-        let Some(target) = self.target(&st, ino.0) else {
-            return reply.error(Errno::ENOENT);
-        };
-        if let Target::Meta(MetaKind::Dir) = target {
-            return reply.error(Errno::EISDIR);
-        }
-        if st.famfs.namespace().get(ino.0).is_some_and(Node::is_dir) {
-            return reply.error(Errno::EISDIR);
-        }
-        // A deleted file is never opened again (a dentry the kernel still caches may ask): only
-        // the opens and mappings made before this host played the delete hold its memory, and
-        // those are what the host slot reports.
-        if st.famfs.namespace().is_removed(ino.0) {
-            return reply.error(Errno::ENOENT);
-        }
-        if flags.0 & libc::O_TRUNC != 0 {
-            return reply.error(Errno::EPERM); // truncation is refused like setattr(size)
-        }
-        if flags.acc_mode() != OpenAccMode::O_RDONLY {
-            if let Some(e) = self.write_refused(&st, ino.0) {
+        let ino = ino.0;
+        if self.mode == Mode::Module {
+            // The devices the file's memory is on are attached first, with the namespace
+            // unlocked (a device probe may be slow); the checks are made again below.
+            let (wanted, path) = {
+                let fs = self.core.ns();
+                if let Err(e) = self.open_refused(&fs, req, ino, flags) {
+                    return reply.error(e);
+                }
+                match self.devices_wanted(&fs, ino) {
+                    Ok(w) if w.is_empty() => (w, String::new()),
+                    Ok(w) => (w, fs.namespace().path_of(ino).unwrap_or_default()),
+                    Err(e) => return reply.error(e),
+                }
+            };
+            if let Err(e) = self.attach_devices(&path, &wanted) {
                 return reply.error(e);
             }
-            // The log is root's alone to append to, whatever the mount options: the kernel's
-            // default_permissions check (mode 0644, owner root) is not the only guard.
-            if ino.0 == META_LOG_INO && req.uid() != 0 {
-                return reply.error(Errno::EACCES);
-            }
         }
-        let fh = st.next_fh;
-        st.next_fh += 1;
+        // Held until the open is counted: a log play (which publishes the deleted files still
+        // open) comes before the checks or after the count.
+        let fs = self.core.ns();
+        if let Err(e) = self.open_refused(&fs, req, ino, flags) {
+            return reply.error(e);
+        }
+        let fh = self.core.next_fh.fetch_add(1, Ordering::Relaxed);
         if self.mode == Mode::Module {
-            match self.backing_for(&mut st, ino.0, &reply) {
-                Ok(id) => {
+            match self.backing_for(&fs, ino, &reply) {
+                Ok(b) => {
+                    *self.core.books().opens.entry(ino).or_insert(0) += 1;
+                    drop(fs);
                     self.stats.passthrough_opens.fetch_add(1, Ordering::Relaxed);
-                    reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
+                    reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b.id)
                 }
-                Err(e) => return reply.error(e),
+                Err(e) => reply.error(e),
             }
         } else {
+            *self.core.books().opens.entry(ino).or_insert(0) += 1;
+            drop(fs);
             // No FOPEN_KEEP_CACHE: the page cache of the file is dropped at every open, so data
             // written to the memory by another host or process shows on the next open.
             reply.opened(FileHandle(fh), FopenFlags::empty())
         }
-        *st.opens.entry(ino.0).or_insert(0) += 1;
     }
 
     fn read(
@@ -1383,11 +1612,11 @@ impl Filesystem for FamfsFs {
         reply: ReplyData,
     ) {
         self.stats.count(Op::Read);
-        let st = self.lock();
-        if st.stale.is_some() {
+        if self.core.is_stale() {
             return reply.error(Errno::ESTALE);
         }
-        match self.fallback_io(&st, ino.0, offset, size as usize, None) {
+        let r = self.fallback_io(&self.core.ns(), ino.0, offset, size as usize, None);
+        match r {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(e),
         }
@@ -1406,14 +1635,17 @@ impl Filesystem for FamfsFs {
         reply: ReplyWrite,
     ) {
         self.stats.count(Op::Write);
-        let st = self.lock();
-        if st.stale.is_some() {
+        if self.core.is_stale() {
             return reply.error(Errno::ESTALE);
         }
-        if let Some(e) = self.write_refused(&st, ino.0) {
-            return reply.error(e);
-        }
-        match self.fallback_io(&st, ino.0, offset, data.len(), Some(data)) {
+        let r = {
+            let fs = self.core.ns();
+            match self.write_refused(&fs, ino.0) {
+                Some(e) => Err(e),
+                None => self.fallback_io(&fs, ino.0, offset, data.len(), Some(data)),
+            }
+        };
+        match r {
             Ok(d) => reply.written(d.len() as u32), // short at the end of the file
             Err(e) => reply.error(e),
         }
@@ -1444,17 +1676,18 @@ impl Filesystem for FamfsFs {
         // The backing id stays registered until the kernel forgets the inode: the next open of
         // the inode reuses it.
         self.stats.count(Op::Release);
-        let mut st = self.lock();
-        if let Some(n) = st.opens.get_mut(&ino.0) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                st.opens.remove(&ino.0);
+        {
+            let mut books = self.core.books();
+            if let Some(n) = books.opens.get_mut(&ino.0) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    books.opens.remove(&ino.0);
+                }
             }
         }
-        if let Some(h) = &st.host {
+        if let Some(h) = self.core.host.get() {
             h.released(ino.0);
         }
-        drop(st);
         reply.ok();
     }
 
@@ -1472,21 +1705,25 @@ impl Filesystem for FamfsFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.stats.count(Op::Opendir);
-        let mut st = self.lock();
         // A listing shows what the log holds now: play the tail first.
-        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+        if let Err(MetaError::SuperblockChanged) = self.replay() {
             return reply.error(Errno::ESTALE);
         }
-        let Some(list) = self.listing(&st, ino.0) else {
-            return reply.error(if self.target(&st, ino.0).is_some() {
-                Errno::ENOTDIR
-            } else {
-                Errno::ENOENT
-            });
+        let list = {
+            let fs = self.core.ns();
+            match self.listing(&fs, ino.0) {
+                Some(l) => l,
+                None => {
+                    return reply.error(if self.target(&fs, ino.0).is_some() {
+                        Errno::ENOTDIR
+                    } else {
+                        Errno::ENOENT
+                    })
+                }
+            }
         };
-        let fh = st.next_fh;
-        st.next_fh += 1;
-        st.dirs.insert(fh, list);
+        let fh = self.core.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.core.dirs).insert(fh, Arc::new(list));
         reply.opened(FileHandle(fh), FopenFlags::empty());
     }
 
@@ -1499,8 +1736,7 @@ impl Filesystem for FamfsFs {
         mut reply: ReplyDirectory,
     ) {
         self.stats.count(Op::Readdir);
-        let st = self.lock();
-        let Some(list) = st.dirs.get(&fh.0) else {
+        let Some(list) = lock(&self.core.dirs).get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
@@ -1520,14 +1756,13 @@ impl Filesystem for FamfsFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.stats.count(Op::Readdirplus);
-        let mut st = self.lock();
-        let st = &mut *st;
-        let Some(list) = st.dirs.get(&fh.0) else {
+        let Some(list) = lock(&self.core.dirs).get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
+        let fs = self.core.ns();
         let mut handed = Vec::new();
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let Some(attr) = self.attr_of(st, e.ino) else {
+            let Some(attr) = self.attr_of(&fs, e.ino) else {
                 continue;
             };
             if reply.add(
@@ -1545,8 +1780,9 @@ impl Filesystem for FamfsFs {
                 handed.push(e.ino);
             }
         }
+        drop(fs);
         for ino in handed {
-            st.looked_up(ino);
+            self.core.looked_up(ino);
         }
         reply.ok();
     }
@@ -1560,23 +1796,24 @@ impl Filesystem for FamfsFs {
         reply: ReplyEmpty,
     ) {
         self.stats.count(Op::Releasedir);
-        self.lock().dirs.remove(&fh.0);
+        lock(&self.core.dirs).remove(&fh.0);
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         self.stats.count(Op::Statfs);
-        let mut st = self.lock();
         // df and famfs fsck through the mount then say "Stale file handle".
-        if let Err(famfs_meta::MetaError::SuperblockChanged) = self.replay(&mut st) {
+        if let Err(MetaError::SuperblockChanged) = self.replay() {
             return reply.error(Errno::ESTALE);
         }
+        let st = self.core.ns();
         let bs = SB_REGION_LEN;
         // Every device of the file system (the log's device table), not only the primary.
-        let total: u64 = st.famfs.devices().iter().map(|d| d.size / bs).sum();
-        let free: u64 = st.famfs.bitmaps().iter().map(|b| b.free_bytes() / bs).sum();
-        let cap = st.famfs.superblock().log_geometry().capacity();
-        let used = st.famfs.played().min(cap);
+        let total: u64 = st.devices().iter().map(|d| d.size / bs).sum();
+        let free: u64 = st.bitmaps().iter().map(|b| b.free_bytes() / bs).sum();
+        let cap = st.superblock().log_geometry().capacity();
+        let used = st.played().min(cap);
+        drop(st);
         reply.statfs(
             total,
             free,
@@ -1591,8 +1828,7 @@ impl Filesystem for FamfsFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         self.stats.count(Op::Getxattr);
-        let mut st = self.lock();
-        match self.xattr_value(&mut st, ino.0, &name.to_string_lossy()) {
+        match self.xattr_value(ino.0, &name.to_string_lossy()) {
             Ok(v) => reply_xattr(reply, size, &v),
             Err(e) => reply.error(e),
         }

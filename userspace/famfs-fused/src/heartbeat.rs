@@ -2,7 +2,7 @@
 //! leases"; famfs-meta `hosts`).
 //!
 //! At start the server claims a slot, then plays the log again before it serves anything. A
-//! thread of its own (never the FUSE request threads, and never under the server's state lock)
+//! thread of its own (never the FUSE request threads, and never under any of the server's locks)
 //! then heartbeats every interval:
 //!
 //! 1. notes the time `t` (monotonic), takes the applied count and the held deleted files from
@@ -270,7 +270,7 @@ impl Drop for HeartbeatHandle {
 }
 
 /// Called once when the lease ran out or the slot was lost: marks the mount stale (on a thread
-/// of its own: it takes the server's state lock, which the heartbeat never does).
+/// of its own: it takes the server's locks, which the heartbeat never does).
 pub type OnFence = Box<dyn Fn(String) + Send>;
 
 /// Arms the lease right after the claim (up to `claimed_at + lease`) and starts the heartbeat
@@ -517,42 +517,73 @@ mod tests {
         }
     }
 
-    #[test]
-    fn heartbeat_thread_beats_and_releases() {
-        use famfs_format::slots::{HostSlot, SlotContent, SlotRole, SlotState};
+    /// Claim options for the tests: no settling, no waiting for dead slots.
+    const CLAIM: hosts::ClaimOptions = hosts::ClaimOptions {
+        settle: Duration::from_millis(1),
+        wait_for_dead: false,
+    };
+
+    /// A slot claimed in a 2 MiB temporary file (fs uuid `[1; 16]`, 20 ms heartbeats) and its
+    /// heartbeat started with a fallback lease: what the thread tests share.
+    struct Beating {
+        f: std::fs::File,
+        template: hosts::SlotTemplate,
+        index: usize,
+        info: Arc<HostInfo>,
+        /// What the fence callback was called with.
+        fenced: Arc<Mutex<Option<String>>>,
+        handle: HeartbeatHandle,
+    }
+
+    fn beating(role: famfs_format::slots::SlotRole, host_id: [u8; 16], lease: Duration) -> Beating {
         let f = tempfile::tempfile().unwrap();
         f.set_len(2 << 20).unwrap();
-        let t = hosts::SlotTemplate {
+        let template = hosts::SlotTemplate {
             fs_uuid: [1; 16],
-            host_id: hosts::new_host_id(),
+            host_id,
             system_uuid: [0; 16],
-            role: SlotRole::Master,
+            role,
             module_lease: false,
-            lease_ms: 300,
+            lease_ms: lease.as_millis() as u32,
             interval_ms: 20,
             hostname: "t".into(),
             applied: 0,
         };
-        let opts = hosts::ClaimOptions {
-            settle: Duration::from_millis(1),
-            wait_for_dead: false,
-        };
         let t0 = Instant::now();
-        let c = hosts::claim_slot(&f, &t, opts).unwrap();
+        let c = hosts::claim_slot(&f, &template, CLAIM).unwrap();
         let index = c.index;
         let info = HostInfo::new(0);
         let fenced = Arc::new(Mutex::new(None));
         let fenced2 = fenced.clone();
-        let h = start(
+        let handle = start(
             info.clone(),
             Heartbeat::new(c),
             Box::new(FileIo(f.try_clone().unwrap())),
             Lease::Fallback,
-            (Duration::from_millis(20), Duration::from_millis(300)),
+            (Duration::from_millis(20), lease),
             t0,
             Box::new(move |w| *fenced2.lock().unwrap() = Some(w)),
         )
         .unwrap();
+        Beating {
+            f,
+            template,
+            index,
+            info,
+            fenced,
+            handle,
+        }
+    }
+
+    #[test]
+    fn heartbeat_thread_beats_and_releases() {
+        use famfs_format::slots::{HostSlot, SlotContent, SlotRole, SlotState};
+        let b = beating(
+            SlotRole::Master,
+            hosts::new_host_id(),
+            Duration::from_millis(300),
+        );
+        let (f, index, info) = (&b.f, b.index, b.info.clone());
         info.set_applied(42);
         std::thread::sleep(Duration::from_millis(200));
         let SlotContent::Slot(s) = HostSlot::decode(&f.read_slot(index).unwrap(), &[1; 16]) else {
@@ -563,56 +594,27 @@ mod tests {
         // Past the first lease: renewed by the heartbeats.
         std::thread::sleep(Duration::from_millis(200));
         assert!(info.lease_valid());
-        drop(h);
-        let SlotContent::Slot(s) = HostSlot::decode(&f.read_slot(index).unwrap(), &[1; 16]) else {
+        drop(b.handle);
+        let SlotContent::Slot(s) = HostSlot::decode(&b.f.read_slot(index).unwrap(), &[1; 16])
+        else {
             panic!()
         };
         assert_eq!(s.state, SlotState::Released);
-        assert!(fenced.lock().unwrap().is_none());
+        assert!(b.fenced.lock().unwrap().is_none());
     }
 
     #[test]
     fn a_lost_slot_fences_the_host() {
         use famfs_format::slots::SlotRole;
-        let f = tempfile::tempfile().unwrap();
-        f.set_len(2 << 20).unwrap();
-        let mut t = hosts::SlotTemplate {
-            fs_uuid: [1; 16],
-            host_id: [5; 16],
-            system_uuid: [0; 16],
-            role: SlotRole::Client,
-            module_lease: false,
-            lease_ms: 5000,
-            interval_ms: 20,
-            hostname: "t".into(),
-            applied: 0,
-        };
-        let opts = hosts::ClaimOptions {
-            settle: Duration::from_millis(1),
-            wait_for_dead: false,
-        };
-        let c = hosts::claim_slot(&f, &t, opts).unwrap();
-        let index = c.index;
-        let info = HostInfo::new(0);
-        let fenced = Arc::new(Mutex::new(None));
-        let fenced2 = fenced.clone();
-        let _h = start(
-            info.clone(),
-            Heartbeat::new(c),
-            Box::new(FileIo(f.try_clone().unwrap())),
-            Lease::Fallback,
-            (Duration::from_millis(20), Duration::from_secs(5)),
-            Instant::now(),
-            Box::new(move |w| *fenced2.lock().unwrap() = Some(w)),
-        )
-        .unwrap();
+        let b = beating(SlotRole::Client, [5; 16], Duration::from_secs(5));
         // Another host overwrites the slot.
+        let mut t = b.template.clone();
         t.host_id = [6; 16];
-        let other = hosts::claim_slot(&f, &t, opts).unwrap();
-        f.write_slot(index, &other.slot.encode()).unwrap();
+        let other = hosts::claim_slot(&b.f, &t, CLAIM).unwrap();
+        b.f.write_slot(b.index, &other.slot.encode()).unwrap();
         std::thread::sleep(Duration::from_millis(150));
-        assert!(info.fenced() && !info.lease_valid());
-        let why = fenced.lock().unwrap().clone().unwrap();
+        assert!(b.info.fenced() && !b.info.lease_valid());
+        let why = b.fenced.lock().unwrap().clone().unwrap();
         assert!(why.contains("another host took it"), "{why}");
     }
 }

@@ -42,7 +42,7 @@ use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -182,18 +182,18 @@ pub fn check_mountable(device: &Path, mountpoint: &Path) -> Result<(), FusedErro
 
 /// The module-mode resources: the control device (its open owns the module's daxdev table)
 /// and the DAX files of the meta files, made at start to read the metadata through.
+///
+/// Its locks are small and never held during a device search or a superblock read (fs.rs,
+/// "Locking").
 pub(crate) struct ModuleCtx {
     pub control: Control,
     pub _device: std::fs::File,
-    pub sb_file: Option<DaxFile>,
-    pub log_file: Option<DaxFile>,
-    /// Secondary devices attached to the module's table, by index (the descriptor and where
-    /// it was found). Index 0, the primary, is `_device`.
-    pub secondaries: std::collections::HashMap<u32, (std::fs::File, PathBuf)>,
-    /// Read-only module files over the superblock region of every attached device, by index
-    /// (0: the primary): the stale check reads them with pread(2), which fails with an errno
-    /// where a read through a mapping of a revoked or removed device would get SIGBUS.
-    pub sb_probes: std::collections::BTreeMap<u32, std::fs::File>,
+    /// The DAX files of `.meta/.superblock` and `.meta/.log`, until their first open registers
+    /// them as backing files.
+    pub sb_file: Mutex<Option<DaxFile>>,
+    pub log_file: Mutex<Option<DaxFile>>,
+    /// The devices attached to the module's table.
+    attached: Mutex<Attached>,
     /// The control device's path, for the short-lived opens that read a candidate device.
     pub control_path: PathBuf,
     /// On the master: read-write duplicates of the superblock and log files, from which the
@@ -201,30 +201,147 @@ pub(crate) struct ModuleCtx {
     pub meta_rw: Option<(std::fs::File, std::fs::File)>,
 }
 
-impl ModuleCtx {
-    /// Attaches secondary device `index` of `famfs` to the module's table at slot `index`,
-    /// once: the device is found by uuid (the candidates of [`famfs_media::dax::candidates`], in
-    /// the order the log play uses) and used only after its superblock was read (through a short-lived module
-    /// open of its own) and shows this file system's uuid and that device's uuid.
-    pub fn ensure_device(&mut self, famfs: &Famfs, index: u32) -> Result<(), String> {
-        if index == 0 || self.secondaries.contains_key(&index) {
-            return Ok(());
-        }
+/// The devices attached to the module's table (held only to look up or insert).
+#[derive(Default)]
+struct Attached {
+    /// Secondary devices attached to the module's table, by index (the descriptor and where
+    /// it was found). Index 0, the primary, is `ModuleCtx::_device`.
+    secondaries: std::collections::HashMap<u32, (std::fs::File, PathBuf)>,
+    /// Read-only module files over the superblock region of every attached device, by index
+    /// (0: the primary): the stale check reads them with pread(2), which fails with an errno
+    /// where a read through a mapping of a revoked or removed device would get SIGBUS.
+    sb_probes: std::collections::BTreeMap<u32, Arc<std::fs::File>>,
+}
+
+/// What the search for secondary device `index` needs of the played log, copied out of it so
+/// that the search runs without the namespace lock.
+pub(crate) struct WantedDevice {
+    index: u32,
+    fs_uuid: famfs_format::UuidBytes,
+    uuid: famfs_format::UuidBytes,
+    name: String,
+    size: u64,
+    /// The names the log gives the other secondary devices.
+    others: Vec<String>,
+}
+
+impl WantedDevice {
+    pub fn of(famfs: &Famfs, index: u32) -> Result<WantedDevice, String> {
         let dev = famfs
             .devices()
             .get(index as usize)
             .ok_or_else(|| format!("device {index} is not in the log's device table"))?;
         let others = famfs.devices().iter().skip(1).filter(|d| d.index != index);
-        let cands = famfs_media::dax::candidates(
-            &famfs.superblock().fs_uuid,
-            &dev.uuid,
-            &dev.name,
-            others.map(|d| d.name.as_str()),
+        Ok(WantedDevice {
+            index,
+            fs_uuid: famfs.superblock().fs_uuid,
+            uuid: dev.uuid,
+            name: dev.name.clone(),
+            size: dev.size,
+            others: others.map(|d| d.name.clone()).collect(),
+        })
+    }
+}
+
+impl ModuleCtx {
+    fn attached(&self) -> std::sync::MutexGuard<'_, Attached> {
+        self.attached.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether device `index` is in the module's table (the primary always is).
+    pub fn has_device(&self, index: u32) -> bool {
+        index == 0 || self.attached().secondaries.contains_key(&index)
+    }
+
+    /// The superblock probe of every attached device, by index, with where the device was
+    /// found (empty for the primary).
+    pub fn sb_probes(&self) -> Vec<(u32, Arc<std::fs::File>, String)> {
+        let a = self.attached();
+        a.sb_probes
+            .iter()
+            .map(|(&i, f)| {
+                let at = a
+                    .secondaries
+                    .get(&i)
+                    .map(|(_, p)| p.display().to_string())
+                    .unwrap_or_default();
+                (i, f.clone(), at)
+            })
+            .collect()
+    }
+
+    /// The superblock probe of device `index`.
+    pub fn sb_probe_of(&self, index: u32) -> Option<Arc<std::fs::File>> {
+        self.attached().sb_probes.get(&index).cloned()
+    }
+
+    /// Attaches secondary device `want.index` to the module's table at slot `index`, once: the
+    /// device is found by uuid (the candidates of [`famfs_media::dax::candidates`], in the order
+    /// the log play uses) and used only after its superblock was read (through a short-lived
+    /// module open of its own) and shows this file system's uuid and that device's uuid.
+    ///
+    /// The search (opens and superblock reads of candidates, which may be slow) holds no lock;
+    /// the attach is made under the table's lock, and when another request attached the device
+    /// meanwhile, what this one found is dropped.
+    pub fn ensure_device(&self, want: &WantedDevice) -> Result<(), String> {
+        let index = want.index;
+        if self.has_device(index) {
+            return Ok(());
+        }
+        let (f, c) = self.find_device(want)?;
+        let mut a = self.attached();
+        if a.secondaries.contains_key(&index) {
+            log::debug!(
+                "device {index}: attached by another request meanwhile; {} not used",
+                c.display()
+            );
+            return Ok(());
+        }
+        if a.secondaries.values().any(|(_, p)| *p == c) {
+            return Err(format!(
+                "device {index}: {} was attached at another index meanwhile",
+                c.display()
+            ));
+        }
+        let size = self
+            .control
+            .attach_daxdev(&f, index)
+            .map_err(|e| format!("famfs.ko: attach {} at index {index}: {e}", c.display()))?;
+        log::info!(
+            "attached {} ({size} bytes) at index {index} (device uuid {})",
+            c.display(),
+            famfs_format::format_uuid(&want.uuid)
         );
+        match self.sb_probe(index) {
+            Ok(p) => {
+                a.sb_probes.insert(index, Arc::new(p));
+            }
+            Err(e) => log::warn!("device {index}: no superblock file for the stale check: {e}"),
+        }
+        a.secondaries.insert(index, (f, c));
+        Ok(())
+    }
+
+    /// The search of [`ModuleCtx::ensure_device`]: the first candidate that holds the wanted
+    /// device (opened, not attached yet), with its path.
+    fn find_device(&self, want: &WantedDevice) -> Result<(std::fs::File, PathBuf), String> {
+        let index = want.index;
+        let cands = famfs_media::dax::candidates(
+            &want.fs_uuid,
+            &want.uuid,
+            &want.name,
+            want.others.iter().map(String::as_str),
+        );
+        let taken: Vec<PathBuf> = self
+            .attached()
+            .secondaries
+            .values()
+            .map(|(_, p)| p.clone())
+            .collect();
         let mut checked = 0;
         let mut last = String::new();
         for c in cands {
-            if self.secondaries.values().any(|(_, p)| *p == c) {
+            if taken.contains(&c) {
                 continue;
             }
             // Opened as nothing but a dax device, checked on the descriptor that is then used
@@ -245,42 +362,22 @@ impl ModuleCtx {
                 }
             };
             let at = c.display().to_string();
-            if let Some(why) = devcheck::secondary_change(
-                index,
-                &at,
-                Ok(sb),
-                &famfs.superblock().fs_uuid,
-                &dev.uuid,
-            ) {
+            if let Some(why) =
+                devcheck::secondary_change(index, &at, Ok(sb), &want.fs_uuid, &want.uuid)
+            {
                 last = why;
                 continue;
             }
-            if size < dev.size {
-                last = format!("{at}: it is {size} bytes, the log says {}", dev.size);
+            if size < want.size {
+                last = format!("{at}: it is {size} bytes, the log says {}", want.size);
                 continue;
             }
-            let size = self
-                .control
-                .attach_daxdev(&f, index)
-                .map_err(|e| format!("famfs.ko: attach {} at index {index}: {e}", c.display()))?;
-            log::info!(
-                "attached {} ({size} bytes) at index {index} (device uuid {})",
-                c.display(),
-                famfs_format::format_uuid(&dev.uuid)
-            );
-            match self.sb_probe(index) {
-                Ok(p) => {
-                    self.sb_probes.insert(index, p);
-                }
-                Err(e) => log::warn!("device {index}: no superblock file for the stale check: {e}"),
-            }
-            self.secondaries.insert(index, (f, c));
-            return Ok(());
+            return Ok((f, c));
         }
         Err(format!(
             "device {index} (uuid {}, added as {:?}) was not found on this host ({checked} candidates read{}{last})",
-            famfs_format::format_uuid(&dev.uuid),
-            dev.name,
+            famfs_format::format_uuid(&want.uuid),
+            want.name,
             if last.is_empty() { "" } else { "; last: " }
         ))
     }
@@ -496,8 +593,10 @@ fn open_through_module(
     )?;
     let famfs = Famfs::from_media(opened)?;
     debug_assert_eq!(famfs.superblock().log_len, sb.log_len);
-    let mut sb_probes = std::collections::BTreeMap::new();
-    sb_probes.insert(0, dup(&sb_file, ".meta/.superblock")?);
+    let mut attached = Attached::default();
+    attached
+        .sb_probes
+        .insert(0, Arc::new(dup(&sb_file, ".meta/.superblock")?));
     let meta_rw = match role {
         Role::Master => Some((
             dup(&sb_file, ".meta/.superblock")?,
@@ -505,20 +604,19 @@ fn open_through_module(
         )),
         Role::Client => None,
     };
-    let mut ctx = ModuleCtx {
+    let ctx = ModuleCtx {
         control,
         _device: dev,
-        sb_file: Some(sb_file),
-        log_file: Some(log_file),
-        secondaries: Default::default(),
-        sb_probes,
+        sb_file: Mutex::new(Some(sb_file)),
+        log_file: Mutex::new(Some(log_file)),
+        attached: Mutex::new(attached),
         control_path: control_path.to_path_buf(),
         meta_rw,
     };
     // Every secondary the log names now, so that the mount log says early what is missing; a
     // device missing here is looked for again when a file needs it.
     for i in 1..famfs.devices().len() as u32 {
-        if let Err(why) = ctx.ensure_device(&famfs, i) {
+        if let Err(why) = WantedDevice::of(&famfs, i).and_then(|w| ctx.ensure_device(&w)) {
             log::warn!("{why}: files with memory on it will fail to open (ENXIO)");
         }
     }

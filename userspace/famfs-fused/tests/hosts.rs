@@ -5,126 +5,48 @@
 //! The oracle is the image file read directly (famfs-format decodes the slot bytes), never the
 //! server's own view.
 
+mod common;
+
+use common::wait_until;
+use famfs_format::slots::slot_offset;
 use famfs_format::slots::{HostSlot, SlotContent, SlotRole, SlotState, SLOT_COUNT, SLOT_SIZE};
-use famfs_format::{slots::slot_offset, DEFAULT_LOG_LEN};
 use famfs_media::{Access, Media};
 use famfs_meta::hosts::{self, Liveness};
-use famfs_meta::{Famfs, Layout, MkfsOptions};
+use famfs_meta::{Famfs, Layout};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_famfs-fused");
+/// A mount ([`common::Mount`]) of an image with deletes enabled and one file, `f`: 1 MiB of 7s.
+struct Fixture(common::Mount);
 
-fn preflight() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing");
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests must run as root"
-        );
-        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("famfs-fused-hosts.system_uuid");
-        std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, &p);
-        famfs_meta::local_system_uuid(&p).expect("system uuid file");
-    });
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    img: PathBuf,
-    mnt: PathBuf,
-    fs_uuid: [u8; 16],
-    child: Option<Child>,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(&self.mnt)
-            .stderr(Stdio::null())
-            .status();
+impl std::ops::Deref for Fixture {
+    type Target = common::Mount;
+    fn deref(&self) -> &common::Mount {
+        &self.0
     }
 }
 
-fn is_mounted(mnt: &Path) -> bool {
-    let t = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    t.lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(mnt.to_str().unwrap()))
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut common::Mount {
+        &mut self.0
     }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        preflight();
-        let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("img");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        File::create(&img).unwrap().set_len(8 << 30).unwrap();
-        let media = Media::open(&img, Access::ReadWrite).unwrap();
-        let fs_uuid = *uuid::Uuid::new_v4().as_bytes();
-        let opts = MkfsOptions {
-            log_len: DEFAULT_LOG_LEN,
-            fs_uuid,
-            dev_uuid: *uuid::Uuid::new_v4().as_bytes(),
-            system_uuid: famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap(),
-            device_name: img.display().to_string(),
-        };
-        famfs_meta::mkfs(&media, &opts).unwrap();
+        let m = common::Mount::new();
+        let media = Media::open(&m.img, Access::ReadWrite).unwrap();
         famfs_meta::enable_deletes(&media).unwrap();
         drop(media);
-        let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
+        let mut fs = Famfs::open(&m.img, Access::ReadWrite).unwrap();
         let rp = |s: &str| famfs_format::RelPath::new(s).unwrap();
         let f = fs
             .create_file(&rp("f"), 1 << 20, 0o644, 0, 0, Layout::Contiguous)
             .unwrap();
         fs.write_data(f, 0, &[7u8; 1 << 20]).unwrap();
-        Fixture {
-            _dir: dir,
-            img,
-            mnt,
-            fs_uuid,
-            child: None,
-        }
-    }
-
-    fn mount(&mut self, extra: &[&str]) {
-        let child = Command::new(BIN)
-            .arg("-f")
-            .args(extra)
-            .arg(&self.img)
-            .arg(&self.mnt)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let meta = self.mnt.join(".meta/.log");
-        wait_until("the mount", 10, || is_mounted(&self.mnt) && meta.exists());
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+        Fixture(m)
     }
 
     /// Every slot of this file system in the image, read from the file (not the server).
@@ -157,7 +79,7 @@ impl Fixture {
 fn slot_claimed_heartbeats_and_is_released_at_unmount() {
     let mut fx = Fixture::new();
     assert!(fx.slots().is_empty(), "mkfs leaves no slot");
-    fx.mount(&["--heartbeat-ms", "50", "--lease-ms", "600"]);
+    fx.mount_foreground(&["--heartbeat-ms", "50", "--lease-ms", "600"]);
     let slots = fx.slots();
     assert_eq!(slots.len(), 1, "{slots:?}");
     let (index, s) = &slots[0];
@@ -191,7 +113,7 @@ fn slot_claimed_heartbeats_and_is_released_at_unmount() {
 #[test]
 fn stopped_server_is_dead_after_its_lease_and_fenced_when_it_runs_again() {
     let mut fx = Fixture::new();
-    fx.mount(&["--heartbeat-ms", "50", "--lease-ms", "500"]);
+    fx.mount_foreground(&["--heartbeat-ms", "50", "--lease-ms", "500"]);
     let index = fx.slots()[0].0;
     let f = File::open(fx.mnt.join("f")).unwrap();
     let mut b = [0u8; 16];
@@ -235,7 +157,7 @@ fn stopped_server_is_dead_after_its_lease_and_fenced_when_it_runs_again() {
 #[test]
 fn a_deleted_file_held_open_is_reported_until_closed() {
     let mut fx = Fixture::new();
-    fx.mount(&["--heartbeat-ms", "50", "--lease-ms", "2000"]);
+    fx.mount_foreground(&["--heartbeat-ms", "50", "--lease-ms", "2000"]);
     let index = fx.slots()[0].0;
     let f = File::open(fx.mnt.join("f")).unwrap();
     // Delete through the mount (the master's way), as `famfs rm` does.

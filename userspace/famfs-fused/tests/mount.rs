@@ -1,101 +1,20 @@
 //! End-to-end tests of famfs-fused in fallback mode on image files (needs root, /dev/fuse and
 //! fusermount3; the tests fail, not skip, when those are missing).
 
+mod common;
+
+use common::{format_image, is_mounted, unmount, wait_until, BIN};
 use famfs_format::{RelPath, DEFAULT_LOG_LEN};
 use famfs_media::{Access, Media};
-use famfs_meta::{Famfs, Layout, MkfsOptions};
+use famfs_meta::{Famfs, Layout};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_famfs-fused");
 const M2: u64 = 2 << 20;
-
-fn preflight() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        assert!(
-            Path::new("/dev/fuse").exists(),
-            "/dev/fuse is missing: these tests need FUSE (modprobe fuse)"
-        );
-        let ok = Command::new("fusermount3")
-            .arg("-V")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "fusermount3 is missing: install Debian's fuse3 package (apt-get install fuse3)"
-        );
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests mount file systems and must run as root"
-        );
-        // One system uuid file for the whole test process, so that the images we make are ours
-        // (master role) in this process and in the servers it starts.
-        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("famfs-fused-tests.system_uuid");
-        std::env::set_var(famfs_meta::SYSTEM_UUID_ENV, &p);
-        famfs_meta::local_system_uuid(&p).expect("system uuid file");
-    });
-}
-
-/// A fresh 8 GiB sparse famfs image at `img`, this test process as its master.
-fn format_image(img: &Path) {
-    File::create(img).unwrap().set_len(8 << 30).unwrap();
-    let media = Media::open(img, Access::ReadWrite).unwrap();
-    let uuid = famfs_meta::local_system_uuid(&famfs_meta::system_uuid_path()).unwrap();
-    let opts = MkfsOptions {
-        log_len: DEFAULT_LOG_LEN,
-        fs_uuid: *uuid::Uuid::new_v4().as_bytes(),
-        dev_uuid: *uuid::Uuid::new_v4().as_bytes(),
-        system_uuid: uuid,
-        device_name: img.display().to_string(),
-    };
-    famfs_meta::mkfs(&media, &opts).unwrap();
-}
-
-/// A temp dir with an 8 GiB sparse famfs image and a mount point; unmounts (lazily) and kills
-/// the server on drop, even when the test failed.
-struct Fixture {
-    _dir: tempfile::TempDir,
-    img: PathBuf,
-    mnt: PathBuf,
-    child: Option<Child>,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if is_mounted(&self.mnt) {
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg("-z")
-                .arg(&self.mnt)
-                .status();
-        }
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn is_mounted(mnt: &Path) -> bool {
-    let t = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    t.lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(mnt.to_str().unwrap()))
-}
-
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
@@ -107,82 +26,29 @@ fn rp(s: &str) -> RelPath {
     RelPath::new(s).unwrap()
 }
 
-impl Fixture {
-    fn new() -> Fixture {
-        preflight();
-        let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("img");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        format_image(&img);
-        let mut fs = Famfs::open(&img, Access::ReadWrite).unwrap();
-        fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
-        let f1 = fs
-            .create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous)
-            .unwrap();
-        fs.write_data(f1, 0, &pattern(1, 1000)).unwrap();
-        let f2 = fs
-            .create_file(
-                &rp("a/b/big"),
-                5 * M2 + 17,
-                0o640,
-                12,
-                34,
-                Layout::Contiguous,
-            )
-            .unwrap();
-        fs.write_data(f2, 0, &pattern(2, (5 * M2 + 17) as usize))
-            .unwrap();
-        Fixture {
-            _dir: dir,
-            img,
-            mnt,
-            child: None,
-        }
-    }
-
-    /// Starts the server in the background (daemon mode) and returns its stdout.
-    fn mount_daemon(&self, extra: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .args(extra)
-            .arg(&self.img)
-            .arg(&self.mnt)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "famfs-fused failed: {}{}",
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            is_mounted(&self.mnt),
-            "famfs-fused returned before the mount was live"
-        );
-        stdout
-    }
-
-    /// Starts the server in the foreground as a child process and waits for the mount.
-    fn mount_foreground(&mut self, extra: &[&str]) {
-        let child = Command::new(BIN)
-            .arg("-f")
-            .args(extra)
-            .arg(&self.img)
-            .arg(&self.mnt)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let meta = self.mnt.join(".meta/.log");
-        wait_until("the mount", 10, || is_mounted(&self.mnt) && meta.exists());
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.mnt.join(rel)
-    }
+/// A mount point ([`common::Mount`], not mounted yet) and an image holding `a/small` (1000 bytes) and
+/// `a/b/big` (5 x 2 MiB + 17 bytes, mode 0640, owner 12:34), each filled with its [`pattern`].
+fn fixture() -> common::Mount {
+    let m = common::Mount::new();
+    let mut fs = Famfs::open(&m.img, Access::ReadWrite).unwrap();
+    fs.mkdir_p(&rp("a/b"), 0o755, 0, 0).unwrap();
+    let f1 = fs
+        .create_file(&rp("a/small"), 1000, 0o644, 0, 0, Layout::Contiguous)
+        .unwrap();
+    fs.write_data(f1, 0, &pattern(1, 1000)).unwrap();
+    let f2 = fs
+        .create_file(
+            &rp("a/b/big"),
+            5 * M2 + 17,
+            0o640,
+            12,
+            34,
+            Layout::Contiguous,
+        )
+        .unwrap();
+    fs.write_data(f2, 0, &pattern(2, (5 * M2 + 17) as usize))
+        .unwrap();
+    m
 }
 
 fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
@@ -193,7 +59,7 @@ fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
 
 #[test]
 fn serves_tree_data_and_refuses_namespace_changes() {
-    let fx = Fixture::new();
+    let fx = fixture();
     let out = fx.mount_daemon(&[]);
     assert!(
         out.contains("role: master") && out.contains("mode: fallback"),
@@ -403,7 +269,7 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     // A device already mounted is refused, and so is a mount point in use.
     let again = Command::new(BIN)
         .arg(&fx.img)
-        .arg(fx._dir.path())
+        .arg(fx.dir.path())
         .output()
         .unwrap();
     assert!(!again.status.success());
@@ -412,7 +278,7 @@ fn serves_tree_data_and_refuses_namespace_changes() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
-    let img2 = fx._dir.path().join("img2");
+    let img2 = fx.dir.path().join("img2");
     File::create(&img2).unwrap().set_len(4096).unwrap();
     let busy = Command::new(BIN).arg(&img2).arg(&fx.mnt).output().unwrap();
     assert!(!busy.status.success());
@@ -432,24 +298,6 @@ fn serves_tree_data_and_refuses_namespace_changes() {
     assert!(!is_mounted(&fx.mnt));
 }
 
-/// `fusermount3 -u`, retried for a while on failure: a process another test thread is spawning
-/// holds copies of our descriptors between its fork and exec, which makes the mount briefly busy.
-fn unmount(mnt: &Path) -> bool {
-    (0..100).any(|_| {
-        let ok = Command::new("fusermount3")
-            .arg("-u")
-            .arg(mnt)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        if !ok {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        ok
-    })
-}
-
 fn xattr(p: &Path, name: &str) -> Option<String> {
     let mut buf = vec![0u8; 8192];
     let n = rustix::fs::getxattr(p, name, &mut buf[..]).ok()?;
@@ -458,7 +306,7 @@ fn xattr(p: &Path, name: &str) -> Option<String> {
 
 #[test]
 fn kill_9_leaves_no_dead_mount() {
-    let mut fx = Fixture::new();
+    let mut fx = fixture();
     fx.mount_foreground(&[]);
     assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
     let child = fx.child.as_mut().unwrap();
@@ -471,8 +319,8 @@ fn kill_9_leaves_no_dead_mount() {
 
 #[test]
 fn sigterm_unmounts_cleanly_and_writes_stats() {
-    let mut fx = Fixture::new();
-    let stats = fx._dir.path().join("stats");
+    let mut fx = fixture();
+    let stats = fx.dir.path().join("stats");
     fx.mount_foreground(&["--stats-file", stats.to_str().unwrap()]);
     let mut f = File::open(fx.p("a/small")).unwrap();
     f.seek(SeekFrom::Start(10)).unwrap();
@@ -508,12 +356,12 @@ fn sigterm_unmounts_cleanly_and_writes_stats() {
 /// fail with ESTALE; the mode xattr and the server's log say why.
 #[test]
 fn replaced_file_system_goes_stale() {
-    let mut fx = Fixture::new();
-    let log = fx._dir.path().join("server.log");
+    let mut fx = fixture();
+    let log = fx.dir.path().join("server.log");
     fx.mount_foreground(&["--log-file", log.to_str().unwrap()]);
     assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
     // Another file system, same paths, other data, as a re-format by the master would leave.
-    let other = fx._dir.path().join("other");
+    let other = fx.dir.path().join("other");
     format_image(&other);
     {
         let mut fs = Famfs::open(&other, Access::ReadWrite).unwrap();
@@ -569,8 +417,8 @@ fn replaced_file_system_goes_stale() {
 /// An idle server notices within a few seconds, without any request.
 #[test]
 fn idle_server_notices_a_killed_superblock() {
-    let mut fx = Fixture::new();
-    let log = fx._dir.path().join("server.log");
+    let mut fx = fixture();
+    let log = fx.dir.path().join("server.log");
     fx.mount_foreground(&["--log-file", log.to_str().unwrap()]);
     assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
     // mkfs.famfs -k: the magic zeroed.
@@ -594,7 +442,7 @@ fn idle_server_notices_a_killed_superblock() {
 /// new file; a missing device fails only its files (ENXIO).
 #[test]
 fn several_devices_fallback() {
-    let mut fx = Fixture::new();
+    let mut fx = fixture();
     let dir = fx.img.parent().unwrap().to_path_buf();
     let img1 = dir.join("img1");
     let img2 = dir.join("img2");
@@ -716,7 +564,7 @@ fn several_devices_fallback() {
 /// sizes set here, and the 2 MiB units a new file on device 1 takes.
 #[test]
 fn statfs_counts_every_device() {
-    let mut fx = Fixture::new();
+    let mut fx = fixture();
     let img1 = fx.img.parent().unwrap().join("img1");
     File::create(&img1).unwrap().set_len(8 << 30).unwrap();
     let mut fs = Famfs::open(&fx.img, Access::ReadWrite).unwrap();
@@ -770,7 +618,7 @@ fn statfs_counts_every_device() {
 /// memory). Oracle: the bytes of another image's superblock, copied over device 1's.
 #[test]
 fn secondary_taken_by_another_file_system_goes_stale() {
-    let mut fx = Fixture::new();
+    let mut fx = fixture();
     let dir = fx.img.parent().unwrap().to_path_buf();
     let img1 = dir.join("img1");
     File::create(&img1).unwrap().set_len(8 << 30).unwrap();
@@ -829,4 +677,53 @@ fn secondary_taken_by_another_file_system_goes_stale() {
         "server log: {text}"
     );
     assert!(unmount(&fx.mnt));
+}
+
+/// Issue 24: a request stuck in a slow superblock probe does not hold up lookups and getattr of
+/// other paths. The open of `a/small` runs the stale check, whose superblock probe the test hook
+/// `FAMFS_FUSED_TEST_PROBE_DELAY_MS` makes sleep 2 s (so does every idle check); meanwhile stats
+/// of `a/b/big` through the mount (entry and attribute caching off: every one reaches the server
+/// as lookups and getattr) must each finish in far less than that. With one lock over the whole
+/// server state they waited for the probe.
+#[test]
+fn a_slow_superblock_probe_does_not_block_lookups() {
+    const DELAY: Duration = Duration::from_millis(2000);
+    let mut fx = fixture();
+    fx.mount_foreground_env(
+        &["--threads", "4", "-t", "0"],
+        &[(
+            "FAMFS_FUSED_TEST_PROBE_DELAY_MS",
+            &DELAY.as_millis().to_string(),
+        )],
+    );
+    let small = fx.p("a/small");
+    let opener = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = File::open(&small).map(|_| ());
+        (t.elapsed(), r)
+    });
+    // The open is in its probe by now (or waiting for an idle check's).
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut worst, mut n) = (Duration::ZERO, 0);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(1000) {
+        let t = Instant::now();
+        let md = std::fs::metadata(fx.p("a/b/big")).unwrap();
+        worst = worst.max(t.elapsed());
+        assert_eq!(md.len(), 5 * M2 + 17);
+        n += 1;
+    }
+    let (took, r) = opener.join().unwrap();
+    r.unwrap();
+    eprintln!(
+        "{n} stats while the open was in its probe, the slowest {worst:?}; the open took {took:?}"
+    );
+    assert!(
+        took >= DELAY,
+        "the probe hook was not in effect: the open took {took:?}"
+    );
+    assert!(
+        worst < DELAY / 4,
+        "a stat took {worst:?} while an open was in a {DELAY:?} superblock probe ({n} stats)"
+    );
 }
