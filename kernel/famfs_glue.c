@@ -17,7 +17,6 @@ void famfs_glue_inode_lock_shared(struct inode *inode) { inode_lock_shared(inode
 int famfs_glue_inode_lock_killable(struct inode *inode) { return inode_lock_killable(inode); }
 void famfs_glue_inode_unlock_shared(struct inode *inode) { inode_unlock_shared(inode); }
 void famfs_glue_file_accessed(struct file *file) { file_accessed(file); }
-size_t famfs_glue_iov_iter_count(const struct iov_iter *i) { return iov_iter_count(i); }
 void famfs_glue_iov_iter_truncate(struct iov_iter *i, u64 count) { iov_iter_truncate(i, count); }
 void famfs_glue_iov_iter_reexpand(struct iov_iter *i, size_t count) { iov_iter_reexpand(i, count); }
 void famfs_glue_vma_set_hugepage(struct vm_area_struct *vma) { vm_flags_set(vma, VM_HUGEPAGE); }

@@ -22,7 +22,7 @@ use crate::fmap::Fmap;
 use crate::stats;
 use crate::vfs::dax::DaxDevice;
 use crate::vfs::fault::{pmd_order, Fault, FaultResult};
-use crate::vfs::file::{DaxFile, DaxIo};
+use crate::vfs::file::{DaxFile, DaxRead, DaxWrite};
 use crate::vfs::iomap::Mapped;
 use crate::vfs::{Inode, PAGE_SIZE};
 
@@ -214,7 +214,7 @@ impl DaxFile for FileData {
     /// The state is checked under the inode lock, which is held across the copy: a revoke sets
     /// the state and then takes the lock for a moment, so a read it did not wait for sees the
     /// state (`ESTALE`).
-    fn read_iter(&self, io: &mut DaxIo<'_>) -> Result<usize> {
+    fn read_iter(&self, io: &mut DaxRead<'_>) -> Result<usize> {
         let ret = {
             let _lock = io.inode().lock_shared();
             self.check_usable()?;
@@ -231,7 +231,7 @@ impl DaxFile for FileData {
     ///
     /// As reads, the state is checked under the inode lock held across the copy (a revoke
     /// waits for the write, or the write sees the revoke).
-    fn write_iter(&self, io: &mut DaxIo<'_>) -> Result<usize> {
+    fn write_iter(&self, io: &mut DaxWrite<'_>) -> Result<usize> {
         let n = {
             let _lock = io.inode().lock();
             self.check_usable()?;

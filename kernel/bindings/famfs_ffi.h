@@ -19,7 +19,6 @@ int famfs_glue_inode_lock_killable(struct inode *inode);
 int famfs_glue_dax_break_layout_interruptible(struct inode *inode);
 void famfs_glue_inode_unlock_shared(struct inode *inode);
 void famfs_glue_file_accessed(struct file *file);
-size_t famfs_glue_iov_iter_count(const struct iov_iter *i);
 void famfs_glue_iov_iter_truncate(struct iov_iter *i, u64 count);
 void famfs_glue_iov_iter_reexpand(struct iov_iter *i, size_t count);
 void famfs_glue_vma_set_hugepage(struct vm_area_struct *vma);

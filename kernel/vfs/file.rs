@@ -19,6 +19,8 @@ use core::marker::PhantomData;
 
 use kernel::bindings;
 use kernel::error::from_result;
+use kernel::fs::Kiocb;
+use kernel::iov::{IovIterDest, IovIterSource};
 use kernel::mm::virt::VmaNew;
 use kernel::prelude::*;
 
@@ -35,12 +37,13 @@ pub(crate) trait DaxFile: Sized + Send + Sync + 'static {
     /// opened for writing.
     fn open(&self, writable: bool) -> Result;
 
-    /// `read(2)` and friends: typically [`DaxIo::dax_rw`] under the inode lock (shared).
-    fn read_iter(&self, io: &mut DaxIo<'_>) -> Result<usize>;
+    /// `read(2)` and friends: typically [`DaxIo::dax_rw`] under the inode lock (shared), then
+    /// [`DaxIo::accessed`].
+    fn read_iter(&self, io: &mut DaxRead<'_>) -> Result<usize>;
 
     /// `write(2)` and friends: typically [`DaxIo::write_checks`] then [`DaxIo::dax_rw`], under
     /// the inode lock (exclusive).
-    fn write_iter(&self, io: &mut DaxIo<'_>) -> Result<usize>;
+    fn write_iter(&self, io: &mut DaxWrite<'_>) -> Result<usize>;
 
     /// A new mapping of the file; the adapter then marks it `VM_HUGEPAGE` and installs the
     /// fault handlers.
@@ -68,66 +71,95 @@ pub(crate) trait DaxFile: Sized + Send + Sync + 'static {
     fn evict(&self);
 }
 
-/// One read or write call: its kiocb and iterator.
+/// The iterator of a read ([`IovIterDest`]) or of a write ([`IovIterSource`]), as [`DaxIo`]
+/// uses it.
+pub(crate) trait IoIter {
+    /// Bytes left in the iterator.
+    fn count(&self) -> usize;
+
+    /// The `struct iov_iter`, for the C calls that take one.
+    fn as_raw(&mut self) -> *mut bindings::iov_iter;
+}
+
+impl IoIter for IovIterDest<'_> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn as_raw(&mut self) -> *mut bindings::iov_iter {
+        IovIterDest::as_raw(self)
+    }
+}
+
+impl IoIter for IovIterSource<'_> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn as_raw(&mut self) -> *mut bindings::iov_iter {
+        IovIterSource::as_raw(self)
+    }
+}
+
+/// One read or write call: its kiocb and iterator (`I`: [`IovIterDest`] for a read,
+/// [`IovIterSource`] for a write).
+///
+/// The kiocb's private-data type is `()`: the file's `private_data` is not ours to interpret
+/// here (see [`super::pseudo`]), and the file system's data is the inode's.
 ///
 /// # Invariants
 ///
-/// `iocb` and `iter` are the live arguments of a `read_iter`/`write_iter` call on one of our
+/// `kiocb` and `iter` are the live arguments of a `read_iter`/`write_iter` call on one of our
 /// files, for `'a`; `inode` is that file's inode.
-pub(crate) struct DaxIo<'a> {
-    iocb: *mut bindings::kiocb,
-    iter: *mut bindings::iov_iter,
+pub(crate) struct DaxIo<'a, I> {
+    kiocb: Kiocb<'a, ()>,
+    iter: &'a mut I,
     ops: &'static lb::iomap_ops,
     inode: &'a Inode,
 }
 
-impl<'a> DaxIo<'a> {
+/// A `read_iter` call.
+pub(crate) type DaxRead<'a> = DaxIo<'a, IovIterDest<'a>>;
+
+/// A `write_iter` call.
+pub(crate) type DaxWrite<'a> = DaxIo<'a, IovIterSource<'a>>;
+
+impl<'a, I: IoIter> DaxIo<'a, I> {
     /// The file's inode.
     pub(crate) fn inode(&self) -> &'a Inode {
         self.inode
     }
 
-    /// The usual checks of a write (`generic_write_checks`: limits, `O_APPEND`), then what
-    /// every file system writing in place does: setuid/setgid bits go, times move. Returns how
-    /// many bytes may be written (0: nothing to do). Under the inode lock.
-    pub(crate) fn write_checks(&mut self) -> Result<usize> {
-        // SAFETY: A live kiocb and iterator of our file, under the inode lock (caller).
-        let n = unsafe { bindings::generic_write_checks(self.iocb, self.iter) };
-        if n <= 0 {
-            return kernel::error::to_result(n as i32).map(|()| 0);
-        }
-        // SAFETY: The kiocb's file is live.
-        let file = unsafe { (*self.iocb).ki_filp };
-        // SAFETY: A live file being written, under its inode lock.
-        kernel::error::to_result(unsafe { bindings::file_remove_privs(file) })?;
-        // SAFETY: As above.
-        kernel::error::to_result(unsafe { bindings::file_update_time(file) })?;
-        Ok(n as usize)
+    /// The file of the call (the kernel crate's `Kiocb` gives only its private data).
+    fn file(&self) -> *mut bindings::file {
+        // SAFETY: A live kiocb (type invariant), whose file is set for the whole call.
+        unsafe { (*self.kiocb.as_raw()).ki_filp }
     }
 
     /// Reads or writes (as the call is) the part of the iterator that lies before byte
     /// `limit` of the file, through the fs-dax core and this file system's `iomap_begin`.
     /// `None` when nothing does (the position is at or past `limit`, or the iterator is empty).
     pub(crate) fn dax_rw(&mut self, limit: u64) -> Option<Result<usize>> {
-        // SAFETY: A live kiocb of our file (type invariant of the call).
-        let pos = u64::try_from(unsafe { (*self.iocb).ki_pos }).unwrap_or(u64::MAX);
+        let pos = u64::try_from(self.kiocb.ki_pos()).unwrap_or(u64::MAX);
         let room = limit.saturating_sub(pos);
-        let count = self.count() as u64;
+        let count = self.iter.count() as u64;
         if room == 0 || count == 0 {
             return None;
         }
         let cut = count.saturating_sub(room);
+        let iter = self.iter.as_raw();
         if cut > 0 {
-            // SAFETY: A live iterator, shortened to `room` (< its count) for the call below.
-            unsafe { lb::famfs_glue_iov_iter_truncate(self.iter, room) };
+            // SAFETY: A live iterator (type invariant), shortened to `room` (< its count) for
+            // the call below.
+            unsafe { lb::famfs_glue_iov_iter_truncate(iter, room) };
         }
-        // SAFETY: A live kiocb and iterator of one of our files under its inode lock (caller);
-        // the operations table is static.
-        let ret = unsafe { lb::dax_iomap_rw(self.iocb, self.iter, self.ops) };
+        // SAFETY: A live kiocb and iterator of one of our files (type invariant) under its
+        // inode lock (caller); the operations table is static.
+        let ret = unsafe { lb::dax_iomap_rw(self.kiocb.as_raw(), iter, self.ops) };
         if cut > 0 {
-            let left = self.count() + cut as usize;
-            // SAFETY: Gives back the `cut` bytes hidden above.
-            unsafe { lb::famfs_glue_iov_iter_reexpand(self.iter, left) };
+            let left = self.iter.count() + cut as usize;
+            // SAFETY: A live iterator (type invariant); gives back the `cut` bytes hidden above.
+            unsafe { lb::famfs_glue_iov_iter_reexpand(self.iter.as_raw(), left) };
         }
         Some(if ret < 0 {
             Err(Error::from_errno(ret as i32))
@@ -135,17 +167,34 @@ impl<'a> DaxIo<'a> {
             Ok(ret as usize)
         })
     }
+}
 
-    /// Bytes left in the iterator.
-    fn count(&self) -> usize {
-        // SAFETY: A live iterator.
-        unsafe { lb::famfs_glue_iov_iter_count(self.iter) }
+impl DaxWrite<'_> {
+    /// The usual checks of a write (`generic_write_checks`: limits, `O_APPEND`), then what
+    /// every file system writing in place does: setuid/setgid bits go, times move. Returns how
+    /// many bytes may be written (0: nothing to do). Under the inode lock.
+    pub(crate) fn write_checks(&mut self) -> Result<usize> {
+        let iter = self.iter.as_raw();
+        // SAFETY: A live kiocb and iterator of our file (type invariant), under the inode lock
+        // (caller).
+        let n = unsafe { bindings::generic_write_checks(self.kiocb.as_raw(), iter) };
+        if n <= 0 {
+            return kernel::error::to_result(n as i32).map(|()| 0);
+        }
+        let file = self.file();
+        // SAFETY: A live file being written (type invariant), under its inode lock.
+        kernel::error::to_result(unsafe { bindings::file_remove_privs(file) })?;
+        // SAFETY: As above.
+        kernel::error::to_result(unsafe { bindings::file_update_time(file) })?;
+        Ok(n as usize)
     }
+}
 
+impl DaxRead<'_> {
     /// Marks the file accessed (atime), as after a read.
     pub(crate) fn accessed(&self) {
-        // SAFETY: The kiocb's file is live.
-        unsafe { lb::famfs_glue_file_accessed((*self.iocb).ki_filp) };
+        // SAFETY: A live file (type invariant).
+        unsafe { lb::famfs_glue_file_accessed(self.file()) };
     }
 }
 
@@ -256,12 +305,18 @@ impl<T: DaxFile> DaxFileVTable<T> {
 
     /// # Safety
     ///
-    /// `iocb` and `iter` are a live call on one of `T`'s files.
-    unsafe fn io<'a>(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> DaxIo<'a> {
-        // SAFETY: As the caller guarantees; the file's inode lives while it is open.
-        let inode = unsafe { Inode::from_raw((*(*iocb).ki_filp).f_inode) };
+    /// `iocb` is the live kiocb of a call on one of `T`'s files, valid for `'a`; `iter` is that
+    /// call's iterator.
+    unsafe fn io<'a, I>(iocb: *mut bindings::kiocb, iter: &'a mut I) -> DaxIo<'a, I> {
+        // SAFETY: A live kiocb for `'a` (caller). The private data is only ever borrowed as
+        // `()`, whose `ForeignOwnable::borrow` does not look at the pointer, so any file's
+        // `private_data` (ours: NULL or the pseudo mount's marker) is a valid `()`.
+        let kiocb = unsafe { Kiocb::<'a, ()>::from_raw(iocb) };
+        // SAFETY: The kiocb's file is open for the call, so it and its inode are live.
+        let inode = unsafe { Inode::from_raw((*(*kiocb.as_raw()).ki_filp).f_inode) };
+        // INVARIANT: The live kiocb and iterator of a call on one of our files, and its inode.
         DaxIo {
-            iocb,
+            kiocb,
             iter,
             ops: &Self::IOMAP_OPS,
             inode,
@@ -273,12 +328,16 @@ impl<T: DaxFile> DaxFileVTable<T> {
     /// # Safety
     ///
     /// Called by the VFS only: `iocb` is a live kiocb of an open file of one of `T`'s inodes,
-    /// `to` a live iterator, both valid for the call.
+    /// `to` a live `ITER_DEST` iterator used by no one else during the call, both valid for the
+    /// call.
     unsafe extern "C" fn read_iter(
         iocb: *mut bindings::kiocb,
         to: *mut bindings::iov_iter,
     ) -> isize {
-        // SAFETY: The VFS passes a live kiocb of one of our files and an iterator.
+        // SAFETY: The VFS passes a live destination iterator, only used through this reference
+        // until the call returns, and writable with the usual C methods for the call.
+        let to = unsafe { IovIterDest::from_raw(to) };
+        // SAFETY: The VFS passes a live kiocb of one of our files.
         let mut io = unsafe { Self::io(iocb, to) };
         // SAFETY: Our inode, alive while its file is.
         let data = unsafe { data::<T>(io.inode.as_raw()) };
@@ -289,11 +348,14 @@ impl<T: DaxFile> DaxFileVTable<T> {
     ///
     /// # Safety
     ///
-    /// As [`Self::read_iter`], with `from` the source iterator.
+    /// As [`Self::read_iter`], with `from` a live `ITER_SOURCE` iterator.
     unsafe extern "C" fn write_iter(
         iocb: *mut bindings::kiocb,
         from: *mut bindings::iov_iter,
     ) -> isize {
+        // SAFETY: The VFS passes a live source iterator, only used through this reference until
+        // the call returns, and readable with the usual C methods for the call.
+        let from = unsafe { IovIterSource::from_raw(from) };
         // SAFETY: As above.
         let mut io = unsafe { Self::io(iocb, from) };
         // SAFETY: As above.
