@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH", default_value = famfs_kmod::CONTROL_PATH)]
     pub control: PathBuf,
     /// Request-serving threads
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Only the user who mounts (and root) may use the mount: allow_root instead of allow_other (famfs mount -u)
     #[arg(long)]

@@ -144,7 +144,7 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
-    /// Defaults: 1 s attribute and entry TTLs, module mode when available, one thread.
+    /// Defaults: 1 s attribute and entry TTLs, module mode when available, two threads.
     pub fn new(device: PathBuf, mountpoint: PathBuf) -> Self {
         ServerOptions {
             device,
@@ -154,7 +154,7 @@ impl ServerOptions {
             entry_ttl: Duration::from_secs(1),
             control_path: PathBuf::from(famfs_kmod::CONTROL_PATH),
             extra_options: Vec::new(),
-            threads: 1,
+            threads: 2,
             owner_only: false,
             heartbeat_interval: heartbeat::DEFAULT_INTERVAL,
             lease: heartbeat::DEFAULT_LEASE,
