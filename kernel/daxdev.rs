@@ -417,10 +417,9 @@ impl Holder {
                     None => Step::Done,
                     Some(link) => {
                         let ino = link.ino.load(Ordering::Relaxed);
-                        // SAFETY: A listed link's inode is alive while the list is locked (set
-                        // by `track` before listing, which the caller of `track` keeps alive
-                        // until `untrack`): an inode leaves the list under this lock, at the
-                        // start of its eviction, before it or its super block can be freed.
+                        // An inode leaves the list under this lock, first thing at eviction,
+                        // before it or its super block can be freed (`track`/`untrack`).
+                        // SAFETY: So a listed link's inode is alive while the list is locked.
                         let inode = unsafe { &*link.inode.load(Ordering::Relaxed) };
                         match inode.super_get_active() {
                             None => Step::Skip(ino),

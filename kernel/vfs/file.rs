@@ -308,9 +308,9 @@ impl<T: DaxFile> DaxFileVTable<T> {
     /// `iocb` is the live kiocb of a call on one of `T`'s files, valid for `'a`; `iter` is that
     /// call's iterator.
     unsafe fn io<'a, I>(iocb: *mut bindings::kiocb, iter: &'a mut I) -> DaxIo<'a, I> {
-        // SAFETY: A live kiocb for `'a` (caller). The private data is only ever borrowed as
-        // `()`, whose `ForeignOwnable::borrow` does not look at the pointer, so any file's
+        // The private data is only borrowed as `()`, whose `borrow` ignores the pointer, so any
         // `private_data` (ours: NULL or the pseudo mount's marker) is a valid `()`.
+        // SAFETY: A live kiocb for `'a` (caller); its private data as said above.
         let kiocb = unsafe { Kiocb::<'a, ()>::from_raw(iocb) };
         // SAFETY: The kiocb's file is open for the call, so it and its inode are live.
         let inode = unsafe { Inode::from_raw((*(*kiocb.as_raw()).ki_filp).f_inode) };
