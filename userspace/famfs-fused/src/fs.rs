@@ -1542,8 +1542,11 @@ impl Filesystem for FamfsFs {
         };
         // Size, mode and owner live in the append-only log: famfs files are allocated once and
         // never truncated, extended or re-owned. Time changes (touch) are accepted and ignored:
-        // famfs keeps no timestamps, and failing `touch` on an existing file helps nobody.
-        if size.is_some() || mode.is_some() || uid.is_some() || gid.is_some() {
+        // famfs keeps no timestamps, and failing `touch` on an existing file helps nobody. A
+        // truncate to the size the file has changes nothing and succeeds, as POSIX has it
+        // (libpmem's pmem_map_file, fio's libpmem engine among its users, makes one).
+        if size.is_some_and(|s| s != attr.size) || mode.is_some() || uid.is_some() || gid.is_some()
+        {
             return reply.error(Errno::EPERM);
         }
         reply.attr(&self.attr_ttl, &attr);
@@ -1953,15 +1956,20 @@ impl Filesystem for FamfsFs {
     fn fallocate(
         &self,
         _req: &Request,
-        _i: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
-        _o: u64,
-        _l: u64,
-        _m: i32,
+        offset: u64,
+        length: u64,
+        mode: i32,
         reply: ReplyEmpty,
     ) {
-        // Space is allocated once, by `famfs creat`.
         self.stats.count(Op::Fallocate);
-        reply.error(Errno::EPERM);
+        let Some(attr) = self.attr_of(&self.core.ns(), ino.0) else {
+            return reply.error(Errno::ENOENT);
+        };
+        match crate::fixed_size::fallocate_verdict(attr.size, offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 }

@@ -24,6 +24,7 @@
 
 pub mod cli;
 mod devcheck;
+mod fixed_size;
 mod fs;
 pub mod heartbeat;
 pub mod mounts;

@@ -180,6 +180,22 @@ fn serves_tree_data_and_refuses_namespace_changes() {
         .open(fx.p("a/small"))
         .unwrap();
     assert_eq!(errno(f.set_len(10)), libc::EPERM);
+    // What would change nothing succeeds (libpmem's pmem_map_file makes these calls): a truncate
+    // to the file's own size and an fallocate inside it; past the end is EPERM, and modes that
+    // would change the allocation are not offered. The bytes stay as they were.
+    f.set_len(1000).unwrap();
+    let fallocate =
+        |offset, len, mode| nix::fcntl::fallocate(&f, mode, offset, len).map_err(|e| e as i32);
+    use nix::fcntl::FallocateFlags as Fl;
+    assert_eq!(fallocate(0, 1000, Fl::empty()), Ok(()));
+    assert_eq!(fallocate(100, 10, Fl::FALLOC_FL_KEEP_SIZE), Ok(()));
+    assert_eq!(fallocate(0, 1001, Fl::empty()), Err(libc::EPERM));
+    assert_eq!(
+        fallocate(0, 10, Fl::FALLOC_FL_PUNCH_HOLE | Fl::FALLOC_FL_KEEP_SIZE),
+        Err(libc::EOPNOTSUPP)
+    );
+    assert_eq!(std::fs::metadata(fx.p("a/small")).unwrap().len(), 1000);
+    assert_eq!(std::fs::read(fx.p("a/small")).unwrap(), pattern(1, 1000));
     assert_eq!(
         errno(
             OpenOptions::new()
