@@ -352,13 +352,18 @@ proptest! {
         let strips: Vec<SimpleExtent> = lens
             .iter()
             .enumerate()
-            .map(|(i, &l)| SimpleExtent { devindex: 0, offset: (i as u64 * 16 + 1) * ALIGN, len: l * ALIGN })
+            .map(|(i, &l)| SimpleExtent {
+                devindex: 0,
+                offset: (i as u64 * 16 + 1) * ALIGN,
+                len: l * ALIGN,
+            })
             .collect();
         let nbytes = nbytes_units * ALIGN - shave;
         let cap = interleave_capacity(u64::from(chunk), strips.iter().map(|s| s.len));
         let counts = dealt(nbytes, u64::from(chunk), strips.len());
         for (i, &n) in counts.iter().enumerate() {
-            prop_assert_eq!(dealt_chunks(chunks_for(nbytes, u64::from(chunk)).unwrap(), strips.len() as u64, i as u64), Some(n));
+            let chunks = chunks_for(nbytes, u64::from(chunk)).unwrap();
+            prop_assert_eq!(dealt_chunks(chunks, strips.len() as u64, i as u64), Some(n));
         }
         let fits = counts.iter().zip(&strips).all(|(&n, s)| n * u64::from(chunk) <= s.len);
         let mut buf = [0u8; MAX_MSG_LEN];
