@@ -8,6 +8,16 @@
 
 use fuser::Errno;
 
+/// A truncate (setattr of the size) to `new_size` of a file of `size` bytes: to the size it has
+/// it changes nothing and succeeds, as POSIX has it; to any other size, `EPERM`.
+pub(crate) fn truncate_verdict(size: u64, new_size: u64) -> Result<(), Errno> {
+    if new_size == size {
+        Ok(())
+    } else {
+        Err(Errno::EPERM)
+    }
+}
+
 /// `fallocate(2)` on a file of `size` bytes.
 ///
 /// - Mode 0 or `FALLOC_FL_KEEP_SIZE` over a range inside the file: already allocated, so `Ok`.
@@ -40,6 +50,14 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_truncate_only_to_the_size_the_file_has() {
+        assert_eq!(truncate_verdict(16 * MIB, 16 * MIB), Ok(()));
+        assert_eq!(truncate_verdict(0, 0), Ok(()));
+        assert_eq!(truncate_verdict(16 * MIB, 0), Err(Errno::EPERM));
+        assert_eq!(truncate_verdict(16 * MIB, 16 * MIB + 1), Err(Errno::EPERM));
+    }
 
     #[test]
     fn a_range_inside_the_file_is_already_allocated() {

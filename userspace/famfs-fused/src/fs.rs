@@ -1541,13 +1541,14 @@ impl Filesystem for FamfsFs {
             return reply.error(Errno::ENOENT);
         };
         // Size, mode and owner live in the append-only log: famfs files are allocated once and
-        // never truncated, extended or re-owned. Time changes (touch) are accepted and ignored:
-        // famfs keeps no timestamps, and failing `touch` on an existing file helps nobody. A
-        // truncate to the size the file has changes nothing and succeeds, as POSIX has it
-        // (libpmem's pmem_map_file, fio's libpmem engine among its users, makes one).
-        if size.is_some_and(|s| s != attr.size) || mode.is_some() || uid.is_some() || gid.is_some()
-        {
+        // never truncated, extended or re-owned (a truncate to the size a file has changes
+        // nothing: fixed_size). Time changes (touch) are accepted and ignored: famfs keeps no
+        // timestamps, and failing `touch` on an existing file helps nobody.
+        if mode.is_some() || uid.is_some() || gid.is_some() {
             return reply.error(Errno::EPERM);
+        }
+        if let Some(Err(e)) = size.map(|s| crate::fixed_size::truncate_verdict(attr.size, s)) {
+            return reply.error(e);
         }
         reply.attr(&self.attr_ttl, &attr);
     }
